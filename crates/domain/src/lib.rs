@@ -1,0 +1,23 @@
+//! clicktrail's domain: the pure logic of conversion tracking. Ids, collected
+//! events and their wire format, traffic sources and channels, user agents
+//! and bots, sessions, tracking-group link rules, event mapping, attribution
+//! and the outcome vocabulary. No I/O, no clocks (time is passed in), no
+//! knowledge of HTTP or SQL: everything here is testable as plain functions.
+
+pub mod attribution;
+pub mod bot;
+pub mod channel;
+pub mod clickid;
+pub mod collect;
+pub mod conversion;
+pub mod delivery;
+pub mod ids;
+pub mod links;
+pub mod mapping;
+pub mod money;
+pub mod session;
+pub mod traffic;
+pub mod useragent;
+
+pub use ids::{ClickId, EntityId, EventId, PropertyId, VisitorId};
+pub use money::Currency;

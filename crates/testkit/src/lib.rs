@@ -1,0 +1,9 @@
+//! Test support: small local HTTP servers that stand in for the outside
+//! services clicktrail talks to, faithful to `../shared/reference/`
+//! (including their error answers). Never linked into the server binary.
+
+pub mod ga4;
+pub mod google_ads;
+pub mod income_access;
+pub mod meta;
+pub mod tiktok;
