@@ -15,6 +15,7 @@ pub mod ids;
 pub mod links;
 pub mod mapping;
 pub mod money;
+pub mod property;
 pub mod session;
 pub mod traffic;
 pub mod useragent;

@@ -1,12 +1,47 @@
-//! Tracking groups and the rules that recognise their affiliate links.
+//! Tracking groups and the rules that recognise and tag their affiliate links.
 //!
-//! The same rules run in three places: the tag (TypeScript, AutoTag), the
-//! server's AutoScan resolver and the link checker (this module). The shared
-//! fixture `tests/fixtures/links.json` keeps the two implementations in step.
+//! The same rules run in two places: the tag (TypeScript, `tag/src/links.ts`,
+//! AutoTag in the visitor's browser) and the server (this module: the `/go/`
+//! redirect, the AutoScan resolver, the link checker). The shared fixture
+//! `tests/fixtures/links.json` is run by both test suites so the two stay in
+//! step; change one, change the other and the fixture.
 //!
-//! (Types fixed here; matching and subid rewriting are being written.)
+//! The rules, in short (`tag/README.md` has the long form):
+//!
+//! - A link belongs to a group by manual tagging first (`data-tracking-group`
+//!   or a `rel` token naming the group's key or an alias, case-insensitive),
+//!   else by its URL: host and path globs (`*` = any run, case-insensitive)
+//!   and required query parameters. `data-tracking-group="none"` opts a link
+//!   out of everything.
+//! - Rewriting works on the raw href text, never on a re-serialised URL, so
+//!   every other parameter keeps its bytes, its order and the fragment. The
+//!   subid parameter is set to the click id wherever it appears (an empty
+//!   value is filled, a foreign value replaced), or added when missing: at
+//!   the end of the query, or just before a deep-link parameter whose value
+//!   is an unencoded `http(s):` URL (Income Access `asclurl`), because
+//!   redirectors often take such a value to the end of the URL.
+//! - An href that literally contains `&amp;` in its query (HTML escaped
+//!   twice) sends parameters named `amp;...` to the network; setting the subid
+//!   repairs every `&amp;` of the query to `&`, which is what its author meant.
+//! - The token `--CLICK-ID--` (any case) anywhere in an href becomes the click
+//!   id, on any link.
+//! - `javascript:`, `mailto:`, `tel:` and every other non-http(s) scheme,
+//!   empty and fragment-only hrefs, hrefs with tabs or line breaks, and hrefs
+//!   that do not parse as URLs are never touched.
+//!
+//! On the server: the `/go/{slug}` redirect builds its target with
+//! [`tag_href`]`(offer_url, Some(&group.param), click_id)`; AutoScan names
+//! the group of a redirect chain's final URL with [`find_group`]; the link
+//! checker asks [`tag_link`] what the tag would do to a link of a page.
 
 use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// The token a marketer writes into an href to be replaced by the click id.
+pub const CLICK_ID_TOKEN: &str = "--CLICK-ID--";
+
+/// The `data-tracking-group` value that keeps the tag away from a link.
+pub const OPT_OUT_GROUP: &str = "none";
 
 /// One way a network's links look. A URL matches when its host matches one
 /// of `hosts`, its path one of `paths` (any path when empty) and every
@@ -38,4 +73,527 @@ pub struct TrackingGroup {
     pub param: String,
     #[serde(default)]
     pub patterns: Vec<LinkPattern>,
+}
+
+impl LinkPattern {
+    /// Whether an absolute URL looks like this pattern. Only http(s) URLs
+    /// match; a pattern without hosts matches nothing (it would otherwise
+    /// claim every link on the web).
+    pub fn matches_url(&self, url: &Url) -> bool {
+        if !is_http(url) {
+            return false;
+        }
+        let Some(host) = url.host_str() else {
+            return false;
+        };
+        self.hosts.iter().any(|h| glob_match(h, host))
+            && (self.paths.is_empty() || self.paths.iter().any(|p| glob_match(p, url.path())))
+            && self.query.iter().all(|name| has_query_param(url, name))
+    }
+}
+
+impl TrackingGroup {
+    /// Whether an absolute URL is one of this group's links.
+    pub fn matches_url(&self, url: &Url) -> bool {
+        self.patterns.iter().any(|p| p.matches_url(url))
+    }
+
+    /// Whether `name` (from `data-tracking-group` or a `rel` token) names this
+    /// group: its key or one of its aliases, case-insensitive.
+    pub fn is_named(&self, name: &str) -> bool {
+        let name = name.trim();
+        !name.is_empty()
+            && (self.key.eq_ignore_ascii_case(name)
+                || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
+    }
+}
+
+/// Glob match, ASCII case-insensitive, where `*` matches any run of
+/// characters (possibly empty) and every other character itself.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    // Where the last `*` was, and the text position it is currently taken
+    // to cover up to: on a mismatch the star swallows one more byte.
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(c) if c.eq_ignore_ascii_case(&t[ti]) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// The first group (in the given order) whose patterns match `url`, an
+/// absolute URL. `None` for anything that does not parse or is not http(s).
+pub fn find_group<'a>(groups: &'a [TrackingGroup], url: &str) -> Option<&'a TrackingGroup> {
+    let url = Url::parse(url).ok()?;
+    find_group_for_url(groups, &url)
+}
+
+/// [`find_group`] for an already parsed URL.
+pub fn find_group_for_url<'a>(groups: &'a [TrackingGroup], url: &Url) -> Option<&'a TrackingGroup> {
+    groups.iter().find(|g| g.matches_url(url))
+}
+
+/// The group a `data-tracking-group` value or `rel` token names (key or
+/// alias, case-insensitive).
+pub fn group_by_name<'a>(groups: &'a [TrackingGroup], name: &str) -> Option<&'a TrackingGroup> {
+    groups.iter().find(|g| g.is_named(name))
+}
+
+/// The group a link is put in by hand: its `data-tracking-group` value, else
+/// the first token of its `rel` that names a group.
+pub fn manual_group<'a>(
+    groups: &'a [TrackingGroup],
+    data_tracking_group: Option<&str>,
+    rel: Option<&str>,
+) -> Option<&'a TrackingGroup> {
+    data_tracking_group
+        .and_then(|name| group_by_name(groups, name))
+        .or_else(|| {
+            rel?.split_ascii_whitespace()
+                .find_map(|token| group_by_name(groups, token))
+        })
+}
+
+/// Resolves an href as a browser would against the page URL `base`, when
+/// the href is one the rules may touch (see [`set_subid`]) and the result is
+/// http(s).
+pub fn resolve_href(href: &str, base: &Url) -> Option<Url> {
+    let href = touchable(href)?;
+    base.join(href).ok().filter(is_http)
+}
+
+/// The attributes of a link element that decide how it is tagged.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LinkAttrs<'h> {
+    /// The raw `href` attribute (not the resolved URL).
+    pub href: &'h str,
+    pub data_tracking_group: Option<&'h str>,
+    pub rel: Option<&'h str>,
+}
+
+/// What the tag does with one link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkTag<'a> {
+    /// Not ours: left exactly as it is, no `OutboundClick`.
+    Untouched,
+    /// A tracked link: its href after tagging (equal to the input when it
+    /// already carried the click id) and its group, if any (a link tracked
+    /// only through `--CLICK-ID--` has none).
+    Tagged {
+        group: Option<&'a TrackingGroup>,
+        href: String,
+    },
+}
+
+/// Decides how AutoTag and manual tagging treat a link on the page `base`
+/// with click id `click_id`: the whole rule the tag applies, for the link
+/// checker and the fixture tests.
+pub fn tag_link<'a>(
+    groups: &'a [TrackingGroup],
+    base: &Url,
+    link: &LinkAttrs<'_>,
+    click_id: &str,
+) -> LinkTag<'a> {
+    if link
+        .data_tracking_group
+        .is_some_and(|g| g.trim().eq_ignore_ascii_case(OPT_OUT_GROUP))
+    {
+        return LinkTag::Untouched;
+    }
+    let Some(url) = resolve_href(link.href, base) else {
+        return LinkTag::Untouched;
+    };
+    let group = manual_group(groups, link.data_tracking_group, link.rel)
+        .or_else(|| find_group_for_url(groups, &url));
+    if group.is_none() && find_token(link.href).is_none() {
+        return LinkTag::Untouched;
+    }
+    match tag_href(link.href, group.map(|g| g.param.as_str()), click_id) {
+        Some(href) => LinkTag::Tagged { group, href },
+        None => LinkTag::Untouched,
+    }
+}
+
+/// Replaces `--CLICK-ID--` and then, when `param` is given, sets that subid
+/// parameter: the rewrite AutoTag applies to a tracked link. `None` when the
+/// href is untouchable.
+pub fn tag_href(href: &str, param: Option<&str>, click_id: &str) -> Option<String> {
+    let replaced = replace_click_id_token(href, click_id)?;
+    match param {
+        Some(param) => set_subid(&replaced, param, click_id),
+        None => Some(replaced),
+    }
+}
+
+/// Every `--CLICK-ID--` (any case) in the href replaced by `click_id`. The
+/// href comes back unchanged (trimmed) when it has no token; `None` when it
+/// is untouchable.
+pub fn replace_click_id_token(href: &str, click_id: &str) -> Option<String> {
+    let mut rest = touchable(href)?;
+    let mut out = String::with_capacity(rest.len());
+    while let Some(at) = find_token(rest) {
+        out.push_str(&rest[..at]);
+        out.push_str(click_id);
+        rest = &rest[at + CLICK_ID_TOKEN.len()..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Sets the subid parameter `param` of a raw href to `click_id`, touching
+/// nothing else but `&amp;` separators (see the module docs). Relative and
+/// protocol-relative hrefs keep their form. `None` when the href is
+/// untouchable or `param` is not a plain parameter name. Idempotent.
+pub fn set_subid(href: &str, param: &str, click_id: &str) -> Option<String> {
+    if param.is_empty()
+        || param
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b"&=#?".contains(&b))
+    {
+        return None;
+    }
+    let href = touchable(href)?;
+    let (before_fragment, fragment) = match href.find('#') {
+        Some(i) => href.split_at(i),
+        None => (href, ""),
+    };
+    let (path, query) = match before_fragment.find('?') {
+        Some(i) => (&before_fragment[..i], &before_fragment[i + 1..]),
+        None => (before_fragment, ""),
+    };
+    let mut query = query.to_owned();
+    while query.contains("&amp;") {
+        query = query.replace("&amp;", "&");
+    }
+    let mut segments: Vec<String> = if query.is_empty() {
+        Vec::new()
+    } else {
+        query.split('&').map(str::to_owned).collect()
+    };
+    let ours = format!("{param}={click_id}");
+    let mut found = false;
+    for seg in &mut segments {
+        if seg.split('=').next() == Some(param) {
+            seg.clone_from(&ours);
+            found = true;
+        }
+    }
+    if !found {
+        let deep_link = segments
+            .iter()
+            .position(|seg| seg.split_once('=').is_some_and(|(_, v)| is_http_prefix(v)));
+        match deep_link {
+            Some(i) => segments.insert(i, ours),
+            None if segments.last().is_some_and(String::is_empty) => {
+                if let Some(last) = segments.last_mut() {
+                    *last = ours;
+                }
+            }
+            None => segments.push(ours),
+        }
+    }
+    Some(format!("{path}?{}{fragment}", segments.join("&")))
+}
+
+/// The href, trimmed as a browser trims it, if the rules may touch it: it
+/// resolves to an http(s) URL (a `javascript:`, `mailto:` or any other
+/// scheme resolves to itself), is not empty or fragment-only, and holds no
+/// tab or line break (which a browser would silently drop).
+fn touchable(href: &str) -> Option<&str> {
+    let href = href.trim_matches(|c: char| c <= ' ');
+    if href.is_empty() || href.starts_with('#') || href.contains(['\t', '\n', '\r']) {
+        return None;
+    }
+    let probe_base = Url::parse("https://base.invalid/").ok()?;
+    probe_base.join(href).ok().filter(is_http)?;
+    Some(href)
+}
+
+fn find_token(s: &str) -> Option<usize> {
+    s.as_bytes()
+        .windows(CLICK_ID_TOKEN.len())
+        .position(|w| w.eq_ignore_ascii_case(CLICK_ID_TOKEN.as_bytes()))
+}
+
+fn is_http_prefix(value: &str) -> bool {
+    let v = value.as_bytes();
+    let starts = |p: &[u8]| v.len() >= p.len() && v[..p.len()].eq_ignore_ascii_case(p);
+    starts(b"http:") || starts(b"https:")
+}
+
+fn is_http(url: &Url) -> bool {
+    matches!(url.scheme(), "http" | "https")
+}
+
+fn has_query_param(url: &Url, name: &str) -> bool {
+    // `amp;name` is what a browser sends for an href that literally holds
+    // `&amp;name=`; the network still reads the link as its own.
+    url.query_pairs()
+        .any(|(k, _)| k == name || k.strip_prefix("amp;").is_some_and(|k| k == name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    const FIXTURE: &str = include_str!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/links.json"
+    ));
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Fixture {
+        #[serde(rename = "$comment")]
+        _comment: Vec<String>,
+        page: String,
+        click_id: String,
+        groups: Vec<TrackingGroup>,
+        cases: Vec<Case>,
+        globs: Vec<GlobCase>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Case {
+        name: String,
+        #[serde(default)]
+        page: Option<String>,
+        #[serde(default)]
+        groups: Option<Vec<TrackingGroup>>,
+        href: String,
+        #[serde(default)]
+        data_tracking_group: Option<String>,
+        #[serde(default)]
+        rel: Option<String>,
+        group: Option<String>,
+        tagged: bool,
+        expected: String,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct GlobCase {
+        pattern: String,
+        text: String,
+        matches: bool,
+    }
+
+    fn fixture() -> Fixture {
+        serde_json::from_str(FIXTURE).expect("tests/fixtures/links.json is valid")
+    }
+
+    fn run(
+        groups: &[TrackingGroup],
+        base: &Url,
+        case: &Case,
+        href: &str,
+        click_id: &str,
+    ) -> (Option<String>, String) {
+        let attrs = LinkAttrs {
+            href,
+            data_tracking_group: case.data_tracking_group.as_deref(),
+            rel: case.rel.as_deref(),
+        };
+        match tag_link(groups, base, &attrs, click_id) {
+            LinkTag::Untouched => (None, href.to_owned()),
+            LinkTag::Tagged { group, href } => {
+                (Some(group.map_or(String::new(), |g| g.key.clone())), href)
+            }
+        }
+    }
+
+    #[test]
+    fn shared_fixture_cases() {
+        let fx = fixture();
+        assert!(fx.cases.len() >= 40, "the fixture lost cases");
+        let mut failures = Vec::new();
+        for case in &fx.cases {
+            let groups = case.groups.as_ref().unwrap_or(&fx.groups);
+            let base =
+                Url::parse(case.page.as_deref().unwrap_or(&fx.page)).expect("fixture page URL");
+            let (tagged, href) = run(groups, &base, case, &case.href, &fx.click_id);
+            let group = tagged.clone().filter(|g| !g.is_empty());
+            if tagged.is_some() != case.tagged || group != case.group || href != case.expected {
+                failures.push(format!(
+                    "{}: got tagged={} group={group:?} href={href:?}; want tagged={} group={:?} href={:?}",
+                    case.name,
+                    tagged.is_some(),
+                    case.tagged,
+                    case.group,
+                    case.expected
+                ));
+                continue;
+            }
+            // Running AutoTag again on its own output changes nothing. (A link
+            // tracked only through its token has no token left then: the tag
+            // remembers such links itself.)
+            let (again_tagged, again) = run(groups, &base, case, &href, &fx.click_id);
+            let again_group = again_tagged.filter(|g| !g.is_empty());
+            if again != href || (group.is_some() && again_group != group) {
+                failures.push(format!(
+                    "{}: not idempotent: {href:?} -> {again:?}",
+                    case.name
+                ));
+            }
+        }
+        assert!(
+            failures.is_empty(),
+            "{} fixture case(s) failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+    }
+
+    #[test]
+    fn shared_fixture_globs() {
+        for g in fixture().globs {
+            assert_eq!(
+                glob_match(&g.pattern, &g.text),
+                g.matches,
+                "glob {:?} on {:?}",
+                g.pattern,
+                g.text
+            );
+        }
+    }
+
+    #[test]
+    fn find_group_by_absolute_url() {
+        let fx = fixture();
+        let ia = "https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_31512b_18926c_&affid=25020&siteid=31512&adid=18926&c=";
+        assert_eq!(
+            find_group(&fx.groups, ia).map(|g| g.key.as_str()),
+            Some("incomeaccess")
+        );
+        assert_eq!(
+            find_group(&fx.groups, "https://example.com/C.ashx?btag=x"),
+            None
+        );
+        assert_eq!(
+            find_group(&fx.groups, "/C.ashx?btag=x"),
+            None,
+            "relative URLs need a base"
+        );
+        assert_eq!(find_group(&fx.groups, "not a url"), None);
+    }
+
+    #[test]
+    fn group_names_are_case_insensitive() {
+        let fx = fixture();
+        for name in [
+            "incomeaccess",
+            "IncomeAccess",
+            " galapartners ",
+            "GALAPARTNERS",
+        ] {
+            assert_eq!(
+                group_by_name(&fx.groups, name).map(|g| g.key.as_str()),
+                Some("incomeaccess"),
+                "{name}"
+            );
+        }
+        assert_eq!(group_by_name(&fx.groups, ""), None);
+        assert_eq!(group_by_name(&fx.groups, "awin"), None);
+        assert_eq!(
+            manual_group(&fx.groups, None, Some("nofollow sponsored\tGalaPartners"))
+                .map(|g| g.key.as_str()),
+            Some("incomeaccess")
+        );
+        assert_eq!(
+            manual_group(&fx.groups, Some("unknown"), Some("nofollow")),
+            None
+        );
+    }
+
+    #[test]
+    fn set_subid_rules() {
+        let id = "AZDxon08eryN7wEjRWeJqwAbCdEf";
+        assert_eq!(
+            set_subid("https://x.test/a", "c", id).as_deref(),
+            Some("https://x.test/a?c=AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(
+            set_subid("https://x.test/a?", "c", id).as_deref(),
+            Some("https://x.test/a?c=AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(
+            set_subid("https://x.test/a?b=1&", "c", id).as_deref(),
+            Some("https://x.test/a?b=1&c=AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(
+            set_subid("https://x.test/a?c&c=x", "c", id).as_deref(),
+            Some("https://x.test/a?c=AZDxon08eryN7wEjRWeJqwAbCdEf&c=AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(
+            set_subid("https://x.test/a?cc=1", "c", id).as_deref(),
+            Some("https://x.test/a?cc=1&c=AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(set_subid("https://x.test/a", "", id), None);
+        assert_eq!(set_subid("https://x.test/a", "c&d", id), None);
+        for bad in [
+            "",
+            "#top",
+            "javascript:void(0)",
+            "mailto:a@b.test",
+            "tel:+441234",
+            "data:text/html,x",
+            "ftp://x.test/",
+            "https://",
+            "http://exa mple.com/",
+            "https://x.test/\na",
+        ] {
+            assert_eq!(set_subid(bad, "c", id), None, "{bad:?}");
+            assert_eq!(replace_click_id_token(bad, id), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn glob_edge_cases() {
+        assert!(glob_match("", ""));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("**", "abc"));
+        assert!(!glob_match("", "a"));
+        assert!(glob_match("a*b*c", "aXbYbZc"));
+        assert!(!glob_match("a*b*c", "aXbYbZ"));
+        assert!(glob_match("*.example.com", "a.b.EXAMPLE.com"));
+        assert!(!glob_match("*.example.com", "example.com"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn set_subid_never_panics_and_is_idempotent(href in "\\PC{0,80}", param in "[a-zA-Z0-9_]{1,8}") {
+            let id = "AZDxon08eryN7wEjRWeJqwAbCdEf";
+            if let Some(once) = set_subid(&href, &param, id) {
+                proptest::prop_assert_eq!(set_subid(&once, &param, id), Some(once.clone()));
+            }
+            let _ = replace_click_id_token(&href, id);
+        }
+
+        #[test]
+        fn glob_star_matches_any_run(prefix in "[a-z.]{0,10}", mid in "\\PC{0,20}", suffix in "[a-z.]{0,10}") {
+            let text = format!("{prefix}{mid}{suffix}");
+            let pattern = format!("{prefix}*{suffix}");
+            proptest::prop_assert!(glob_match(&pattern, &text));
+        }
+    }
 }

@@ -1,1 +1,122 @@
-fn main() {}
+//! The `clicktrail` command line.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use clicktrail::app;
+use clicktrail::config::Config;
+use clicktrail::telemetry;
+use clicktrail_store::auth;
+
+#[derive(Parser)]
+#[command(name = "clicktrail", version, about = "Self-hosted conversion tracking and attribution")]
+struct Cli {
+    /// Configuration file (default: ./clicktrail.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector, API, dashboard and workers.
+    Serve,
+    /// Run database migrations and exit.
+    Migrate,
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a workspace (created if missing); prints it once.
+    Create {
+        #[arg(long, default_value = "default")]
+        workspace: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let cfg = Config::load(cli.config.as_deref())?;
+    telemetry::init_tracing(&cfg.log, cfg.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(cli.command, cfg))
+}
+
+async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(cfg).await,
+        Command::Migrate => {
+            let db = app::open_database(&cfg).await?;
+            db.close().await;
+            println!("migrations applied to {}", app::redact_url(&cfg.database_url));
+            Ok(())
+        }
+        Command::Token { command: TokenCommand::Create { workspace, name } } => {
+            let db = app::open_database(&cfg).await?;
+            let ws = auth::ensure_workspace(&db, &workspace).await?;
+            let (_, token) = auth::create_token(&db, ws.id, &name).await?;
+            db.close().await;
+            println!("{token}");
+            eprintln!("API token for workspace {workspace:?}; it is shown only this once.");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let db_url = app::redact_url(&cfg.database_url);
+    let server = app::start(cfg).await.context("starting clicktrail")?;
+    let base = server.state.public_base.clone();
+    println!("clicktrail is running at {}", server.base_url());
+    println!("  dashboard:  {base}/");
+    println!("  API:        {base}/api/v1   (Authorization: Bearer <token>)");
+    println!("  collector:  {base}/collect");
+    println!("  database:   {db_url}");
+    if server.first_run {
+        println!();
+        println!("First run. Open {base}/ to create the first admin, or use the API:");
+        println!("  1. clicktrail token create --workspace default");
+        println!("  2. curl -X POST {base}/api/v1/properties \\");
+        println!("       -H 'Authorization: Bearer <token>' -H 'Content-Type: application/json' \\");
+        println!("       -d '{{\"name\": \"My site\", \"domains\": [\"example.com\"]}}'");
+        println!("  3. paste the returned snippet into your site's <head>.");
+    }
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and flushing the write queue");
+        token.cancel();
+    });
+    server.wait().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,1 +1,402 @@
-//! (being written)
+//! clicktrail's storage on SQLite (embedded, the default) and PostgreSQL
+//! (scale-out). One [`Db`] handle hides which one is in use.
+//!
+//! SQL is written once for both where the dialects agree (they do for
+//! nearly everything: `$n` parameters work on both, as do `ON CONFLICT`,
+//! `RETURNING` and `UPDATE ... FROM`); the few hot or dialect-specific
+//! statements (bulk inserts from a JSON parameter, `FOR UPDATE SKIP LOCKED`)
+//! are written per backend next to each other.
+//!
+//! SQLite has one writer: all writes go through a pool of one connection, so
+//! write transactions queue in the process instead of failing with
+//! `SQLITE_BUSY`; reads use a separate pool (WAL lets them run beside the
+//! writer).
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+
+pub mod auth;
+pub mod clicks;
+pub mod ingest;
+pub mod meta;
+pub mod properties;
+
+/// Storage errors. Callers map them to opaque 500s; `Conflict` is the one a
+/// caller may want to turn into a 409.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://path or postgres://...")]
+    UnsupportedUrl(String),
+    #[error("could not create the database directory {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// Whether this is a unique-constraint violation.
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Conflict(_) => true,
+            _ => false,
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which backend a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Tuning knobs, with defaults fit for a small server.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// PostgreSQL pool size / SQLite read pool size.
+    pub max_connections: u32,
+    /// SQLite page cache per connection, in KiB.
+    pub sqlite_cache_kib: i64,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self { max_connections: 8, sqlite_cache_kib: 16 * 1024 }
+    }
+}
+
+/// A handle to the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl Db {
+    /// Connects to `sqlite://path` (creating the file and its directory) or
+    /// `postgres://...`. Does not run migrations.
+    pub async fn connect(url: &str, opts: &DbOptions) -> Result<Db> {
+        if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() || path == ":memory:" {
+                return Err(StoreError::UnsupportedUrl(url.to_owned()));
+            }
+            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+            }
+            let base = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a commit is on disk before we acknowledge it (the
+                // collector's 2xx means durable). Group commit keeps it fast.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("cache_size", format!("-{}", opts.sqlite_cache_kib))
+                .pragma("temp_store", "memory");
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(base.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections.max(1))
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(base.read_only(true))
+                .await?;
+            Ok(Db::Sqlite { read, write })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let co = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(co)
+                .await?;
+            Ok(Db::Postgres(pool))
+        } else {
+            Err(StoreError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// Runs pending migrations.
+    pub async fn migrate(&self) -> Result<()> {
+        match self {
+            Db::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Db::Sqlite { .. } => Backend::Sqlite,
+            Db::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// Checks that the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        let _: (i64,) = self.fetch_one("SELECT 1", args![]).await?;
+        Ok(())
+    }
+
+    /// Runs a statement outside any transaction (on SQLite, on the writer).
+    pub async fn execute(&self, sql: &str, args: Args) -> Result<u64> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => bind_sqlite(sqlx::query(sql), args).execute(write).await?.rows_affected(),
+            Db::Postgres(p) => bind_pg(sqlx::query(sql), args).execute(p).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_all<T>(&self, sql: &str, args: Args) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Db::Sqlite { read, .. } => bind_sqlite_as(sqlx::query_as(sql), args).fetch_all(read).await?,
+            Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_all(p).await?,
+        })
+    }
+
+    pub async fn fetch_optional<T>(&self, sql: &str, args: Args) -> Result<Option<T>>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Db::Sqlite { read, .. } => bind_sqlite_as(sqlx::query_as(sql), args).fetch_optional(read).await?,
+            Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_optional(p).await?,
+        })
+    }
+
+    pub async fn fetch_one<T>(&self, sql: &str, args: Args) -> Result<T>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Db::Sqlite { read, .. } => bind_sqlite_as(sqlx::query_as(sql), args).fetch_one(read).await?,
+            Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_one(p).await?,
+        })
+    }
+
+    /// Starts a write transaction. On SQLite it takes the single writer
+    /// connection and holds the write lock from the start (`BEGIN IMMEDIATE`
+    /// semantics), so it can never fail half-way on a lock upgrade.
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(match self {
+            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+}
+
+/// A write transaction on either backend.
+pub enum Tx {
+    Sqlite(Transaction<'static, Sqlite>),
+    Postgres(Transaction<'static, Postgres>),
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tx::Sqlite(_) => "Tx::Sqlite",
+            Tx::Postgres(_) => "Tx::Postgres",
+        })
+    }
+}
+
+impl Tx {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    pub async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_sqlite(sqlx::query(sql), args).execute(&mut **t).await?.rows_affected(),
+            Tx::Postgres(t) => bind_pg(sqlx::query(sql), args).execute(&mut **t).await?.rows_affected(),
+        })
+    }
+
+    pub async fn fetch_all<T>(&mut self, sql: &str, args: Args) -> Result<Vec<T>>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_sqlite_as(sqlx::query_as(sql), args).fetch_all(&mut **t).await?,
+            Tx::Postgres(t) => bind_pg_as(sqlx::query_as(sql), args).fetch_all(&mut **t).await?,
+        })
+    }
+
+    pub async fn fetch_optional<T>(&mut self, sql: &str, args: Args) -> Result<Option<T>>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_sqlite_as(sqlx::query_as(sql), args).fetch_optional(&mut **t).await?,
+            Tx::Postgres(t) => bind_pg_as(sqlx::query_as(sql), args).fetch_optional(&mut **t).await?,
+        })
+    }
+
+    pub async fn fetch_one<T>(&mut self, sql: &str, args: Args) -> Result<T>
+    where
+        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+    {
+        Ok(match self {
+            Tx::Sqlite(t) => bind_sqlite_as(sqlx::query_as(sql), args).fetch_one(&mut **t).await?,
+            Tx::Postgres(t) => bind_pg_as(sqlx::query_as(sql), args).fetch_one(&mut **t).await?,
+        })
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.rollback().await?,
+            Tx::Postgres(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// One bound parameter. Both backends bind the same Rust types, so one
+/// argument list serves either.
+#[derive(Debug, Clone)]
+pub enum Arg {
+    I64(Option<i64>),
+    F64(Option<f64>),
+    Text(Option<String>),
+    Bool(Option<bool>),
+    Bytes(Option<Vec<u8>>),
+}
+
+pub type Args = Vec<Arg>;
+
+/// Builds an argument list: `args![id, name, Some(3i64)]`.
+#[macro_export]
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$($crate::Arg::from($a)),*] };
+}
+
+macro_rules! arg_from {
+    ($t:ty, $variant:ident, |$v:ident| $conv:expr) => {
+        impl From<$t> for Arg {
+            fn from($v: $t) -> Arg {
+                Arg::$variant(Some($conv))
+            }
+        }
+        impl From<Option<$t>> for Arg {
+            fn from(v: Option<$t>) -> Arg {
+                Arg::$variant(v.map(|$v| $conv))
+            }
+        }
+    };
+}
+
+arg_from!(i64, I64, |v| v);
+arg_from!(i32, I64, |v| i64::from(v));
+arg_from!(u32, I64, |v| i64::from(v));
+arg_from!(f64, F64, |v| v);
+arg_from!(bool, Bool, |v| v);
+arg_from!(String, Text, |v| v);
+arg_from!(Vec<u8>, Bytes, |v| v);
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Arg {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Arg {
+        Arg::Text(v.clone())
+    }
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
+type SqliteQueryAs<'q, T> = sqlx::query::QueryAs<'q, Sqlite, T, sqlx::sqlite::SqliteArguments<'q>>;
+type PgQueryAs<'q, T> = sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments>;
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::I64(v) => q.bind(v),
+                Arg::F64(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                Arg::Bytes(v) => q.bind(v),
+            };
+        }
+        q
+    }};
+}
+
+fn bind_sqlite(q: SqliteQuery<'_>, args: Args) -> SqliteQuery<'_> {
+    bind_all!(q, args)
+}
+fn bind_pg(q: PgQuery<'_>, args: Args) -> PgQuery<'_> {
+    bind_all!(q, args)
+}
+fn bind_sqlite_as<T>(q: SqliteQueryAs<'_, T>, args: Args) -> SqliteQueryAs<'_, T> {
+    bind_all!(q, args)
+}
+fn bind_pg_as<T>(q: PgQueryAs<'_, T>, args: Args) -> PgQueryAs<'_, T> {
+    bind_all!(q, args)
+}
+
+/// The current time in ms since the epoch. The store takes time as a
+/// parameter everywhere it matters for logic; this is for bookkeeping
+/// columns such as `created_at`.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

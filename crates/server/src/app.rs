@@ -1,0 +1,118 @@
+//! Assembling and running the server: database, migrations, keys, ingest
+//! writers, workers and the HTTP listener, with a graceful shutdown that
+//! stops accepting requests, lets in-flight ones finish (their events are
+//! committed before they are answered), drains the write queue, and closes
+//! the database.
+
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use clicktrail_store::{Db, DbOptions, auth, meta};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::crypto::{CryptoError, Keyring};
+use crate::enrich::Enricher;
+use crate::pipeline::IngestQueue;
+use crate::state::AppState;
+use crate::{routes, telemetry};
+
+/// A started server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    /// Whether the database had no workspace yet when the server started.
+    pub first_run: bool,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl std::fmt::Debug for RunningServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningServer").field("addr", &self.addr).finish()
+    }
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that, when cancelled, shuts the server down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Shuts down gracefully and waits until everything is flushed.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.handle.await.context("server task")?
+    }
+
+    /// Waits for the server to end (after its shutdown token is cancelled).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.handle.await.context("server task")?
+    }
+}
+
+/// Connects and migrates.
+pub async fn open_database(cfg: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&cfg.database_url, &DbOptions::default())
+        .await
+        .with_context(|| format!("opening the database {}", redact_url(&cfg.database_url)))?;
+    db.migrate().await.context("running migrations")?;
+    Ok(db)
+}
+
+/// The database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Starts the server on `cfg.listen` (port 0 picks a free port).
+pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
+    let db = open_database(&cfg).await?;
+    let keyring = Keyring::load(cfg.master_key.as_ref().map(|k| k.expose()), &cfg.data_dir)?;
+    let stored_check = meta::get_or_init(&db, "key_check", keyring.check_value()).await?;
+    if stored_check != keyring.check_value() {
+        return Err(CryptoError::WrongKey { key_file: cfg.data_dir.join("secret.key").display().to_string() }.into());
+    }
+    let first_run = auth::workspaces(&db).await?.is_empty();
+    let enricher = Enricher::new(cfg.trusted_proxies.clone(), keyring.clone())?;
+    let writers_cancel = CancellationToken::new();
+    let (ingest, writer_handles) = IngestQueue::start(db.clone(), &cfg.ingest, writers_cancel.clone());
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("binding {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let mut cfg = cfg;
+    if cfg.listen.port() == 0 && cfg.public_url.is_none() {
+        // Tests bind port 0: the public URL must name the real port.
+        cfg.listen = addr;
+    }
+    let state = AppState::new(cfg, db.clone(), keyring, enricher, ingest, telemetry::metrics_handle());
+    let shutdown = CancellationToken::new();
+    let app = routes::router(state.clone());
+    let server_shutdown = shutdown.clone();
+    let handle = tokio::spawn(async move {
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+            .await;
+        // No request is in flight any more: drain the write queue.
+        writers_cancel.cancel();
+        for h in writer_handles {
+            let _ = h.await;
+        }
+        db.close().await;
+        tracing::info!("clicktrail stopped");
+        served.context("HTTP server")
+    });
+    Ok(RunningServer { addr, state, first_run, shutdown, handle })
+}

@@ -1,0 +1,845 @@
+//! The ingest write path: one group-committed transaction per batch of
+//! collected events. Sessions are decided here (the writer is the one place
+//! that sees a visitor's events in order), events and clicks are inserted,
+//! and the hourly rollups that the reports read are maintained.
+//!
+//! Bulk statements take their rows as one JSON parameter (`json_each` on
+//! SQLite, `json_to_recordset` on PostgreSQL), so a batch of any size is a
+//! handful of prepared statements, not one per row.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+
+use clicktrail_domain::collect::{CollectedEvent, EventName};
+use clicktrail_domain::money::to_micros;
+use clicktrail_domain::session::{self, SessionState};
+use serde::Serialize;
+
+use crate::{Backend, Db, Result, Tx, args};
+
+/// Where a click record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClickOrigin {
+    /// An `OutboundClick` from the tag.
+    Tag,
+    /// A `/go/{slug}` tracked redirect.
+    Redirect,
+}
+
+impl ClickOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClickOrigin::Tag => "tag",
+            ClickOrigin::Redirect => "redirect",
+        }
+    }
+}
+
+/// What a new session would be made of if this event starts one: computed
+/// by the caller from the request (user agent, address) and the event (its
+/// landing URL and referrer), off the writer's single thread.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SessionSeed {
+    pub campaign_hash: Option<String>,
+    pub landing_url: String,
+    pub landing_page: String,
+    pub referrer: Option<String>,
+    pub referrer_host: Option<String>,
+    pub utm_source: Option<String>,
+    pub utm_medium: Option<String>,
+    pub utm_campaign: Option<String>,
+    pub utm_term: Option<String>,
+    pub utm_content: Option<String>,
+    pub utm_id: Option<String>,
+    pub source: String,
+    pub medium: String,
+    pub channel: String,
+    /// All captured ad click ids, as a JSON object.
+    pub click_ids: Option<String>,
+    pub gclid: Option<String>,
+    pub gbraid: Option<String>,
+    pub wbraid: Option<String>,
+    pub fbclid: Option<String>,
+    pub fbc: Option<String>,
+    pub fbp: Option<String>,
+    pub ttclid: Option<String>,
+    pub ttp: Option<String>,
+    pub msclkid: Option<String>,
+    pub browser: Option<String>,
+    pub browser_version: Option<String>,
+    pub os: Option<String>,
+    pub os_version: Option<String>,
+    pub device: String,
+    pub is_bot: bool,
+    pub user_agent: Option<String>,
+    /// The address in its stored form (truncated, hashed or encrypted per
+    /// the property's setting), never raw.
+    pub ip: Option<String>,
+}
+
+/// One event to write.
+#[derive(Debug, Clone)]
+pub struct IngestEvent {
+    pub property_id: String,
+    pub received_at_ms: i64,
+    pub session_timeout_ms: i64,
+    pub event: CollectedEvent,
+    pub seed: Arc<SessionSeed>,
+    pub click_origin: ClickOrigin,
+}
+
+/// What happened to one event of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventOutcome {
+    /// False when the event was already stored (a retried beacon).
+    pub inserted: bool,
+    pub session_id: i64,
+    pub new_session: bool,
+}
+
+/// The report dimensions of a session, kept with the cached session so a
+/// continuing session's events count under its landing's source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SessionDims {
+    channel: String,
+    source_medium: String,
+    campaign: String,
+    ad: String,
+    landing_page: String,
+    is_bot: bool,
+}
+
+impl SessionDims {
+    fn of_seed(seed: &SessionSeed) -> Self {
+        Self::new(
+            &seed.channel,
+            &seed.source,
+            &seed.medium,
+            seed.utm_campaign.as_deref(),
+            seed.utm_content.as_deref(),
+            &seed.landing_page,
+            seed.is_bot,
+        )
+    }
+
+    fn new(
+        channel: &str,
+        source: &str,
+        medium: &str,
+        campaign: Option<&str>,
+        ad: Option<&str>,
+        landing_page: &str,
+        is_bot: bool,
+    ) -> Self {
+        Self {
+            channel: channel.to_owned(),
+            source_medium: format!("{source} / {medium}"),
+            campaign: campaign.unwrap_or("(not set)").to_owned(),
+            ad: ad.unwrap_or("(not set)").to_owned(),
+            landing_page: landing_page.to_owned(),
+            is_bot,
+        }
+    }
+
+    fn pairs(&self) -> [(&'static str, &str); 6] {
+        [
+            ("total", ""),
+            ("channel", &self.channel),
+            ("source_medium", &self.source_medium),
+            ("campaign", &self.campaign),
+            ("ad", &self.ad),
+            ("landing_page", &self.landing_page),
+        ]
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CachedSession {
+    id: i64,
+    state: SessionState,
+    dims: Arc<SessionDims>,
+}
+
+/// The writer's state: a cache of visitors' current sessions (SQLite only,
+/// where this process is the only writer) and the session id allocator.
+#[derive(Debug)]
+pub struct Ingestor {
+    backend: Backend,
+    cache: HashMap<(String, String), CachedSession>,
+    cache_capacity: usize,
+    next_session_id: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct SessionInsert<'a> {
+    id: i64,
+    property_id: &'a str,
+    visitor_id: &'a str,
+    started_at: i64,
+    last_seen_at: i64,
+    session_hint: Option<&'a str>,
+    pageviews: i64,
+    events: i64,
+    em_hash: Option<&'a str>,
+    ph_hash: Option<&'a str>,
+    #[serde(flatten)]
+    seed: &'a SessionSeed,
+}
+
+#[derive(Serialize)]
+struct SessionUpdate<'a> {
+    id: i64,
+    last_seen_at: i64,
+    pageviews: i64,
+    events: i64,
+    fbp: Option<&'a str>,
+    fbc: Option<&'a str>,
+    ttp: Option<&'a str>,
+    em_hash: Option<&'a str>,
+    ph_hash: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct EventInsert<'a> {
+    property_id: &'a str,
+    event_id: &'a str,
+    name: &'a str,
+    ts: i64,
+    client_ts: i64,
+    session_id: i64,
+    visitor_id: &'a str,
+    url: &'a str,
+    title: Option<&'a str>,
+    pageview_id: Option<&'a str>,
+    click_id: Option<&'a str>,
+    link_url: Option<&'a str>,
+    link_group: Option<&'a str>,
+    value_micros: Option<i64>,
+    currency: Option<&'a str>,
+    props: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClickInsert<'a> {
+    property_id: &'a str,
+    click_id: &'a str,
+    origin: &'a str,
+    ts: i64,
+    session_id: i64,
+    visitor_id: &'a str,
+    event_id: Option<&'a str>,
+    pageview_id: Option<&'a str>,
+    page_url: Option<&'a str>,
+    link_url: Option<&'a str>,
+    link_group: Option<&'a str>,
+    link_text: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct RollupRow<'a> {
+    property_id: &'a str,
+    hour: i64,
+    dim: &'static str,
+    key: String,
+    is_bot: bool,
+    visits: i64,
+    pageviews: i64,
+    clicks: i64,
+}
+
+/// Column lists of the bulk inserts, with PostgreSQL types; the SQL for
+/// both backends is generated from them once.
+const SESSION_COLS: &[(&str, &str)] = &[
+    ("id", "bigint"),
+    ("property_id", "text"),
+    ("visitor_id", "text"),
+    ("started_at", "bigint"),
+    ("last_seen_at", "bigint"),
+    ("campaign_hash", "text"),
+    ("session_hint", "text"),
+    ("landing_url", "text"),
+    ("landing_page", "text"),
+    ("referrer", "text"),
+    ("referrer_host", "text"),
+    ("utm_source", "text"),
+    ("utm_medium", "text"),
+    ("utm_campaign", "text"),
+    ("utm_term", "text"),
+    ("utm_content", "text"),
+    ("utm_id", "text"),
+    ("source", "text"),
+    ("medium", "text"),
+    ("channel", "text"),
+    ("click_ids", "text"),
+    ("gclid", "text"),
+    ("gbraid", "text"),
+    ("wbraid", "text"),
+    ("fbclid", "text"),
+    ("fbc", "text"),
+    ("fbp", "text"),
+    ("ttclid", "text"),
+    ("ttp", "text"),
+    ("msclkid", "text"),
+    ("browser", "text"),
+    ("browser_version", "text"),
+    ("os", "text"),
+    ("os_version", "text"),
+    ("device", "text"),
+    ("is_bot", "boolean"),
+    ("user_agent", "text"),
+    ("ip", "text"),
+    ("em_hash", "text"),
+    ("ph_hash", "text"),
+    ("pageviews", "bigint"),
+    ("events", "bigint"),
+];
+
+const EVENT_COLS: &[(&str, &str)] = &[
+    ("property_id", "text"),
+    ("event_id", "text"),
+    ("name", "text"),
+    ("ts", "bigint"),
+    ("client_ts", "bigint"),
+    ("session_id", "bigint"),
+    ("visitor_id", "text"),
+    ("url", "text"),
+    ("title", "text"),
+    ("pageview_id", "text"),
+    ("click_id", "text"),
+    ("link_url", "text"),
+    ("link_group", "text"),
+    ("value_micros", "bigint"),
+    ("currency", "text"),
+    ("props", "text"),
+];
+
+const CLICK_COLS: &[(&str, &str)] = &[
+    ("property_id", "text"),
+    ("click_id", "text"),
+    ("origin", "text"),
+    ("ts", "bigint"),
+    ("session_id", "bigint"),
+    ("visitor_id", "text"),
+    ("event_id", "text"),
+    ("pageview_id", "text"),
+    ("page_url", "text"),
+    ("link_url", "text"),
+    ("link_group", "text"),
+    ("link_text", "text"),
+];
+
+const ROLLUP_COLS: &[(&str, &str)] = &[
+    ("property_id", "text"),
+    ("hour", "bigint"),
+    ("dim", "text"),
+    ("key", "text"),
+    ("is_bot", "boolean"),
+    ("visits", "bigint"),
+    ("pageviews", "bigint"),
+    ("clicks", "bigint"),
+];
+
+/// `SELECT <cols> FROM <json rows>` for a backend; the JSON array is `$1`.
+pub(crate) fn json_rows_select(backend: Backend, cols: &[(&str, &str)]) -> String {
+    match backend {
+        Backend::Sqlite => {
+            let list: Vec<String> = cols.iter().map(|(c, _)| format!("value ->> '{c}'")).collect();
+            format!("SELECT {} FROM json_each($1) WHERE true", list.join(", "))
+        }
+        Backend::Postgres => {
+            let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+            let typed: Vec<String> = cols.iter().map(|(c, t)| format!("{c} {t}")).collect();
+            format!("SELECT {} FROM json_to_recordset($1::json) AS x({})", names.join(", "), typed.join(", "))
+        }
+    }
+}
+
+fn bulk_insert(backend: Backend, table: &str, cols: &[(&str, &str)], tail: &str) -> String {
+    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
+    format!("INSERT INTO {table} ({}) {} {tail}", names.join(", "), json_rows_select(backend, cols))
+}
+
+struct Statements {
+    insert_sessions: String,
+    update_sessions: String,
+    insert_events: String,
+    insert_clicks: String,
+    upsert_rollups: String,
+    existing_events: String,
+    latest_sessions: String,
+}
+
+fn statements(backend: Backend) -> Statements {
+    let update_sessions = match backend {
+        Backend::Sqlite => "UPDATE sessions SET \
+                last_seen_at = MAX(sessions.last_seen_at, x.last_seen_at), \
+                pageviews = sessions.pageviews + x.pageviews, events = sessions.events + x.events, \
+                fbp = COALESCE(x.fbp, sessions.fbp), fbc = COALESCE(x.fbc, sessions.fbc), \
+                ttp = COALESCE(x.ttp, sessions.ttp), em_hash = COALESCE(x.em_hash, sessions.em_hash), \
+                ph_hash = COALESCE(x.ph_hash, sessions.ph_hash) \
+            FROM (SELECT value ->> 'id' AS id, value ->> 'last_seen_at' AS last_seen_at, \
+                         value ->> 'pageviews' AS pageviews, value ->> 'events' AS events, \
+                         value ->> 'fbp' AS fbp, value ->> 'fbc' AS fbc, value ->> 'ttp' AS ttp, \
+                         value ->> 'em_hash' AS em_hash, value ->> 'ph_hash' AS ph_hash \
+                  FROM json_each($1)) AS x \
+            WHERE sessions.id = x.id"
+            .to_owned(),
+        Backend::Postgres => "UPDATE sessions SET \
+                last_seen_at = GREATEST(sessions.last_seen_at, x.last_seen_at), \
+                pageviews = sessions.pageviews + x.pageviews, events = sessions.events + x.events, \
+                fbp = COALESCE(x.fbp, sessions.fbp), fbc = COALESCE(x.fbc, sessions.fbc), \
+                ttp = COALESCE(x.ttp, sessions.ttp), em_hash = COALESCE(x.em_hash, sessions.em_hash), \
+                ph_hash = COALESCE(x.ph_hash, sessions.ph_hash) \
+            FROM json_to_recordset($1::json) AS x(id bigint, last_seen_at bigint, pageviews bigint, \
+                 events bigint, fbp text, fbc text, ttp text, em_hash text, ph_hash text) \
+            WHERE sessions.id = x.id"
+            .to_owned(),
+    };
+    let (json_text_elems, rollup_conflict) = match backend {
+        Backend::Sqlite => ("SELECT value FROM json_each($2)", "rollup_hourly"),
+        Backend::Postgres => ("SELECT json_array_elements_text($2::json)", "rollup_hourly"),
+    };
+    Statements {
+        insert_sessions: bulk_insert(backend, "sessions", SESSION_COLS, ""),
+        update_sessions,
+        insert_events: bulk_insert(
+            backend,
+            "events",
+            EVENT_COLS,
+            "ON CONFLICT (property_id, event_id) DO NOTHING RETURNING event_id",
+        ),
+        insert_clicks: bulk_insert(backend, "clicks", CLICK_COLS, "ON CONFLICT (property_id, click_id) DO NOTHING"),
+        upsert_rollups: bulk_insert(
+            backend,
+            "rollup_hourly",
+            ROLLUP_COLS,
+            &format!(
+                "ON CONFLICT (property_id, dim, hour, key, is_bot) DO UPDATE SET \
+                 visits = {rollup_conflict}.visits + excluded.visits, \
+                 pageviews = {rollup_conflict}.pageviews + excluded.pageviews, \
+                 clicks = {rollup_conflict}.clicks + excluded.clicks"
+            ),
+        ),
+        existing_events: format!(
+            "SELECT event_id FROM events WHERE property_id = $1 AND event_id IN ({json_text_elems})"
+        ),
+        latest_sessions: format!(
+            "SELECT s.visitor_id, s.id, s.started_at, s.last_seen_at, s.campaign_hash, s.channel, s.source, \
+             s.medium, s.utm_campaign, s.utm_content, s.landing_page, s.is_bot FROM sessions s \
+             JOIN (SELECT visitor_id, MAX(id) AS id FROM sessions \
+                   WHERE property_id = $1 AND visitor_id IN ({json_text_elems}) GROUP BY visitor_id) m \
+             ON s.id = m.id"
+        ),
+    }
+}
+
+static SQLITE_STATEMENTS: LazyLock<Statements> = LazyLock::new(|| statements(Backend::Sqlite));
+static POSTGRES_STATEMENTS: LazyLock<Statements> = LazyLock::new(|| statements(Backend::Postgres));
+
+fn stmts(backend: Backend) -> &'static Statements {
+    match backend {
+        Backend::Sqlite => &SQLITE_STATEMENTS,
+        Backend::Postgres => &POSTGRES_STATEMENTS,
+    }
+}
+
+fn to_json<T: Serialize>(rows: &T) -> Result<String> {
+    serde_json::to_string(rows).map_err(|e| crate::StoreError::Corrupt(format!("serialising rows: {e}")))
+}
+
+fn link_host(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "(unknown)".into())
+}
+
+impl Ingestor {
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, cache: HashMap::new(), cache_capacity: 200_000, next_session_id: None }
+    }
+
+    /// Number of visitors whose session is cached.
+    pub fn cached_sessions(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Writes a batch in one transaction and returns one outcome per event,
+    /// in order. On error nothing is written and the cache is unchanged.
+    pub async fn write(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
+        let mut tx = db.begin().await?;
+        match self.write_in(&mut tx, batch).await {
+            Ok((outcomes, staged)) => {
+                tx.commit().await?;
+                self.apply_cache(staged);
+                Ok(outcomes)
+            }
+            Err(e) => {
+                // The allocator may have handed out ids of the rolled-back
+                // sessions; re-read it next time.
+                self.next_session_id = None;
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }
+
+    fn apply_cache(&mut self, staged: HashMap<(String, String), CachedSession>) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        if self.cache.len() + staged.len() > self.cache_capacity {
+            // Sessions are re-read from the database on a miss, so dropping
+            // the cache is only a cost, never a correctness problem.
+            self.cache.clear();
+        }
+        self.cache.extend(staged);
+    }
+
+    async fn allocate_session_ids(&mut self, tx: &mut Tx, n: usize) -> Result<Vec<i64>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        match self.backend {
+            Backend::Sqlite => {
+                let next = match self.next_session_id {
+                    Some(n) => n,
+                    None => {
+                        let (max,): (Option<i64>,) = tx.fetch_one("SELECT MAX(id) FROM sessions", args![]).await?;
+                        max.unwrap_or(0) + 1
+                    }
+                };
+                self.next_session_id = Some(next + n as i64);
+                Ok((next..next + n as i64).collect())
+            }
+            Backend::Postgres => {
+                let rows: Vec<(i64,)> = tx
+                    .fetch_all("SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)", args![n as i64])
+                    .await?;
+                Ok(rows.into_iter().map(|r| r.0).collect())
+            }
+        }
+    }
+
+    async fn write_in(
+        &mut self,
+        tx: &mut Tx,
+        batch: &[IngestEvent],
+    ) -> Result<(Vec<EventOutcome>, HashMap<(String, String), CachedSession>)> {
+        let st = stmts(self.backend);
+
+        // 1. Drop events already stored (retried beacons) and repeats within
+        //    the batch, so that only new events move sessions and counters.
+        let mut by_property: HashMap<&str, Vec<&str>> = HashMap::new();
+        for e in batch {
+            by_property.entry(&e.property_id).or_default().push(e.event.event_id.as_str());
+        }
+        let mut existing: HashSet<(String, String)> = HashSet::new();
+        for (pid, ids) in &by_property {
+            let rows: Vec<(String,)> = tx.fetch_all(&st.existing_events, args![*pid, to_json(ids)?]).await?;
+            existing.extend(rows.into_iter().map(|(id,)| ((*pid).to_owned(), id)));
+        }
+        let mut seen_in_batch: HashSet<(&str, &str)> = HashSet::new();
+        let fresh: Vec<bool> = batch
+            .iter()
+            .map(|e| {
+                let key = (e.property_id.as_str(), e.event.event_id.as_str());
+                !existing.contains(&(key.0.to_owned(), key.1.to_owned())) && seen_in_batch.insert(key)
+            })
+            .collect();
+
+        // 2. Current sessions of the batch's visitors: from the cache, else
+        //    one query per property.
+        let mut staged: HashMap<(String, String), CachedSession> = HashMap::new();
+        let mut misses: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (e, &is_new) in batch.iter().zip(&fresh) {
+            if !is_new {
+                continue;
+            }
+            let key = (e.property_id.clone(), e.event.visitor_id.as_str().to_owned());
+            if staged.contains_key(&key) {
+                continue;
+            }
+            if let Some(c) = self.cache.get(&key) {
+                staged.insert(key, c.clone());
+            } else {
+                let v = misses.entry(&e.property_id).or_default();
+                if !v.contains(&e.event.visitor_id.as_str()) {
+                    v.push(e.event.visitor_id.as_str());
+                }
+            }
+        }
+        for (pid, visitors) in misses {
+            let rows: Vec<LatestSession> = tx.fetch_all(&st.latest_sessions, args![pid, to_json(&visitors)?]).await?;
+            for r in rows {
+                let dims = SessionDims::new(
+                    &r.channel,
+                    &r.source,
+                    &r.medium,
+                    r.utm_campaign.as_deref(),
+                    r.utm_content.as_deref(),
+                    &r.landing_page,
+                    r.is_bot,
+                );
+                staged.insert(
+                    (pid.to_owned(), r.visitor_id),
+                    CachedSession {
+                        id: r.id,
+                        state: SessionState {
+                            started_at_ms: r.started_at,
+                            last_seen_ms: r.last_seen_at,
+                            campaign_key: r.campaign_hash,
+                        },
+                        dims: Arc::new(dims),
+                    },
+                );
+            }
+        }
+
+        // 3. Decide each event's session. New sessions are numbered by
+        //    their index until ids are allocated.
+        let mut assigned: Vec<Option<Assigned>> = Vec::with_capacity(batch.len());
+        let mut new_sessions: Vec<(usize, SessionState)> = Vec::new();
+        let mut current: HashMap<(String, String), (Assigned, SessionState, Arc<SessionDims>)> = HashMap::new();
+        for (key, c) in staged {
+            current.insert(key, (Assigned::Existing(c.id), c.state, c.dims));
+        }
+        for (i, (e, &is_new)) in batch.iter().zip(&fresh).enumerate() {
+            if !is_new {
+                assigned.push(None);
+                continue;
+            }
+            let key = (e.property_id.clone(), e.event.visitor_id.as_str().to_owned());
+            let prev = current.get(&key);
+            let (state, started) = session::advance(
+                prev.map(|(_, s, _)| s),
+                e.received_at_ms,
+                e.session_timeout_ms,
+                e.seed.campaign_hash.as_deref(),
+            );
+            let (a, dims) = match prev {
+                Some((a, _, dims)) if !started => (*a, dims.clone()),
+                _ => {
+                    new_sessions.push((i, state.clone()));
+                    (Assigned::New(new_sessions.len() - 1), Arc::new(SessionDims::of_seed(&e.seed)))
+                }
+            };
+            current.insert(key, (a, state, dims.clone()));
+            assigned.push(Some(a));
+        }
+        let ids = self.allocate_session_ids(tx, new_sessions.len()).await?;
+        let session_id_of = |a: Assigned| match a {
+            Assigned::Existing(id) => id,
+            Assigned::New(n) => ids[n],
+        };
+        // Each fresh event's session dims, in batch order.
+        let mut event_dims: Vec<Option<Arc<SessionDims>>> = vec![None; batch.len()];
+        {
+            let mut replay: HashMap<(&str, &str), Arc<SessionDims>> = HashMap::new();
+            let new_at: HashSet<usize> = new_sessions.iter().map(|(i, _)| *i).collect();
+            for (i, e) in batch.iter().enumerate() {
+                if assigned[i].is_none() {
+                    continue;
+                }
+                let key = (e.property_id.as_str(), e.event.visitor_id.as_str());
+                let d = if new_at.contains(&i) {
+                    let d = Arc::new(SessionDims::of_seed(&e.seed));
+                    replay.insert(key, d.clone());
+                    d
+                } else if let Some(d) = replay.get(&key) {
+                    d.clone()
+                } else {
+                    // Continuing a session from before this batch.
+                    current
+                        .get(&(key.0.to_owned(), key.1.to_owned()))
+                        .map(|(_, _, d)| d.clone())
+                        .unwrap_or_else(|| Arc::new(SessionDims::of_seed(&e.seed)))
+                };
+                event_dims[i] = Some(d);
+            }
+        }
+
+        // 4. Rows.
+        let mut session_rows: Vec<SessionInsert<'_>> = Vec::with_capacity(new_sessions.len());
+        for (n, (i, state)) in new_sessions.iter().enumerate() {
+            let e = &batch[*i];
+            session_rows.push(SessionInsert {
+                id: ids[n],
+                property_id: &e.property_id,
+                visitor_id: e.event.visitor_id.as_str(),
+                started_at: state.started_at_ms,
+                last_seen_at: state.last_seen_ms,
+                session_hint: e.event.session_hint.as_deref(),
+                pageviews: 0,
+                events: 0,
+                em_hash: e.event.user.em.as_deref(),
+                ph_hash: e.event.user.ph.as_deref(),
+                seed: &e.seed,
+            });
+        }
+        let mut updates: HashMap<i64, SessionUpdate<'_>> = HashMap::new();
+        let mut event_rows = Vec::new();
+        let mut click_rows = Vec::new();
+        let mut rollups: HashMap<(&str, i64, &'static str, String, bool), (i64, i64, i64)> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        let new_session_index: HashMap<usize, usize> =
+            new_sessions.iter().enumerate().map(|(n, (i, _))| (*i, n)).collect();
+        for (i, e) in batch.iter().enumerate() {
+            let Some(a) = assigned[i] else {
+                outcomes.push(EventOutcome { inserted: false, session_id: 0, new_session: false });
+                continue;
+            };
+            let sid = session_id_of(a);
+            let ev = &e.event;
+            let is_pageview = ev.name == EventName::PageView;
+            let u = updates.entry(sid).or_insert_with(|| SessionUpdate {
+                id: sid,
+                last_seen_at: e.received_at_ms,
+                pageviews: 0,
+                events: 0,
+                fbp: None,
+                fbc: None,
+                ttp: None,
+                em_hash: None,
+                ph_hash: None,
+            });
+            u.last_seen_at = u.last_seen_at.max(e.received_at_ms);
+            u.events += 1;
+            u.pageviews += i64::from(is_pageview);
+            u.fbp = ev.cookies.fbp.as_deref().or(u.fbp);
+            u.fbc = ev.cookies.fbc.as_deref().or(u.fbc);
+            u.ttp = ev.cookies.ttp.as_deref().or(u.ttp);
+            u.em_hash = ev.user.em.as_deref().or(u.em_hash);
+            u.ph_hash = ev.user.ph.as_deref().or(u.ph_hash);
+            let new_session = new_session_index.contains_key(&i);
+            outcomes.push(EventOutcome { inserted: true, session_id: sid, new_session });
+            event_rows.push(EventInsert {
+                property_id: &e.property_id,
+                event_id: ev.event_id.as_str(),
+                name: ev.name.as_str(),
+                ts: e.received_at_ms,
+                client_ts: ev.client_ts_ms,
+                session_id: sid,
+                visitor_id: ev.visitor_id.as_str(),
+                url: ev.url.as_str(),
+                title: ev.title.as_deref(),
+                pageview_id: ev.pageview_id.as_ref().map(|p| p.as_str()),
+                click_id: ev.click_id.as_ref().map(|c| c.as_str()),
+                link_url: ev.link.as_ref().map(|l| l.url.as_str()),
+                link_group: ev.link.as_ref().and_then(|l| l.tracking_group.as_deref()),
+                value_micros: ev.value.map(to_micros),
+                currency: ev.currency.as_ref().map(|c| c.as_str()),
+                props: ev.props.as_ref().map(|p| serde_json::Value::Object(p.clone()).to_string()),
+            });
+            let is_click = ev.name == EventName::OutboundClick;
+            if is_click {
+                if let (Some(cid), Some(link)) = (&ev.click_id, &ev.link) {
+                    click_rows.push(ClickInsert {
+                        property_id: &e.property_id,
+                        click_id: cid.as_str(),
+                        origin: e.click_origin.as_str(),
+                        ts: e.received_at_ms,
+                        session_id: sid,
+                        visitor_id: ev.visitor_id.as_str(),
+                        event_id: Some(ev.event_id.as_str()),
+                        pageview_id: ev.pageview_id.as_ref().map(|p| p.as_str()),
+                        page_url: Some(ev.url.as_str()),
+                        link_url: Some(link.url.as_str()),
+                        link_group: link.tracking_group.as_deref(),
+                        link_text: link.text.as_deref(),
+                    });
+                }
+            }
+            // Rollups count under the session's traffic source (its
+            // landing), not this event's page.
+            let hour = e.received_at_ms.div_euclid(3_600_000);
+            let dims = event_dims[i].clone().unwrap_or_else(|| Arc::new(SessionDims::of_seed(&e.seed)));
+            let bot = dims.is_bot;
+            if new_session || is_pageview || is_click {
+                for (dim, key) in dims.pairs() {
+                    let c = rollups.entry((&e.property_id, hour, dim, key.to_owned(), bot)).or_default();
+                    c.0 += i64::from(new_session);
+                    c.1 += i64::from(is_pageview);
+                    c.2 += i64::from(is_click);
+                }
+            }
+            if is_click {
+                if let Some(link) = &ev.link {
+                    let group = link.tracking_group.clone().unwrap_or_else(|| "(none)".into());
+                    rollups.entry((&e.property_id, hour, "integration", group, bot)).or_default().2 += 1;
+                    rollups.entry((&e.property_id, hour, "offer", link_host(&link.url), bot)).or_default().2 += 1;
+                }
+            }
+        }
+
+        // 5. Write.
+        if !session_rows.is_empty() {
+            tx.execute(&st.insert_sessions, args![to_json(&session_rows)?]).await?;
+        }
+        let update_rows: Vec<&SessionUpdate<'_>> = updates.values().collect();
+        if !update_rows.is_empty() {
+            tx.execute(&st.update_sessions, args![to_json(&update_rows)?]).await?;
+        }
+        if !event_rows.is_empty() {
+            let inserted: Vec<(String,)> = tx.fetch_all(&st.insert_events, args![to_json(&event_rows)?]).await?;
+            if inserted.len() != event_rows.len() {
+                // Another process inserted some of these since step 1
+                // (PostgreSQL with several servers): the rows are stored
+                // once; only the counters of this batch may be off by them.
+                tracing::debug!(
+                    expected = event_rows.len(),
+                    inserted = inserted.len(),
+                    "concurrent duplicate events"
+                );
+            }
+        }
+        if !click_rows.is_empty() {
+            tx.execute(&st.insert_clicks, args![to_json(&click_rows)?]).await?;
+        }
+        if !rollups.is_empty() {
+            let rows: Vec<RollupRow<'_>> = rollups
+                .into_iter()
+                .map(|((property_id, hour, dim, key, is_bot), (visits, pageviews, clicks))| RollupRow {
+                    property_id,
+                    hour,
+                    dim,
+                    key,
+                    is_bot,
+                    visits,
+                    pageviews,
+                    clicks,
+                })
+                .collect();
+            tx.execute(&st.upsert_rollups, args![to_json(&rows)?]).await?;
+        }
+
+        // 6. The cache after commit: each visitor's current session.
+        let mut after: HashMap<(String, String), CachedSession> = HashMap::new();
+        for (key, (a, state, dims)) in current {
+            after.insert(key, CachedSession { id: session_id_of(a), state, dims });
+        }
+        Ok((outcomes, after))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Assigned {
+    Existing(i64),
+    New(usize),
+}
+
+#[derive(sqlx::FromRow)]
+struct LatestSession {
+    visitor_id: String,
+    id: i64,
+    started_at: i64,
+    last_seen_at: i64,
+    campaign_hash: Option<String>,
+    channel: String,
+    source: String,
+    medium: String,
+    utm_campaign: Option<String>,
+    utm_content: Option<String>,
+    landing_page: String,
+    is_bot: bool,
+}

@@ -1,0 +1,4 @@
+// Types of build.mjs for the tests.
+export declare const PLACEHOLDER: string;
+export declare const DIST: string;
+export declare function buildTag(): Promise<string>;

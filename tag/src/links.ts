@@ -1,0 +1,130 @@
+// Link rules: which tracking group a link belongs to and how its href is
+// rewritten. Pure functions over strings and URLs, no DOM. The same rules
+// live in crates/domain/src/links.rs; tests/fixtures/links.json is run by
+// both test suites. tag/README.md explains the choices. (Written for size:
+// this file ships in every page.)
+
+import type { Group } from './types';
+
+const HTTP = /^https?:$/i;
+const TOKEN = /--click-id--/i;
+
+/** Glob match, case-insensitive; `*` matches any run of characters. */
+export const glob = (pattern: string, text: string): boolean =>
+  RegExp('^' + pattern.split('*').map((s) => s.replace(/\W/g, '\\$&')).join('[^]*') + '$', 'i').test(text);
+
+/** Whether an absolute URL is one of the group's links. */
+export const matches = (g: Group, u: URL): boolean =>
+  HTTP.test(u.protocol) &&
+  g.patterns.some(
+    (p) =>
+      p.hosts.some((h) => glob(h, u.hostname)) &&
+      (p.paths?.length ? p.paths : ['*']).some((x) => glob(x, u.pathname)) &&
+      // `amp;name` is what a browser sends for an href holding `&amp;name=`.
+      (p.query || []).every((n) => u.searchParams.has(n) || u.searchParams.has('amp;' + n)),
+  );
+
+/** The group a `data-tracking-group` value or `rel` token names (key or alias, any case). */
+export const byName = (groups: Group[], name: string): Group | undefined =>
+  (name = name.trim().toLowerCase())
+    ? groups.find((g) => [g.key, ...g.aliases].some((n) => n.toLowerCase() == name))
+    : undefined;
+
+/**
+ * The href trimmed as a browser trims it, and the absolute URL it points to
+ * from `base`, when the rules may touch it: http(s) or relative, parseable,
+ * not empty, not fragment-only, no tab or line break inside.
+ */
+export const resolve = (href: string, base: string): [string, URL] | undefined => {
+  const h = href.replace(/^[\0- ]+|[\0- ]+$/g, '');
+  try {
+    // (A non-http(s) scheme, javascript: or mailto: say, gives a non-http(s) URL.)
+    const u = new URL(h, base);
+    if (h && h[0] != '#' && !/[\t\n\r]/.test(h) && HTTP.test(u.protocol)) return [h, u];
+  } catch {
+    // not a URL: untouchable
+  }
+  return undefined;
+};
+
+/** The trimmed href when the rules may touch it at all (see resolve). */
+export const touchable = (href: string): string | undefined => resolve(href, 'https://base.invalid/')?.[0];
+
+/**
+ * Sets the subid parameter `param` to `id` on the raw href text: filled where
+ * present (every occurrence), else added before an unencoded deep-link
+ * parameter (`asclurl=https://...`) or at the end of the query. `&amp;` in
+ * the query is repaired to `&`. Nothing else changes. Idempotent. `h` must
+ * be touchable (see setSubid for the checked form).
+ */
+const subid = (h: string, param: string, id: string): string => {
+  let [, path, query, fragment] = /^([^?#]*)\??([^#]*)([^]*)/.exec(h)!;
+  let found: unknown;
+  while (query != (query = query.replace(/&amp;/g, '&')));
+  // Between sentinel `&`s every field is `&field` followed by `&`.
+  query = ('&' + query + '&').replace(
+    RegExp('&' + param.replace(/\W/g, '\\$&') + '(=[^&]*)?(?=&)', 'g'),
+    () => (found = '&' + param + '=' + id) as string,
+  );
+  if (!found)
+    // Before the first deep link, else at the end (taking the place of an
+    // empty last field: `?a=1&`).
+    query = query.replace(/&(?=[^&=]*=https?:)|&?&$/i, '&' + param + '=' + id + '&');
+  return path + '?' + query.slice(1, -1) + fragment;
+};
+
+/** The rewrite of a tracked, touchable href: `--CLICK-ID--`, then the subid parameter if any. */
+export const rewrite = (h: string, param: string | undefined, id: string): string =>
+  param ? subid(rewrite(h, undefined, id), param, id) : h.split(TOKEN).join(id);
+
+/** subid on any href: undefined when the href is untouchable or `param` not a plain name. */
+export const setSubid = (href: string, param: string, id: string): string | undefined => {
+  const h = touchable(href);
+  return h != null && /^[^\s&=#?]+$/.test(param) ? subid(h, param, id) : undefined;
+};
+
+/** Every `--CLICK-ID--` (any case) replaced by `id`; undefined when untouchable. */
+export const replaceToken = (href: string, id: string): string | undefined => {
+  const h = touchable(href);
+  return h != null ? rewrite(h, undefined, id) : undefined;
+};
+
+/**
+ * Whether a link is tracked, and in which group: `[trimmed href, group]`
+ * (no group for a link tracked only through `--CLICK-ID--`), or undefined
+ * when the link is left alone. `attr` reads the element's attributes.
+ * Manual tagging first (`data-tracking-group`, then `rel` tokens), then the
+ * URL, then `extra` (AutoScan answers).
+ */
+export const linkGroup = (
+  groups: Group[],
+  base: string,
+  href: string,
+  attr: (name: string) => string | null | undefined,
+  extra?: (u: URL) => Group | undefined,
+): [string, Group | undefined] | undefined => {
+  const r = resolve(href, base);
+  const manual = attr('data-tracking-group') || '';
+  if (!r || /^\s*none\s*$/i.test(manual)) return undefined;
+  const g =
+    byName(groups, manual) ||
+    (attr('rel') || '')
+      .split(/[\t\n\f\r ]/)
+      .map((t) => byName(groups, t))
+      .find((x) => x) ||
+    groups.find((x) => matches(x, r[1])) ||
+    extra?.(r[1]);
+  return g || TOKEN.test(href) ? [r[0], g] : undefined;
+};
+
+/** linkGroup and rewrite together: what AutoTag does to one link. */
+export const tagLink = (
+  groups: Group[],
+  base: string,
+  href: string,
+  attr: (name: string) => string | null | undefined,
+  id: string,
+): { group: Group | undefined; href: string } | undefined => {
+  const m = linkGroup(groups, base, href, attr);
+  return m && { group: m[1], href: rewrite(m[0], m[1]?.param, id) };
+};
