@@ -237,10 +237,10 @@ pub fn decode(body: &[u8], now_ms: i64) -> Result<CollectBatch, CollectError> {
     let (property_id, raw_events) = if has_events {
         let body: WireBody = serde_json::from_value(root)
             .map_err(|e| CollectError::new(C::InvalidJson, format!("body does not match the wire format: {e}")))?;
-        if let Some(v) = &body.v {
-            if v.as_i64() != Some(1) {
-                return Err(CollectError::new(C::InvalidJson, "unsupported wire format version (v must be 1)"));
-            }
+        if let Some(v) = &body.v
+            && v.as_i64() != Some(1)
+        {
+            return Err(CollectError::new(C::InvalidJson, "unsupported wire format version (v must be 1)"));
         }
         (body.property_id, body.events.unwrap_or_default())
     } else {

@@ -88,14 +88,14 @@ impl FieldError {
 impl PropertySettings {
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errs = Vec::new();
-        if let Some(d) = self.attribution_window_days {
-            if !matches!(d, 1 | 7 | 30 | 60 | 90) {
-                errs.push(FieldError::new(
-                    "settings.attribution_window_days",
-                    "invalid_choice",
-                    "must be 1, 7, 30, 60, 90 or null (unlimited)",
-                ));
-            }
+        if let Some(d) = self.attribution_window_days
+            && !matches!(d, 1 | 7 | 30 | 60 | 90)
+        {
+            errs.push(FieldError::new(
+                "settings.attribution_window_days",
+                "invalid_choice",
+                "must be 1, 7, 30, 60, 90 or null (unlimited)",
+            ));
         }
         if !(1..=24 * 60).contains(&self.session_timeout_min) {
             errs.push(FieldError::new(

@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use clicktrail_domain::conversion::{SourceEvent, SourceStatus};
 use clicktrail_networks::incomeaccess::{
-    DeltaConfig, FetchSummary, IncomeAccessSettings, PeriodMode, PollError, ReportFormat, RetryPolicy, RowError,
-    SecurityKey, Snapshot, diff, fetch_report, open_report,
+    DeltaConfig, FetchSummary, IncomeAccessSettings, PeriodMode, PollError, ReportFormat,
+    RetryPolicy, RowError, SecurityKey, Snapshot, diff, fetch_report, open_report,
 };
 use clicktrail_testkit::income_access::{FAKE_KEY, FakeIncomeAccess, FakeMode, FakePlayer};
 use rust_decimal::Decimal;
@@ -44,7 +44,9 @@ struct Poll {
 
 impl Poller {
     fn new(fake: &FakeIncomeAccess, format: ReportFormat) -> Self {
-        let mut settings = IncomeAccessSettings::from_json(&serde_json::json!({"api_url": fake.report_url})).unwrap();
+        let mut settings =
+            IncomeAccessSettings::from_json(&serde_json::json!({"api_url": fake.report_url}))
+                .unwrap();
         settings.report_format = format;
         Self {
             settings,
@@ -72,7 +74,8 @@ impl Poller {
                 match diff(prev.as_ref(), &row, &cfg) {
                     Ok(diff) => {
                         if diff.changed {
-                            self.snapshots.insert(diff.key, serde_json::to_string(&diff.snapshot).unwrap());
+                            self.snapshots
+                                .insert(diff.key, serde_json::to_string(&diff.snapshot).unwrap());
                         }
                         out.events.extend(diff.events);
                     }
@@ -125,19 +128,41 @@ async fn first_poll_then_nothing_xml_and_csv() {
     assert_eq!(
         got,
         vec![
-            ("registration".into(), Some(format!("ia:{ACID_A}/p1001:reg")), None),
-            ("commission".into(), Some(format!("ia:{ACID_A}/p1001:2024-05:c1")), Some("1.02".into())),
-            ("registration".into(), Some(format!("ia:{ACID_B}/p1002:reg")), None),
-            ("commission".into(), Some(format!("ia:{ACID_B}/p1002:2024-05:c1")), Some("4.82".into())),
+            (
+                "registration".into(),
+                Some(format!("ia:{ACID_A}/p1001:reg")),
+                None
+            ),
+            (
+                "commission".into(),
+                Some(format!("ia:{ACID_A}/p1001:2024-05:c1")),
+                Some("1.02".into())
+            ),
+            (
+                "registration".into(),
+                Some(format!("ia:{ACID_B}/p1002:reg")),
+                None
+            ),
+            (
+                "commission".into(),
+                Some(format!("ia:{ACID_B}/p1002:2024-05:c1")),
+                Some("4.82".into())
+            ),
             ("registration".into(), Some("ia:/p1003:reg".into()), None),
         ]
     );
     let e = &first.events;
     assert_eq!(e[0].click_id.as_deref(), Some(ACID_A));
-    assert_eq!(e[0].occurred_at.unwrap().to_rfc3339(), "2024-05-04T11:59:59+00:00");
+    assert_eq!(
+        e[0].occurred_at.unwrap().to_rfc3339(),
+        "2024-05-04T11:59:59+00:00"
+    );
     assert_eq!(e[1].currency.unwrap().as_str(), "GBP");
     assert_eq!(e[3].currency.unwrap().as_str(), "EUR");
-    assert_eq!(e[4].click_id, None, "empty affcustomid: the server logs missing_click_id");
+    assert_eq!(
+        e[4].click_id, None,
+        "empty affcustomid: the server logs missing_click_id"
+    );
     assert_eq!(e[1].raw["playerid"], "1001");
     assert_eq!(first.summaries.len(), 1);
     assert_eq!(first.summaries[0].rows, 3);
@@ -154,7 +179,11 @@ async fn first_poll_then_nothing_xml_and_csv() {
     assert_eq!(req.param("reportdisplayby"), None);
 
     let second = xml.poll(today).await.unwrap();
-    assert!(second.events.is_empty(), "a re-poll adds nothing: {:?}", names(&second.events));
+    assert!(
+        second.events.is_empty(),
+        "a re-poll adds nothing: {:?}",
+        names(&second.events)
+    );
 
     // CSV gives exactly the same events.
     let csv_first = csv.poll(today).await.unwrap();
@@ -171,24 +200,38 @@ async fn growth_and_chargeback() {
     let mut p = Poller::new(&fake, ReportFormat::Xml);
     p.poll(d(2024, 5, 20)).await.unwrap();
 
-    assert!(fake.handle.set_total_commission("1001", d(2024, 5, 21), dec("3.50")));
+    assert!(
+        fake.handle
+            .set_total_commission("1001", d(2024, 5, 21), dec("3.50"))
+    );
     let grow = p.poll(d(2024, 5, 21)).await.unwrap();
     assert_eq!(
         names(&grow.events),
-        vec![("commission".into(), Some(format!("ia:{ACID_A}/p1001:2024-05:c2")), Some("2.48".into()))]
+        vec![(
+            "commission".into(),
+            Some(format!("ia:{ACID_A}/p1001:2024-05:c2")),
+            Some("2.48".into())
+        )]
     );
     assert_eq!(grow.events[0].status, SourceStatus::Approved);
 
     // A chargeback shrinks the row.
-    fake.handle.add_commission("1001", d(2024, 5, 22), dec("-1.25"));
+    fake.handle
+        .add_commission("1001", d(2024, 5, 22), dec("-1.25"));
     let back = p.poll(d(2024, 5, 22)).await.unwrap();
     assert_eq!(back.events.len(), 1);
     let a = &back.events[0];
     assert_eq!(a.status, SourceStatus::Reversed);
     assert_eq!(a.source_event, "commission");
     assert_eq!(a.value, Some(dec("-1.25")));
-    assert_eq!(a.adjusts.as_deref(), Some(format!("ia:{ACID_A}/p1001:2024-05:c2").as_str()));
-    assert_eq!(a.transaction_id.as_deref(), Some(format!("ia:{ACID_A}/p1001:2024-05:a3").as_str()));
+    assert_eq!(
+        a.adjusts.as_deref(),
+        Some(format!("ia:{ACID_A}/p1001:2024-05:c2").as_str())
+    );
+    assert_eq!(
+        a.transaction_id.as_deref(),
+        Some(format!("ia:{ACID_A}/p1001:2024-05:a3").as_str())
+    );
     assert!(p.poll(d(2024, 5, 22)).await.unwrap().events.is_empty());
 
     // Sum of what was emitted for the period = the period's total.
@@ -208,12 +251,21 @@ async fn sliding_window_across_months_reports_no_false_chargebacks() {
     let june3 = p.poll(d(2024, 6, 3)).await.unwrap();
     assert_eq!(
         names(&june3.events),
-        vec![("commission".into(), Some("ia:/p1003:2024-06:c1".into()), Some("7".into()))]
+        vec![(
+            "commission".into(),
+            Some("ia:/p1003:2024-06:c1".into()),
+            Some("7".into())
+        )]
     );
     let reqs = fake.handle.requests();
     let last_two: Vec<_> = reqs[reqs.len() - 2..]
         .iter()
-        .map(|r| (r.param("reportstartdate").unwrap().to_owned(), r.param("reportenddate").unwrap().to_owned()))
+        .map(|r| {
+            (
+                r.param("reportstartdate").unwrap().to_owned(),
+                r.param("reportenddate").unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(
         last_two,
@@ -241,14 +293,29 @@ async fn day_mode_sliding_window() {
     assert_eq!(
         got,
         vec![
-            ("registration".into(), Some(format!("ia:{ACID_B}/p1002:reg")), None),
-            ("commission".into(), Some(format!("ia:{ACID_B}/p1002:2024-05-11:c1")), Some("5".into())),
+            (
+                "registration".into(),
+                Some(format!("ia:{ACID_B}/p1002:reg")),
+                None
+            ),
+            (
+                "commission".into(),
+                Some(format!("ia:{ACID_B}/p1002:2024-05-11:c1")),
+                Some("5".into())
+            ),
             // A day whose total is negative: an adjustment of the player's last commission.
-            ("commission".into(), Some(format!("ia:{ACID_B}/p1002:2024-05-12:a1")), Some("-0.18".into())),
+            (
+                "commission".into(),
+                Some(format!("ia:{ACID_B}/p1002:2024-05-12:a1")),
+                Some("-0.18".into())
+            ),
             ("registration".into(), Some("ia:/p1003:reg".into()), None),
         ]
     );
-    assert_eq!(first.events[2].adjusts.as_deref(), Some(format!("ia:{ACID_B}/p1002:2024-05-11:c1").as_str()));
+    assert_eq!(
+        first.events[2].adjusts.as_deref(),
+        Some(format!("ia:{ACID_B}/p1002:2024-05-11:c1").as_str())
+    );
     let req = fake.handle.requests().pop().unwrap();
     assert_eq!(req.param("reportdisplayby"), Some("Date"));
     assert_eq!(req.param("reportstartdate"), Some("2024/05/10"));
@@ -258,7 +325,11 @@ async fn day_mode_sliding_window() {
     let later = p.poll(d(2024, 5, 14)).await.unwrap();
     assert_eq!(
         names(&later.events),
-        vec![("commission".into(), Some(format!("ia:{ACID_B}/p1002:2024-05-14:c1")), Some("1".into()))]
+        vec![(
+            "commission".into(),
+            Some(format!("ia:{ACID_B}/p1002:2024-05-14:c1")),
+            Some("1".into())
+        )]
     );
     assert!(p.poll(d(2024, 5, 15)).await.unwrap().events.is_empty());
 }
@@ -272,8 +343,23 @@ async fn restart_and_overlap_never_double_count() {
     // A restart: a new poller with the stored snapshots.
     let mut restarted = Poller::new(&fake, ReportFormat::Xml);
     restarted.snapshots = p.snapshots.clone();
-    assert!(restarted.poll(d(2024, 5, 20)).await.unwrap().events.is_empty());
-    assert!(restarted.poll(d(2024, 5, 25)).await.unwrap().events.is_empty(), "overlapping window");
+    assert!(
+        restarted
+            .poll(d(2024, 5, 20))
+            .await
+            .unwrap()
+            .events
+            .is_empty()
+    );
+    assert!(
+        restarted
+            .poll(d(2024, 5, 25))
+            .await
+            .unwrap()
+            .events
+            .is_empty(),
+        "overlapping window"
+    );
 
     // Without snapshots the same ids come out again: the server's
     // uniqueness on (integration, transaction id, event) rejects them.
@@ -305,8 +391,19 @@ async fn acid_report_registrations_from_downloads() {
     p.settings.value_field = "Commission".into();
     let poll = p.poll(d(2024, 5, 20)).await.unwrap();
     let got = names(&poll.events);
-    assert!(got.contains(&("registration".into(), Some(format!("ia:{ACID_A}/-:reg")), None)), "{got:?}");
-    assert!(got.contains(&("commission".into(), Some(format!("ia:{ACID_B}/-:2024-05:c1")), Some("4.82".into()))));
+    assert!(
+        got.contains(&(
+            "registration".into(),
+            Some(format!("ia:{ACID_A}/-:reg")),
+            None
+        )),
+        "{got:?}"
+    );
+    assert!(got.contains(&(
+        "commission".into(),
+        Some(format!("ia:{ACID_B}/-:2024-05:c1")),
+        Some("4.82".into())
+    )));
     // The row of the player without a click id has no identity at all.
     assert_eq!(poll.row_errors, vec![RowError::NoIdentity]);
     assert_eq!(poll.row_errors[0].log_code().as_str(), "missing_click_id");
@@ -346,14 +443,25 @@ async fn failures_are_classified() {
     h.set_key("ffffffffffffffffffffffffffffffff");
     for format in [ReportFormat::Xml, ReportFormat::Csv] {
         let e = poll_error(&fake, format).await;
-        assert_eq!(e, PollError::NoPermission { detail: "no permission 1".into() });
+        assert_eq!(
+            e,
+            PollError::NoPermission {
+                detail: "no permission 1".into()
+            }
+        );
         assert!(e.message().contains("whitelist") && e.message().contains("security key"));
-        assert_eq!(e.retry_policy(), RetryPolicy::OnceAfter(Duration::from_secs(30)));
+        assert_eq!(
+            e.retry_policy(),
+            RetryPolicy::OnceAfter(Duration::from_secs(30))
+        );
     }
     h.set_key(FAKE_KEY);
 
     h.set_mode(FakeMode::NoPermission(2));
-    assert_eq!(poll_error(&fake, ReportFormat::Xml).await.code(), "no_permission");
+    assert_eq!(
+        poll_error(&fake, ReportFormat::Xml).await.code(),
+        "no_permission"
+    );
 
     h.set_mode(FakeMode::HtmlErrorPage);
     for format in [ReportFormat::Xml, ReportFormat::Csv] {
@@ -377,7 +485,10 @@ async fn failures_are_classified() {
 
     let mut p = Poller::new(&fake, ReportFormat::Xml);
     p.settings.report_name = "NoSuchReport".into();
-    assert_eq!(p.poll(d(2024, 5, 20)).await.err(), Some(PollError::InactiveReport));
+    assert_eq!(
+        p.poll(d(2024, 5, 20)).await.err(),
+        Some(PollError::InactiveReport)
+    );
 
     h.set_delay(Duration::from_secs(3));
     let e = poll_error(&fake, ReportFormat::Xml).await;
@@ -391,7 +502,9 @@ async fn failures_are_classified() {
         l.local_addr().unwrap().port()
     };
     let mut p = Poller::new(&fake, ReportFormat::Xml);
-    p.settings.api_url = format!("http://127.0.0.1:{port}/api/affreporting.asp").parse().unwrap();
+    p.settings.api_url = format!("http://127.0.0.1:{port}/api/affreporting.asp")
+        .parse()
+        .unwrap();
     let e = p.poll(d(2024, 5, 20)).await.unwrap_err();
     assert_eq!(e.code(), "transport");
     assert!(e.retryable());
@@ -399,8 +512,13 @@ async fn failures_are_classified() {
 
     // 404 on a wrong path.
     let mut p = Poller::new(&fake, ReportFormat::Xml);
-    p.settings.api_url = format!("{}/api/nothing.asp", fake.base_url).parse().unwrap();
-    assert_eq!(p.poll(d(2024, 5, 20)).await.unwrap_err(), PollError::HttpStatus { status: 404 });
+    p.settings.api_url = format!("{}/api/nothing.asp", fake.base_url)
+        .parse()
+        .unwrap();
+    assert_eq!(
+        p.poll(d(2024, 5, 20)).await.unwrap_err(),
+        PollError::HttpStatus { status: 404 }
+    );
 }
 
 /// A server that sends the headers and half a report, then stalls or hangs
@@ -434,13 +552,18 @@ async fn half_body_server(hang_up: bool) -> String {
 async fn body_timeout_and_cut_body() {
     for (hang_up, code) in [(false, "timeout"), (true, "transport")] {
         let url = half_body_server(hang_up).await;
-        let mut settings = IncomeAccessSettings::from_json(&serde_json::json!({"api_url": url, "timeout_secs": 1})).unwrap();
+        let mut settings = IncomeAccessSettings::from_json(
+            &serde_json::json!({"api_url": url, "timeout_secs": 1}),
+        )
+        .unwrap();
         settings.timeout_secs = 1;
         let req = settings.plan(d(2024, 5, 20)).remove(0);
         let key = SecurityKey::new(FAKE_KEY).unwrap();
         let mut rows = 0;
         let started = std::time::Instant::now();
-        let e = fetch_report(&reqwest::Client::new(), &req, &key, |_| rows += 1).await.unwrap_err();
+        let e = fetch_report(&reqwest::Client::new(), &req, &key, |_| rows += 1)
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), code, "{e}");
         assert_eq!(rows, 1, "the complete row came through before the failure");
         assert!(started.elapsed() < Duration::from_secs(10));
@@ -450,13 +573,19 @@ async fn body_timeout_and_cut_body() {
 #[tokio::test]
 async fn fetch_report_streams_rows() {
     let fake = fake_with_players().await;
-    let settings = IncomeAccessSettings::from_json(&serde_json::json!({"api_url": fake.report_url})).unwrap();
+    let settings =
+        IncomeAccessSettings::from_json(&serde_json::json!({"api_url": fake.report_url})).unwrap();
     let req = settings.plan(d(2024, 5, 20)).remove(0);
     assert!(!req.display_url().contains(FAKE_KEY));
     let mut ids = Vec::new();
-    let summary = fetch_report(&reqwest::Client::new(), &req, &SecurityKey::new(FAKE_KEY).unwrap(), |row| {
-        ids.push(row.get("playerid").unwrap_or_default().to_owned());
-    })
+    let summary = fetch_report(
+        &reqwest::Client::new(),
+        &req,
+        &SecurityKey::new(FAKE_KEY).unwrap(),
+        |row| {
+            ids.push(row.get("playerid").unwrap_or_default().to_owned());
+        },
+    )
     .await
     .unwrap();
     assert_eq!(ids, ["1001", "1002", "1003"]);
@@ -482,7 +611,12 @@ async fn raw_server(response: String) -> String {
 #[tokio::test]
 async fn status_lines_are_classified() {
     let cases = [
-        ("403 Forbidden", "<html><body>403 - Forbidden: Access is denied.</body></html>", "no_permission", true),
+        (
+            "403 Forbidden",
+            "<html><body>403 - Forbidden: Access is denied.</body></html>",
+            "no_permission",
+            true,
+        ),
         ("401 Unauthorized", "", "no_permission", true),
         ("500 Internal Server Error", "oops", "server_error", true),
         ("429 Too Many Requests", "", "http_error", true),
@@ -495,12 +629,22 @@ async fn status_lines_are_classified() {
             body.len()
         ))
         .await;
-        let settings = IncomeAccessSettings::from_json(&serde_json::json!({"api_url": url})).unwrap();
+        let settings =
+            IncomeAccessSettings::from_json(&serde_json::json!({"api_url": url})).unwrap();
         let req = settings.plan(d(2024, 5, 20)).remove(0);
-        let e = fetch_report(&reqwest::Client::new(), &req, &SecurityKey::new(FAKE_KEY).unwrap(), |_| {})
-            .await
-            .unwrap_err();
-        assert_eq!((e.code(), e.retryable()), (code, retryable), "{status}: {e}");
+        let e = fetch_report(
+            &reqwest::Client::new(),
+            &req,
+            &SecurityKey::new(FAKE_KEY).unwrap(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            (e.code(), e.retryable()),
+            (code, retryable),
+            "{status}: {e}"
+        );
     }
 }
 
@@ -508,7 +652,9 @@ async fn status_lines_are_classified() {
 #[test]
 fn futures_are_send() {
     fn is_send<T: Send>(_: &T) {}
-    let settings = IncomeAccessSettings::from_json(&serde_json::json!({"api_url": "http://x.invalid/"})).unwrap();
+    let settings =
+        IncomeAccessSettings::from_json(&serde_json::json!({"api_url": "http://x.invalid/"}))
+            .unwrap();
     let req = settings.plan(d(2024, 5, 20)).remove(0);
     let key = SecurityKey::new(FAKE_KEY).unwrap();
     let client = reqwest::Client::new();

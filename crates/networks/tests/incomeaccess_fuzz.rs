@@ -7,13 +7,18 @@
 use std::collections::BTreeMap;
 
 use clicktrail_domain::conversion::SourceStatus;
-use clicktrail_networks::incomeaccess::{DeltaConfig, ReportRow, RowPeriod, RowReader, Snapshot, diff};
+use clicktrail_networks::incomeaccess::{
+    DeltaConfig, ReportRow, RowPeriod, RowReader, Snapshot, diff,
+};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rust_decimal::Decimal;
 
 fn cases(default: u32) -> u32 {
-    std::env::var("IA_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var("IA_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Parses `body` completely: rows until the end or the first error.
@@ -35,8 +40,12 @@ fn parse_all(body: &[u8], period: RowPeriod) -> (Vec<ReportRow>, Option<String>)
     })
 }
 
-fn run<S: Strategy>(name: &str, n: u32, strategy: S, test: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+fn run<S: Strategy>(
+    name: &str,
+    n: u32,
+    strategy: S,
+    test: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
     let mut runner = TestRunner::new(Config {
@@ -57,11 +66,16 @@ where
 
 #[test]
 fn arbitrary_bytes_never_panic() {
-    run("arbitrary bytes", cases(3000), proptest::collection::vec(any::<u8>(), 0..2048), |bytes| {
-        parse_all(&bytes, RowPeriod::Fixed("2024-05".into()));
-        parse_all(&bytes, RowPeriod::FromRow);
-        Ok(())
-    });
+    run(
+        "arbitrary bytes",
+        cases(3000),
+        proptest::collection::vec(any::<u8>(), 0..2048),
+        |bytes| {
+            parse_all(&bytes, RowPeriod::Fixed("2024-05".into()));
+            parse_all(&bytes, RowPeriod::FromRow);
+            Ok(())
+        },
+    );
 }
 
 /// Pieces of SOAP reports, CSV reports and error pages, shuffled together.
@@ -130,7 +144,10 @@ fn rows_strategy() -> impl Strategy<Value = (Vec<String>, Vec<Vec<String>>)> {
     proptest::collection::btree_set(field_name(), 1..8).prop_flat_map(|names| {
         // Case-insensitive duplicates would make the expected map ambiguous.
         let mut seen = std::collections::HashSet::new();
-        let names: Vec<String> = names.into_iter().filter(|n| seen.insert(n.to_ascii_lowercase())).collect();
+        let names: Vec<String> = names
+            .into_iter()
+            .filter(|n| seen.insert(n.to_ascii_lowercase()))
+            .collect();
         let width = names.len();
         (
             Just(names),
@@ -140,35 +157,44 @@ fn rows_strategy() -> impl Strategy<Value = (Vec<String>, Vec<Vec<String>>)> {
 }
 
 fn xml_escape(v: &str) -> String {
-    v.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    v.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 #[test]
 fn xml_reports_round_trip() {
-    run("xml round trip", cases(1000), rows_strategy(), |(names, rows)| {
-        let mut doc = String::from(
-            "<?xml version=\"1.0\"?><SOAP-ENV:Envelope xmlns:SOAP-ENV=\"x\"><SOAP-ENV:Body><reportresponse>",
-        );
-        for r in &rows {
-            doc.push_str("<row><rowid>1</rowid>");
-            for (n, v) in names.iter().zip(r) {
-                doc.push_str(&format!("<{n}>{}</{n}>", xml_escape(v)));
+    run(
+        "xml round trip",
+        cases(1000),
+        rows_strategy(),
+        |(names, rows)| {
+            let mut doc = String::from(
+                "<?xml version=\"1.0\"?><SOAP-ENV:Envelope xmlns:SOAP-ENV=\"x\"><SOAP-ENV:Body><reportresponse>",
+            );
+            for r in &rows {
+                doc.push_str("<row><rowid>1</rowid>");
+                for (n, v) in names.iter().zip(r) {
+                    doc.push_str(&format!("<{n}>{}</{n}>", xml_escape(v)));
+                }
+                doc.push_str("</row>\n");
             }
-            doc.push_str("</row>\n");
-        }
-        doc.push_str("<row><rowid>2</rowid></row></reportresponse></SOAP-ENV:Body></SOAP-ENV:Envelope>");
-        let (parsed, err) = parse_all(doc.as_bytes(), RowPeriod::Fixed("2024-05".into()));
-        prop_assert_eq!(err, None);
-        prop_assert_eq!(parsed.len(), rows.len());
-        for (p, r) in parsed.iter().zip(&rows) {
-            for (n, v) in names.iter().zip(r) {
-                // Text is trimmed by the parser, as programs pad values.
-                prop_assert_eq!(p.get(n), Some(v.trim()), "field {}", n);
-                prop_assert_eq!(p.get(&n.to_ascii_uppercase()), Some(v.trim()));
+            doc.push_str(
+                "<row><rowid>2</rowid></row></reportresponse></SOAP-ENV:Body></SOAP-ENV:Envelope>",
+            );
+            let (parsed, err) = parse_all(doc.as_bytes(), RowPeriod::Fixed("2024-05".into()));
+            prop_assert_eq!(err, None);
+            prop_assert_eq!(parsed.len(), rows.len());
+            for (p, r) in parsed.iter().zip(&rows) {
+                for (n, v) in names.iter().zip(r) {
+                    // Text is trimmed by the parser, as programs pad values.
+                    prop_assert_eq!(p.get(n), Some(v.trim()), "field {}", n);
+                    prop_assert_eq!(p.get(&n.to_ascii_uppercase()), Some(v.trim()));
+                }
             }
-        }
-        Ok(())
-    });
+            Ok(())
+        },
+    );
 }
 
 fn csv_quote(v: &str) -> String {
@@ -187,7 +213,9 @@ fn csv_reports_round_trip() {
             let mut doc = String::new();
             for line in &pre {
                 // A preamble line must not look like the header.
-                let l = line.replace("rowid", "row id").replace("affcustomid", "acid");
+                let l = line
+                    .replace("rowid", "row id")
+                    .replace("affcustomid", "acid");
                 doc.push_str(&csv_quote(&l));
                 doc.push_str(nl);
             }
@@ -224,7 +252,11 @@ fn csv_reports_round_trip() {
 /// A row of a player whose fields are random or plausible.
 fn delta_row() -> impl Strategy<Value = (String, String, Option<String>, String, String)> {
     (
-        prop_oneof![Just(String::new()), Just("QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ".to_owned()), "[ -~]{0,70}"],
+        prop_oneof![
+            Just(String::new()),
+            Just("QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ".to_owned()),
+            "[ -~]{0,70}"
+        ],
         prop_oneof![Just(String::new()), Just("77".to_owned()), "[ -~]{0,10}"],
         proptest::option::of(prop_oneof![
             Just("GBP".to_owned()),
@@ -232,14 +264,25 @@ fn delta_row() -> impl Strategy<Value = (String, String, Option<String>, String,
             Just("£".to_owned()),
             "[ -~]{0,4}"
         ]),
-        prop_oneof!["-?[0-9]{1,6}(\\.[0-9]{1,4})?", "[ -~]{0,12}", Just("1,234.50".to_owned())],
-        prop_oneof![Just("2024-05".to_owned()), Just("2024-06".to_owned()), "[0-9-]{0,10}"],
+        prop_oneof![
+            "-?[0-9]{1,6}(\\.[0-9]{1,4})?",
+            "[ -~]{0,12}",
+            Just("1,234.50".to_owned())
+        ],
+        prop_oneof![
+            Just("2024-05".to_owned()),
+            Just("2024-06".to_owned()),
+            "[0-9-]{0,10}"
+        ],
     )
 }
 
 #[test]
 fn diff_never_panics() {
-    let cfg = DeltaConfig::new(Some("totalcommission".into()), "2024-06-01T00:00:00Z".parse().unwrap());
+    let cfg = DeltaConfig::new(
+        Some("totalcommission".into()),
+        "2024-06-01T00:00:00Z".parse().unwrap(),
+    );
     run(
         "diff of random rows",
         cases(3000),
@@ -276,7 +319,10 @@ fn diff_never_panics() {
 
 #[test]
 fn emitted_values_add_up_to_the_totals() {
-    let cfg = DeltaConfig::new(Some("totalcommission".into()), "2024-06-01T00:00:00Z".parse().unwrap());
+    let cfg = DeltaConfig::new(
+        Some("totalcommission".into()),
+        "2024-06-01T00:00:00Z".parse().unwrap(),
+    );
     let step = (0usize..3, -100_000i64..100_000);
     run(
         "delta sums",
@@ -301,7 +347,10 @@ fn emitted_values_add_up_to_the_totals() {
                 );
                 let d = diff(snap.as_ref(), &row, &cfg).unwrap();
                 for e in &d.events {
-                    prop_assert!(ids.insert(e.transaction_id.clone().unwrap()), "ids are unique");
+                    prop_assert!(
+                        ids.insert(e.transaction_id.clone().unwrap()),
+                        "ids are unique"
+                    );
                     if e.source_event == "registration" {
                         registrations += 1;
                         continue;

@@ -30,7 +30,9 @@ pub struct RunningServer {
 
 impl std::fmt::Debug for RunningServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningServer").field("addr", &self.addr).finish()
+        f.debug_struct("RunningServer")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -82,12 +84,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let keyring = Keyring::load(cfg.master_key.as_ref().map(|k| k.expose()), &cfg.data_dir)?;
     let stored_check = meta::get_or_init(&db, "key_check", keyring.check_value()).await?;
     if stored_check != keyring.check_value() {
-        return Err(CryptoError::WrongKey { key_file: cfg.data_dir.join("secret.key").display().to_string() }.into());
+        return Err(CryptoError::WrongKey {
+            key_file: cfg.data_dir.join("secret.key").display().to_string(),
+        }
+        .into());
     }
     let first_run = auth::workspaces(&db).await?.is_empty();
     let enricher = Enricher::new(cfg.trusted_proxies.clone(), keyring.clone())?;
     let writers_cancel = CancellationToken::new();
-    let (ingest, writer_handles) = IngestQueue::start(db.clone(), &cfg.ingest, writers_cancel.clone());
+    let (ingest, writer_handles) =
+        IngestQueue::start(db.clone(), &cfg.ingest, writers_cancel.clone());
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -97,14 +103,24 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         // Tests bind port 0: the public URL must name the real port.
         cfg.listen = addr;
     }
-    let state = AppState::new(cfg, db.clone(), keyring, enricher, ingest, telemetry::metrics_handle());
+    let state = AppState::new(
+        cfg,
+        db.clone(),
+        keyring,
+        enricher,
+        ingest,
+        telemetry::metrics_handle(),
+    );
     let shutdown = CancellationToken::new();
     let app = routes::router(state.clone());
     let server_shutdown = shutdown.clone();
     let handle = tokio::spawn(async move {
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await;
         // No request is in flight any more: drain the write queue.
         writers_cancel.cancel();
         for h in writer_handles {
@@ -114,5 +130,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         tracing::info!("clicktrail stopped");
         served.context("HTTP server")
     });
-    Ok(RunningServer { addr, state, first_run, shutdown, handle })
+    Ok(RunningServer {
+        addr,
+        state,
+        first_run,
+        shutdown,
+        handle,
+    })
 }

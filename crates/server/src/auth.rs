@@ -26,14 +26,17 @@ impl Caller {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     // Compare digests so the length of the secret does not leak either.
     let (da, db) = (Sha256::digest(a), Sha256::digest(b));
-    da.iter().zip(db.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 pub async fn caller_from_token(state: &AppState, token: &str) -> Result<Option<Caller>, ApiError> {
-    if let Some(master) = &state.cfg.master_key {
-        if constant_time_eq(token.as_bytes(), master.expose().as_bytes()) {
-            return Ok(Some(Caller { workspace: None }));
-        }
+    if let Some(master) = &state.cfg.master_key
+        && constant_time_eq(token.as_bytes(), master.expose().as_bytes())
+    {
+        return Ok(Some(Caller { workspace: None }));
     }
     if !token.starts_with("ct_") || token.len() > 100 {
         return Ok(None);
@@ -50,7 +53,10 @@ pub async fn caller_from_token(state: &AppState, token: &str) -> Result<Option<C
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(c) = parts.extensions.get::<Caller>() {
             return Ok(*c);
         }
@@ -58,9 +64,14 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .ok_or_else(ApiError::unauthorized)?;
-        caller_from_token(state, token).await?.ok_or_else(ApiError::unauthorized)
+        caller_from_token(state, token)
+            .await?
+            .ok_or_else(ApiError::unauthorized)
     }
 }

@@ -41,7 +41,14 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE) else {
         return Ok(());
     };
-    let ct = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let ct = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     if matches!(ct.as_str(), "application/json" | "text/plain" | "") {
         Ok(())
     } else {
@@ -54,7 +61,11 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 pub fn body_too_large(limit: usize) -> ApiError {
-    reject("body_too_large", StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {limit} bytes"))
+    reject(
+        "body_too_large",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {limit} bytes"),
+    )
 }
 
 /// The `Origin` header's host, when the request has one.
@@ -75,21 +86,28 @@ pub async fn collect(
 ) -> Result<Accepted, ApiError> {
     let now = chrono::Utc::now().timestamp_millis();
     let batch = collect::decode(body, now)?;
-    let property = state
-        .property(&batch.property_id)
-        .await?
-        .ok_or_else(|| reject("unknown_property", StatusCode::NOT_FOUND, "no property has this id"))?;
-    if let Some(host) = origin_host(headers) {
-        if !host_allowed(&property.domains, &host) {
-            return Err(reject(
-                "domain_not_allowed",
-                StatusCode::FORBIDDEN,
-                "the request's Origin is not one of the property's domains",
-            ));
-        }
+    let property = state.property(&batch.property_id).await?.ok_or_else(|| {
+        reject(
+            "unknown_property",
+            StatusCode::NOT_FOUND,
+            "no property has this id",
+        )
+    })?;
+    if let Some(host) = origin_host(headers)
+        && !host_allowed(&property.domains, &host)
+    {
+        return Err(reject(
+            "domain_not_allowed",
+            StatusCode::FORBIDDEN,
+            "the request's Origin is not one of the property's domains",
+        ));
     }
     for (i, e) in batch.events.iter().enumerate() {
-        if !e.url.host_str().is_some_and(|h| host_allowed(&property.domains, h)) {
+        if !e
+            .url
+            .host_str()
+            .is_some_and(|h| host_allowed(&property.domains, h))
+        {
             return Err(reject(
                 "domain_not_allowed",
                 StatusCode::FORBIDDEN,
@@ -98,7 +116,9 @@ pub async fn collect(
         }
     }
     let facts = state.enricher.request_facts(headers, peer);
-    let stored_ip = state.enricher.stored_ip(property.settings.ip_handling, facts.ip);
+    let stored_ip = state
+        .enricher
+        .stored_ip(property.settings.ip_handling, facts.ip);
     let timeout = property.settings.session_timeout_ms();
     let property_id = property.id.as_str().to_owned();
     let events: Vec<IngestEvent> = batch
@@ -133,9 +153,14 @@ pub async fn collect(
     })?;
     let accepted = outcomes.iter().filter(|o| o.inserted).count();
     let duplicates = total - accepted;
-    metrics::counter!("clicktrail_collect_events_total", "outcome" => "accepted").increment(accepted as u64);
+    metrics::counter!("clicktrail_collect_events_total", "outcome" => "accepted")
+        .increment(accepted as u64);
     if duplicates > 0 {
-        metrics::counter!("clicktrail_collect_events_total", "outcome" => "duplicate").increment(duplicates as u64);
+        metrics::counter!("clicktrail_collect_events_total", "outcome" => "duplicate")
+            .increment(duplicates as u64);
     }
-    Ok(Accepted { accepted, duplicates })
+    Ok(Accepted {
+        accepted,
+        duplicates,
+    })
 }

@@ -81,7 +81,12 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { queue_capacity: 2048, max_batch_events: 2000, writers: 0, max_body_bytes: 64 * 1024 }
+        Self {
+            queue_capacity: 2048,
+            max_batch_events: 2000,
+            writers: 0,
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 
@@ -126,7 +131,10 @@ pub struct PollingConfig {
 
 impl Default for PollingConfig {
     fn default() -> Self {
-        Self { enabled: true, tick_secs: 30 }
+        Self {
+            enabled: true,
+            tick_secs: 30,
+        }
     }
 }
 
@@ -165,7 +173,10 @@ impl Config {
         match file {
             Some(f) => {
                 if !f.exists() {
-                    return Err(ConfigError::Invalid(format!("config file {} does not exist", f.display())));
+                    return Err(ConfigError::Invalid(format!(
+                        "config file {} does not exist",
+                        f.display()
+                    )));
                 }
                 fig = fig.merge(Toml::file(f));
             }
@@ -186,21 +197,29 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if let Some(k) = &self.master_key {
-            if k.expose().len() < 16 {
-                return Err(ConfigError::Invalid("master_key must be at least 16 characters".into()));
-            }
+        if let Some(k) = &self.master_key
+            && k.expose().len() < 16
+        {
+            return Err(ConfigError::Invalid(
+                "master_key must be at least 16 characters".into(),
+            ));
         }
-        if let Some(u) = &self.public_url {
-            if !matches!(u.scheme(), "http" | "https") {
-                return Err(ConfigError::Invalid("public_url must be an http(s) URL".into()));
-            }
+        if let Some(u) = &self.public_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            return Err(ConfigError::Invalid(
+                "public_url must be an http(s) URL".into(),
+            ));
         }
         if self.ingest.queue_capacity == 0 || self.ingest.max_batch_events == 0 {
-            return Err(ConfigError::Invalid("ingest.queue_capacity and ingest.max_batch_events must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "ingest.queue_capacity and ingest.max_batch_events must be > 0".into(),
+            ));
         }
         if self.delivery.max_attempts == 0 || self.delivery.concurrency == 0 {
-            return Err(ConfigError::Invalid("delivery.max_attempts and delivery.concurrency must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "delivery.max_attempts and delivery.concurrency must be > 0".into(),
+            ));
         }
         Ok(())
     }
@@ -215,6 +234,10 @@ impl Config {
 }
 
 #[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment's Jail closures return figment::Error"
+)]
 mod tests {
     use super::*;
     use figment::Jail;

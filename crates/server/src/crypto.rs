@@ -21,7 +21,10 @@ use sha2::Sha256;
 #[derive(Debug, thiserror::Error)]
 pub enum CryptoError {
     #[error("could not read or create the key file {path}: {source}")]
-    KeyFile { path: String, source: std::io::Error },
+    KeyFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("the key file {0} is not 64 hex characters")]
     BadKeyFile(String),
     #[error("stored secret cannot be decrypted (was the master key or key file changed?)")]
@@ -86,20 +89,29 @@ impl Keyring {
         rand::rng().fill_bytes(&mut nonce);
         // Encryption with a valid key and nonce cannot fail for in-memory
         // buffers; an empty ciphertext would only fail to decrypt later.
-        let ct = self.aead.encrypt(XNonce::from_slice(&nonce), plaintext).unwrap_or_default();
+        let ct = self
+            .aead
+            .encrypt(XNonce::from_slice(&nonce), plaintext)
+            .unwrap_or_default();
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
         format!("{VERSION_PREFIX}{}", URL_SAFE_NO_PAD.encode(out))
     }
 
     pub fn decrypt(&self, stored: &str) -> Result<Vec<u8>, CryptoError> {
-        let b64 = stored.strip_prefix(VERSION_PREFIX).ok_or(CryptoError::Decrypt)?;
-        let raw = URL_SAFE_NO_PAD.decode(b64).map_err(|_| CryptoError::Decrypt)?;
+        let b64 = stored
+            .strip_prefix(VERSION_PREFIX)
+            .ok_or(CryptoError::Decrypt)?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(b64)
+            .map_err(|_| CryptoError::Decrypt)?;
         if raw.len() < 24 + 16 {
             return Err(CryptoError::Decrypt);
         }
         let (nonce, ct) = raw.split_at(24);
-        self.aead.decrypt(XNonce::from_slice(nonce), ct).map_err(|_| CryptoError::Decrypt)
+        self.aead
+            .decrypt(XNonce::from_slice(nonce), ct)
+            .map_err(|_| CryptoError::Decrypt)
     }
 
     pub fn encrypt_json(&self, v: &serde_json::Value) -> String {
@@ -124,11 +136,15 @@ impl Keyring {
 }
 
 fn read_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
-    let err = |source| CryptoError::KeyFile { path: path.display().to_string(), source };
+    let err = |source| CryptoError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    };
     match std::fs::read_to_string(path) {
         Ok(s) => {
             let s = s.trim();
-            let bytes = hex::decode(s).map_err(|_| CryptoError::BadKeyFile(path.display().to_string()))?;
+            let bytes =
+                hex::decode(s).map_err(|_| CryptoError::BadKeyFile(path.display().to_string()))?;
             if bytes.len() != 32 {
                 return Err(CryptoError::BadKeyFile(path.display().to_string()));
             }
@@ -151,7 +167,11 @@ fn read_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(data)?;
     f.sync_all()
 }

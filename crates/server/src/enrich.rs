@@ -45,7 +45,9 @@ pub struct Enricher {
 
 impl std::fmt::Debug for Enricher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Enricher").field("cached_user_agents", &self.cache.entry_count()).finish()
+        f.debug_struct("Enricher")
+            .field("cached_user_agents", &self.cache.entry_count())
+            .finish()
     }
 }
 
@@ -83,7 +85,11 @@ impl Enricher {
             .map(|s| cut(s.trim(), MAX_UA_BYTES).to_owned())
             .filter(|s| !s.is_empty());
         let ua = self.user_agent(user_agent.as_deref().unwrap_or(""));
-        RequestFacts { user_agent, ua, ip: client_ip(headers, peer, &self.trusted_proxies) }
+        RequestFacts {
+            user_agent,
+            ua,
+            ip: client_ip(headers, peer, &self.trusted_proxies),
+        }
     }
 
     /// The address in the form the property keeps it.
@@ -92,7 +98,10 @@ impl Enricher {
         match handling {
             IpHandling::Truncate => Some(truncate_ip(&ip)),
             IpHandling::Hash => Some(self.keyring.hash_ip(&ip)),
-            IpHandling::Encrypt => Some(format!("e:{}", self.keyring.encrypt(ip.to_string().as_bytes()))),
+            IpHandling::Encrypt => Some(format!(
+                "e:{}",
+                self.keyring.encrypt(ip.to_string().as_bytes())
+            )),
             IpHandling::None => None,
         }
     }
@@ -119,7 +128,11 @@ fn cut(s: &str, max: usize) -> &str {
 /// The client's address: the peer, unless the peer is a trusted proxy, in
 /// which case the right-most `X-Forwarded-For` entry that is not itself a
 /// trusted proxy (entries further left are client-controlled).
-pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpNet]) -> Option<IpAddr> {
+pub fn client_ip(
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
     let peer_ip = peer.map(|p| p.ip())?;
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer_ip) {
@@ -131,11 +144,19 @@ pub fn client_ip(headers: &HeaderMap, peer: Option<SocketAddr>, trusted: &[IpNet
             chain.extend(s.split(',').filter_map(|p| p.trim().parse::<IpAddr>().ok()));
         }
     }
-    chain.into_iter().rev().find(|ip| !is_trusted(ip)).or(Some(peer_ip))
+    chain
+        .into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .or(Some(peer_ip))
 }
 
 /// A session seed from one event: its landing, the request's facts.
-pub fn session_seed(ev: &CollectedEvent, facts: &RequestFacts, stored_ip: Option<String>) -> SessionSeed {
+pub fn session_seed(
+    ev: &CollectedEvent,
+    facts: &RequestFacts,
+    stored_ip: Option<String>,
+) -> SessionSeed {
     let landing = traffic::parse_landing(&ev.url, ev.referrer.as_deref());
     seed_from_landing(&landing, ev, facts, stored_ip)
 }
@@ -161,18 +182,29 @@ fn seed_from_landing(
     };
     let sm = input.source_medium();
     let ch = channel::classify_source_medium(&sm);
-    let campaign_hash = landing.campaign_key().map(|k| hex::encode(&Sha256::digest(k.as_bytes())[..8]));
+    let campaign_hash = landing
+        .campaign_key()
+        .map(|k| hex::encode(&Sha256::digest(k.as_bytes())[..8]));
     let click_ids = (!landing.click_ids.is_empty()).then(|| {
-        let m: serde_json::Map<String, serde_json::Value> =
-            landing.click_ids.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone()))).collect();
+        let m: serde_json::Map<String, serde_json::Value> = landing
+            .click_ids
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), serde_json::Value::String(v.clone())))
+            .collect();
         serde_json::Value::Object(m).to_string()
     });
     let fbclid = landing.click_id("fbclid").map(str::to_owned);
-    let cookie_fbc = ev.cookies.fbc.as_deref().filter(|c| traffic::is_valid_fbc(c));
+    let cookie_fbc = ev
+        .cookies
+        .fbc
+        .as_deref()
+        .filter(|c| traffic::is_valid_fbc(c));
     // The cookie is what Meta's own pixel made; when the landing carries a
     // newer fbclid than the cookie names, build fbc from it (unaltered).
     let fbc = match (&fbclid, cookie_fbc) {
-        (Some(id), Some(c)) if c.ends_with(id.as_str()) || c.split('.').nth(3) == Some(id.as_str()) => {
+        (Some(id), Some(c))
+            if c.ends_with(id.as_str()) || c.split('.').nth(3) == Some(id.as_str()) =>
+        {
             Some(c.to_owned())
         }
         (Some(id), _) => Some(traffic::fbc_from_fbclid(id, ev.client_ts_ms)),
@@ -224,12 +256,24 @@ mod tests {
     #[test]
     fn forwarded_for_only_from_trusted_proxies() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"));
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.9, 10.0.0.2"),
+        );
         let proxy: SocketAddr = "10.0.0.1:443".parse().unwrap();
         let stranger: SocketAddr = "198.51.100.1:443".parse().unwrap();
         let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
-        assert_eq!(client_ip(&h, Some(proxy), &trusted), Some("203.0.113.9".parse().unwrap()));
-        assert_eq!(client_ip(&h, Some(stranger), &trusted), Some("198.51.100.1".parse().unwrap()));
-        assert_eq!(client_ip(&h, Some(proxy), &[]), Some("10.0.0.1".parse().unwrap()));
+        assert_eq!(
+            client_ip(&h, Some(proxy), &trusted),
+            Some("203.0.113.9".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&h, Some(stranger), &trusted),
+            Some("198.51.100.1".parse().unwrap())
+        );
+        assert_eq!(
+            client_ip(&h, Some(proxy), &[]),
+            Some("10.0.0.1".parse().unwrap())
+        );
     }
 }

@@ -27,7 +27,13 @@ pub struct FieldProblem {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), fields: Vec::new(), retry_after: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+            retry_after: None,
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -35,7 +41,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn unauthorized() -> Self {
@@ -62,7 +72,11 @@ impl ApiError {
             .map(|f| format!("{}: {}", f.field, f.message))
             .collect::<Vec<_>>()
             .join("; ");
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", message);
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            message,
+        );
         e.fields = fields;
         e
     }
@@ -70,7 +84,11 @@ impl ApiError {
     /// An internal failure: logged here, once, answered opaquely.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 }
 
@@ -82,7 +100,11 @@ impl From<clicktrail_store::StoreError> for ApiError {
 
 impl From<clicktrail_domain::property::FieldError> for FieldProblem {
     fn from(e: clicktrail_domain::property::FieldError) -> Self {
-        FieldProblem { field: e.field, code: e.code.to_owned(), message: e.message }
+        FieldProblem {
+            field: e.field,
+            code: e.code.to_owned(),
+            message: e.message,
+        }
     }
 }
 
@@ -93,10 +115,10 @@ impl IntoResponse for ApiError {
             body["error"]["fields"] = json!(self.fields);
         }
         let mut resp = (self.status, Json(body)).into_response();
-        if let Some(s) = self.retry_after {
-            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
         }
         resp
     }

@@ -10,7 +10,11 @@ use clicktrail::telemetry;
 use clicktrail_store::auth;
 
 #[derive(Parser)]
-#[command(name = "clicktrail", version, about = "Self-hosted conversion tracking and attribution")]
+#[command(
+    name = "clicktrail",
+    version,
+    about = "Self-hosted conversion tracking and attribution"
+)]
 struct Cli {
     /// Configuration file (default: ./clicktrail.toml when present).
     #[arg(long, global = true)]
@@ -47,7 +51,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let cfg = Config::load(cli.config.as_deref())?;
     telemetry::init_tracing(&cfg.log, cfg.log_format);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(run(cli.command, cfg))
 }
 
@@ -57,10 +63,15 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             let db = app::open_database(&cfg).await?;
             db.close().await;
-            println!("migrations applied to {}", app::redact_url(&cfg.database_url));
+            println!(
+                "migrations applied to {}",
+                app::redact_url(&cfg.database_url)
+            );
             Ok(())
         }
-        Command::Token { command: TokenCommand::Create { workspace, name } } => {
+        Command::Token {
+            command: TokenCommand::Create { workspace, name },
+        } => {
             let db = app::open_database(&cfg).await?;
             let ws = auth::ensure_workspace(&db, &workspace).await?;
             let (_, token) = auth::create_token(&db, ws.id, &name).await?;
@@ -86,7 +97,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         println!("First run. Open {base}/ to create the first admin, or use the API:");
         println!("  1. clicktrail token create --workspace default");
         println!("  2. curl -X POST {base}/api/v1/properties \\");
-        println!("       -H 'Authorization: Bearer <token>' -H 'Content-Type: application/json' \\");
+        println!(
+            "       -H 'Authorization: Bearer <token>' -H 'Content-Type: application/json' \\"
+        );
         println!("       -d '{{\"name\": \"My site\", \"domains\": [\"example.com\"]}}'");
         println!("  3. paste the returned snippet into your site's <head>.");
     }

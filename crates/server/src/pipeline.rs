@@ -46,14 +46,21 @@ pub struct IngestQueue {
 
 impl std::fmt::Debug for IngestQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestQueue").field("shards", &self.shards.len()).field("depth", &self.depth()).finish()
+        f.debug_struct("IngestQueue")
+            .field("shards", &self.shards.len())
+            .field("depth", &self.depth())
+            .finish()
     }
 }
 
 impl IngestQueue {
     /// Starts the writer tasks; they stop after `cancel`, once the queue is
     /// drained.
-    pub fn start(db: Db, cfg: &IngestConfig, cancel: CancellationToken) -> (IngestQueue, Vec<JoinHandle<()>>) {
+    pub fn start(
+        db: Db,
+        cfg: &IngestConfig,
+        cancel: CancellationToken,
+    ) -> (IngestQueue, Vec<JoinHandle<()>>) {
         let writers = match db.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres if cfg.writers == 0 => 2,
@@ -76,7 +83,13 @@ impl IngestQueue {
             };
             handles.push(tokio::spawn(writer.run(cancel.clone())));
         }
-        (IngestQueue { shards: Arc::new(shards), depth }, handles)
+        (
+            IngestQueue {
+                shards: Arc::new(shards),
+                depth,
+            },
+            handles,
+        )
     }
 
     /// Requests waiting for a writer.
@@ -85,7 +98,10 @@ impl IngestQueue {
     }
 
     /// Queues one request's events and waits for their commit.
-    pub async fn submit(&self, events: Vec<IngestEvent>) -> Result<Vec<EventOutcome>, IngestFailure> {
+    pub async fn submit(
+        &self,
+        events: Vec<IngestEvent>,
+    ) -> Result<Vec<EventOutcome>, IngestFailure> {
         let shard = match events.first() {
             Some(e) if self.shards.len() > 1 => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -142,7 +158,10 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            let d = self.depth.fetch_sub(jobs.len(), Ordering::Relaxed).saturating_sub(jobs.len());
+            let d = self
+                .depth
+                .fetch_sub(jobs.len(), Ordering::Relaxed)
+                .saturating_sub(jobs.len());
             metrics::gauge!("clicktrail_ingest_queue_depth").set(d as f64);
             self.commit(jobs).await;
         }
@@ -160,7 +179,8 @@ impl Writer {
         match self.ingestor.write(&self.db, &events).await {
             Ok(outcomes) => {
                 metrics::histogram!("clicktrail_ingest_batch_events").record(events.len() as f64);
-                metrics::histogram!("clicktrail_ingest_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("clicktrail_ingest_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 let mut rest = outcomes.into_iter();
                 for (len, ack) in acks {
                     let _ = ack.send(Ok(rest.by_ref().take(len).collect()));

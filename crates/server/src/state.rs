@@ -73,12 +73,17 @@ impl AppState {
     }
 
     /// A property by id, through the cache.
-    pub async fn property(&self, id: &PropertyId) -> Result<Option<Arc<Property>>, clicktrail_store::StoreError> {
+    pub async fn property(
+        &self,
+        id: &PropertyId,
+    ) -> Result<Option<Arc<Property>>, clicktrail_store::StoreError> {
         if let Some(hit) = self.property_cache.get(id.as_str()).await {
             return Ok(hit);
         }
         let p = properties::get(&self.db, id).await?.map(Arc::new);
-        self.property_cache.insert(id.as_str().to_owned(), p.clone()).await;
+        self.property_cache
+            .insert(id.as_str().to_owned(), p.clone())
+            .await;
         Ok(p)
     }
 

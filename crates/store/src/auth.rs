@@ -22,15 +22,27 @@ pub async fn ensure_workspace(db: &Db, name: &str) -> Result<Workspace> {
     .await?;
     // Read through the writer's view: on SQLite the read pool sees the
     // commit as soon as it is done.
-    db.fetch_one("SELECT id, name, created_at FROM workspaces WHERE name = $1", args![name]).await
+    db.fetch_one(
+        "SELECT id, name, created_at FROM workspaces WHERE name = $1",
+        args![name],
+    )
+    .await
 }
 
 pub async fn workspace(db: &Db, id: i64) -> Result<Option<Workspace>> {
-    db.fetch_optional("SELECT id, name, created_at FROM workspaces WHERE id = $1", args![id]).await
+    db.fetch_optional(
+        "SELECT id, name, created_at FROM workspaces WHERE id = $1",
+        args![id],
+    )
+    .await
 }
 
 pub async fn workspaces(db: &Db) -> Result<Vec<Workspace>> {
-    db.fetch_all("SELECT id, name, created_at FROM workspaces ORDER BY id", args![]).await
+    db.fetch_all(
+        "SELECT id, name, created_at FROM workspaces ORDER BY id",
+        args![],
+    )
+    .await
 }
 
 pub fn hash_token(token: &str) -> String {

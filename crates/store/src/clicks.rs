@@ -84,7 +84,11 @@ pub const SESSION_COLS: &str = "id, property_id, visitor_id, started_at, last_se
      channel, click_ids, gclid, gbraid, wbraid, fbclid, fbc, fbp, ttclid, ttp, msclkid, browser, browser_version, \
      os, os_version, device, is_bot, user_agent, ip, em_hash, ph_hash, pageviews, events";
 
-pub async fn get_click(db: &Db, property: &PropertyId, click_id: &ClickId) -> Result<Option<Click>> {
+pub async fn get_click(
+    db: &Db,
+    property: &PropertyId,
+    click_id: &ClickId,
+) -> Result<Option<Click>> {
     db.fetch_optional(
         &format!("SELECT {CLICK_COLS} FROM clicks WHERE property_id = $1 AND click_id = $2"),
         args![property.as_str(), click_id.as_str()],
@@ -93,7 +97,11 @@ pub async fn get_click(db: &Db, property: &PropertyId, click_id: &ClickId) -> Re
 }
 
 pub async fn get_session(db: &Db, id: i64) -> Result<Option<Session>> {
-    db.fetch_optional(&format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"), args![id]).await
+    db.fetch_optional(
+        &format!("SELECT {SESSION_COLS} FROM sessions WHERE id = $1"),
+        args![id],
+    )
+    .await
 }
 
 /// The pageview a tag-minted click id names (see `domain::clickid`):
@@ -107,7 +115,11 @@ pub struct PageviewRef {
     pub url: String,
 }
 
-pub async fn find_pageview(db: &Db, property: &PropertyId, pageview_event_id: &str) -> Result<Option<PageviewRef>> {
+pub async fn find_pageview(
+    db: &Db,
+    property: &PropertyId,
+    pageview_event_id: &str,
+) -> Result<Option<PageviewRef>> {
     db.fetch_optional(
         "SELECT event_id, session_id, visitor_id, ts, url FROM events \
          WHERE property_id = $1 AND event_id = $2 AND name = 'PageView'",

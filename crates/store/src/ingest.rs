@@ -343,20 +343,31 @@ const ROLLUP_COLS: &[(&str, &str)] = &[
 pub(crate) fn json_rows_select(backend: Backend, cols: &[(&str, &str)]) -> String {
     match backend {
         Backend::Sqlite => {
-            let list: Vec<String> = cols.iter().map(|(c, _)| format!("value ->> '{c}'")).collect();
+            let list: Vec<String> = cols
+                .iter()
+                .map(|(c, _)| format!("value ->> '{c}'"))
+                .collect();
             format!("SELECT {} FROM json_each($1) WHERE true", list.join(", "))
         }
         Backend::Postgres => {
             let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
             let typed: Vec<String> = cols.iter().map(|(c, t)| format!("{c} {t}")).collect();
-            format!("SELECT {} FROM json_to_recordset($1::json) AS x({})", names.join(", "), typed.join(", "))
+            format!(
+                "SELECT {} FROM json_to_recordset($1::json) AS x({})",
+                names.join(", "),
+                typed.join(", ")
+            )
         }
     }
 }
 
 fn bulk_insert(backend: Backend, table: &str, cols: &[(&str, &str)], tail: &str) -> String {
     let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-    format!("INSERT INTO {table} ({}) {} {tail}", names.join(", "), json_rows_select(backend, cols))
+    format!(
+        "INSERT INTO {table} ({}) {} {tail}",
+        names.join(", "),
+        json_rows_select(backend, cols)
+    )
 }
 
 struct Statements {
@@ -408,7 +419,12 @@ fn statements(backend: Backend) -> Statements {
             EVENT_COLS,
             "ON CONFLICT (property_id, event_id) DO NOTHING RETURNING event_id",
         ),
-        insert_clicks: bulk_insert(backend, "clicks", CLICK_COLS, "ON CONFLICT (property_id, click_id) DO NOTHING"),
+        insert_clicks: bulk_insert(
+            backend,
+            "clicks",
+            CLICK_COLS,
+            "ON CONFLICT (property_id, click_id) DO NOTHING",
+        ),
         upsert_rollups: bulk_insert(
             backend,
             "rollup_hourly",
@@ -444,7 +460,8 @@ fn stmts(backend: Backend) -> &'static Statements {
 }
 
 fn to_json<T: Serialize>(rows: &T) -> Result<String> {
-    serde_json::to_string(rows).map_err(|e| crate::StoreError::Corrupt(format!("serialising rows: {e}")))
+    serde_json::to_string(rows)
+        .map_err(|e| crate::StoreError::Corrupt(format!("serialising rows: {e}")))
 }
 
 fn link_host(url: &str) -> String {
@@ -456,7 +473,12 @@ fn link_host(url: &str) -> String {
 
 impl Ingestor {
     pub fn new(backend: Backend) -> Self {
-        Self { backend, cache: HashMap::new(), cache_capacity: 200_000, next_session_id: None }
+        Self {
+            backend,
+            cache: HashMap::new(),
+            cache_capacity: 200_000,
+            next_session_id: None,
+        }
     }
 
     /// Number of visitors whose session is cached.
@@ -505,7 +527,9 @@ impl Ingestor {
                 let next = match self.next_session_id {
                     Some(n) => n,
                     None => {
-                        let (max,): (Option<i64>,) = tx.fetch_one("SELECT MAX(id) FROM sessions", args![]).await?;
+                        let (max,): (Option<i64>,) = tx
+                            .fetch_one("SELECT MAX(id) FROM sessions", args![])
+                            .await?;
                         max.unwrap_or(0) + 1
                     }
                 };
@@ -514,7 +538,10 @@ impl Ingestor {
             }
             Backend::Postgres => {
                 let rows: Vec<(i64,)> = tx
-                    .fetch_all("SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)", args![n as i64])
+                    .fetch_all(
+                        "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)",
+                        args![n as i64],
+                    )
                     .await?;
                 Ok(rows.into_iter().map(|r| r.0).collect())
             }
@@ -532,11 +559,16 @@ impl Ingestor {
         //    the batch, so that only new events move sessions and counters.
         let mut by_property: HashMap<&str, Vec<&str>> = HashMap::new();
         for e in batch {
-            by_property.entry(&e.property_id).or_default().push(e.event.event_id.as_str());
+            by_property
+                .entry(&e.property_id)
+                .or_default()
+                .push(e.event.event_id.as_str());
         }
         let mut existing: HashSet<(String, String)> = HashSet::new();
         for (pid, ids) in &by_property {
-            let rows: Vec<(String,)> = tx.fetch_all(&st.existing_events, args![*pid, to_json(ids)?]).await?;
+            let rows: Vec<(String,)> = tx
+                .fetch_all(&st.existing_events, args![*pid, to_json(ids)?])
+                .await?;
             existing.extend(rows.into_iter().map(|(id,)| ((*pid).to_owned(), id)));
         }
         let mut seen_in_batch: HashSet<(&str, &str)> = HashSet::new();
@@ -544,7 +576,8 @@ impl Ingestor {
             .iter()
             .map(|e| {
                 let key = (e.property_id.as_str(), e.event.event_id.as_str());
-                !existing.contains(&(key.0.to_owned(), key.1.to_owned())) && seen_in_batch.insert(key)
+                !existing.contains(&(key.0.to_owned(), key.1.to_owned()))
+                    && seen_in_batch.insert(key)
             })
             .collect();
 
@@ -556,7 +589,10 @@ impl Ingestor {
             if !is_new {
                 continue;
             }
-            let key = (e.property_id.clone(), e.event.visitor_id.as_str().to_owned());
+            let key = (
+                e.property_id.clone(),
+                e.event.visitor_id.as_str().to_owned(),
+            );
             if staged.contains_key(&key) {
                 continue;
             }
@@ -570,7 +606,9 @@ impl Ingestor {
             }
         }
         for (pid, visitors) in misses {
-            let rows: Vec<LatestSession> = tx.fetch_all(&st.latest_sessions, args![pid, to_json(&visitors)?]).await?;
+            let rows: Vec<LatestSession> = tx
+                .fetch_all(&st.latest_sessions, args![pid, to_json(&visitors)?])
+                .await?;
             for r in rows {
                 let dims = SessionDims::new(
                     &r.channel,
@@ -600,7 +638,8 @@ impl Ingestor {
         //    their index until ids are allocated.
         let mut assigned: Vec<Option<Assigned>> = Vec::with_capacity(batch.len());
         let mut new_sessions: Vec<(usize, SessionState)> = Vec::new();
-        let mut current: HashMap<(String, String), (Assigned, SessionState, Arc<SessionDims>)> = HashMap::new();
+        let mut current: HashMap<(String, String), (Assigned, SessionState, Arc<SessionDims>)> =
+            HashMap::new();
         for (key, c) in staged {
             current.insert(key, (Assigned::Existing(c.id), c.state, c.dims));
         }
@@ -609,7 +648,10 @@ impl Ingestor {
                 assigned.push(None);
                 continue;
             }
-            let key = (e.property_id.clone(), e.event.visitor_id.as_str().to_owned());
+            let key = (
+                e.property_id.clone(),
+                e.event.visitor_id.as_str().to_owned(),
+            );
             let prev = current.get(&key);
             let (state, started) = session::advance(
                 prev.map(|(_, s, _)| s),
@@ -621,7 +663,10 @@ impl Ingestor {
                 Some((a, _, dims)) if !started => (*a, dims.clone()),
                 _ => {
                     new_sessions.push((i, state.clone()));
-                    (Assigned::New(new_sessions.len() - 1), Arc::new(SessionDims::of_seed(&e.seed)))
+                    (
+                        Assigned::New(new_sessions.len() - 1),
+                        Arc::new(SessionDims::of_seed(&e.seed)),
+                    )
                 }
             };
             current.insert(key, (a, state, dims.clone()));
@@ -680,13 +725,20 @@ impl Ingestor {
         let mut updates: HashMap<i64, SessionUpdate<'_>> = HashMap::new();
         let mut event_rows = Vec::new();
         let mut click_rows = Vec::new();
-        let mut rollups: HashMap<(&str, i64, &'static str, String, bool), (i64, i64, i64)> = HashMap::new();
+        let mut rollups: HashMap<RollupKey<'_>, (i64, i64, i64)> = HashMap::new();
         let mut outcomes = Vec::with_capacity(batch.len());
-        let new_session_index: HashMap<usize, usize> =
-            new_sessions.iter().enumerate().map(|(n, (i, _))| (*i, n)).collect();
+        let new_session_index: HashMap<usize, usize> = new_sessions
+            .iter()
+            .enumerate()
+            .map(|(n, (i, _))| (*i, n))
+            .collect();
         for (i, e) in batch.iter().enumerate() {
             let Some(a) = assigned[i] else {
-                outcomes.push(EventOutcome { inserted: false, session_id: 0, new_session: false });
+                outcomes.push(EventOutcome {
+                    inserted: false,
+                    session_id: 0,
+                    new_session: false,
+                });
                 continue;
             };
             let sid = session_id_of(a);
@@ -712,7 +764,11 @@ impl Ingestor {
             u.em_hash = ev.user.em.as_deref().or(u.em_hash);
             u.ph_hash = ev.user.ph.as_deref().or(u.ph_hash);
             let new_session = new_session_index.contains_key(&i);
-            outcomes.push(EventOutcome { inserted: true, session_id: sid, new_session });
+            outcomes.push(EventOutcome {
+                inserted: true,
+                session_id: sid,
+                new_session,
+            });
             event_rows.push(EventInsert {
                 property_id: &e.property_id,
                 event_id: ev.event_id.as_str(),
@@ -729,11 +785,14 @@ impl Ingestor {
                 link_group: ev.link.as_ref().and_then(|l| l.tracking_group.as_deref()),
                 value_micros: ev.value.map(to_micros),
                 currency: ev.currency.as_ref().map(|c| c.as_str()),
-                props: ev.props.as_ref().map(|p| serde_json::Value::Object(p.clone()).to_string()),
+                props: ev
+                    .props
+                    .as_ref()
+                    .map(|p| serde_json::Value::Object(p.clone()).to_string()),
             });
             let is_click = ev.name == EventName::OutboundClick;
-            if is_click {
-                if let (Some(cid), Some(link)) = (&ev.click_id, &ev.link) {
+            if is_click && let (Some(cid), Some(link)) = (&ev.click_id, &ev.link) {
+                {
                     click_rows.push(ClickInsert {
                         property_id: &e.property_id,
                         click_id: cid.as_str(),
@@ -753,35 +812,52 @@ impl Ingestor {
             // Rollups count under the session's traffic source (its
             // landing), not this event's page.
             let hour = e.received_at_ms.div_euclid(3_600_000);
-            let dims = event_dims[i].clone().unwrap_or_else(|| Arc::new(SessionDims::of_seed(&e.seed)));
+            let dims = event_dims[i]
+                .clone()
+                .unwrap_or_else(|| Arc::new(SessionDims::of_seed(&e.seed)));
             let bot = dims.is_bot;
             if new_session || is_pageview || is_click {
                 for (dim, key) in dims.pairs() {
-                    let c = rollups.entry((&e.property_id, hour, dim, key.to_owned(), bot)).or_default();
+                    let c = rollups
+                        .entry((&e.property_id, hour, dim, key.to_owned(), bot))
+                        .or_default();
                     c.0 += i64::from(new_session);
                     c.1 += i64::from(is_pageview);
                     c.2 += i64::from(is_click);
                 }
             }
-            if is_click {
-                if let Some(link) = &ev.link {
-                    let group = link.tracking_group.clone().unwrap_or_else(|| "(none)".into());
-                    rollups.entry((&e.property_id, hour, "integration", group, bot)).or_default().2 += 1;
-                    rollups.entry((&e.property_id, hour, "offer", link_host(&link.url), bot)).or_default().2 += 1;
+            if is_click && let Some(link) = &ev.link {
+                {
+                    let group = link
+                        .tracking_group
+                        .clone()
+                        .unwrap_or_else(|| "(none)".into());
+                    rollups
+                        .entry((&e.property_id, hour, "integration", group, bot))
+                        .or_default()
+                        .2 += 1;
+                    rollups
+                        .entry((&e.property_id, hour, "offer", link_host(&link.url), bot))
+                        .or_default()
+                        .2 += 1;
                 }
             }
         }
 
         // 5. Write.
         if !session_rows.is_empty() {
-            tx.execute(&st.insert_sessions, args![to_json(&session_rows)?]).await?;
+            tx.execute(&st.insert_sessions, args![to_json(&session_rows)?])
+                .await?;
         }
         let update_rows: Vec<&SessionUpdate<'_>> = updates.values().collect();
         if !update_rows.is_empty() {
-            tx.execute(&st.update_sessions, args![to_json(&update_rows)?]).await?;
+            tx.execute(&st.update_sessions, args![to_json(&update_rows)?])
+                .await?;
         }
         if !event_rows.is_empty() {
-            let inserted: Vec<(String,)> = tx.fetch_all(&st.insert_events, args![to_json(&event_rows)?]).await?;
+            let inserted: Vec<(String,)> = tx
+                .fetch_all(&st.insert_events, args![to_json(&event_rows)?])
+                .await?;
             if inserted.len() != event_rows.len() {
                 // Another process inserted some of these since step 1
                 // (PostgreSQL with several servers): the rows are stored
@@ -794,33 +870,49 @@ impl Ingestor {
             }
         }
         if !click_rows.is_empty() {
-            tx.execute(&st.insert_clicks, args![to_json(&click_rows)?]).await?;
+            tx.execute(&st.insert_clicks, args![to_json(&click_rows)?])
+                .await?;
         }
         if !rollups.is_empty() {
             let rows: Vec<RollupRow<'_>> = rollups
                 .into_iter()
-                .map(|((property_id, hour, dim, key, is_bot), (visits, pageviews, clicks))| RollupRow {
-                    property_id,
-                    hour,
-                    dim,
-                    key,
-                    is_bot,
-                    visits,
-                    pageviews,
-                    clicks,
-                })
+                .map(
+                    |((property_id, hour, dim, key, is_bot), (visits, pageviews, clicks))| {
+                        RollupRow {
+                            property_id,
+                            hour,
+                            dim,
+                            key,
+                            is_bot,
+                            visits,
+                            pageviews,
+                            clicks,
+                        }
+                    },
+                )
                 .collect();
-            tx.execute(&st.upsert_rollups, args![to_json(&rows)?]).await?;
+            tx.execute(&st.upsert_rollups, args![to_json(&rows)?])
+                .await?;
         }
 
         // 6. The cache after commit: each visitor's current session.
         let mut after: HashMap<(String, String), CachedSession> = HashMap::new();
         for (key, (a, state, dims)) in current {
-            after.insert(key, CachedSession { id: session_id_of(a), state, dims });
+            after.insert(
+                key,
+                CachedSession {
+                    id: session_id_of(a),
+                    state,
+                    dims,
+                },
+            );
         }
         Ok((outcomes, after))
     }
 }
+
+/// (property, hour, dimension, key, bot) of a traffic rollup row.
+type RollupKey<'a> = (&'a str, i64, &'static str, String, bool);
 
 #[derive(Debug, Clone, Copy)]
 enum Assigned {

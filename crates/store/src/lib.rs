@@ -17,7 +17,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
 use sqlx::{FromRow, Postgres, Sqlite, Transaction};
 
 pub mod auth;
@@ -37,7 +40,10 @@ pub enum StoreError {
     #[error("unsupported database URL {0:?}: use sqlite://path or postgres://...")]
     UnsupportedUrl(String),
     #[error("could not create the database directory {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("conflict: {0}")]
@@ -75,7 +81,10 @@ pub struct DbOptions {
 
 impl Default for DbOptions {
     fn default() -> Self {
-        Self { max_connections: 8, sqlite_cache_kib: 16 * 1024 }
+        Self {
+            max_connections: 8,
+            sqlite_cache_kib: 16 * 1024,
+        }
     }
 }
 
@@ -99,9 +108,14 @@ impl Db {
             if path.is_empty() || path == ":memory:" {
                 return Err(StoreError::UnsupportedUrl(url.to_owned()));
             }
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|source| StoreError::CreateDir { path: dir.display().to_string(), source })?;
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
             }
             let base = SqliteConnectOptions::new()
                 .filename(path)
@@ -174,8 +188,14 @@ impl Db {
     /// Runs a statement outside any transaction (on SQLite, on the writer).
     pub async fn execute(&self, sql: &str, args: Args) -> Result<u64> {
         Ok(match self {
-            Db::Sqlite { write, .. } => bind_sqlite(sqlx::query(sql), args).execute(write).await?.rows_affected(),
-            Db::Postgres(p) => bind_pg(sqlx::query(sql), args).execute(p).await?.rows_affected(),
+            Db::Sqlite { write, .. } => bind_sqlite(sqlx::query(sql), args)
+                .execute(write)
+                .await?
+                .rows_affected(),
+            Db::Postgres(p) => bind_pg(sqlx::query(sql), args)
+                .execute(p)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -184,7 +204,11 @@ impl Db {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            Db::Sqlite { read, .. } => bind_sqlite_as(sqlx::query_as(sql), args).fetch_all(read).await?,
+            Db::Sqlite { read, .. } => {
+                bind_sqlite_as(sqlx::query_as(sql), args)
+                    .fetch_all(read)
+                    .await?
+            }
             Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_all(p).await?,
         })
     }
@@ -194,8 +218,16 @@ impl Db {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            Db::Sqlite { read, .. } => bind_sqlite_as(sqlx::query_as(sql), args).fetch_optional(read).await?,
-            Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_optional(p).await?,
+            Db::Sqlite { read, .. } => {
+                bind_sqlite_as(sqlx::query_as(sql), args)
+                    .fetch_optional(read)
+                    .await?
+            }
+            Db::Postgres(p) => {
+                bind_pg_as(sqlx::query_as(sql), args)
+                    .fetch_optional(p)
+                    .await?
+            }
         })
     }
 
@@ -204,7 +236,11 @@ impl Db {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            Db::Sqlite { read, .. } => bind_sqlite_as(sqlx::query_as(sql), args).fetch_one(read).await?,
+            Db::Sqlite { read, .. } => {
+                bind_sqlite_as(sqlx::query_as(sql), args)
+                    .fetch_one(read)
+                    .await?
+            }
             Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_one(p).await?,
         })
     }
@@ -245,8 +281,14 @@ impl Tx {
 
     pub async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
         Ok(match self {
-            Tx::Sqlite(t) => bind_sqlite(sqlx::query(sql), args).execute(&mut **t).await?.rows_affected(),
-            Tx::Postgres(t) => bind_pg(sqlx::query(sql), args).execute(&mut **t).await?.rows_affected(),
+            Tx::Sqlite(t) => bind_sqlite(sqlx::query(sql), args)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
+            Tx::Postgres(t) => bind_pg(sqlx::query(sql), args)
+                .execute(&mut **t)
+                .await?
+                .rows_affected(),
         })
     }
 
@@ -255,8 +297,16 @@ impl Tx {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            Tx::Sqlite(t) => bind_sqlite_as(sqlx::query_as(sql), args).fetch_all(&mut **t).await?,
-            Tx::Postgres(t) => bind_pg_as(sqlx::query_as(sql), args).fetch_all(&mut **t).await?,
+            Tx::Sqlite(t) => {
+                bind_sqlite_as(sqlx::query_as(sql), args)
+                    .fetch_all(&mut **t)
+                    .await?
+            }
+            Tx::Postgres(t) => {
+                bind_pg_as(sqlx::query_as(sql), args)
+                    .fetch_all(&mut **t)
+                    .await?
+            }
         })
     }
 
@@ -265,8 +315,16 @@ impl Tx {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            Tx::Sqlite(t) => bind_sqlite_as(sqlx::query_as(sql), args).fetch_optional(&mut **t).await?,
-            Tx::Postgres(t) => bind_pg_as(sqlx::query_as(sql), args).fetch_optional(&mut **t).await?,
+            Tx::Sqlite(t) => {
+                bind_sqlite_as(sqlx::query_as(sql), args)
+                    .fetch_optional(&mut **t)
+                    .await?
+            }
+            Tx::Postgres(t) => {
+                bind_pg_as(sqlx::query_as(sql), args)
+                    .fetch_optional(&mut **t)
+                    .await?
+            }
         })
     }
 
@@ -275,8 +333,16 @@ impl Tx {
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
         Ok(match self {
-            Tx::Sqlite(t) => bind_sqlite_as(sqlx::query_as(sql), args).fetch_one(&mut **t).await?,
-            Tx::Postgres(t) => bind_pg_as(sqlx::query_as(sql), args).fetch_one(&mut **t).await?,
+            Tx::Sqlite(t) => {
+                bind_sqlite_as(sqlx::query_as(sql), args)
+                    .fetch_one(&mut **t)
+                    .await?
+            }
+            Tx::Postgres(t) => {
+                bind_pg_as(sqlx::query_as(sql), args)
+                    .fetch_one(&mut **t)
+                    .await?
+            }
         })
     }
 

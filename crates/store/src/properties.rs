@@ -32,7 +32,8 @@ impl TryFrom<PropertyRow> for Property {
     type Error = StoreError;
     fn try_from(r: PropertyRow) -> Result<Property> {
         Ok(Property {
-            id: PropertyId::parse(&r.id).map_err(|e| StoreError::Corrupt(format!("property id: {e}")))?,
+            id: PropertyId::parse(&r.id)
+                .map_err(|e| StoreError::Corrupt(format!("property id: {e}")))?,
             workspace_id: r.workspace_id,
             name: r.name,
             domains: serde_json::from_str(&r.domains)
@@ -56,8 +57,10 @@ pub async fn create(
 ) -> Result<Property> {
     let id = PropertyId::generate();
     let now = now_ms();
-    let domains_json = serde_json::to_string(domains).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let settings_json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let domains_json =
+        serde_json::to_string(domains).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let settings_json =
+        serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     db.execute(
         "INSERT INTO properties (id, workspace_id, name, domains, settings, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -78,14 +81,22 @@ pub async fn create(
 /// A property by id, whatever its workspace (for the public collector and
 /// tag routes).
 pub async fn get(db: &Db, id: &PropertyId) -> Result<Option<Property>> {
-    let row: Option<PropertyRow> =
-        db.fetch_optional(&format!("SELECT {COLUMNS} FROM properties WHERE id = $1"), args![id.as_str()]).await?;
+    let row: Option<PropertyRow> = db
+        .fetch_optional(
+            &format!("SELECT {COLUMNS} FROM properties WHERE id = $1"),
+            args![id.as_str()],
+        )
+        .await?;
     row.map(Property::try_from).transpose()
 }
 
 /// A property by id within a workspace (`None` for another workspace's:
 /// callers answer 404, never 403, so ids cannot be probed).
-pub async fn get_in_workspace(db: &Db, workspace_id: Option<i64>, id: &PropertyId) -> Result<Option<Property>> {
+pub async fn get_in_workspace(
+    db: &Db,
+    workspace_id: Option<i64>,
+    id: &PropertyId,
+) -> Result<Option<Property>> {
     let p = get(db, id).await?;
     Ok(p.filter(|p| workspace_id.is_none_or(|w| w == p.workspace_id)))
 }
@@ -112,8 +123,10 @@ pub async fn update(
     domains: &[String],
     settings: &PropertySettings,
 ) -> Result<()> {
-    let domains_json = serde_json::to_string(domains).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let settings_json = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let domains_json =
+        serde_json::to_string(domains).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let settings_json =
+        serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     db.execute(
         "UPDATE properties SET name = $2, domains = $3, settings = $4, updated_at = $5 WHERE id = $1",
         args![id.as_str(), name, domains_json, settings_json, now_ms()],

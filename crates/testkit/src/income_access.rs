@@ -261,7 +261,10 @@ enum Format {
 
 type Row = Vec<(&'static str, String)>;
 
-async fn report(AxumState(handle): AxumState<IncomeAccessHandle>, Query(params): Query<Vec<(String, String)>>) -> Response {
+async fn report(
+    AxumState(handle): AxumState<IncomeAccessHandle>,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
     let (delay, answer) = {
         let mut s = handle.lock();
         let answer = answer(&mut s, &params);
@@ -326,7 +329,11 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
         params: params
             .iter()
             .map(|(k, v)| {
-                let v = if k.eq_ignore_ascii_case("key") { "REDACTED".to_owned() } else { v.clone() };
+                let v = if k.eq_ignore_ascii_case("key") {
+                    "REDACTED".to_owned()
+                } else {
+                    v.clone()
+                };
                 (k.clone(), v)
             })
             .collect(),
@@ -334,7 +341,9 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
     });
     match s.mode {
         FakeMode::ServerError(code) => {
-            return html_page(StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE));
+            return html_page(
+                StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            );
         }
         FakeMode::HtmlErrorPage => return html_page(StatusCode::OK),
         FakeMode::NoPermission(n) => return fault(&format!("no permission {n}")),
@@ -343,7 +352,10 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
     if !key_ok {
         return fault("no permission 1");
     }
-    let name = param(params, "reportname").unwrap_or("").trim().to_ascii_lowercase();
+    let name = param(params, "reportname")
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let acid_report = match name.as_str() {
         "accountreport" => false,
         "acidreport" => true,
@@ -352,7 +364,10 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
     if s.mode == FakeMode::InactiveReport {
         return text(StatusCode::OK, "text/plain", "inactive report".to_owned());
     }
-    let format = match param(params, "reportformat").map(str::to_ascii_lowercase).as_deref() {
+    let format = match param(params, "reportformat")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         Some("csv") => Format::Csv,
         _ => Format::Xml,
     };
@@ -362,7 +377,8 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
     ) else {
         return fault("invalid report dates");
     };
-    let by_day = param(params, "reportdisplayby").is_some_and(|d| d.to_ascii_lowercase().contains("date"));
+    let by_day =
+        param(params, "reportdisplayby").is_some_and(|d| d.to_ascii_lowercase().contains("date"));
     let merchant = param(params, "reportmerchantid").unwrap_or("0");
     if merchant.trim().parse::<u32>().is_err() {
         return fault("invalid merchant id");
@@ -387,7 +403,11 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
     }
     let report_name = param(params, "reportname").unwrap_or("").to_owned();
     match format {
-        Format::Xml => text(StatusCode::OK, "text/xml; charset=utf-8", xml(&rows, s.mixed_case)),
+        Format::Xml => text(
+            StatusCode::OK,
+            "text/xml; charset=utf-8",
+            xml(&rows, s.mixed_case),
+        ),
         Format::Csv => text(
             StatusCode::OK,
             "text/csv; charset=utf-8",
@@ -590,17 +610,30 @@ fn quote_csv(v: &str) -> String {
     format!("\"{}\"", v.replace('"', "\"\""))
 }
 
-fn csv(rows: &[Row], mixed_case: bool, report_name: &str, start: NaiveDate, end: NaiveDate) -> String {
+fn csv(
+    rows: &[Row],
+    mixed_case: bool,
+    report_name: &str,
+    start: NaiveDate,
+    end: NaiveDate,
+) -> String {
     let mut out = format!(
         "{}\r\n{}\r\n\r\n",
         quote_csv(report_name),
-        quote_csv(&format!("{} - {}", start.format("%Y/%m/%d"), end.format("%Y/%m/%d")))
+        quote_csv(&format!(
+            "{} - {}",
+            start.format("%Y/%m/%d"),
+            end.format("%Y/%m/%d")
+        ))
     );
     let Some(first) = rows.first() else {
         out.push_str("No Records\r\n");
         return out;
     };
-    let header: Vec<String> = first.iter().map(|(k, _)| quote_csv(field_name(k, mixed_case))).collect();
+    let header: Vec<String> = first
+        .iter()
+        .map(|(k, _)| quote_csv(field_name(k, mixed_case)))
+        .collect();
     out.push_str(&header.join(","));
     out.push_str("\r\n");
     for r in rows {

@@ -160,17 +160,25 @@ fn short(value: &str) -> String {
 /// - equal: nothing.
 ///
 /// The sum of the values emitted for a period always equals its last total.
-pub fn diff(prev: Option<&Snapshot>, row: &ReportRow, cfg: &DeltaConfig) -> Result<RowDiff, RowError> {
+pub fn diff(
+    prev: Option<&Snapshot>,
+    row: &ReportRow,
+    cfg: &DeltaConfig,
+) -> Result<RowDiff, RowError> {
     let key = row.snapshot_key().ok_or(RowError::NoIdentity)?;
 
     let currency = match row.get_nonempty("currencysymbol") {
         None => None,
-        Some(c) => Some(Currency::parse(c).map_err(|_| RowError::InvalidCurrency { value: short(c) })?),
+        Some(c) => {
+            Some(Currency::parse(c).map_err(|_| RowError::InvalidCurrency { value: short(c) })?)
+        }
     };
     let value = match &cfg.value_field {
         None => None,
         Some(field) => {
-            let raw = row.get(field).ok_or_else(|| RowError::MissingValueField { field: short(field) })?;
+            let raw = row.get(field).ok_or_else(|| RowError::MissingValueField {
+                field: short(field),
+            })?;
             let amount = if raw.trim().is_empty() {
                 Decimal::ZERO
             } else {
@@ -217,17 +225,20 @@ pub fn diff(prev: Option<&Snapshot>, row: &ReportRow, cfg: &DeltaConfig) -> Resu
         let settled = snap.settled_before.as_deref().is_some_and(|s| period < s);
         if !settled {
             let key_last = snap.last_commission.clone();
-            let state = snap.periods.entry(period.to_owned()).or_insert_with(|| PeriodState {
-                field: field.clone(),
-                value: Decimal::ZERO,
-                seq: 0,
-                currency,
-                last_commission: None,
-            });
-            if let (Some(from), Some(to)) = (state.currency, currency) {
-                if from != to {
-                    return Err(RowError::CurrencyChanged { from, to });
-                }
+            let state = snap
+                .periods
+                .entry(period.to_owned())
+                .or_insert_with(|| PeriodState {
+                    field: field.clone(),
+                    value: Decimal::ZERO,
+                    seq: 0,
+                    currency,
+                    last_commission: None,
+                });
+            if let (Some(from), Some(to)) = (state.currency, currency)
+                && from != to
+            {
+                return Err(RowError::CurrencyChanged { from, to });
             }
             if state.field != field {
                 state.field = field;
@@ -243,7 +254,10 @@ pub fn diff(prev: Option<&Snapshot>, row: &ReportRow, cfg: &DeltaConfig) -> Resu
                         state.last_commission = Some(tx.clone());
                         snap.last_commission = Some(tx);
                     } else {
-                        e = event(SOURCE_COMMISSION, format!("ia:{key}:{period}:a{}", state.seq));
+                        e = event(
+                            SOURCE_COMMISSION,
+                            format!("ia:{key}:{period}:a{}", state.seq),
+                        );
                         e.status = SourceStatus::Reversed;
                         e.adjusts = state.last_commission.clone().or(key_last);
                     }
@@ -313,7 +327,10 @@ mod tests {
 
     fn row(period: &str, pairs: &[(&str, &str)]) -> ReportRow {
         ReportRow::new(
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             Some(period.into()),
         )
     }
@@ -341,10 +358,19 @@ mod tests {
         let reg = &d.events[0];
         assert_eq!(reg.source_event, "registration");
         assert_eq!(reg.kind, SourceKind::Api);
-        assert_eq!(reg.transaction_id.as_deref(), Some("ia:QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/p77:reg"));
+        assert_eq!(
+            reg.transaction_id.as_deref(),
+            Some("ia:QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/p77:reg")
+        );
         assert_eq!(reg.value, None);
-        assert_eq!(reg.click_id.as_deref(), Some("QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"));
-        assert_eq!(reg.occurred_at.unwrap().to_rfc3339(), "2024-05-04T11:59:59+00:00");
+        assert_eq!(
+            reg.click_id.as_deref(),
+            Some("QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ")
+        );
+        assert_eq!(
+            reg.occurred_at.unwrap().to_rfc3339(),
+            "2024-05-04T11:59:59+00:00"
+        );
         let c = &d.events[1];
         assert_eq!(c.source_event, "commission");
         assert_eq!(c.status, SourceStatus::Approved);
@@ -380,12 +406,23 @@ mod tests {
         assert_eq!(a.source_event, "commission");
         assert_eq!(a.value.unwrap().to_string(), "-0.52");
         assert_eq!(a.adjusts.as_deref(), Some(c2.as_str()));
-        assert!(a.transaction_id.as_deref().unwrap().ends_with(":2024-05:a3"));
+        assert!(
+            a.transaction_id
+                .as_deref()
+                .unwrap()
+                .ends_with(":2024-05:a3")
+        );
         let again = diff(Some(&fall.snapshot), &player("0.5"), &c).unwrap();
         assert!(again.events.is_empty(), "0.50 == 0.5");
         let up = diff(Some(&fall.snapshot), &player("2"), &c).unwrap();
         assert_eq!(up.events[0].value.unwrap().to_string(), "1.5");
-        assert!(up.events[0].transaction_id.as_deref().unwrap().ends_with(":c4"));
+        assert!(
+            up.events[0]
+                .transaction_id
+                .as_deref()
+                .unwrap()
+                .ends_with(":c4")
+        );
     }
 
     #[test]
@@ -393,14 +430,20 @@ mod tests {
         let c = cfg();
         let d = diff(None, &player("3.10"), &c).unwrap();
         let json = serde_json::to_string(&d.snapshot).unwrap();
-        assert!(json.contains("\"3.10\"") || json.contains("\"3.1\""), "{json}");
+        assert!(
+            json.contains("\"3.10\"") || json.contains("\"3.1\""),
+            "{json}"
+        );
         let back: Snapshot = serde_json::from_str(&json).unwrap();
         assert_eq!(back, d.snapshot);
         let again = diff(Some(&back), &player("3.1"), &c).unwrap();
         assert!(again.events.is_empty());
         assert!(!again.changed);
         // Forward compatible: an empty object is a fresh snapshot.
-        assert_eq!(serde_json::from_str::<Snapshot>("{}").unwrap(), Snapshot::default());
+        assert_eq!(
+            serde_json::from_str::<Snapshot>("{}").unwrap(),
+            Snapshot::default()
+        );
     }
 
     #[test]
@@ -408,11 +451,22 @@ mod tests {
         let c = cfg();
         let may = diff(None, &player("5"), &c).unwrap();
         let mut june = player("1");
-        june = ReportRow::new(june.fields().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(), Some("2024-06".into()));
+        june = ReportRow::new(
+            june.fields()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            Some("2024-06".into()),
+        );
         let d = diff(Some(&may.snapshot), &june, &c).unwrap();
         assert_eq!(d.events.len(), 1, "no second registration");
         assert_eq!(d.events[0].value.unwrap().to_string(), "1");
-        assert!(d.events[0].transaction_id.as_deref().unwrap().ends_with(":2024-06:c1"));
+        assert!(
+            d.events[0]
+                .transaction_id
+                .as_deref()
+                .unwrap()
+                .ends_with(":2024-06:c1")
+        );
         // May again, unchanged: nothing (an overlapping window).
         let d2 = diff(Some(&d.snapshot), &player("5"), &c).unwrap();
         assert!(d2.events.is_empty());
@@ -430,19 +484,54 @@ mod tests {
     #[test]
     fn currencies() {
         let c = cfg();
-        let eur = row("2024-05", &[("playerid", "1"), ("currencysymbol", "eur"), ("totalcommission", "2")]);
+        let eur = row(
+            "2024-05",
+            &[
+                ("playerid", "1"),
+                ("currencysymbol", "eur"),
+                ("totalcommission", "2"),
+            ],
+        );
         let d = diff(None, &eur, &c).unwrap();
         assert_eq!(d.events[1].currency, Some(Currency::EUR));
-        let usd = row("2024-05", &[("playerid", "1"), ("currencysymbol", "USD"), ("totalcommission", "3")]);
+        let usd = row(
+            "2024-05",
+            &[
+                ("playerid", "1"),
+                ("currencysymbol", "USD"),
+                ("totalcommission", "3"),
+            ],
+        );
         let e = diff(Some(&d.snapshot), &usd, &c).unwrap_err();
         assert_eq!(e.code(), "currency_changed");
         assert_eq!(e.log_code(), ErrorCode::InvalidPayload);
         let none = row("2024-05", &[("playerid", "1"), ("totalcommission", "3")]);
         let d2 = diff(Some(&d.snapshot), &none, &c).unwrap();
-        assert_eq!(d2.events[0].currency, Some(Currency::EUR), "remembered currency");
-        let pound = row("2024-05", &[("playerid", "2"), ("currencysymbol", "£"), ("totalcommission", "1")]);
-        assert_eq!(diff(None, &pound, &c).unwrap().events[1].currency, Some(Currency::GBP));
-        let bad = row("2024-05", &[("playerid", "3"), ("currencysymbol", "pounds"), ("totalcommission", "1")]);
+        assert_eq!(
+            d2.events[0].currency,
+            Some(Currency::EUR),
+            "remembered currency"
+        );
+        let pound = row(
+            "2024-05",
+            &[
+                ("playerid", "2"),
+                ("currencysymbol", "£"),
+                ("totalcommission", "1"),
+            ],
+        );
+        assert_eq!(
+            diff(None, &pound, &c).unwrap().events[1].currency,
+            Some(Currency::GBP)
+        );
+        let bad = row(
+            "2024-05",
+            &[
+                ("playerid", "3"),
+                ("currencysymbol", "pounds"),
+                ("totalcommission", "1"),
+            ],
+        );
         assert_eq!(diff(None, &bad, &c).unwrap_err().code(), "invalid_currency");
     }
 
@@ -454,12 +543,24 @@ mod tests {
         assert_eq!(e.code(), "invalid_amount");
         assert_eq!(e.log_code(), ErrorCode::InvalidPayload);
         let missing = row("2024-05", &[("playerid", "1")]);
-        assert_eq!(diff(None, &missing, &c).unwrap_err().code(), "missing_value_field");
+        assert_eq!(
+            diff(None, &missing, &c).unwrap_err().code(),
+            "missing_value_field"
+        );
         let anon = row("2024-05", &[("totalcommission", "1")]);
         let e = diff(None, &anon, &c).unwrap_err();
         assert_eq!(e.log_code(), ErrorCode::MissingClickId);
-        let no_day = ReportRow::new(vec![("playerid".into(), "1".into()), ("totalcommission".into(), "1".into())], None);
-        assert_eq!(diff(None, &no_day, &c).unwrap_err().code(), "missing_period");
+        let no_day = ReportRow::new(
+            vec![
+                ("playerid".into(), "1".into()),
+                ("totalcommission".into(), "1".into()),
+            ],
+            None,
+        );
+        assert_eq!(
+            diff(None, &no_day, &c).unwrap_err().code(),
+            "missing_period"
+        );
         // Blank value = 0.
         let blank = row("2024-05", &[("playerid", "1"), ("totalcommission", "")]);
         assert_eq!(diff(None, &blank, &c).unwrap().events.len(), 1);
@@ -470,7 +571,14 @@ mod tests {
 
     #[test]
     fn empty_click_id_still_produces_events() {
-        let r = row("2024-05", &[("affcustomid", ""), ("playerid", "9"), ("totalcommission", "4")]);
+        let r = row(
+            "2024-05",
+            &[
+                ("affcustomid", ""),
+                ("playerid", "9"),
+                ("totalcommission", "4"),
+            ],
+        );
         let d = diff(None, &r, &cfg()).unwrap();
         assert_eq!(d.events.len(), 2);
         assert!(d.events.iter().all(|e| e.click_id.is_none()));
@@ -483,18 +591,36 @@ mod tests {
         // Gala Partners' example row: no player, no registration count.
         let gala = row(
             "2024-05",
-            &[("affcustomid", "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"), ("Commission", "1.02"), ("clicks", "0")],
+            &[
+                ("affcustomid", "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"),
+                ("Commission", "1.02"),
+                ("clicks", "0"),
+            ],
         );
         let d = diff(None, &gala, &c).unwrap();
         assert_eq!(d.key, "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/-");
         assert_eq!(d.events.len(), 2);
         // ACIDReport: clicks only, no download yet -> no registration.
-        let clicks = row("2024-05", &[("affcustomid", "abcdefghijklmnop"), ("downloads", "0"), ("Commission", "0")]);
+        let clicks = row(
+            "2024-05",
+            &[
+                ("affcustomid", "abcdefghijklmnop"),
+                ("downloads", "0"),
+                ("Commission", "0"),
+            ],
+        );
         let d = diff(None, &clicks, &c).unwrap();
         assert!(d.events.is_empty());
         assert!(!d.snapshot.registered);
         assert!(d.changed, "the period is remembered");
-        let signed_up = row("2024-05", &[("affcustomid", "abcdefghijklmnop"), ("downloads", "1"), ("Commission", "0")]);
+        let signed_up = row(
+            "2024-05",
+            &[
+                ("affcustomid", "abcdefghijklmnop"),
+                ("downloads", "1"),
+                ("Commission", "0"),
+            ],
+        );
         let d2 = diff(Some(&d.snapshot), &signed_up, &c).unwrap();
         assert_eq!(d2.events.len(), 1);
         assert_eq!(d2.events[0].source_event, "registration");
@@ -508,7 +634,14 @@ mod tests {
         let d = diff(None, &player("10"), &c).unwrap();
         let mut c2 = cfg();
         c2.value_field = Some("Commission".into());
-        let r = row("2024-05", &[("playerid", "77"), ("affcustomid", "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"), ("Commission", "4")]);
+        let r = row(
+            "2024-05",
+            &[
+                ("playerid", "77"),
+                ("affcustomid", "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"),
+                ("Commission", "4"),
+            ],
+        );
         let d2 = diff(Some(&d.snapshot), &r, &c2).unwrap();
         assert!(d2.events.is_empty());
         assert_eq!(d2.snapshot.periods["2024-05"].field, "commission");

@@ -118,9 +118,13 @@ impl PollError {
             | Self::Timeout { .. }
             | Self::Transport { .. }
             | Self::SoapFault { .. } => RetryPolicy::Backoff,
-            Self::HttpStatus { status } if matches!(status, 408 | 425 | 429) => RetryPolicy::Backoff,
+            Self::HttpStatus {
+                status: 408 | 425 | 429,
+            } => RetryPolicy::Backoff,
             Self::NoPermission { .. } => RetryPolicy::OnceAfter(Duration::from_secs(30)),
-            Self::HttpStatus { .. } | Self::InactiveReport | Self::Malformed { .. } => RetryPolicy::Never,
+            Self::HttpStatus { .. } | Self::InactiveReport | Self::Malformed { .. } => {
+                RetryPolicy::Never
+            }
         }
     }
 
@@ -157,7 +161,11 @@ pub(crate) enum KnownMessage {
 pub(crate) fn classify_message(text: &str) -> Option<KnownMessage> {
     let lower = text.to_ascii_lowercase();
     if let Some(at) = lower.find("no permission") {
-        let detail: String = lower[at..].chars().take_while(|c| !c.is_control() && *c != '<').take(40).collect();
+        let detail: String = lower[at..]
+            .chars()
+            .take_while(|c| !c.is_control() && *c != '<')
+            .take(40)
+            .collect();
         return Some(KnownMessage::Error(PollError::NoPermission {
             detail: sanitize(detail.trim()),
         }));
@@ -177,12 +185,17 @@ mod tests {
 
     #[test]
     fn codes_and_policies() {
-        let np = PollError::NoPermission { detail: "no permission 1".into() };
+        let np = PollError::NoPermission {
+            detail: "no permission 1".into(),
+        };
         assert_eq!(np.code(), "no_permission");
         assert!(np.message().contains("whitelist"));
         assert!(np.message().contains("API Reports"));
         assert!(np.message().contains("security key"));
-        assert_eq!(np.retry_policy(), RetryPolicy::OnceAfter(Duration::from_secs(30)));
+        assert_eq!(
+            np.retry_policy(),
+            RetryPolicy::OnceAfter(Duration::from_secs(30))
+        );
         for e in [
             PollError::HtmlErrorPage { status: 200 },
             PollError::ServerError { status: 503 },
@@ -212,7 +225,10 @@ mod tests {
             classify_message(" inactive report "),
             Some(KnownMessage::Error(PollError::InactiveReport))
         ));
-        assert!(matches!(classify_message("No Records"), Some(KnownMessage::NoRecords)));
+        assert!(matches!(
+            classify_message("No Records"),
+            Some(KnownMessage::NoRecords)
+        ));
         assert!(classify_message("whatever").is_none());
     }
 

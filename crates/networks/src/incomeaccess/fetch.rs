@@ -36,7 +36,9 @@ fn from_reqwest(e: reqwest::Error, secs: u64) -> PollError {
         text.push_str(&s.to_string());
         source = s.source();
     }
-    PollError::Transport { detail: sanitize(&text) }
+    PollError::Transport {
+        detail: sanitize(&text),
+    }
 }
 
 /// Sends the request and returns a reader of its rows. Errors known from
@@ -61,7 +63,9 @@ pub async fn open_report(
         .map_err(|e| from_reqwest(e, secs))?;
     let status = resp.status();
     if status.is_server_error() {
-        return Err(PollError::ServerError { status: status.as_u16() });
+        return Err(PollError::ServerError {
+            status: status.as_u16(),
+        });
     }
     if !status.is_success() {
         let text = read_prefix(resp).await;
@@ -75,7 +79,9 @@ pub async fn open_report(
                 detail: format!("HTTP {}", status.as_u16()),
             });
         }
-        return Err(PollError::HttpStatus { status: status.as_u16() });
+        return Err(PollError::HttpStatus {
+            status: status.as_u16(),
+        });
     }
     let body = resp
         .bytes_stream()

@@ -61,15 +61,15 @@ mod row;
 mod settings;
 
 pub use delta::{
-    DEFAULT_MAX_PERIODS, DeltaConfig, PeriodState, REGISTRATION_COUNT_FIELDS, RowDiff, RowError, SOURCE_COMMISSION,
-    SOURCE_REGISTRATION, Snapshot, diff,
+    DEFAULT_MAX_PERIODS, DeltaConfig, PeriodState, REGISTRATION_COUNT_FIELDS, RowDiff, RowError,
+    SOURCE_COMMISSION, SOURCE_REGISTRATION, Snapshot, diff,
 };
 pub use error::{PollError, RetryPolicy};
 pub use fetch::{BodyReader, ReportReader, fetch_report, open_report};
 pub use parse::{FetchSummary, MAX_FIELDS, MAX_ROW_BYTES, MAX_RUN_BYTES, RowReader};
 pub use row::{PlayerRef, ReportRow, parse_report_date, registration_time};
 pub use settings::{
-    DEFAULT_REPORT_NAME, DEFAULT_TIMEOUT_SECS, DEFAULT_VALUE_FIELD, DEFAULT_WINDOW_DAYS, IncomeAccessSettings,
-    MAX_WINDOW_DAYS, PeriodMode, REDACTED, ReportFormat, ReportRequest, RowPeriod, SecurityKey, SettingsError,
-    day_key, month_key, redact_secrets,
+    DEFAULT_REPORT_NAME, DEFAULT_TIMEOUT_SECS, DEFAULT_VALUE_FIELD, DEFAULT_WINDOW_DAYS,
+    IncomeAccessSettings, MAX_WINDOW_DAYS, PeriodMode, REDACTED, ReportFormat, ReportRequest,
+    RowPeriod, SecurityKey, SettingsError, day_key, month_key, redact_secrets,
 };

@@ -89,7 +89,11 @@ struct Guarded<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Guarded<R> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -113,7 +117,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for Guarded<R> {
 }
 
 fn too_long() -> io::Error {
-    io::Error::other(StreamFailure(malformed("more than 1 MiB without markup or line break")))
+    io::Error::other(StreamFailure(malformed(
+        "more than 1 MiB without markup or line break",
+    )))
 }
 
 type Source<R> = BufReader<Guarded<R>>;
@@ -267,7 +273,8 @@ fn push_bounded(s: &mut String, text: &str, max: usize) {
 }
 
 const HTML_NAMES: [&str; 14] = [
-    "html", "head", "body", "title", "meta", "div", "p", "br", "h1", "h2", "table", "span", "script", "style",
+    "html", "head", "body", "title", "meta", "div", "p", "br", "h1", "h2", "table", "span",
+    "script", "style",
 ];
 
 fn lossy(bytes: &[u8]) -> Cow<'_, str> {
@@ -286,10 +293,12 @@ struct XmlStage<R> {
 struct XmlState {
     depth: usize,
     row_depth: Option<usize>,
-    fields: Vec<(String, String)>,
+    fields: Vec<(Arc<str>, String)>,
+    /// Field names of the previous row, by position: rows repeat them.
+    names: Vec<Arc<str>>,
     row_bytes: usize,
     /// The field being read, and its depth.
-    field: Option<(String, String, usize)>,
+    field: Option<(Arc<str>, String, usize)>,
     fault: bool,
     fault_string_depth: Option<usize>,
     fault_text: String,
@@ -361,12 +370,18 @@ impl<R: AsyncRead + Unpin> XmlStage<R> {
 
 impl XmlState {
     fn element(&mut self, name: &[u8], status: u16) -> Result<(), PollError> {
-        if HTML_NAMES.iter().any(|h| name.eq_ignore_ascii_case(h.as_bytes())) {
+        if HTML_NAMES
+            .iter()
+            .any(|h| name.eq_ignore_ascii_case(h.as_bytes()))
+        {
             self.htmlish = true;
         }
         if !self.seen_element {
             self.seen_element = true;
-            if [&b"html"[..], b"head", b"body"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            if [&b"html"[..], b"head", b"body"]
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            {
                 return Err(PollError::HtmlErrorPage { status });
             }
         }
@@ -383,7 +398,8 @@ impl XmlState {
         if let Some(rd) = self.row_depth {
             if self.field.is_none() && depth == rd + 1 {
                 self.start_field()?;
-                self.field = Some((lossy(name).into_owned(), String::new(), depth));
+                let name = self.name(name);
+                self.field = Some((name, String::new(), depth));
             }
         } else if name.eq_ignore_ascii_case(b"row") {
             self.row_depth = Some(depth);
@@ -407,14 +423,33 @@ impl XmlState {
         Ok(())
     }
 
+    /// The name of the next field, shared with the previous row's when equal.
+    fn name(&mut self, name: &[u8]) -> Arc<str> {
+        let at = self.fields.len();
+        if let Some(n) = self.names.get(at)
+            && n.as_bytes() == name
+        {
+            return Arc::clone(n);
+        }
+        let n: Arc<str> = Arc::from(lossy(name));
+        if at < self.names.len() {
+            self.names[at] = Arc::clone(&n);
+        } else if at == self.names.len() {
+            self.names.push(Arc::clone(&n));
+        }
+        n
+    }
+
     fn on_empty(&mut self, name: &[u8], status: u16) -> Result<(), PollError> {
         self.element(name, status)?;
         if let Some(rd) = self.row_depth {
             if self.field.is_none() && self.depth == rd {
                 self.start_field()?;
-                self.fields.push((lossy(name).into_owned(), String::new()));
+                let name = self.name(name);
+                self.fields.push((name, String::new()));
             }
-        } else if name.eq_ignore_ascii_case(b"reportresponse") || name.eq_ignore_ascii_case(b"row") {
+        } else if name.eq_ignore_ascii_case(b"reportresponse") || name.eq_ignore_ascii_case(b"row")
+        {
             self.seen_report = true;
         }
         Ok(())
@@ -438,7 +473,7 @@ impl XmlState {
                 return None;
             }
             let fields = std::mem::replace(&mut self.fields, Vec::with_capacity(32));
-            return Some(ReportRow::new(fields, fixed_period(period)));
+            return Some(ReportRow::from_shared(fields, fixed_period(period)));
         }
         None
     }
@@ -458,7 +493,11 @@ impl XmlState {
         Ok(())
     }
 
-    fn finish(&mut self, status: u16, summary: &mut FetchSummary) -> Result<Option<ReportRow>, PollError> {
+    fn finish(
+        &mut self,
+        status: u16,
+        summary: &mut FetchSummary,
+    ) -> Result<Option<ReportRow>, PollError> {
         if self.fault {
             return match classify_message(&self.fault_text) {
                 Some(KnownMessage::Error(e)) => Err(e),
@@ -495,7 +534,7 @@ impl XmlState {
 struct CsvStage<R> {
     src: Source<R>,
     core: csv_core::Reader,
-    header: Vec<String>,
+    header: Vec<Arc<str>>,
     out: Vec<u8>,
     ends: Vec<usize>,
     out_len: usize,
@@ -509,14 +548,17 @@ fn split_line(line: &[u8]) -> Vec<String> {
     let mut ends = vec![0usize; line.len() + 2];
     let (mut out_len, mut ends_len, mut input) = (0usize, 0usize, line);
     loop {
-        let (res, nin, nout, nend) = core.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
+        let (res, nin, nout, nend) =
+            core.read_record(input, &mut out[out_len..], &mut ends[ends_len..]);
         input = &input[nin..];
         out_len += nout;
         ends_len += nend;
         match res {
             csv_core::ReadRecordResult::InputEmpty => {}
             // Cannot happen with buffers as large as the line; stop cleanly.
-            csv_core::ReadRecordResult::OutputFull | csv_core::ReadRecordResult::OutputEndsFull => break,
+            csv_core::ReadRecordResult::OutputFull | csv_core::ReadRecordResult::OutputEndsFull => {
+                break;
+            }
             csv_core::ReadRecordResult::Record | csv_core::ReadRecordResult::End => break,
         }
     }
@@ -535,19 +577,27 @@ fn is_header(fields: &[String]) -> bool {
         return false;
     }
     let first = fields[0].trim_start_matches('\u{feff}');
-    first.eq_ignore_ascii_case("rowid") || fields.iter().any(|f| f.eq_ignore_ascii_case("affcustomid"))
+    first.eq_ignore_ascii_case("rowid")
+        || fields.iter().any(|f| f.eq_ignore_ascii_case("affcustomid"))
 }
 
 impl<R: AsyncRead + Unpin> CsvStage<R> {
     /// Reads the preamble up to the header line. `None`: an answer without
     /// rows ("No Records").
-    async fn open(mut src: Source<R>, status: u16, summary: &mut FetchSummary) -> Result<Option<Self>, PollError> {
+    async fn open(
+        mut src: Source<R>,
+        status: u16,
+        summary: &mut FetchSummary,
+    ) -> Result<Option<Self>, PollError> {
         let mut note = String::new();
         let mut line = Vec::new();
         let (mut lines, mut total) = (0usize, 0usize);
         loop {
             line.clear();
-            let n = src.read_until(b'\n', &mut line).await.map_err(|e| io_to_poll(&e))?;
+            let n = src
+                .read_until(b'\n', &mut line)
+                .await
+                .map_err(|e| io_to_poll(&e))?;
             if n == 0 {
                 break;
             }
@@ -560,7 +610,7 @@ impl<R: AsyncRead + Unpin> CsvStage<R> {
             if is_header(&fields) {
                 let header = fields
                     .into_iter()
-                    .map(|f| f.trim_start_matches('\u{feff}').to_owned())
+                    .map(|f| Arc::from(f.trim_start_matches('\u{feff}')))
                     .collect();
                 return Ok(Some(Self {
                     src,
@@ -585,18 +635,27 @@ impl<R: AsyncRead + Unpin> CsvStage<R> {
             Some(KnownMessage::Error(e)) => Err(e),
             None if note.trim().is_empty() => Err(malformed("empty answer")),
             None => Err(PollError::Malformed {
-                detail: format!("no header line starting with \"rowid\" (the answer began: {})", sanitize(&note)),
+                detail: format!(
+                    "no header line starting with \"rowid\" (the answer began: {})",
+                    sanitize(&note)
+                ),
             }),
         }
     }
 
-    async fn next(&mut self, period: &RowPeriod, summary: &mut FetchSummary) -> Result<Option<ReportRow>, PollError> {
+    async fn next(
+        &mut self,
+        period: &RowPeriod,
+        summary: &mut FetchSummary,
+    ) -> Result<Option<ReportRow>, PollError> {
         loop {
             let (res, nin, nout, nend, eof) = {
                 let input = self.src.fill_buf().await.map_err(|e| io_to_poll(&e))?;
-                let (res, nin, nout, nend) =
-                    self.core
-                        .read_record(input, &mut self.out[self.out_len..], &mut self.ends[self.ends_len..]);
+                let (res, nin, nout, nend) = self.core.read_record(
+                    input,
+                    &mut self.out[self.out_len..],
+                    &mut self.ends[self.ends_len..],
+                );
                 (res, nin, nout, nend, input.is_empty())
             };
             self.src.consume(nin);
@@ -655,11 +714,11 @@ impl<R: AsyncRead + Unpin> CsvStage<R> {
                     Cow::Borrowed(s) => s.to_owned(),
                     Cow::Owned(s) => s,
                 };
-                fields.push((name.clone(), value));
+                fields.push((Arc::clone(name), value));
             }
             start = end;
         }
-        Some(ReportRow::new(fields, fixed_period(period)))
+        Some(ReportRow::from_shared(fields, fixed_period(period)))
     }
 }
 
@@ -731,16 +790,25 @@ mod tests {
                 "<SOAP-ENV:Fault><faultcode>SOAP-ENV:Client</faultcode><faultstring>no permission {n}</faultstring></SOAP-ENV:Fault>"
             ));
             match parse(body.as_bytes()).0 {
-                Err(PollError::NoPermission { detail }) => assert_eq!(detail, format!("no permission {n}")),
+                Err(PollError::NoPermission { detail }) => {
+                    assert_eq!(detail, format!("no permission {n}"))
+                }
                 other => panic!("{other:?}"),
             }
         }
         let body = soap("<SOAP-ENV:Fault><faultstring>Server busy</faultstring></SOAP-ENV:Fault>");
         assert_eq!(parse(body.as_bytes()).0.unwrap_err().code(), "soap_fault");
-        let body = soap("<SOAP-ENV:Fault><faultstring>inactive report</faultstring></SOAP-ENV:Fault>");
-        assert_eq!(parse(body.as_bytes()).0.unwrap_err(), PollError::InactiveReport);
+        let body =
+            soap("<SOAP-ENV:Fault><faultstring>inactive report</faultstring></SOAP-ENV:Fault>");
+        assert_eq!(
+            parse(body.as_bytes()).0.unwrap_err(),
+            PollError::InactiveReport
+        );
         let body = soap("<reportresponse>inactive report</reportresponse>");
-        assert_eq!(parse(body.as_bytes()).0.unwrap_err(), PollError::InactiveReport);
+        assert_eq!(
+            parse(body.as_bytes()).0.unwrap_err(),
+            PollError::InactiveReport
+        );
         let body = soap("<reportresponse>No Records</reportresponse>");
         let (rows, s) = parse(body.as_bytes());
         assert!(rows.unwrap().is_empty());
@@ -751,8 +819,14 @@ mod tests {
         // Plain text answers.
         let (rows, s) = parse(b"No Records");
         assert!(rows.unwrap().is_empty() && s.no_records);
-        assert_eq!(parse(b"\r\ninactive report\r\n").0.unwrap_err(), PollError::InactiveReport);
-        assert_eq!(parse(b"no permission 2").0.unwrap_err().code(), "no_permission");
+        assert_eq!(
+            parse(b"\r\ninactive report\r\n").0.unwrap_err(),
+            PollError::InactiveReport
+        );
+        assert_eq!(
+            parse(b"no permission 2").0.unwrap_err().code(),
+            "no_permission"
+        );
     }
 
     #[test]
@@ -764,9 +838,19 @@ mod tests {
             "<HTML><HEAD><TITLE>404</TITLE></HEAD></HTML>",
             "<div><p>oops<br></div>",
         ] {
-            assert_eq!(parse(page.as_bytes()).0.unwrap_err().code(), "html_error_page", "{page}");
+            assert_eq!(
+                parse(page.as_bytes()).0.unwrap_err().code(),
+                "html_error_page",
+                "{page}"
+            );
         }
-        assert_eq!(parse(b"Error\n<html><body>x</body></html>").0.unwrap_err().code(), "html_error_page");
+        assert_eq!(
+            parse(b"Error\n<html><body>x</body></html>")
+                .0
+                .unwrap_err()
+                .code(),
+            "html_error_page"
+        );
     }
 
     #[test]
@@ -787,7 +871,9 @@ mod tests {
 
     #[test]
     fn truncated_report_after_rows() {
-        let body = soap("<reportresponse><row><rowid>1</rowid><playerid>1</playerid></row><row><rowid>1</rowid>");
+        let body = soap(
+            "<reportresponse><row><rowid>1</rowid><playerid>1</playerid></row><row><rowid>1</rowid>",
+        );
         let body = &body[..body.len() - SOAP_TAIL.len()];
         let (rows, _) = parse(body.as_bytes());
         assert_eq!(rows.unwrap_err().code(), "malformed");
@@ -851,7 +937,10 @@ mod tests {
 
     #[test]
     fn limits() {
-        let long = format!("<reportresponse>{}</reportresponse>", "x".repeat(MAX_RUN_BYTES + 10));
+        let long = format!(
+            "<reportresponse>{}</reportresponse>",
+            "x".repeat(MAX_RUN_BYTES + 10)
+        );
         assert_eq!(parse(long.as_bytes()).0.unwrap_err().code(), "malformed");
         let mut deep = String::new();
         for _ in 0..100 {

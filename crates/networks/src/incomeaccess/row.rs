@@ -1,6 +1,8 @@
 //! One report row: its fields as received (names matched case-insensitively),
 //! its identity (click id + player) and its period.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
 
@@ -11,7 +13,8 @@ use super::settings::day_key;
 /// "normalised to lower case" means here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReportRow {
-    fields: Vec<(String, String)>,
+    /// Names are shared between rows (one allocation per report column).
+    fields: Vec<(Arc<str>, String)>,
     period: Option<String>,
 }
 
@@ -45,6 +48,14 @@ impl ReportRow {
     /// A row from `(name, value)` pairs in document order. `period` is the
     /// request's period key, or `None` to read the day from the row.
     pub fn new(fields: Vec<(String, String)>, period: Option<String>) -> Self {
+        Self::from_shared(
+            fields.into_iter().map(|(k, v)| (Arc::from(k), v)).collect(),
+            period,
+        )
+    }
+
+    /// [`ReportRow::new`] with field names shared with other rows.
+    pub fn from_shared(fields: Vec<(Arc<str>, String)>, period: Option<String>) -> Self {
         let mut row = Self { fields, period };
         if row.period.is_none() {
             row.period = DAY_FIELDS
@@ -73,7 +84,7 @@ impl ReportRow {
 
     /// The fields as received, in document order.
     pub fn fields(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.fields.iter().map(|(k, v)| (&**k, v.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -90,7 +101,7 @@ impl ReportRow {
         let map: serde_json::Map<String, serde_json::Value> = self
             .fields
             .iter()
-            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
             .collect();
         serde_json::Value::Object(map)
     }
@@ -148,7 +159,9 @@ impl ReportRow {
 /// A key component: kept as is when short and URL-safe (click ids are),
 /// else a hash, so keys and transaction ids stay short and printable.
 fn key_part(s: &str) -> String {
-    let safe = s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    let safe = s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
     if safe {
         s.to_owned()
     } else {
@@ -161,7 +174,10 @@ fn key_part(s: &str) -> String {
 /// `yyyy-mm-dd` and `yyyy/mm/dd`, optionally followed by a time.
 pub fn parse_report_date(value: &str) -> Option<NaiveDate> {
     let v = value.trim();
-    let date_part = v.split(|c: char| c.is_whitespace() || c == 'T').next().unwrap_or("");
+    let date_part = v
+        .split(|c: char| c.is_whitespace() || c == 'T')
+        .next()
+        .unwrap_or("");
     ["%m/%d/%Y", "%Y-%m-%d", "%Y/%m/%d", "%m-%d-%Y"]
         .iter()
         .find_map(|f| NaiveDate::parse_from_str(date_part, f).ok())
@@ -176,10 +192,18 @@ pub fn parse_report_date(value: &str) -> Option<NaiveDate> {
 pub fn registration_time(value: &str, observed_at: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let v = value.trim();
     let has_time = v.contains(|c: char| c.is_whitespace() || c == 'T');
-    let latest_local = has_time.then(|| parse_report_datetime(v)).flatten().or_else(|| {
-        parse_report_date(v).and_then(|d| d.and_time(NaiveTime::MIN).checked_add_signed(TimeDelta::days(1) - TimeDelta::seconds(1)))
-    })?;
-    let latest_utc = latest_local.checked_add_signed(TimeDelta::hours(12))?.and_utc();
+    let latest_local = has_time
+        .then(|| parse_report_datetime(v))
+        .flatten()
+        .or_else(|| {
+            parse_report_date(v).and_then(|d| {
+                d.and_time(NaiveTime::MIN)
+                    .checked_add_signed(TimeDelta::days(1) - TimeDelta::seconds(1))
+            })
+        })?;
+    let latest_utc = latest_local
+        .checked_add_signed(TimeDelta::hours(12))?
+        .and_utc();
     Some(latest_utc.min(observed_at))
 }
 
@@ -202,14 +226,21 @@ mod tests {
 
     fn row(pairs: &[(&str, &str)]) -> ReportRow {
         ReportRow::new(
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             Some("2024-05".into()),
         )
     }
 
     #[test]
     fn case_insensitive_fields() {
-        let r = row(&[("RowID", "1"), ("AffCustomId", " abc "), ("TotalCommission", "1.5")]);
+        let r = row(&[
+            ("RowID", "1"),
+            ("AffCustomId", " abc "),
+            ("TotalCommission", "1.5"),
+        ]);
         assert_eq!(r.get("rowid"), Some("1"));
         assert_eq!(r.get("TOTALCOMMISSION"), Some("1.5"));
         assert_eq!(r.affcustomid(), Some("abc"));
@@ -220,8 +251,14 @@ mod tests {
 
     #[test]
     fn identity() {
-        let r = row(&[("affcustomid", "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"), ("playerid", "77")]);
-        assert_eq!(r.snapshot_key().unwrap(), "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/p77");
+        let r = row(&[
+            ("affcustomid", "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ"),
+            ("playerid", "77"),
+        ]);
+        assert_eq!(
+            r.snapshot_key().unwrap(),
+            "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/p77"
+        );
         let r = row(&[("affcustomid", ""), ("merchplayername", "bob")]);
         assert_eq!(r.snapshot_key().unwrap(), "/mbob");
         let r = row(&[("affcustomid", "x"), ("username", "u"), ("playerid", " ")]);
@@ -231,8 +268,16 @@ mod tests {
         assert!(row(&[("clicks", "1")]).snapshot_key().is_none());
         let weird = row(&[("affcustomid", "a b/c:d"), ("playerid", "1")]);
         let k = weird.snapshot_key().unwrap();
-        assert!(k.starts_with('~') && k.ends_with("/p1") && k.len() < 40, "{k}");
-        assert_ne!(k, row(&[("affcustomid", "a b/c:e"), ("playerid", "1")]).snapshot_key().unwrap());
+        assert!(
+            k.starts_with('~') && k.ends_with("/p1") && k.len() < 40,
+            "{k}"
+        );
+        assert_ne!(
+            k,
+            row(&[("affcustomid", "a b/c:e"), ("playerid", "1")])
+                .snapshot_key()
+                .unwrap()
+        );
     }
 
     #[test]

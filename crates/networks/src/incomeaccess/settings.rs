@@ -139,7 +139,8 @@ mod url_string {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Url, D::Error> {
         let s = String::deserialize(d)?;
-        Url::parse(s.trim()).map_err(|_| serde::de::Error::custom("api_url must be an absolute http(s) URL"))
+        Url::parse(s.trim())
+            .map_err(|_| serde::de::Error::custom("api_url must be an absolute http(s) URL"))
     }
 }
 
@@ -152,10 +153,9 @@ fn number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     }
     match Either::deserialize(d)? {
         Either::N(n) => Ok(n),
-        Either::S(s) => s
-            .trim()
-            .parse()
-            .map_err(|_| serde::de::Error::custom("merchant_id must be a whole number (0 = all brands)")),
+        Either::S(s) => s.trim().parse().map_err(|_| {
+            serde::de::Error::custom("merchant_id must be a whole number (0 = all brands)")
+        }),
     }
 }
 
@@ -169,7 +169,10 @@ pub struct SettingsError {
 
 impl SettingsError {
     fn new(field: &'static str, message: impl Into<String>) -> Self {
-        Self { field, message: message.into() }
+        Self {
+            field,
+            message: message.into(),
+        }
     }
 
     pub fn code(&self) -> &'static str {
@@ -208,7 +211,9 @@ impl IncomeAccessSettings {
     }
 
     pub fn validate(&self) -> Result<(), SettingsError> {
-        if !matches!(self.api_url.scheme(), "http" | "https") || self.api_url.host_str().is_none_or(str::is_empty) {
+        if !matches!(self.api_url.scheme(), "http" | "https")
+            || self.api_url.host_str().is_none_or(str::is_empty)
+        {
             return Err(SettingsError::new(
                 "api_url",
                 "must be the program's http(s) affreporting.asp URL",
@@ -222,7 +227,12 @@ impl IncomeAccessSettings {
             ));
         }
         let field = &self.value_field;
-        if field.is_empty() || field.len() > 64 || !field.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        if field.is_empty()
+            || field.len() > 64
+            || !field
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
             return Err(SettingsError::new(
                 "value_field",
                 "must be a report field name such as totalcommission",
@@ -235,7 +245,10 @@ impl IncomeAccessSettings {
             ));
         }
         if !(1..=600).contains(&self.timeout_secs) {
-            return Err(SettingsError::new("timeout_secs", "must be between 1 and 600"));
+            return Err(SettingsError::new(
+                "timeout_secs",
+                "must be between 1 and 600",
+            ));
         }
         Ok(())
     }
@@ -258,8 +271,13 @@ impl IncomeAccessSettings {
     /// `reportdisplayby=Date`.
     pub fn plan(&self, today: NaiveDate) -> Vec<ReportRequest> {
         let days = self.window_days.clamp(1, MAX_WINDOW_DAYS);
-        let first = today.checked_sub_days(Days::new(u64::from(days - 1))).unwrap_or(today);
-        let base = |start: NaiveDate, end: NaiveDate, period: RowPeriod, display_by: Option<&str>| ReportRequest {
+        let first = today
+            .checked_sub_days(Days::new(u64::from(days - 1)))
+            .unwrap_or(today);
+        let base = |start: NaiveDate,
+                    end: NaiveDate,
+                    period: RowPeriod,
+                    display_by: Option<&str>| ReportRequest {
             api_url: self.api_url.clone(),
             report_name: self.report_name.trim().to_owned(),
             format: self.report_format,
@@ -279,7 +297,12 @@ impl IncomeAccessSettings {
                     let next = month_start.checked_add_months(chrono::Months::new(1));
                     let month_end = next.and_then(|n| n.pred_opt()).unwrap_or(today);
                     let end = month_end.min(today);
-                    out.push(base(month_start, end, RowPeriod::Fixed(month_key(month_start)), None));
+                    out.push(base(
+                        month_start,
+                        end,
+                        RowPeriod::Fixed(month_key(month_start)),
+                        None,
+                    ));
                     match next {
                         Some(n) => month_start = n,
                         None => break,
@@ -356,7 +379,10 @@ impl ReportRequest {
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-        let mut parts: Vec<String> = kept.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect();
+        let mut parts: Vec<String> = kept
+            .iter()
+            .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+            .collect();
         parts.push(format!("key={}", enc(key)));
         parts.push(format!("reportname={}", enc(&self.report_name)));
         parts.push(format!("reportformat={}", self.format.as_str()));
@@ -380,7 +406,9 @@ static SECRET_PARAM: LazyLock<regex::Regex> = LazyLock::new(|| {
 
 /// Replaces the values of `key=` / `apipassword=` parameters by `REDACTED`.
 pub fn redact_secrets(text: &str) -> String {
-    SECRET_PARAM.replace_all(text, format!("${{1}}={REDACTED}")).into_owned()
+    SECRET_PARAM
+        .replace_all(text, format!("${{1}}={REDACTED}"))
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -464,7 +492,11 @@ mod tests {
         let shown = plan[0].display_url();
         assert!(!shown.contains("0123456789abcdef"));
         assert!(shown.contains("key=REDACTED"));
-        let pairs: Vec<_> = plan[0].url(&key).query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let pairs: Vec<_> = plan[0]
+            .url(&key)
+            .query_pairs()
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
         assert!(pairs.contains(&("reportname".into(), "Member Report - Detailed".into())));
         assert_eq!(pairs.iter().filter(|(k, _)| k == "key").count(), 1);
     }
@@ -474,14 +506,20 @@ mod tests {
         let s = settings();
         let plan = s.plan(d(2024, 6, 3));
         assert_eq!(plan.len(), 2);
-        assert_eq!((plan[0].start, plan[0].end), (d(2024, 5, 1), d(2024, 5, 31)));
+        assert_eq!(
+            (plan[0].start, plan[0].end),
+            (d(2024, 5, 1), d(2024, 5, 31))
+        );
         assert_eq!(plan[0].period, RowPeriod::Fixed("2024-05".into()));
         assert_eq!((plan[1].start, plan[1].end), (d(2024, 6, 1), d(2024, 6, 3)));
         assert_eq!(plan[1].period, RowPeriod::Fixed("2024-06".into()));
         assert!(plan.iter().all(|r| r.display_by.is_none()));
         // A leap February, and a year boundary.
         let plan = s.plan(d(2024, 3, 1));
-        assert_eq!((plan[0].start, plan[0].end), (d(2024, 2, 1), d(2024, 2, 29)));
+        assert_eq!(
+            (plan[0].start, plan[0].end),
+            (d(2024, 2, 1), d(2024, 2, 29))
+        );
         let plan = s.plan(d(2025, 1, 2));
         assert_eq!(plan[0].period, RowPeriod::Fixed("2024-12".into()));
         assert_eq!(plan[1].period, RowPeriod::Fixed("2025-01".into()));
@@ -496,16 +534,26 @@ mod tests {
         s.period = PeriodMode::Day;
         let plan = s.plan(d(2024, 6, 3));
         assert_eq!(plan.len(), 1);
-        assert_eq!((plan[0].start, plan[0].end), (d(2024, 5, 28), d(2024, 6, 3)));
+        assert_eq!(
+            (plan[0].start, plan[0].end),
+            (d(2024, 5, 28), d(2024, 6, 3))
+        );
         assert_eq!(plan[0].period, RowPeriod::FromRow);
         let key = SecurityKey::new("k").unwrap();
-        assert!(plan[0].url(&key).as_str().ends_with("&reportdisplayby=Date"));
+        assert!(
+            plan[0]
+                .url(&key)
+                .as_str()
+                .ends_with("&reportdisplayby=Date")
+        );
     }
 
     #[test]
     fn redaction() {
         assert_eq!(
-            redact_secrets("error for url (https://x/api/affreporting.asp?Key=abc123&reportname=A)"),
+            redact_secrets(
+                "error for url (https://x/api/affreporting.asp?Key=abc123&reportname=A)"
+            ),
             "error for url (https://x/api/affreporting.asp?Key=REDACTED&reportname=A)"
         );
         assert_eq!(redact_secrets("apipassword=zz"), "apipassword=REDACTED");

@@ -63,7 +63,11 @@ pub fn property_json(state: &AppState, p: &Property) -> Value {
 fn check_name(name: &str) -> Result<String, FieldProblem> {
     let n = name.trim();
     if n.is_empty() || n.chars().count() > 100 {
-        return Err(FieldProblem { field: "name".into(), code: "invalid_name".into(), message: "1 to 100 characters".into() });
+        return Err(FieldProblem {
+            field: "name".into(),
+            code: "invalid_name".into(),
+            message: "1 to 100 characters".into(),
+        });
     }
     Ok(n.to_owned())
 }
@@ -76,7 +80,9 @@ fn validate_property(
 ) -> Result<(String, Vec<String>), ApiError> {
     let mut problems = Vec::new();
     let name = check_name(name).map_err(|p| problems.push(p)).ok();
-    let domains = normalise_domains(domains).map_err(|e| problems.push(e.into())).ok();
+    let domains = normalise_domains(domains)
+        .map_err(|e| problems.push(e.into()))
+        .ok();
     if let Err(errs) = settings.validate() {
         problems.extend(errs.into_iter().map(FieldProblem::from));
     }
@@ -95,16 +101,26 @@ async fn create_property(
     let (name, domains) = validate_property(&body.name, &body.domains, &settings)?;
     let workspace_id = match (caller.workspace, body.workspace) {
         (Some(_), Some(_)) => {
-            return Err(ApiError::forbidden("forbidden", "only the master key may choose a workspace"));
+            return Err(ApiError::forbidden(
+                "forbidden",
+                "only the master key may choose a workspace",
+            ));
         }
         (Some(w), None) => w,
-        (None, ws) => store_auth::ensure_workspace(&state.db, ws.as_deref().unwrap_or("default")).await?.id,
+        (None, ws) => {
+            store_auth::ensure_workspace(&state.db, ws.as_deref().unwrap_or("default"))
+                .await?
+                .id
+        }
     };
     let p = properties::create(&state.db, workspace_id, &name, &domains, &settings).await?;
     Ok((StatusCode::CREATED, axum::Json(property_json(&state, &p))))
 }
 
-async fn list_properties(State(state): State<AppState>, caller: Caller) -> ApiResult<impl IntoResponse> {
+async fn list_properties(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<impl IntoResponse> {
     let list = properties::list(&state.db, caller.workspace).await?;
     let items: Vec<Value> = list.iter().map(|p| property_json(&state, p)).collect();
     Ok(axum::Json(json!({ "properties": items })))
@@ -153,7 +169,9 @@ async fn get_click(
 ) -> ApiResult<impl IntoResponse> {
     let p = owned_property(&state, &caller, &id).await?;
     let click_id = ClickId::parse(&click_id).map_err(|_| ApiError::not_found("click"))?;
-    let click = clicks::resolve(&state.db, &p.id, &click_id).await?.ok_or_else(|| ApiError::not_found("click"))?;
+    let click = clicks::resolve(&state.db, &p.id, &click_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("click"))?;
     let session = clicks::get_session(&state.db, click.session_id).await?;
     let traffic = session.as_ref().map(traffic_source_json);
     Ok(axum::Json(json!({
@@ -166,7 +184,11 @@ async fn get_click(
 /// The traffic-source view of a session, as the API and the conversion log
 /// show attribution.
 pub fn traffic_source_json(s: &clicks::Session) -> Value {
-    let click_ids: Value = s.click_ids.as_deref().and_then(|c| serde_json::from_str(c).ok()).unwrap_or(json!({}));
+    let click_ids: Value = s
+        .click_ids
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or(json!({}));
     json!({
         "channel": s.channel,
         "source": s.source,

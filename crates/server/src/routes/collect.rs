@@ -26,19 +26,21 @@ pub async fn collect(
         if declared.is_some_and(|n| n > limit) {
             return Err(collector::body_too_large(limit));
         }
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| collector::body_too_large(limit))?;
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| collector::body_too_large(limit))?;
         collector::collect(&state, &headers, Some(peer), &bytes).await
     }
     .await;
     let mut resp = result.into_response();
     // The origin was checked against the property's domains inside
     // `collect`; a refused request gets no CORS headers.
-    if resp.status().is_success() {
-        if let Some(origin) = headers.get(header::ORIGIN) {
-            let h = resp.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-            h.insert(header::VARY, HeaderValue::from_static("Origin"));
-        }
+    if resp.status().is_success()
+        && let Some(origin) = headers.get(header::ORIGIN)
+    {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp
 }
@@ -52,9 +54,18 @@ pub async fn preflight(headers: HeaderMap) -> Response {
     if let Some(origin) = headers.get(header::ORIGIN) {
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
-        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type"));
-        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp

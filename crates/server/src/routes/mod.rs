@@ -23,13 +23,21 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/metrics", get(health::metrics))
-        .route("/collect", post(collect::collect).options(collect::preflight))
+        .route(
+            "/collect",
+            post(collect::collect).options(collect::preflight),
+        )
         .nest("/api/v1", api::router())
         .fallback(not_found)
         .layer(middleware::from_fn(telemetry::track_requests))
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("a handler panicked");
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error").into_response()
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "internal error",
+            )
+            .into_response()
         }))
         .with_state(state)
 }
@@ -57,7 +65,9 @@ where
                     "unsupported_media_type",
                     "send a JSON body with Content-Type: application/json",
                 ),
-                JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", e.body_text()),
+                JsonRejection::JsonSyntaxError(e) => {
+                    ApiError::bad_request("invalid_json", e.body_text())
+                }
                 JsonRejection::JsonDataError(e) => ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     "invalid_body",
@@ -65,7 +75,11 @@ where
                 ),
                 JsonRejection::BytesRejection(e) => {
                     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is too large")
+                        ApiError::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            "body_too_large",
+                            "the body is too large",
+                        )
                     } else {
                         ApiError::bad_request("invalid_body", e.body_text())
                     }
