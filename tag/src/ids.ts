@@ -1,16 +1,8 @@
 // Ids: UUIDv7 event ids, click ids (docs/COLLECTOR.md "Click ids",
 // crates/domain/src/clickid.rs), random tokens and SHA-256 hex.
 
-/** `n` random bytes: crypto.getRandomValues, Math.random only where crypto is missing. */
-export const rnd = (n: number): Uint8Array => {
-  const a = new Uint8Array(n);
-  try {
-    crypto.getRandomValues(a);
-  } catch {
-    a.forEach((_, i) => (a[i] = Math.random() * 256));
-  }
-  return a;
-};
+/** `n` random bytes (crypto.getRandomValues: every browser that runs ES2020 has it, on http too). */
+export const rnd = (n: number): Uint8Array => crypto.getRandomValues(new Uint8Array(n));
 
 /** base64url, padded: callers pick byte counts that need no padding, or cut it. */
 export const b64 = (a: Uint8Array): string =>

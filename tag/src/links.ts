@@ -6,29 +6,27 @@
 
 import type { Group } from './types';
 
-const HTTP = /^https?:$/i;
-const TOKEN = /--click-id--/i;
+const TOKEN = /--CLICK-ID--/i;
+/** `s` as a literal inside a RegExp. */
+const esc = (s: string) => s.replace(/\W/g, '\\$&');
 
 /** Glob match, case-insensitive; `*` matches any run of characters. */
 export const glob = (pattern: string, text: string): boolean =>
-  RegExp('^' + pattern.split('*').map((s) => s.replace(/\W/g, '\\$&')).join('[^]*') + '$', 'i').test(text);
+  RegExp('^' + esc(pattern).replace(/\\\*/g, '[^]*') + '$', 'i').test(text);
 
-/** Whether an absolute URL is one of the group's links. */
+/** Whether an http(s) URL is one of the group's links. */
 export const matches = (g: Group, u: URL): boolean =>
-  HTTP.test(u.protocol) &&
   g.patterns.some(
     (p) =>
       p.hosts.some((h) => glob(h, u.hostname)) &&
-      (p.paths?.length ? p.paths : ['*']).some((x) => glob(x, u.pathname)) &&
+      (p.paths?.[0] ? p.paths : ['*']).some((x) => glob(x, u.pathname)) &&
       // `amp;name` is what a browser sends for an href holding `&amp;name=`.
       (p.query || []).every((n) => u.searchParams.has(n) || u.searchParams.has('amp;' + n)),
   );
 
 /** The group a `data-tracking-group` value or `rel` token names (key or alias, any case). */
 export const byName = (groups: Group[], name: string): Group | undefined =>
-  (name = name.trim().toLowerCase())
-    ? groups.find((g) => [g.key, ...g.aliases].some((n) => n.toLowerCase() == name))
-    : undefined;
+  groups.find((g) => [g.key, ...g.aliases].some((n) => n.toLowerCase() == name.trim().toLowerCase()));
 
 /**
  * The href trimmed as a browser trims it, and the absolute URL it points to
@@ -40,7 +38,7 @@ export const resolve = (href: string, base: string): [string, URL] | undefined =
   try {
     // (A non-http(s) scheme, javascript: or mailto: say, gives a non-http(s) URL.)
     const u = new URL(h, base);
-    if (h && h[0] != '#' && !/[\t\n\r]/.test(h) && HTTP.test(u.protocol)) return [h, u];
+    if (/^(?!#)[^\t\n\r]+$/.test(h) && /^https?:$/.test(u.protocol)) return [h, u];
   } catch {
     // not a URL: untouchable
   }
@@ -57,30 +55,49 @@ export const touchable = (href: string): string | undefined => resolve(href, 'ht
  * the query is repaired to `&`. Nothing else changes. Idempotent. `h` must
  * be touchable (see setSubid for the checked form).
  */
-const subid = (h: string, param: string, id: string): string => {
-  let [, path, query, fragment] = /^([^?#]*)\??([^#]*)([^]*)/.exec(h)!;
+const query = (h: string, param: string, id: string): string => {
+  let [, path, q, fragment] = /^([^?#]*)\??([^#]*)([^]*)/.exec(h)!;
   let found: unknown;
-  while (query != (query = query.replace(/&amp;/g, '&')));
-  // Between sentinel `&`s every field is `&field` followed by `&`.
-  query = ('&' + query + '&').replace(
-    RegExp('&' + param.replace(/\W/g, '\\$&') + '(=[^&]*)?(?=&)', 'g'),
-    () => (found = '&' + param + '=' + id) as string,
-  );
+  // Between sentinel `&`s every field is `&field` followed by `&`; `&amp;`
+  // (even `&amp;amp;`) is `&`.
+  q = ('&' + q.replace(/&(amp;)+/g, '&') + '&').replace(RegExp('&' + esc(param) + '(=[^&]*)?(?=&)', 'g'), () => (found = '&' + param + '=' + id) as string);
   if (!found)
     // Before the first deep link, else at the end (taking the place of an
     // empty last field: `?a=1&`).
-    query = query.replace(/&(?=[^&=]*=https?:)|&?&$/i, '&' + param + '=' + id + '&');
-  return path + '?' + query.slice(1, -1) + fragment;
+    q = q.replace(/&(?=[^&=]*=https?:)|&?&$/i, '&' + param + '=' + id + '&');
+  return path + '?' + q.slice(1, -1) + fragment;
 };
 
-/** The rewrite of a tracked, touchable href: `--CLICK-ID--`, then the subid parameter if any. */
-export const rewrite = (h: string, param: string | undefined, id: string): string =>
-  param ? subid(rewrite(h, undefined, id), param, id) : h.split(TOKEN).join(id);
+/**
+ * Sets the subid as a path segment `/<param>:<id>` (Partnerize's
+ * `/pubref:<id>`): every segment starting with `<param>:` is set, else one is
+ * inserted after the first `camref:` segment. A link with neither (a
+ * cloaked link tagged by hand, say) gets the query parameter instead, which
+ * a redirect plugin can forward. Only the path is read or changed.
+ * Idempotent; `h` must be touchable.
+ */
+const segment = (h: string, param: string, id: string): string => {
+  const [, path, rest] = /^([^?#]*)([^]*)/.exec(h)!;
+  const ours = '/' + param + ':' + id;
+  let found: unknown;
+  let p = path.replace(RegExp('/' + esc(param) + ':[^/]*', 'g'), () => (found = ours) as string);
+  if (!found && p == (p = p.replace(/\/camref:[^/]*/, '$&' + ours))) return query(h, param, id);
+  return p + rest;
+};
 
-/** subid on any href: undefined when the href is untouchable or `param` not a plain name. */
-export const setSubid = (href: string, param: string, id: string): string | undefined => {
+/** The rewrite of a tracked, touchable href: `--CLICK-ID--`, then the group's subid if any. */
+export const rewrite = (h: string, g: Group | undefined, id: string): string => {
+  h = h.split(TOKEN).join(id);
+  return g ? (g.placement == 'path_segment' ? segment : query)(h, g.param, id) : h;
+};
+
+/**
+ * The group's subid set on any href: undefined when the href is untouchable
+ * or `param` not a plain name. (Tests and tools; the tag uses rewrite.)
+ */
+export const setSubid = (href: string, param: string, id: string, placement?: Group['placement']): string | undefined => {
   const h = touchable(href);
-  return h != null && /^[^\s&=#?]+$/.test(param) ? subid(h, param, id) : undefined;
+  return h != null && /^[^\s&=#?/]+$/.test(param) ? rewrite(h, { param, placement } as Group, id) : undefined;
 };
 
 /** Every `--CLICK-ID--` (any case) replaced by `id`; undefined when untouchable. */
@@ -107,11 +124,7 @@ export const linkGroup = (
   const manual = attr('data-tracking-group') || '';
   if (!r || /^\s*none\s*$/i.test(manual)) return undefined;
   const g =
-    byName(groups, manual) ||
-    (attr('rel') || '')
-      .split(/[\t\n\f\r ]/)
-      .map((t) => byName(groups, t))
-      .find((x) => x) ||
+    [manual, ...(attr('rel') || '').split(/[\t\n\f\r ]/)].map((t) => byName(groups, t)).find((x) => x) ||
     groups.find((x) => matches(x, r[1])) ||
     extra?.(r[1]);
   return g || TOKEN.test(href) ? [r[0], g] : undefined;
@@ -126,5 +139,5 @@ export const tagLink = (
   id: string,
 ): { group: Group | undefined; href: string } | undefined => {
   const m = linkGroup(groups, base, href, attr);
-  return m && { group: m[1], href: rewrite(m[0], m[1]?.param, id) };
+  return m && { group: m[1], href: rewrite(m[0], m[1], id) };
 };

@@ -1,20 +1,23 @@
 // The clicktrail tag: visitor and session ids, PageView (load and SPA
-// navigation), AutoTag / manual tagging / AutoScan, OutboundClick, the
-// clicktrail() command API, consent and browser pixels. Every entry point
-// (load, commands, DOM, history and timer callbacks) is guarded, so nothing
-// here throws into the page, blocks it or delays a navigation. tag/README.md
-// documents the behaviour. Written for size (it ships in every page, under
-// a gzip budget checked by test/size.test.ts): terse on purpose.
+// navigation), AutoTag / manual tagging, OutboundClick, the clicktrail()
+// command API and consent. What only some pages need (pixels, identify's
+// hashing, AutoScan, GET-form fields) is in the extension, src/ext.ts,
+// loaded on first use. Every entry point (load, commands, DOM, history and
+// timer callbacks) is guarded, so nothing here throws into the page, blocks
+// it or delays a navigation. tag/README.md documents the behaviour. Written
+// for size (it ships in every page, under a gzip budget checked by
+// test/size.test.ts): terse on purpose.
 
-import { b64, clickId, rnd, sha256, uuid7, uuidText } from './ids';
-import { byName, linkGroup, rewrite } from './links';
-import type { Config, Group } from './types';
+import { b64, clickId, rnd, uuid7, uuidText } from './ids';
+import { glob, linkGroup, rewrite } from './links';
+import type { Config, Ext, Group, Obj, User } from './types';
 
 declare const __CLICKTRAIL_CONFIG__: Config;
+/** The property's configuration, as the server substituted it. */
+const C = __CLICKTRAIL_CONFIG__;
 
-type Obj = Record<string, any>;
-/** What AutoTag did to one element: click id, pageview id, group. */
-type Tagged = [id: string, pageview: string, group?: Group];
+/** What AutoTag did to one element: click id, pageview id, group, resolved href. */
+type Tagged = [id: string, pageview: string, group: Group | undefined, url: string];
 
 const w = window as any;
 const d = document;
@@ -34,30 +37,25 @@ const guard =
 const noHash = (u: string) => u.split('#')[0];
 /** Landing parameters whose new values start a new session: utm_* and the ad click ids. */
 const CAMPAIGN = /[?&](utm_\w+|[gw]braid|li_fat_id|sccid|epik|rdt_cid|\w*cl(ic)?k?id)=[^&]*/gi;
-/** Meta's standard events go through fbq('track'), others through fbq('trackCustom'). */
-const META_STANDARD =
-  /^(AddPaymentInfo|AddToCart|AddToWishlist|CompleteRegistration|Contact|CustomizeProduct|Donate|FindLocation|InitiateCheckout|Lead|Purchase|Schedule|Search|StartTrial|SubmitApplication|Subscribe|ViewContent)$/;
 
-let C: Config;
 let consent: boolean;
 let started = 0;
 let dom = '';
 let vid = '';
 let sid = '';
 let campaign: string;
-let user: Obj | undefined;
+let user: User | undefined;
 let pv: Uint8Array;
 let pvId: string;
 let pageUrl: string;
 let referrer = d.referrer;
 let chain: Promise<unknown> = Promise.resolve();
 let timer: any;
-const tagged = new WeakMap<Element, Tagged>();
-/** Elements found untracked, with the href they had: skipped until it changes (or AutoScan answers). */
-let untracked = new WeakMap<Element, string>();
-/** AutoScan answers for this page: link -> group key, null (none), 0 (asked). */
-const scanned = new Map<string, string | null | 0>();
-const scanQueue: string[] = [];
+/** The extension once loaded (undefined before, and for good when it failed). */
+let X: Ext | undefined;
+let extension: Promise<Ext | undefined>;
+/** Bumped by retag: elements found untracked before are looked at again. */
+let generation = 0;
 
 const getCookie = (name: string): string | undefined => (d.cookie.match('(^|; )' + name + '=([^;]*)') || [])[2];
 
@@ -67,13 +65,13 @@ const setCookie = (name: string, value: string | number, maxAge: number, domain 
     loc.protocol == 'https:' ? ';Secure' : ''
   }`);
 
-/** localStorage get (no value), set, or remove (value ''); storage may be blocked. */
-const store = (key: string, value?: string): any => {
+/** localStorage, as JSON: get (no value), set, or remove (value ''). Undefined when blocked or not ours. */
+const store = (key: string, value?: unknown): any => {
   try {
     const s: Obj = localStorage;
-    return value == null ? s[key] : value ? (s[key] = value) : delete s[key];
+    return value == null ? JSON.parse(s[key]) : value ? (s[key] = JSON.stringify(value)) : delete s[key];
   } catch {
-    // blocked or full
+    // blocked, full, or not JSON
   }
 };
 
@@ -93,17 +91,39 @@ const identifyVisitor = () => {
   store('_ctv', vid);
   // A session continues unless the landing URL carries campaign values that
   // differ from the ones it started with (kept as a hash in the cookie).
-  let h = 5381;
-  for (const c of (loc.search.match(CAMPAIGN) || []).join()) h = ((h * 33) ^ c.charCodeAt(0)) >>> 0;
-  const [oldSid, oldCampaign] = (getCookie('_cts') || '').split('.');
-  campaign = h != 5381 ? h.toString(36) : oldCampaign || '';
+  let h = 0;
+  for (const c of (loc.search.match(CAMPAIGN) || []).join()) h = (h * 31 + c.charCodeAt(0)) | 0;
+  const [oldSid, oldCampaign] = (getCookie('_cts') || '.').split('.');
+  campaign = h ? h.toString(36) : oldCampaign;
   sid = oldSid && campaign == oldCampaign ? oldSid : b64(rnd(12));
   touchSession();
 };
 
-/** Sends one event (when allowed) and returns its id. */
+/**
+ * The extension (an ES module), imported on first use: resolves to it, or
+ * to undefined when it failed or took more than 5 seconds (then for the rest
+ * of the page). Once it is there, untracked links get another look
+ * (AutoScan).
+ */
+const ext = () =>
+  (extension ||= Promise.race([import(C.ext), new Promise<undefined>((done) => setTimeout(done, 5e3))])
+    .then((x) => (X = x), noop)
+    .finally(retag));
+
+/** Runs `f` with the extension once it is there; never when it failed. Never rejects. */
+const withExt = <T>(f: (x: Ext) => T): Promise<Awaited<T> | void> =>
+  ext()
+    .then((x) => x && f(x))
+    .catch(noop);
+
+
+/**
+ * Sends one event (when allowed) and returns its id; has the page's own
+ * pixels (if it has any) fire it with the same id.
+ */
 const send = (name: string, extra: Obj): string => {
   const e = {
+    property_id: C.property,
     event_id: uuidText(uuid7()),
     name,
     ts: Date.now(),
@@ -114,122 +134,99 @@ const send = (name: string, extra: Obj): string => {
     user,
     ...extra,
   };
-  const body = JSON.stringify({ property_id: C.property, events: [e] });
+  // One event is a whole request body; a string is sent as text/plain (no
+  // CORS preflight).
+  const body = JSON.stringify(e);
   if (consent && started) {
     touchSession();
-    navigator.sendBeacon?.(C.collect, new Blob([body], { type: 'text/plain' })) ||
+    navigator.sendBeacon?.(C.collect, body) ||
       fetch(C.collect, { method: 'POST', body, keepalive: true }).catch(noop);
+    // (For the PageView on load too, which so has the extension ready before
+    // the first click: its pixel fires while the page is still there.)
+    if (w.fbq || w.gtag || w.ttq) withExt((x) => x.p(C.pixels, e));
   }
   return e.event_id;
 };
 
-/** Fires the page's own pixels with the event id the server uses too. */
-const pixels = (name: string, id: string, params: Obj) => {
-  const on = C.pixels;
-  [
-    on.meta != false && (() => w.fbq(META_STANDARD.test(name) ? 'track' : 'trackCustom', name, params, { eventID: id })),
-    on.google != false && (() => w.gtag('event', name, { ...params, event_id: id })),
-    on.tiktok != false && (() => w.ttq.track(name, params, { event_id: id })),
-  ].map((f) => f && guard(f)());
-};
-
-/** Sends the current page's PageView, now or (returned function) a moment later. */
-const pageview = (id = pvId, url = loc.href, ref = referrer) =>
-  guard(() =>
-    send('PageView', {
-      event_id: id,
-      pageview_id: id,
-      url,
-      referrer: ref,
-      // Read when sent: a router sets the title after it navigates.
-      title: d.title,
-      cookies: { fbp: getCookie('_fbp'), fbc: getCookie('_fbc'), ttp: getCookie('_ttp') },
-      screen: screen.width + 'x' + screen.height,
-      lang: navigator.language,
-    }),
-  );
-
-/** Asks the scan endpoint about queued same-site redirect links, 20 a request. */
-const flushScan = guard(() => {
-  while (scanQueue.length) {
-    const batch = scanQueue.splice(0, 20);
-    fetch(C.scan + '?' + batch.map((u) => 'u=' + encodeURIComponent(u)).join('&'))
-      .then((r) => r.json())
-      .then((j) => {
-        // Unanswered and failed links stay "asked": not asked again on this page.
-        j.results.map((r: Obj) => scanned.set(r.url, r.group));
-        untracked = new WeakMap();
-        tagAll();
-      })
-      .catch(noop);
-  }
-});
+/** Sends the current page's PageView. */
+const pageview = () =>
+  send('PageView', {
+    event_id: pvId,
+    url: loc.href,
+    referrer,
+    title: d.title,
+    cookies: { fbp: getCookie('_fbp'), fbc: getCookie('_fbc'), ttp: getCookie('_ttp') },
+  });
 
 /**
  * The group AutoScan found for a same-site link under an AutoScan prefix
- * (asked by origin and path: redirect plugins ignore the query); queues the
- * question for a link not asked yet.
+ * (asked by origin and path: redirect plugins ignore the query). The
+ * extension asks and answers; the first such link requests it.
  */
-const scanGroup = (u: URL) => {
-  const key = u.origin + u.pathname;
-  if (
-    C.scan &&
-    u.host == loc.host &&
-    !scanned.has(key) &&
-    C.autoscan_prefixes.some((p) => !u.pathname.toLowerCase().indexOf(p.toLowerCase()))
-  ) {
-    scanned.set(key, 0);
-    scanQueue.push(key);
-    setTimeout(flushScan, 50);
-  }
-  return byName(C.groups, scanned.get(key) || '');
-};
+// (Falsy, not only undefined, when there is none: linkGroup only tests it.)
+const scanGroup = (u: URL) =>
+  (C.scan && u.host == loc.host && C.autoscan_prefixes.some((p) => glob(p + '*', u.pathname)) && (ext(), X?.s(u, C, retag))) as
+    | Group
+    | undefined;
 
 /**
  * AutoTag for one link or form: sets its subid / token from its click id (one
  * per element per pageview) and returns what was done, or undefined when the
  * element is not tracked. Re-running on the same pageview changes nothing.
  */
-const tagElement = (el: Element): Tagged | undefined => {
-  const attr = el.tagName == 'FORM' ? 'action' : 'href';
+const tagElement = (el: Element & { _ct?: Tagged; _cu?: string }, attr = 'href'): Tagged | undefined => {
   const raw = el.getAttribute(attr)!;
-  const old = tagged.get(el) || ([] as never as Tagged);
-  if (!consent || !started || raw == null || untracked.get(el) == raw) return;
-  if (old[1] == pvId && raw.includes(old[0])) return old;
+  const old = el._ct || ([] as never as Tagged);
+  // (_cu: the generation and href of an element found untracked, skipped until either changes.)
+  if (!consent || !started || el._cu == generation + raw) return;
   // A click id of ours in the href stands for the token it replaced: a new
   // pageview puts a fresh id in its place.
   const m = linkGroup(
     C.groups,
     d.baseURI,
-    old[0] ? raw.split(old[0]).join('--CLICK-ID--') : raw,
+    raw.split(old[0]).join('--CLICK-ID--'),
     (n) => el.getAttribute(n),
     scanGroup,
   );
   if (!m) {
-    untracked.set(el, raw);
+    el._cu = generation + raw;
     return;
   }
   const g = m[1];
   const id = old[1] == pvId ? old[0] : clickId(pv);
-  const h = rewrite(m[0], g?.param, id);
+  const h = rewrite(m[0], g, id);
   if (h != raw) el.setAttribute(attr, h);
-  if (attr < 'b' /* a form */ && g && (el as HTMLFormElement).method != 'post') {
-    // A GET form replaces the action's query with its fields: the id goes
-    // into a hidden field (never into a field the visitor fills).
-    const input =
-      ((el as HTMLFormElement).elements.namedItem(g.param) as HTMLInputElement) ||
-      el.appendChild(Object.assign(d.createElement('input'), { type: 'hidden', name: g.param }));
-    if (input.type == 'hidden') input.value = id;
-  }
-  const t: Tagged = [id, pvId, g];
-  tagged.set(el, t);
-  return t;
+  // (Not el.href: an SVG link's is an object.)
+  return (el._ct = [id, pvId, g, new URL(h, d.baseURI).href]);
 };
 
+/**
+ * An AutoTag pass. It first notices a single-page app's navigation (the URL
+ * changed beyond its fragment since the last pass): a new PageView, and
+ * fresh click ids for every link. Passes run a moment after the DOM, the
+ * history (pushState, replaceState, popstate) or AutoScan answers change
+ * (soon), so a router has set the new page's title by then, and a redirect
+ * right after a navigation is one page view.
+ */
 const tagAll = guard(() => {
   timer = 0;
-  d.querySelectorAll('a[href],form[action]').forEach(tagElement);
+  if (noHash(loc.href) != pageUrl) {
+    referrer = pageUrl;
+    newPageview();
+    pageview();
+  }
+  for (const a of d.querySelectorAll('a[href]')) tagElement(a);
+  // Forms are the extension's (it tags them with tagElement).
+  if (d.querySelector('form[action]')) withExt((x) => x.f(tagElement));
 });
+
+const soon = () => (timer ||= setTimeout(tagAll, 150));
+
+/** Looks at every element again, the untracked ones included. */
+const retag = () => {
+  generation++;
+  tagAll();
+};
 
 const newPageview = () => {
   pv = uuid7();
@@ -237,109 +234,78 @@ const newPageview = () => {
   pageUrl = noHash(loc.href);
 };
 
-const onNavigate = guard(() => {
-  if (noHash(loc.href) != pageUrl) {
-    referrer = pageUrl;
-    newPageview();
-    tagAll();
-    setTimeout(pageview(), 100);
-  }
-});
-
 const begin = () => {
   identifyVisitor();
   if (!started++) {
-    try {
-      user = JSON.parse(store('_ctu')) || user;
-    } catch {
-      // not ours
-    }
-    pageview()();
+    user = store('_ctu') || user;
+    pageview();
     tagAll();
-    new MutationObserver(() => (timer = timer || setTimeout(tagAll, 150))).observe(d.documentElement, {
+    new MutationObserver(soon).observe(d.documentElement, {
       childList: true,
       subtree: true,
-      attributes: true,
+      // (Implies attributes: true.)
       attributeFilter: ['href', 'action'],
     });
   }
 };
 
-/** Runs `f` after earlier commands (identify hashes asynchronously). */
+/** Runs `f` after earlier commands (identify waits for the extension and hashes). */
 const later = (f: () => unknown) => (chain = chain.then(f).catch(noop));
 
 const command = (name: string, a?: any, b?: Obj) => {
   if (name == 'consent') {
     consent = a === true;
-    if (!consent) {
-      setCookie('_ctv', '', 0);
-      setCookie('_cts', '', 0);
-      store('_ctv', '');
-      store('_ctu', '');
-    }
+    if (!consent) for (const k of ['_ctv', '_cts', '_ctu']) setCookie(k, '', 0), store(k, '');
     if (consent) begin();
     // Remembered (on the registrable domain once known) for the next pages.
     setCookie('_ctc', +consent, YEAR);
   }
-  if (consent && name == 'track' && /^[A-Za-z]\w{0,39}$/.test(a))
+  // (The collector refuses names it does not take, and the extension fires
+  // no pixel for them.)
+  if (consent && name == 'track')
     later(() => {
       const { value, currency, ...props } = b || {};
-      pixels(a, send(a, { value, currency, props }), { ...props, value, currency });
+      send(a, { value, currency, props });
     });
   if (consent && name == 'identify')
-    later(async () => {
-      const em = String(a.email || '')
-        .trim()
-        .toLowerCase();
-      // Digits only, with the country code: "+44 (0)20 7946-0958" -> 442079460958.
-      const ph = String(a.phone || '')
-        .replace(/\(0\)|\D/g, '')
-        .replace(/^0+/, '');
-      const u: Obj = { ...user };
-      if (em) u.em = await sha256(em);
-      if (ph) u.ph = await sha256(ph);
-      store('_ctu', JSON.stringify((user = u)));
-    });
+    later(() =>
+      withExt((x) => x.h(a, user)).then((u) => {
+        // (Not kept when consent was withdrawn meanwhile.)
+        if (u && consent) store('_ctu', (user = u));
+      }),
+    );
 };
 
 guard(() => {
-  if (w.clicktrail?.l) return;
-  C = __CLICKTRAIL_CONFIG__;
-  const queue: IArguments[] = w.clicktrail?.q || [];
+  const prev = w.clicktrail;
+  if (prev?.l) return;
+  const queue: IArguments[] = prev?.q || [];
   const api = (w.clicktrail = guard(command as (...a: any[]) => void));
   (api as any).l = 1;
   newPageview();
-  const c = getCookie('_ctc');
-  consent = c ? c > '0' : !C.consent_required;
   // OutboundClick on a primary click (mouse, ctrl/cmd/shift-click, Enter on a
   // focused link) or a middle click (auxclick); never stops or delays the
   // navigation. Its event_id is the click id: repeats of one link on one
   // pageview count once.
   const onClick = guard((e: MouseEvent) => {
-    const a = (e.target as Element).closest?.('a[href]')!;
-    const [id, , g] = (e.button == +(e.type != 'click') && a && tagElement(a)) || [];
+    // (A target that is no element throws here: nothing to do.)
+    const a = (e.target as Element).closest('a[href]')!;
+    const [id, , g, url] = (e.button == +(e.type != 'click') && a && tagElement(a)) || [];
     if (id) {
-      // (Not a.href: an SVG link's is an object.)
-      const url = new URL(a.getAttribute('href')!, d.baseURI).href;
-      send('OutboundClick', {
-        event_id: id,
-        click_id: id,
-        link: { url, tracking_group: g?.key, text: a.textContent!.replace(/\s+/g, ' ').trim().slice(0, 200) },
-      });
-      pixels('OutboundClick', id, { tracking_group: g?.key, link_url: url });
+      const text = a.textContent!.replace(/\s+/g, ' ').trim().slice(0, 200);
+      send('OutboundClick', { event_id: id, click_id: id, link: { url, tracking_group: g?.key, text } });
     }
   });
   d.addEventListener('click', onClick, true);
   d.addEventListener('auxclick', onClick, true);
   for (const m of ['pushState', 'replaceState']) {
     const orig = (history as any)[m];
-    (history as any)[m] = function (this: History) {
-      const r = orig.apply(this, arguments);
-      onNavigate();
-      return r;
-    };
+    // (Both return nothing; one that throws navigated nowhere.)
+    (history as any)[m] = (...a: unknown[]) => (orig.apply(history, a), soon());
   }
-  addEventListener('popstate', onNavigate);
+  addEventListener('popstate', soon);
+  const c = getCookie('_ctc');
+  consent = c ? c > '0' : !C.consent_required;
   for (const args of queue) api(...args);
   if (consent) begin();
 })();

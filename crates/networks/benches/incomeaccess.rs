@@ -282,9 +282,12 @@ async fn run<R: AsyncRead + Unpin>(
         match diff(prev.as_ref(), &row, &cfg) {
             Ok(d) => {
                 events += d.events.len() as u64;
-                if d.changed
-                    && let Ok(json) = serde_json::to_vec(&d.snapshot)
-                {
+                let json = if d.changed {
+                    serde_json::to_vec(&d.snapshot).ok()
+                } else {
+                    None
+                };
+                if let Some(json) = json {
                     store.insert(d.key, json);
                 }
             }

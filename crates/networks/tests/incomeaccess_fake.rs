@@ -665,3 +665,35 @@ fn futures_are_send() {
         is_send(&r.next_row());
     }
 }
+
+#[tokio::test]
+async fn an_echoed_key_is_redacted() {
+    let bodies = [
+        format!(
+            "<Envelope><Body><Fault><faultstring>bad key {FAKE_KEY}</faultstring></Fault></Body></Envelope>"
+        ),
+        format!("Unknown key {FAKE_KEY} for this report"),
+        format!("no permission 1 ({FAKE_KEY})"),
+    ];
+    for body in bodies {
+        let url = raw_server(format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        let settings =
+            IncomeAccessSettings::from_json(&serde_json::json!({"api_url": url})).unwrap();
+        let req = settings.plan(d(2024, 5, 20)).remove(0);
+        let e = fetch_report(
+            &reqwest::Client::new(),
+            &req,
+            &SecurityKey::new(FAKE_KEY).unwrap(),
+            |_| {},
+        )
+        .await
+        .unwrap_err();
+        for text in [e.to_string(), e.message(), format!("{e:?}")] {
+            assert!(!text.contains(&FAKE_KEY[..8]), "{text}");
+        }
+    }
+}

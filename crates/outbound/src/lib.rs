@@ -215,7 +215,8 @@ impl Outbound {
         max_hops: usize,
         total: Duration,
         head: bool,
-    ) -> Result<(RedirectChain, Response), OutboundError> {
+        stop_before: &(dyn Fn(&Url) -> bool + Sync),
+    ) -> Result<(RedirectChain, Option<Response>), OutboundError> {
         let deadline = Instant::now() + total;
         let mut url = without_fragment(start.clone());
         let mut seen: HashSet<String> = HashSet::new();
@@ -252,7 +253,7 @@ impl Outbound {
                     final_url: url,
                     final_status: status.as_u16(),
                 };
-                return Ok((chain, response));
+                return Ok((chain, Some(response)));
             }
             let next = response
                 .headers()
@@ -265,10 +266,22 @@ impl Outbound {
                     status: status.as_u16(),
                 })?;
             drop(response);
+            let next = without_fragment(next);
+            if stop_before(&next) {
+                // The caller recognises where this leads without asking it
+                // (AutoScan must not hit an affiliate tracker: that would
+                // record a click at the network).
+                let chain = RedirectChain {
+                    hops,
+                    final_url: next,
+                    final_status: status.as_u16(),
+                };
+                return Ok((chain, None));
+            }
             if hops.len() > max_hops {
                 return Err(OutboundError::TooManyRedirects { max: max_hops });
             }
-            url = without_fragment(next);
+            url = next;
         }
     }
 
@@ -282,7 +295,25 @@ impl Outbound {
         max_hops: usize,
         total_timeout: Duration,
     ) -> Result<RedirectChain, OutboundError> {
-        let (chain, _response) = self.follow(start, max_hops, total_timeout, true).await?;
+        let (chain, _response) = self
+            .follow(start, max_hops, total_timeout, true, &|_| false)
+            .await?;
+        Ok(chain)
+    }
+
+    /// Like [`Outbound::resolve_redirects`], but stops before requesting a
+    /// hop for which `stop_before` is true, and returns that hop as the
+    /// final URL (with the status of the redirect that named it).
+    pub async fn resolve_redirects_until(
+        &self,
+        start: &Url,
+        max_hops: usize,
+        total_timeout: Duration,
+        stop_before: &(dyn Fn(&Url) -> bool + Sync),
+    ) -> Result<RedirectChain, OutboundError> {
+        let (chain, _response) = self
+            .follow(start, max_hops, total_timeout, true, stop_before)
+            .await?;
         Ok(chain)
     }
 
@@ -299,7 +330,13 @@ impl Outbound {
         total_timeout: Duration,
     ) -> Result<FetchedPage, OutboundError> {
         let deadline = Instant::now() + total_timeout;
-        let (chain, response) = self.follow(url, max_hops, total_timeout, false).await?;
+        let (chain, response) = self
+            .follow(url, max_hops, total_timeout, false, &|_| false)
+            .await?;
+        // Without a stop predicate the chain always ends with a response.
+        let response = response.ok_or(OutboundError::BadRedirect {
+            status: chain.final_status,
+        })?;
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)

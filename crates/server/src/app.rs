@@ -11,7 +11,10 @@ use clicktrail_store::{Db, DbOptions, auth, meta};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use clicktrail_networks::catalog::Catalog;
+
 use crate::config::Config;
+use crate::conversions::ConversionQueue;
 use crate::crypto::{CryptoError, Keyring};
 use crate::enrich::Enricher;
 use crate::pipeline::IngestQueue;
@@ -91,9 +94,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     }
     let first_run = auth::workspaces(&db).await?.is_empty();
     let enricher = Enricher::new(cfg.trusted_proxies.clone(), keyring.clone())?;
+    let catalog =
+        std::sync::Arc::new(Catalog::embedded().context("loading the integration catalog")?);
     let writers_cancel = CancellationToken::new();
-    let (ingest, writer_handles) =
+    let (ingest, mut writer_handles) =
         IngestQueue::start(db.clone(), &cfg.ingest, writers_cancel.clone());
+    let state_cell = std::sync::Arc::new(std::sync::OnceLock::new());
+    let (conversions, conversion_writer) = ConversionQueue::start(
+        db.clone(),
+        cfg.ingest.queue_capacity,
+        Some(crate::conversions::outbox_hooks(state_cell.clone())),
+        writers_cancel.clone(),
+    );
+    writer_handles.push(conversion_writer);
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -109,10 +122,21 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         keyring,
         enricher,
         ingest,
+        conversions,
+        catalog,
         telemetry::metrics_handle(),
-    );
+    )?;
+    let _ = state_cell.set(state.clone());
     let shutdown = CancellationToken::new();
+    let workers_cancel = CancellationToken::new();
+    let mut worker_handles = Vec::new();
+    if state.cfg.polling.enabled {
+        worker_handles.push(crate::polling::spawn(state.clone(), workers_cancel.clone()));
+    }
     let app = routes::router(state.clone());
+    // Conversions out: the outbox workers, beside the ingest writers.
+    let delivery_cancel = CancellationToken::new();
+    let delivery_handles = crate::delivery::worker::spawn(state.clone(), delivery_cancel.clone());
     let server_shutdown = shutdown.clone();
     let handle = tokio::spawn(async move {
         let served = axum::serve(
@@ -121,7 +145,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         )
         .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
         .await;
-        // No request is in flight any more: drain the write queue.
+        // Delivery batches in flight finish and are recorded; rows claimed
+        // but not sent are given back.
+        delivery_cancel.cancel();
+        for h in delivery_handles {
+            let _ = h.await;
+        }
+        // No request is in flight any more: stop the workers, then drain
+        // the write queues.
+        workers_cancel.cancel();
+        for h in worker_handles {
+            let _ = h.await;
+        }
         writers_cancel.cancel();
         for h in writer_handles {
             let _ = h.await;

@@ -340,7 +340,7 @@ const ROLLUP_COLS: &[(&str, &str)] = &[
 ];
 
 /// `SELECT <cols> FROM <json rows>` for a backend; the JSON array is `$1`.
-pub(crate) fn json_rows_select(backend: Backend, cols: &[(&str, &str)]) -> String {
+pub fn json_rows_select(backend: Backend, cols: &[(&str, &str)]) -> String {
     match backend {
         Backend::Sqlite => {
             let list: Vec<String> = cols

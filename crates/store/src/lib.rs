@@ -25,9 +25,16 @@ use sqlx::{FromRow, Postgres, Sqlite, Transaction};
 
 pub mod auth;
 pub mod clicks;
+pub mod conversions;
+pub mod deliveries;
 pub mod ingest;
+pub mod integrations;
+pub mod links;
 pub mod meta;
 pub mod properties;
+pub mod reports;
+pub mod spend;
+pub mod users;
 
 /// Storage errors. Callers map them to opaque 500s; `Conflict` is the one a
 /// caller may want to turn into a 409.
@@ -181,7 +188,7 @@ impl Db {
 
     /// Checks that the database answers.
     pub async fn ping(&self) -> Result<()> {
-        let _: (i64,) = self.fetch_one("SELECT 1", args![]).await?;
+        let _: (i64,) = self.fetch_one("SELECT CAST(1 AS BIGINT)", args![]).await?;
         Ok(())
     }
 

@@ -1,20 +1,44 @@
 // Runs the built tag in a jsdom window with a configuration substituted, the
 // way the server serves it. The browser APIs jsdom lacks (sendBeacon, fetch,
 // crypto.subtle, TextEncoder) are provided here, recording what the tag sends.
+// jsdom cannot import() an ES module, so the tag's one `import(` becomes a
+// call of the page's __import, which loads the built extension (or fails, or
+// hangs, as the test asks) the way a browser would: evaluated once, in the
+// page.
 import { JSDOM, VirtualConsole } from 'jsdom';
 import { webcrypto } from 'node:crypto';
-import { PLACEHOLDER, buildTag } from '../../build.mjs';
+import { PLACEHOLDER, buildExt, buildTag } from '../../build.mjs';
 import type { Config } from '../../src/types.ts';
 
 let built: Promise<string> | undefined;
+let builtExt: Promise<string> | undefined;
 /** The tag built from the current sources (once per test process). */
 export const tagSource = () => (built ??= buildTag());
+/** The extension built from the current sources. */
+export const extSource = () => (builtExt ??= buildExt());
+
+export const EXT_URL = 'https://track.example.net/t/ext/0123456789abcdef.js';
+
+/**
+ * The extension module as a script that evaluates to its namespace: the ES
+ * module minus its closing `export{local as name,...}`, in a function.
+ */
+const extAsScript = (source: string) => {
+  const m = /export\s*\{([^}]*)\};?\s*$/.exec(source);
+  if (!m) throw new Error('the extension does not end with one export list');
+  const names = m[1].split(',').map((x) => {
+    const [local, exported = local] = x.trim().split(/\s+as\s+/);
+    return `${exported}:${local}`;
+  });
+  return `(()=>{${source.slice(0, m.index)};return{${names.join(',')}}})()`;
+};
 
 export const config = (over: Partial<Config> = {}): Config => ({
   v: 1,
   property: 'k3j5q8x2m9w4',
   collect: 'https://track.example.net/collect',
   scan: 'https://track.example.net/t/k3j5q8x2m9w4/scan',
+  ext: EXT_URL,
   groups: [
     {
       key: 'incomeaccess',
@@ -33,7 +57,13 @@ export const config = (over: Partial<Config> = {}): Config => ({
   ...over,
 });
 
-export const withConfig = (source: string, cfg: Config) => source.replace(PLACEHOLDER, JSON.stringify(cfg));
+/** JSON as the server's serde_json writes it: object keys sorted. */
+export const serverJson = (v: unknown): string =>
+  JSON.stringify(v, (_, x) =>
+    x && typeof x == 'object' && !Array.isArray(x) ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, x[k]])) : x,
+  );
+
+export const withConfig = (source: string, cfg: Config) => source.replace(PLACEHOLDER, serverJson(cfg));
 
 export interface Sent {
   url: string;
@@ -52,6 +82,8 @@ export interface Page {
   scans: string[][];
   /** Pixel calls: [pixel, ...args]. */
   pixelCalls: any[][];
+  /** URLs the tag imported (the extension). */
+  imports: string[];
   errors: unknown[];
   /** Loads the tag (optionally after `before` ran in the page). */
   loadTag: (cfg?: Config) => Promise<void>;
@@ -66,6 +98,8 @@ export interface PageOptions {
   scan?: (u: string) => string | undefined;
   /** Make every fetch fail, like a server that is down. */
   down?: boolean;
+  /** The extension's import: loads (default), fails, or never settles. */
+  ext?: 'ok' | 'fail' | 'hang';
   pixels?: boolean;
 }
 
@@ -88,21 +122,25 @@ export function page(opts: PageOptions = {}): Page {
   const sent: Sent[] = [];
   const scans: string[][] = [];
   const pixelCalls: any[][] = [];
+  const imports: string[] = [];
+  let extModule: Promise<unknown> | undefined;
+  win.__import = (url: string) => {
+    imports.push(url);
+    if (opts.down || opts.ext == 'fail' || url != EXT_URL)
+      return Promise.reject(new TypeError('Failed to fetch dynamically imported module: ' + url));
+    if (opts.ext == 'hang') return new Promise(() => {});
+    // One module per page, evaluated when first imported.
+    return (extModule ??= extSource().then((src) => win.eval(extAsScript(src))));
+  };
   win.addEventListener('error', (e: any) => errors.push(e.error ?? e.message));
   win.TextEncoder = TextEncoder;
   Object.defineProperty(win.crypto, 'subtle', { value: webcrypto.subtle });
-  // Blob as the tag uses it: one string part.
-  win.Blob = class {
-    constructor(
-      public parts: string[],
-      public opts: { type: string },
-    ) {}
-  };
   if (opts.beacon !== 'missing')
-    win.navigator.sendBeacon = (url: string, blob: any) => {
+    win.navigator.sendBeacon = (url: string, data: unknown) => {
       if (opts.down || opts.beacon === false) return false;
-      if (blob.opts.type != 'text/plain') throw new Error('beacon body must be text/plain');
-      sent.push({ url, body: JSON.parse(blob.parts.join('')), via: 'beacon' });
+      // A string body goes as text/plain: no CORS preflight.
+      if (typeof data != 'string') throw new Error('beacon body must be a string');
+      sent.push({ url, body: JSON.parse(data), via: 'beacon' });
       return true;
     };
   win.fetch = (url: string, init: any = {}) => {
@@ -130,10 +168,11 @@ export function page(opts: PageOptions = {}): Page {
     sent,
     scans,
     pixelCalls,
+    imports,
     errors,
-    events: () => sent.flatMap((s) => s.body.events),
+    events: () => sent.map((s) => s.body),
     loadTag: async (cfg = config()) => {
-      win.eval(withConfig(await tagSource(), cfg));
+      win.eval(withConfig(await tagSource(), cfg).replace('import(', '__import('));
     },
   };
 }

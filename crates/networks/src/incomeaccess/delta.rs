@@ -235,10 +235,11 @@ pub fn diff(
                     currency,
                     last_commission: None,
                 });
-            if let (Some(from), Some(to)) = (state.currency, currency)
-                && from != to
-            {
-                return Err(RowError::CurrencyChanged { from, to });
+            match (state.currency, currency) {
+                (Some(from), Some(to)) if from != to => {
+                    return Err(RowError::CurrencyChanged { from, to });
+                }
+                _ => {}
             }
             if state.field != field {
                 state.field = field;

@@ -132,6 +132,40 @@ impl PollError {
     pub fn retryable(&self) -> bool {
         !matches!(self.retry_policy(), RetryPolicy::Never)
     }
+
+    /// Removes `secret` wherever the program echoed it into a detail.
+    pub(crate) fn without_secret(self, secret: &str) -> Self {
+        if secret.is_empty() {
+            return self;
+        }
+        let clean = |d: String| {
+            let mut d = d.replace(secret, super::settings::REDACTED);
+            // A detail cut to length may end with the start of the secret.
+            let cut = (4..secret.len())
+                .rev()
+                .find(|&n| secret.get(..n).is_some_and(|p| d.ends_with(p)));
+            if let Some(n) = cut {
+                d.truncate(d.len() - n);
+                d.push_str(super::settings::REDACTED);
+            }
+            d
+        };
+        match self {
+            Self::NoPermission { detail } => Self::NoPermission {
+                detail: clean(detail),
+            },
+            Self::SoapFault { detail } => Self::SoapFault {
+                detail: clean(detail),
+            },
+            Self::Transport { detail } => Self::Transport {
+                detail: clean(detail),
+            },
+            Self::Malformed { detail } => Self::Malformed {
+                detail: clean(detail),
+            },
+            other => other,
+        }
+    }
 }
 
 /// Makes a text from the answer or a client library safe to show: no
@@ -161,14 +195,21 @@ pub(crate) enum KnownMessage {
 pub(crate) fn classify_message(text: &str) -> Option<KnownMessage> {
     let lower = text.to_ascii_lowercase();
     if let Some(at) = lower.find("no permission") {
-        let detail: String = lower[at..]
+        // "no permission 1" / "2": keep the number, nothing else the
+        // program may have added.
+        let rest = lower.get(at + "no permission".len()..).unwrap_or("");
+        let number: String = rest
+            .trim_start()
             .chars()
-            .take_while(|c| !c.is_control() && *c != '<')
-            .take(40)
+            .take_while(char::is_ascii_digit)
+            .take(3)
             .collect();
-        return Some(KnownMessage::Error(PollError::NoPermission {
-            detail: sanitize(detail.trim()),
-        }));
+        let detail = if number.is_empty() {
+            "no permission".to_owned()
+        } else {
+            format!("no permission {number}")
+        };
+        return Some(KnownMessage::Error(PollError::NoPermission { detail }));
     }
     if lower.contains("inactive report") {
         return Some(KnownMessage::Error(PollError::InactiveReport));
@@ -230,6 +271,39 @@ mod tests {
             Some(KnownMessage::NoRecords)
         ));
         assert!(classify_message("whatever").is_none());
+    }
+
+    #[test]
+    fn secrets_are_removed_even_when_cut() {
+        let key = "0123456789abcdef0123456789abcdef";
+        let e = PollError::Malformed {
+            detail: format!("x {key} y {}", &key[..10]),
+        }
+        .without_secret(key);
+        assert_eq!(
+            e,
+            PollError::Malformed {
+                detail: "x REDACTED y REDACTED".into()
+            }
+        );
+        let e = PollError::SoapFault {
+            detail: "abc".into(),
+        }
+        .without_secret(key);
+        assert_eq!(
+            e,
+            PollError::SoapFault {
+                detail: "abc".into()
+            }
+        );
+        assert!(matches!(
+            classify_message(&format!("no permission 1 {key}")),
+            Some(KnownMessage::Error(PollError::NoPermission { detail })) if detail == "no permission 1"
+        ));
+        assert!(matches!(
+            classify_message("No permission"),
+            Some(KnownMessage::Error(PollError::NoPermission { detail })) if detail == "no permission"
+        ));
     }
 
     #[test]

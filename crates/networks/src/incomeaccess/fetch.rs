@@ -60,7 +60,7 @@ pub async fn open_report(
         )
         .send()
         .await
-        .map_err(|e| from_reqwest(e, secs))?;
+        .map_err(|e| from_reqwest(e, secs).without_secret(key.expose()))?;
     let status = resp.status();
     if status.is_server_error() {
         return Err(PollError::ServerError {
@@ -70,7 +70,7 @@ pub async fn open_report(
     if !status.is_success() {
         let text = read_prefix(resp).await;
         if let Some(KnownMessage::Error(e)) = classify_message(&text) {
-            return Err(e);
+            return Err(e.without_secret(key.expose()));
         }
         // IIS answers 401/403 to callers outside an IP restriction: the same
         // remedy as "no permission".
@@ -87,7 +87,9 @@ pub async fn open_report(
         .bytes_stream()
         .map_err(move |e| io::Error::other(StreamFailure(from_reqwest(e, secs))))
         .boxed();
-    Ok(RowReader::new(StreamReader::new(body), req.period.clone()).with_status(status.as_u16()))
+    Ok(RowReader::new(StreamReader::new(body), req.period.clone())
+        .with_status(status.as_u16())
+        .with_secret(key.expose()))
 }
 
 async fn read_prefix(mut resp: reqwest::Response) -> String {

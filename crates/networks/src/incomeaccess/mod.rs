@@ -36,7 +36,11 @@
 //! [`diff`] derives:
 //!
 //! - the first appearance of the key: `registration` (-> `Lead`), once per
-//!   key whatever the period, dated by `registrationdate`;
+//!   key whatever the period, dated by `registrationdate` (the latest
+//!   instant that date allows, so a same-day registration never looks
+//!   older than its click). A row without a player (ACIDReport) registers
+//!   when its `downloads` count is positive, or on first appearance when
+//!   it has no such count;
 //! - a rise of the value field (default `totalcommission`) in a period:
 //!   `commission` (-> `Purchase`) worth the rise, in `currencysymbol`;
 //! - a fall: `commission` with status `reversed`, the negative change as

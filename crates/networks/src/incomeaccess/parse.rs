@@ -140,6 +140,8 @@ pub struct RowReader<R> {
     status: u16,
     summary: FetchSummary,
     bytes: Arc<AtomicU64>,
+    /// Removed from error details (the security key, for HTTP bodies).
+    secret: Option<String>,
 }
 
 impl<R> fmt::Debug for RowReader<R> {
@@ -167,7 +169,14 @@ impl<R: AsyncRead + Unpin> RowReader<R> {
             status: 200,
             summary: FetchSummary::default(),
             bytes,
+            secret: None,
         }
+    }
+
+    /// Errors will not repeat `secret` should the answer echo it.
+    pub(crate) fn with_secret(mut self, secret: &str) -> Self {
+        self.secret = Some(secret.to_owned());
+        self
     }
 
     /// The HTTP status the body came with (for error reports).
@@ -185,6 +194,14 @@ impl<R: AsyncRead + Unpin> RowReader<R> {
 
     /// The next row, `Ok(None)` at the end. Totals rows are skipped.
     pub async fn next_row(&mut self) -> Result<Option<ReportRow>, PollError> {
+        let result = self.next_row_inner().await;
+        match (&self.secret, result) {
+            (Some(secret), Err(e)) => Err(e.without_secret(secret)),
+            (_, r) => r,
+        }
+    }
+
+    async fn next_row_inner(&mut self) -> Result<Option<ReportRow>, PollError> {
         loop {
             match std::mem::replace(&mut self.stage, Stage::Done) {
                 Stage::Done => return Ok(None),
@@ -426,9 +443,7 @@ impl XmlState {
     /// The name of the next field, shared with the previous row's when equal.
     fn name(&mut self, name: &[u8]) -> Arc<str> {
         let at = self.fields.len();
-        if let Some(n) = self.names.get(at)
-            && n.as_bytes() == name
-        {
+        if let Some(n) = self.names.get(at).filter(|n| n.as_bytes() == name) {
             return Arc::clone(n);
         }
         let n: Arc<str> = Arc::from(lossy(name));

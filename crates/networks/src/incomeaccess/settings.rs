@@ -258,8 +258,15 @@ impl IncomeAccessSettings {
     }
 
     /// The delta rules' configuration for a poll observed at `observed_at`.
+    /// PlayerRegistrations lists registrations and no money: its rows only
+    /// give `registration` events, whatever the value field says.
     pub fn delta_config(&self, observed_at: DateTime<Utc>) -> DeltaConfig {
-        DeltaConfig::new(Some(self.value_field.clone()), observed_at)
+        let registrations_only = self
+            .report_name
+            .trim()
+            .eq_ignore_ascii_case("PlayerRegistrations");
+        let field = (!registrations_only).then(|| self.value_field.clone());
+        DeltaConfig::new(field, observed_at)
     }
 
     /// The requests of one poll made on `today` (the server's date, UTC).
@@ -398,17 +405,21 @@ impl ReportRequest {
     }
 }
 
-static SECRET_PARAM: LazyLock<regex::Regex> = LazyLock::new(|| {
+static SECRET_PARAM: LazyLock<Option<regex::Regex>> = LazyLock::new(|| {
     // `key=` and `apipassword=` (seen in one public client) in URLs and
     // texts; the value runs to the next separator.
-    regex::Regex::new(r#"(?i)\b(key|apipassword)=[^&\s"'<>]*"#).unwrap_or_else(|_| unreachable!())
+    regex::Regex::new(r#"(?i)\b(key|apipassword)=[^&\s"'<>]*"#).ok()
 });
 
 /// Replaces the values of `key=` / `apipassword=` parameters by `REDACTED`.
 pub fn redact_secrets(text: &str) -> String {
-    SECRET_PARAM
-        .replace_all(text, format!("${{1}}={REDACTED}"))
-        .into_owned()
+    match SECRET_PARAM.as_ref() {
+        Some(re) => re
+            .replace_all(text, format!("${{1}}={REDACTED}"))
+            .into_owned(),
+        // Cannot happen (the pattern is a constant); if it did, show nothing.
+        None => REDACTED.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -462,6 +473,18 @@ mod tests {
         assert_eq!(s.merchant_id, 3);
         assert_eq!(s.report_format, ReportFormat::Csv);
         assert_eq!(s.period, PeriodMode::Day);
+    }
+
+    #[test]
+    fn registration_report_has_no_value_field() {
+        let now = Utc::now();
+        let mut s = settings();
+        assert_eq!(
+            s.delta_config(now).value_field.as_deref(),
+            Some("totalcommission")
+        );
+        s.report_name = "PlayerRegistrations".into();
+        assert_eq!(s.delta_config(now).value_field, None);
     }
 
     #[test]

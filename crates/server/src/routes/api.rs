@@ -24,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/properties", get(list_properties).post(create_property))
         .route("/properties/{id}", get(get_property).patch(update_property))
         .route("/properties/{id}/clicks/{click_id}", get(get_click))
+        .merge(super::destinations::router())
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,7 @@ use crate::telemetry;
 
 pub mod api;
 pub mod collect;
+pub mod destinations;
 pub mod health;
 
 pub fn router(state: AppState) -> Router {
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
             post(collect::collect).options(collect::preflight),
         )
         .nest("/api/v1", api::router())
+        .merge(crate::dashboard::router())
         .fallback(not_found)
         .layer(middleware::from_fn(telemetry::track_requests))
         .layer(CatchPanicLayer::custom(|_| {

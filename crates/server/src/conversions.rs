@@ -1,0 +1,962 @@
+//! Conversions in: from a network's [`SourceEvent`] to one conversion-log
+//! row with a stable outcome. Mapping, click resolution and attribution
+//! are decided here (reads only, in the caller's task); the write goes
+//! through the conversion writer, which group-commits like the ingest
+//! pipeline and de-duplicates inside its transaction, together with the
+//! outbox rows of validated conversions and any connector snapshots.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use clicktrail_domain::conversion::{ErrorCode, SourceEvent, SourceKind, SourceStatus};
+use clicktrail_domain::ids::EntityId;
+use clicktrail_domain::mapping::{EventMapping, Mapped, ValueSource, normalise_name};
+use clicktrail_domain::money::to_micros;
+use clicktrail_domain::{ClickId, PropertyId};
+use clicktrail_store::clicks::{self, Click};
+use clicktrail_store::conversions::{self, ConversionRow, Draft, Effect, Touch, Written, lookup};
+use clicktrail_store::integrations::Integration;
+use clicktrail_store::properties::Property;
+use clicktrail_store::{Db, StoreError, Tx};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::delivery::QueueItem;
+use crate::pipeline::IngestFailure;
+use crate::state::AppState;
+
+/// Tolerance for a conversion dated slightly before its click (clock skew):
+/// such conversions are dated at the click instead of refused.
+const SKEW_TOLERANCE_MS: i64 = 10 * 60 * 1000;
+/// Reports of API connectors carry dates, not times: a registration on the
+/// click's day may be dated at midnight before it.
+const DATE_ONLY_TOLERANCE_MS: i64 = 36 * 3600 * 1000;
+
+/// A source event waiting to be decided and written, with where it came
+/// from.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub property: Arc<Property>,
+    /// The installed integration (postbacks and API polls); `None` for
+    /// collector custom events.
+    pub integration: Option<Arc<Integration>>,
+    pub mapping: Arc<EventMapping>,
+    pub received_at_ms: i64,
+    /// The platforms' de-duplication id when the conversion came through the
+    /// tag (its event id, which the browser pixels used too).
+    pub event_id: Option<String>,
+    pub event: SourceEvent,
+    /// Set when the source could not be read into an event at all (a
+    /// report row the connector refused): logged with this code and detail.
+    pub forced_error: Option<(ErrorCode, String)>,
+}
+
+fn blank_row(p: &Pending) -> ConversionRow {
+    let ev = &p.event;
+    let id = EntityId::generate("cv").into_string();
+    ConversionRow {
+        event_id: p.event_id.clone().unwrap_or_else(|| id.clone()),
+        id,
+        property_id: p.property.id.as_str().to_owned(),
+        integration_id: p.integration.as_ref().map(|i| i.id.clone()),
+        source_kind: match ev.kind {
+            SourceKind::Postback => "postback",
+            SourceKind::Api => "api",
+            SourceKind::Collector => "collector",
+            SourceKind::Test => "test",
+        }
+        .into(),
+        source_event: ev.source_event.clone(),
+        transaction_id: ev.transaction_id.clone(),
+        dedup_key: Some(dedup_key(p)),
+        duplicate_of: None,
+        status: "error".into(),
+        error_code: None,
+        error_detail: None,
+        event_name: None,
+        value_micros: ev.value.map(to_micros),
+        currency: ev.currency.map(|c| c.as_str().to_owned()),
+        adjusted_micros: 0,
+        adjusts_id: None,
+        source_status: ev.status.as_str().into(),
+        send_to_destinations: false,
+        occurred_at: ev
+            .occurred_at
+            .map(|t| t.timestamp_millis())
+            .unwrap_or(p.received_at_ms),
+        received_at: p.received_at_ms,
+        click_id: ev
+            .click_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned),
+        click_ts: None,
+        session_id: None,
+        visitor_id: None,
+        link_group: p.integration.as_ref().map(|i| i.tracking_group.clone()),
+        offer: None,
+        channel: None,
+        source: None,
+        medium: None,
+        campaign: None,
+        ad: None,
+        landing_page: None,
+        first_session_id: None,
+        first_channel: None,
+        first_source: None,
+        first_medium: None,
+        first_campaign: None,
+        first_ad: None,
+        first_landing_page: None,
+        is_bot: false,
+        raw: ev.raw.to_string(),
+    }
+}
+
+/// The idempotency key: integration + transaction + source event. Without a
+/// transaction id, the click id stands in (one conversion per click and
+/// event), and without either, the payload itself (exact repeats only).
+fn dedup_key(p: &Pending) -> String {
+    let ev = &p.event;
+    let scope = match &p.integration {
+        Some(i) => i.id.clone(),
+        None => format!("collector:{}", p.property.id),
+    };
+    let tx = match (&ev.transaction_id, &ev.click_id) {
+        (Some(t), _) if !t.trim().is_empty() => format!("tx:{t}"),
+        (_, Some(c)) if !c.trim().is_empty() => format!("click:{}", c.trim()),
+        _ => format!(
+            "raw:{}",
+            hex::encode(&Sha256::digest(ev.raw.to_string().as_bytes())[..16])
+        ),
+    };
+    let adjustment = if is_adjustment(ev) || ev.status == SourceStatus::Rejected {
+        "|adjustment"
+    } else {
+        ""
+    };
+    format!(
+        "{scope}|{tx}|{}{adjustment}",
+        normalise_name(&ev.source_event)
+    )
+}
+
+fn is_adjustment(ev: &SourceEvent) -> bool {
+    ev.adjusts.is_some() || ev.status == SourceStatus::Reversed
+}
+
+/// The transaction an adjustment or rejection applies to.
+fn adjustment_target(ev: &SourceEvent) -> Option<&str> {
+    ev.adjusts
+        .as_deref()
+        .or(ev.transaction_id.as_deref())
+        .filter(|t| !t.trim().is_empty())
+}
+
+fn fail(row: &mut ConversionRow, code: ErrorCode, detail: Option<String>) {
+    row.status = "error".into();
+    row.error_code = Some(code.as_str().into());
+    row.error_detail = detail;
+}
+
+fn apply_touch(row: &mut ConversionRow, s: &clicks::Session) {
+    row.session_id = Some(s.id);
+    row.visitor_id = Some(s.visitor_id.clone());
+    row.channel = Some(s.channel.clone());
+    row.source = Some(s.source.clone());
+    row.medium = Some(s.medium.clone());
+    row.campaign = s.utm_campaign.clone();
+    row.ad = s.utm_content.clone();
+    row.landing_page = Some(s.landing_page.clone());
+    row.is_bot = s.is_bot;
+}
+
+fn apply_first(row: &mut ConversionRow, t: Touch) {
+    row.first_session_id = t.session_id;
+    row.first_channel = t.channel;
+    row.first_source = t.source;
+    row.first_medium = t.medium;
+    row.first_campaign = t.campaign;
+    row.first_ad = t.ad;
+    row.first_landing_page = t.landing_page;
+}
+
+fn offer_of(click: &Click) -> Option<String> {
+    click
+        .link_url
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| u.host_str().map(str::to_owned))
+}
+
+/// What the database knows that one decision needs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Facts<'a> {
+    /// The click the click id names (a stored click, or one derived from the
+    /// pageview of a tag-minted id whose OutboundClick was lost).
+    pub click: Option<&'a Click>,
+    pub session: Option<&'a clicks::Session>,
+    /// The visitor's sessions (oldest first) since the window's start.
+    pub visitor_sessions: &'a [(i64, Touch)],
+    /// For an adjustment or rejection: whether the transaction it names has
+    /// a validated conversion.
+    pub target_validated: bool,
+}
+
+/// Decides one source event's outcome from what is known. Pure.
+pub fn decide(p: &Pending, f: Facts<'_>) -> Draft {
+    let ev = &p.event;
+    let mut row = blank_row(p);
+    let mut effect = Effect::None;
+    let none = |row| Draft {
+        row,
+        effect: Effect::None,
+        materialise_click: None,
+    };
+    if let Some((code, detail)) = &p.forced_error {
+        fail(&mut row, *code, Some(detail.clone()));
+        return none(row);
+    }
+
+    // 1. Adjustments (reversals, rejections of earlier conversions, falls of
+    //    running totals) change an earlier conversion, never add one.
+    let rejected = ev.status == SourceStatus::Rejected;
+    if is_adjustment(ev) || rejected {
+        match (adjustment_target(ev), &p.integration) {
+            (Some(_), Some(_)) if rejected && !f.target_validated => {
+                row.status = "ignored".into();
+                row.error_detail = Some("the network reports this conversion as rejected".into());
+                return none(row);
+            }
+            (Some(target), Some(int)) => {
+                row.status = "adjustment".into();
+                effect = Effect::Adjust {
+                    integration_id: int.id.clone(),
+                    transaction_id: target.to_owned(),
+                    delta_micros: ev.value.map(to_micros),
+                    full_reversal: ev.adjusts.is_none(),
+                };
+            }
+            _ if rejected => {
+                row.status = "ignored".into();
+                row.error_detail = Some("the network reports this conversion as rejected".into());
+                return none(row);
+            }
+            _ => {
+                fail(
+                    &mut row,
+                    ErrorCode::InvalidPayload,
+                    Some(
+                        "a reversal must name the transaction id of the conversion it reverses"
+                            .into(),
+                    ),
+                );
+                return none(row);
+            }
+        }
+    }
+
+    // 2. Mapping.
+    let mut send = false;
+    if !matches!(effect, Effect::Adjust { .. }) {
+        match p.mapping.map(&ev.source_event) {
+            Mapped::Unmapped => {
+                fail(
+                    &mut row,
+                    ErrorCode::UnmappedEvent,
+                    Some(format!("no mapping for {:?}", ev.source_event)),
+                );
+            }
+            Mapped::Ignored => {
+                row.status = "ignored".into();
+                row.error_detail = Some("the event mapping ignores this event".into());
+            }
+            Mapped::Event { name, rule } => {
+                row.event_name = Some(name.to_owned());
+                send = rule.send_to_destinations;
+                match &rule.value {
+                    ValueSource::Reported => {}
+                    ValueSource::Fixed { amount, currency } => {
+                        row.value_micros = Some(to_micros(*amount));
+                        row.currency = Some(currency.as_str().to_owned());
+                    }
+                    ValueSource::None => {
+                        row.value_micros = None;
+                        row.currency = None;
+                    }
+                }
+                row.status = "validated".into();
+            }
+        }
+    }
+    if row.value_micros.is_some() && row.currency.is_none() {
+        row.currency = Some(p.property.settings.currency.clone());
+    }
+
+    // 3. The click, its session and traffic source; filled in even for
+    //    errors, so the log shows what is known.
+    let mut materialise = None;
+    if let Some(c) = f.click {
+        row.click_ts = Some(c.ts);
+        row.click_id = Some(c.click_id.clone());
+        if let Some(g) = &c.link_group {
+            row.link_group = Some(g.clone());
+        }
+        row.offer = offer_of(c).or_else(|| p.integration.as_ref().map(|i| i.name.clone()));
+        if let Some(s) = f.session {
+            apply_touch(&mut row, s);
+        }
+        if c.origin == "pageview" {
+            materialise = Some(c.clone());
+        }
+    }
+    if row.status == "ignored" || row.error_code.is_some() {
+        return none(row);
+    }
+    let Some(click) = f.click else {
+        let code = if row.click_id.is_none() {
+            ErrorCode::MissingClickId
+        } else {
+            ErrorCode::UnknownClickId
+        };
+        fail(&mut row, code, None);
+        return none(row);
+    };
+
+    // 4. Time rules.
+    let tolerance = if ev.kind == SourceKind::Api {
+        DATE_ONLY_TOLERANCE_MS
+    } else {
+        SKEW_TOLERANCE_MS
+    };
+    if row.occurred_at < click.ts - tolerance {
+        fail(&mut row, ErrorCode::BeforeClick, None);
+        return none(row);
+    }
+    row.occurred_at = row.occurred_at.max(click.ts);
+    let window = p.property.settings.attribution_window_ms();
+    if let Some(w) = window
+        && row.occurred_at - click.ts > w
+    {
+        fail(&mut row, ErrorCode::OutsideWindow, None);
+        return none(row);
+    }
+
+    // 5. First touch: the visitor's earliest session within the window,
+    //    up to the click.
+    let since = window.map(|w| row.occurred_at - w).unwrap_or(i64::MIN);
+    let first = f
+        .visitor_sessions
+        .iter()
+        .find(|(started, _)| *started >= since && *started <= click.ts)
+        .map(|(_, t)| t.clone());
+    let last = Touch {
+        session_id: row.session_id,
+        channel: row.channel.clone(),
+        source: row.source.clone(),
+        medium: row.medium.clone(),
+        campaign: row.campaign.clone(),
+        ad: row.ad.clone(),
+        landing_page: row.landing_page.clone(),
+    };
+    apply_first(&mut row, first.unwrap_or(last));
+
+    if matches!(effect, Effect::Adjust { .. }) {
+        return Draft {
+            row,
+            effect,
+            materialise_click: materialise,
+        };
+    }
+    row.send_to_destinations = send;
+    Draft {
+        row,
+        effect: Effect::Count,
+        materialise_click: materialise,
+    }
+}
+
+/// Looks up, in one query per kind of fact, what the batch's decisions
+/// need, and decides them. Runs inside the writer's transaction, so it sees
+/// every click committed before and no conversion can slip in between.
+pub async fn decide_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Draft>, StoreError> {
+    use std::collections::{HashMap, HashSet};
+    let mut by_property: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, p) in batch.iter().enumerate() {
+        by_property
+            .entry(p.property.id.as_str())
+            .or_default()
+            .push(i);
+    }
+    let mut drafts: Vec<Option<Draft>> = vec![None; batch.len()];
+    for (property, idx) in by_property {
+        // Clicks, then lost-beacon ids through their pageviews.
+        let ids: Vec<&str> = idx
+            .iter()
+            .filter_map(|&i| batch[i].event.click_id.as_deref().map(str::trim))
+            .filter(|c| ClickId::parse(c).is_ok())
+            .collect();
+        let mut clicks = lookup::clicks(tx, property, &ids).await?;
+        let mut pv_of: HashMap<String, String> = HashMap::new();
+        for id in &ids {
+            if clicks.contains_key(*id) {
+                continue;
+            }
+            if let Some(pv) = ClickId::parse(id)
+                .ok()
+                .as_ref()
+                .and_then(clicktrail_domain::clickid::pageview_of)
+            {
+                pv_of.insert(pv.hyphenated().to_string(), (*id).to_owned());
+            }
+        }
+        let pv_ids: Vec<String> = pv_of.keys().cloned().collect();
+        for (pv_id, pv) in lookup::pageviews(tx, property, &pv_ids).await? {
+            if let Some(cid) = pv_of.get(&pv_id) {
+                clicks.insert(
+                    cid.clone(),
+                    Click {
+                        id: 0,
+                        property_id: property.to_owned(),
+                        click_id: cid.clone(),
+                        origin: "pageview".into(),
+                        ts: pv.ts,
+                        session_id: pv.session_id,
+                        visitor_id: pv.visitor_id,
+                        event_id: None,
+                        pageview_id: Some(pv.event_id),
+                        page_url: Some(pv.url),
+                        link_url: None,
+                        link_group: None,
+                        link_text: None,
+                    },
+                );
+            }
+        }
+        let session_ids: Vec<i64> = clicks
+            .values()
+            .map(|c| c.session_id)
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let sessions = lookup::sessions(tx, &session_ids).await?;
+        let visitors: Vec<&str> = clicks
+            .values()
+            .map(|c| c.visitor_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let since = idx
+            .iter()
+            .map(|&i| {
+                let p = &batch[i];
+                let at = p
+                    .event
+                    .occurred_at
+                    .map(|t| t.timestamp_millis())
+                    .unwrap_or(p.received_at_ms);
+                p.property
+                    .settings
+                    .attribution_window_ms()
+                    .map(|w| at - w)
+                    .unwrap_or(0)
+            })
+            .min()
+            .unwrap_or(0);
+        let visitor_sessions = lookup::visitor_sessions(tx, property, &visitors, since).await?;
+        // Earlier validated conversions named by adjustments / rejections.
+        let mut validated: HashMap<&str, HashSet<String>> = HashMap::new();
+        let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
+        for &i in &idx {
+            let p = &batch[i];
+            if let (Some(int), Some(t)) = (&p.integration, adjustment_target(&p.event))
+                && (is_adjustment(&p.event) || p.event.status == SourceStatus::Rejected)
+            {
+                wanted.entry(int.id.as_str()).or_default().push(t);
+            }
+        }
+        for (int, txs) in wanted {
+            validated.insert(int, lookup::validated_transactions(tx, int, &txs).await?);
+        }
+        for &i in &idx {
+            let p = &batch[i];
+            let click = p
+                .event
+                .click_id
+                .as_deref()
+                .map(str::trim)
+                .and_then(|c| clicks.get(c));
+            let session = click.and_then(|c| sessions.get(&c.session_id));
+            let vs = click
+                .and_then(|c| visitor_sessions.get(&c.visitor_id))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            let target_validated = match (&p.integration, adjustment_target(&p.event)) {
+                (Some(int), Some(t)) => validated
+                    .get(int.id.as_str())
+                    .is_some_and(|s| s.contains(t)),
+                _ => false,
+            };
+            drafts[i] = Some(decide(
+                p,
+                Facts {
+                    click,
+                    session,
+                    visitor_sessions: vs,
+                    target_validated,
+                },
+            ));
+        }
+    }
+    Ok(drafts.into_iter().flatten().collect())
+}
+
+/// Extra rows a connector commits with its conversions.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshots {
+    pub integration_id: String,
+    pub rows: Vec<(String, String)>,
+}
+
+struct Job {
+    items: Vec<Pending>,
+    snapshots: Option<Snapshots>,
+    ack: oneshot::Sender<Result<Vec<Written>, IngestFailure>>,
+}
+
+/// The conversion writer's queue.
+#[derive(Clone)]
+pub struct ConversionQueue {
+    tx: mpsc::Sender<Job>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for ConversionQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConversionQueue")
+            .field("depth", &self.depth.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// What the writer does with the validated conversions of a committed
+/// batch, inside the same transaction (the transactional outbox).
+pub type AfterWrite = Arc<
+    dyn for<'a> Fn(
+            &'a mut clicktrail_store::Tx,
+            &'a [(Draft, Written)],
+        ) -> futures::future::BoxFuture<'a, Result<(), StoreError>>
+        + Send
+        + Sync,
+>;
+
+/// The transactional outbox: queues the deliveries of a batch's validated
+/// conversions inside the batch's transaction, and wakes the delivery
+/// workers once it is committed. The state is set once the server's state
+/// exists (it holds this writer's queue).
+pub fn outbox_hooks(cell: Arc<OnceLock<AppState>>) -> (AfterWrite, AfterCommit) {
+    let before = cell.clone();
+    let after_write: AfterWrite = Arc::new(move |tx, pairs| {
+        let cell = before.clone();
+        Box::pin(async move {
+            let Some(state) = cell.get() else {
+                return Ok(());
+            };
+            let ids: Vec<Option<PropertyId>> = pairs
+                .iter()
+                .map(|(d, _)| PropertyId::parse(&d.row.property_id).ok())
+                .collect();
+            let items: Vec<QueueItem<'_>> = pairs
+                .iter()
+                .zip(&ids)
+                .filter_map(|((d, w), pid)| {
+                    let counted = matches!(d.effect, Effect::Count)
+                        && matches!(w, Written::Recorded { status, .. } if status == "validated");
+                    Some(QueueItem {
+                        conversion_id: w.id(),
+                        property_id: pid.as_ref()?,
+                        event_name: d.row.event_name.as_deref().filter(|_| counted)?,
+                        send_to_destinations: d.row.send_to_destinations,
+                    })
+                })
+                .collect();
+            if !items.is_empty() {
+                crate::delivery::queue_in(state, tx, &items).await?;
+            }
+            Ok(())
+        })
+    });
+    let after_commit: AfterCommit = Arc::new(move || {
+        if let Some(state) = cell.get() {
+            state.delivery.wake();
+        }
+    });
+    (after_write, after_commit)
+}
+
+/// Runs after a batch is committed.
+pub type AfterCommit = Arc<dyn Fn() + Send + Sync>;
+
+impl ConversionQueue {
+    pub fn start(
+        db: Db,
+        capacity: usize,
+        hooks: Option<(AfterWrite, AfterCommit)>,
+        cancel: CancellationToken,
+    ) -> (ConversionQueue, JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let depth = Arc::new(AtomicUsize::new(0));
+        let (after_write, after_commit) = match hooks {
+            Some((w, c)) => (Some(w), Some(c)),
+            None => (None, None),
+        };
+        let w = Writer {
+            db,
+            rx,
+            depth: depth.clone(),
+            after_write,
+            after_commit,
+        };
+        (ConversionQueue { tx, depth }, tokio::spawn(w.run(cancel)))
+    }
+
+    /// Queues source events (and connector snapshots) and waits for their
+    /// commit.
+    pub async fn submit(
+        &self,
+        items: Vec<Pending>,
+        snapshots: Option<Snapshots>,
+    ) -> Result<Vec<Written>, IngestFailure> {
+        let (ack, rx) = oneshot::channel();
+        match self.tx.try_send(Job {
+            items,
+            snapshots,
+            ack,
+        }) {
+            Ok(()) => {
+                self.depth.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(IngestFailure::Overloaded),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(IngestFailure::ShuttingDown),
+        }
+        rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
+    }
+
+    /// Like [`submit`](Self::submit), but waits for room instead of failing
+    /// when the queue is full (for background pollers, which can wait).
+    pub async fn submit_waiting(
+        &self,
+        items: Vec<Pending>,
+        snapshots: Option<Snapshots>,
+    ) -> Result<Vec<Written>, IngestFailure> {
+        let (ack, rx) = oneshot::channel();
+        self.tx
+            .send(Job {
+                items,
+                snapshots,
+                ack,
+            })
+            .await
+            .map_err(|_| IngestFailure::ShuttingDown)?;
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
+    }
+}
+
+struct Writer {
+    db: Db,
+    rx: mpsc::Receiver<Job>,
+    depth: Arc<AtomicUsize>,
+    after_write: Option<AfterWrite>,
+    after_commit: Option<AfterCommit>,
+}
+
+const MAX_BATCH_DRAFTS: usize = 2000;
+
+impl Writer {
+    async fn run(mut self, cancel: CancellationToken) {
+        loop {
+            let first = tokio::select! {
+                biased;
+                j = self.rx.recv() => j,
+                () = cancel.cancelled() => {
+                    self.rx.close();
+                    self.rx.recv().await
+                }
+            };
+            let Some(first) = first else { break };
+            let mut jobs = vec![first];
+            let mut n = jobs[0].items.len();
+            while n < MAX_BATCH_DRAFTS {
+                match self.rx.try_recv() {
+                    Ok(j) => {
+                        n += j.items.len();
+                        jobs.push(j);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
+            if jobs.len() > 1 {
+                let (items, snaps, acks) = split(jobs);
+                match self.write(&items, snaps.clone()).await {
+                    Ok(written) => ack_all(acks, written),
+                    Err(e) => {
+                        // One job must not sink the others: retry each alone.
+                        tracing::warn!(error = %e, "conversion group commit failed; committing jobs one by one");
+                        let mut rest = items.into_iter();
+                        for ((len, ack), snap) in acks.into_iter().zip(snaps) {
+                            let d: Vec<Pending> = rest.by_ref().take(len).collect();
+                            let r = self.write(&d, vec![snap]).await.map_err(|e| {
+                                tracing::error!(error = %e, "conversion commit failed");
+                                IngestFailure::Storage
+                            });
+                            let _ = ack.send(r);
+                        }
+                    }
+                }
+            } else if let Some(j) = jobs.pop() {
+                let r = self.write(&j.items, vec![j.snapshots]).await.map_err(|e| {
+                    tracing::error!(error = %e, "conversion commit failed");
+                    IngestFailure::Storage
+                });
+                let _ = j.ack.send(r);
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        items: &[Pending],
+        snaps: Vec<Option<Snapshots>>,
+    ) -> Result<Vec<Written>, StoreError> {
+        let mut tx = self.db.begin().await?;
+        let drafts = decide_batch(&mut tx, items).await?;
+        let written = conversions::write_in(&mut tx, drafts.clone()).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        for s in snaps.into_iter().flatten() {
+            clicktrail_store::integrations::put_snapshots(&mut tx, &s.integration_id, &s.rows, now)
+                .await?;
+        }
+        if let Some(after) = &self.after_write {
+            let pairs: Vec<(Draft, Written)> =
+                drafts.into_iter().zip(written.iter().cloned()).collect();
+            after(&mut tx, &pairs).await?;
+        }
+        tx.commit().await?;
+        if let Some(after) = &self.after_commit {
+            after();
+        }
+        for w in &written {
+            let (status, code) = w.outcome();
+            metrics::counter!(
+                "clicktrail_conversions_total",
+                "status" => status.to_owned(),
+                "error_code" => code.unwrap_or("none").to_owned()
+            )
+            .increment(1);
+        }
+        Ok(written)
+    }
+}
+
+type Acks = Vec<(usize, oneshot::Sender<Result<Vec<Written>, IngestFailure>>)>;
+
+fn split(jobs: Vec<Job>) -> (Vec<Pending>, Vec<Option<Snapshots>>, Acks) {
+    let mut items = Vec::new();
+    let mut snaps = Vec::new();
+    let mut acks = Vec::new();
+    for j in jobs {
+        acks.push((j.items.len(), j.ack));
+        items.extend(j.items);
+        snaps.push(j.snapshots);
+    }
+    (items, snaps, acks)
+}
+
+fn ack_all(acks: Acks, written: Vec<Written>) {
+    let mut rest = written.into_iter();
+    for (len, ack) in acks {
+        let _ = ack.send(Ok(rest.by_ref().take(len).collect()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clicktrail_domain::mapping::MappingRule;
+
+    fn property() -> Arc<Property> {
+        Arc::new(Property {
+            id: clicktrail_domain::PropertyId::parse("abcdefghij012345").unwrap(),
+            workspace_id: 1,
+            name: "x".into(),
+            domains: vec!["a.com".into()],
+            settings: Default::default(),
+            created_at: 0,
+            updated_at: 0,
+        })
+    }
+
+    fn pending(ev: SourceEvent) -> Pending {
+        let mut m = EventMapping::default();
+        m.0.insert(
+            "sale".into(),
+            MappingRule {
+                event: Some("Purchase".into()),
+                value: ValueSource::Reported,
+                send_to_destinations: true,
+            },
+        );
+        Pending {
+            property: property(),
+            integration: None,
+            mapping: Arc::new(m),
+            received_at_ms: 10_000_000,
+            event_id: None,
+            event: ev,
+            forced_error: None,
+        }
+    }
+
+    fn sale() -> SourceEvent {
+        SourceEvent {
+            kind: SourceKind::Postback,
+            source_event: "Sale".into(),
+            click_id: Some("c".repeat(20)),
+            transaction_id: Some("T1".into()),
+            value: Some(rust_decimal::Decimal::new(1250, 2)),
+            currency: None,
+            status: SourceStatus::Approved,
+            occurred_at: None,
+            adjusts: None,
+            raw: serde_json::json!({}),
+        }
+    }
+
+    fn click(ts: i64) -> Click {
+        Click {
+            id: 1,
+            property_id: "abcdefghij012345".into(),
+            click_id: "c".repeat(20),
+            origin: "tag".into(),
+            ts,
+            session_id: 7,
+            visitor_id: "v12345678".into(),
+            event_id: None,
+            pageview_id: None,
+            page_url: None,
+            link_url: Some("https://wlx.adsrv.eacdn.com/C.ashx?c=1".into()),
+            link_group: Some("incomeaccess".into()),
+            link_text: None,
+        }
+    }
+
+    #[test]
+    fn dedup_keys() {
+        let mut p = pending(sale());
+        let k1 = dedup_key(&p);
+        p.event.source_event = "sale".into();
+        assert_eq!(dedup_key(&p), k1, "event names match case-insensitively");
+        p.event.status = SourceStatus::Reversed;
+        assert_ne!(dedup_key(&p), k1, "a reversal is not a repeat of the sale");
+        p.event.status = SourceStatus::Approved;
+        p.event.transaction_id = None;
+        assert!(dedup_key(&p).contains("click:"));
+    }
+
+    #[test]
+    fn outcomes() {
+        let c = click(9_000_000);
+        let facts = Facts {
+            click: Some(&c),
+            ..Facts::default()
+        };
+        let d = decide(&pending(sale()), facts);
+        assert_eq!(d.row.status, "validated");
+        assert_eq!(d.row.event_name.as_deref(), Some("Purchase"));
+        assert_eq!(
+            d.row.currency.as_deref(),
+            Some("USD"),
+            "property currency fills in"
+        );
+        assert_eq!(d.row.offer.as_deref(), Some("wlx.adsrv.eacdn.com"));
+        assert!(d.row.send_to_destinations);
+
+        let mut ev = sale();
+        ev.click_id = None;
+        assert_eq!(
+            decide(&pending(ev), Facts::default())
+                .row
+                .error_code
+                .as_deref(),
+            Some("missing_click_id")
+        );
+        assert_eq!(
+            decide(&pending(sale()), Facts::default())
+                .row
+                .error_code
+                .as_deref(),
+            Some("unknown_click_id")
+        );
+
+        let mut ev = sale();
+        ev.source_event = "lead".into();
+        assert_eq!(
+            decide(&pending(ev), facts).row.error_code.as_deref(),
+            Some("unmapped_event")
+        );
+
+        let late = click(10_000_000 + SKEW_TOLERANCE_MS + 1);
+        let d = decide(
+            &pending(sale()),
+            Facts {
+                click: Some(&late),
+                ..Facts::default()
+            },
+        );
+        assert_eq!(d.row.error_code.as_deref(), Some("before_click"));
+
+        let old = click(10_000_000 - 31 * 86_400_000);
+        let d = decide(
+            &pending(sale()),
+            Facts {
+                click: Some(&old),
+                ..Facts::default()
+            },
+        );
+        assert_eq!(d.row.error_code.as_deref(), Some("outside_window"));
+
+        let mut ev = sale();
+        ev.status = SourceStatus::Reversed;
+        ev.transaction_id = None;
+        assert_eq!(
+            decide(&pending(ev), facts).row.error_code.as_deref(),
+            Some("invalid_payload")
+        );
+    }
+
+    #[test]
+    fn first_touch_within_window() {
+        let c = click(9_000_000);
+        let early = Touch {
+            session_id: Some(1),
+            channel: Some("organic_search".into()),
+            ..Touch::default()
+        };
+        let sessions = vec![(8_000_000, early)];
+        let d = decide(
+            &pending(sale()),
+            Facts {
+                click: Some(&c),
+                visitor_sessions: &sessions,
+                ..Facts::default()
+            },
+        );
+        assert_eq!(d.row.first_channel.as_deref(), Some("organic_search"));
+        assert_eq!(d.row.first_session_id, Some(1));
+    }
+}

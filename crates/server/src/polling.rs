@@ -1,0 +1,389 @@
+//! API connectors' polling: a scheduler that polls each due integration
+//! (default every 30 minutes, re-reading a trailing window), and "poll now"
+//! from the API. A poll streams the report, diffs each row against its
+//! stored snapshot, and commits the resulting conversions together with
+//! the new snapshots, in chunks, through the conversion writer; so a crash
+//! mid-poll re-derives only what was not committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use clicktrail_domain::PropertyId;
+use clicktrail_domain::conversion::{SourceEvent, SourceKind};
+use clicktrail_domain::mapping::EventMapping;
+use clicktrail_networks::incomeaccess::{
+    self, IncomeAccessSettings, PollError, ReportRow, RetryPolicy, SecurityKey, Snapshot,
+};
+use clicktrail_outbound::Outbound;
+use clicktrail_store::integrations::{self, Integration};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::conversions::{Pending, Snapshots};
+use crate::error::{ApiError, ApiResult};
+use crate::integrations::next_poll;
+use crate::state::{AppState, outbound_policy};
+
+/// Rows per committed chunk.
+const CHUNK_ROWS: usize = 1000;
+/// How long a claimed poll stays claimed (a crashed poller's claim expires).
+const LEASE_MS: i64 = 15 * 60 * 1000;
+
+/// What one poll did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PollReport {
+    pub status: String,
+    pub requests: usize,
+    pub rows: u64,
+    pub events: u64,
+    /// Conversion-log outcomes, by status or error code.
+    pub outcomes: HashMap<String, u64>,
+    pub duration_ms: u64,
+    pub error_code: Option<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PollFailure {
+    #[error("{0}")]
+    Report(#[from] PollError),
+    #[error("{0}")]
+    Config(String),
+    #[error("storage: {0}")]
+    Storage(String),
+}
+
+impl PollFailure {
+    fn code(&self) -> &'static str {
+        match self {
+            PollFailure::Report(e) => e.code(),
+            PollFailure::Config(_) => "invalid_settings",
+            PollFailure::Storage(_) => "storage_unavailable",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            PollFailure::Report(e) => e.message(),
+            PollFailure::Config(m) => m.clone(),
+            PollFailure::Storage(_) => {
+                "clicktrail could not store the poll's results; it will try again".into()
+            }
+        }
+    }
+}
+
+/// Runs a poll now (API: `POST /api/v1/integrations/{id}/poll`).
+pub async fn poll_now(state: &AppState, integration: &Integration) -> ApiResult<PollReport> {
+    let entry = state.catalog.get(&integration.catalog_key);
+    if !entry.is_some_and(crate::integrations::is_polled) {
+        return Err(ApiError::bad_request(
+            "not_polled",
+            "this integration receives postbacks; it has no reporting API to poll",
+        ));
+    }
+    let lease_until = Utc::now().timestamp_millis() + LEASE_MS;
+    if !integrations::claim_poll(
+        &state.db,
+        &integration.id,
+        integration.next_poll_at,
+        lease_until,
+    )
+    .await?
+    {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "poll_in_progress",
+            "a poll of this integration is already running",
+        ));
+    }
+    Ok(run_and_record(state, integration).await)
+}
+
+async fn run_and_record(state: &AppState, integration: &Integration) -> PollReport {
+    let started = Instant::now();
+    let mut report = PollReport::default();
+    let result = run(state, integration, &mut report).await;
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    let now = Utc::now().timestamp_millis();
+    let normal = next_poll(&integration.settings, now);
+    let (failures, next) = match &result {
+        Ok(()) => {
+            report.status = "ok".into();
+            (0, normal)
+        }
+        Err(e) => {
+            report.status = "error".into();
+            report.error_code = Some(e.code().into());
+            report.error = Some(e.message());
+            let failures = integration.poll_failures + 1;
+            let next = match e {
+                PollFailure::Report(pe) => match pe.retry_policy() {
+                    RetryPolicy::Backoff => {
+                        // 1, 2, 4 ... minutes, never later than the normal
+                        // schedule.
+                        let backoff = 60_000i64.saturating_mul(1 << failures.clamp(0, 10));
+                        (now + backoff).min(normal)
+                    }
+                    RetryPolicy::OnceAfter(d) if integration.poll_failures == 0 => {
+                        now + d.as_millis() as i64
+                    }
+                    _ => normal,
+                },
+                PollFailure::Storage(_) => now + 60_000,
+                PollFailure::Config(_) => normal,
+            };
+            (failures, next)
+        }
+    };
+    let outcome = match &result {
+        Ok(()) => "ok",
+        Err(e) => e.code(),
+    };
+    metrics::counter!("clicktrail_polls_total", "connector" => "incomeaccess", "outcome" => outcome).increment(1);
+    if let Err(e) = &result {
+        tracing::warn!(integration = %integration.id, code = e.code(), "poll failed");
+    }
+    let summary = serde_json::to_string(&report).unwrap_or_default();
+    if let Err(e) = integrations::record_poll(
+        &state.db,
+        &integration.id,
+        now,
+        &summary,
+        report.error_code.as_deref(),
+        report.error.as_deref(),
+        Some(next),
+        failures,
+    )
+    .await
+    {
+        tracing::error!(error = %e, integration = %integration.id, "recording a poll failed");
+    }
+    report
+}
+
+async fn run(
+    state: &AppState,
+    integration: &Integration,
+    report: &mut PollReport,
+) -> Result<(), PollFailure> {
+    let settings = IncomeAccessSettings::from_json(
+        &serde_json::from_str::<Value>(&integration.settings).unwrap_or(Value::Null),
+    )
+    .map_err(|e| PollFailure::Config(e.to_string()))?;
+    let credentials = match &integration.credentials_enc {
+        Some(enc) => state
+            .keyring
+            .decrypt_json(enc)
+            .map_err(|e| PollFailure::Config(e.to_string()))?,
+        None => Value::Null,
+    };
+    let key = credentials
+        .get("security_key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            PollFailure::Config(
+                "the security key is missing: enter it in the integration's settings".into(),
+            )
+        })
+        .and_then(|k| SecurityKey::new(k).map_err(|e| PollFailure::Config(e.to_string())))?;
+    let mapping: Arc<EventMapping> = Arc::new(
+        serde_json::from_str(&integration.event_mapping)
+            .map_err(|e| PollFailure::Config(e.to_string()))?,
+    );
+    let pid = PropertyId::parse(&integration.property_id)
+        .map_err(|e| PollFailure::Config(e.to_string()))?;
+    let property = state
+        .property(&pid)
+        .await
+        .map_err(|e| PollFailure::Storage(e.to_string()))?
+        .ok_or_else(|| PollFailure::Config("the integration's property no longer exists".into()))?;
+    let integration_arc = Arc::new(integration.clone());
+    let policy = outbound_policy(&state.cfg);
+    let outbound = Outbound::new(policy, settings.timeout())
+        .map_err(|e| PollFailure::Config(e.to_string()))?;
+    let now = Utc::now();
+    for req in settings.plan(now.date_naive()) {
+        report.requests += 1;
+        // Literal addresses never reach the guarded resolver: check first.
+        let url = req.url(&key);
+        outbound
+            .policy()
+            .check_url(&url)
+            .map_err(|e| PollFailure::Config(e.to_string()))?;
+        let mut reader = incomeaccess::open_report(outbound.client(), &req, &key).await?;
+        let cfg = settings.delta_config(now);
+        // Snapshots written earlier in this poll, for rows that repeat a key.
+        let mut fresh: HashMap<String, Snapshot> = HashMap::new();
+        let mut rows: Vec<ReportRow> = Vec::with_capacity(CHUNK_ROWS);
+        loop {
+            let row = reader.next_row().await?;
+            let done = row.is_none();
+            if let Some(r) = row {
+                rows.push(r);
+            }
+            if rows.len() >= CHUNK_ROWS || (done && !rows.is_empty()) {
+                let chunk = std::mem::take(&mut rows);
+                apply_chunk(
+                    state,
+                    &property,
+                    &integration_arc,
+                    &mapping,
+                    &cfg,
+                    chunk,
+                    &mut fresh,
+                    report,
+                )
+                .await?;
+            }
+            if done {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one poll's context, passed down once"
+)]
+async fn apply_chunk(
+    state: &AppState,
+    property: &Arc<clicktrail_store::properties::Property>,
+    integration: &Arc<Integration>,
+    mapping: &Arc<EventMapping>,
+    cfg: &incomeaccess::DeltaConfig,
+    rows: Vec<ReportRow>,
+    fresh: &mut HashMap<String, Snapshot>,
+    report: &mut PollReport,
+) -> Result<(), PollFailure> {
+    report.rows += rows.len() as u64;
+    let keys: Vec<String> = rows
+        .iter()
+        .filter_map(ReportRow::snapshot_key)
+        .filter(|k| !fresh.contains_key(k))
+        .collect();
+    let stored: HashMap<String, Snapshot> =
+        integrations::snapshots(&state.db, &integration.id, &keys)
+            .await
+            .map_err(|e| PollFailure::Storage(e.to_string()))?
+            .into_iter()
+            .filter_map(|(k, v)| serde_json::from_str::<Snapshot>(&v).ok().map(|s| (k, s)))
+            .collect();
+    let received_at = Utc::now().timestamp_millis();
+    let pending = |event: SourceEvent, forced| Pending {
+        property: property.clone(),
+        integration: Some(integration.clone()),
+        mapping: mapping.clone(),
+        received_at_ms: received_at,
+        event_id: None,
+        event,
+        forced_error: forced,
+    };
+    let mut items = Vec::new();
+    let mut snaps: Vec<(String, String)> = Vec::new();
+    for row in &rows {
+        let prev = row
+            .snapshot_key()
+            .and_then(|k| fresh.get(&k).or_else(|| stored.get(&k)).cloned());
+        match incomeaccess::diff(prev.as_ref(), row, cfg) {
+            Ok(d) => {
+                report.events += d.events.len() as u64;
+                items.extend(d.events.into_iter().map(|e| pending(e, None)));
+                if d.changed {
+                    snaps.push((
+                        d.key.clone(),
+                        serde_json::to_string(&d.snapshot).unwrap_or_else(|_| "{}".into()),
+                    ));
+                    fresh.insert(d.key, d.snapshot);
+                }
+            }
+            Err(e) => {
+                let ev = SourceEvent {
+                    kind: SourceKind::Api,
+                    source_event: "report_row".into(),
+                    click_id: row.affcustomid().map(str::to_owned),
+                    transaction_id: None,
+                    value: None,
+                    currency: None,
+                    status: Default::default(),
+                    occurred_at: None,
+                    adjusts: None,
+                    raw: row.raw(),
+                };
+                items.push(pending(ev, Some((e.log_code(), e.to_string()))));
+            }
+        }
+    }
+    if items.is_empty() && snaps.is_empty() {
+        return Ok(());
+    }
+    let written = state
+        .conversions
+        .submit_waiting(
+            items,
+            Some(Snapshots {
+                integration_id: integration.id.clone(),
+                rows: snaps,
+            }),
+        )
+        .await
+        .map_err(|e| PollFailure::Storage(e.to_string()))?;
+    for w in written {
+        let (status, code) = w.outcome();
+        *report
+            .outcomes
+            .entry(code.unwrap_or(status).to_owned())
+            .or_default() += 1;
+    }
+    Ok(())
+}
+
+/// The scheduler: polls due integrations every `polling.tick_secs`, or at
+/// once when woken (an integration was installed).
+pub fn spawn(state: AppState, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let tick = Duration::from_secs(state.cfg.polling.tick_secs.max(1));
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(tick) => {}
+                () = state.poll_wakeup.notified() => {}
+            }
+            let now = Utc::now().timestamp_millis();
+            let due = match integrations::due_for_poll(&state.db, now, 20).await {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::error!(error = %e, "listing due polls");
+                    continue;
+                }
+            };
+            for i in due {
+                if cancel.is_cancelled() {
+                    break;
+                }
+                if !state
+                    .catalog
+                    .get(&i.catalog_key)
+                    .is_some_and(crate::integrations::is_polled)
+                {
+                    continue;
+                }
+                match integrations::claim_poll(&state.db, &i.id, i.next_poll_at, now + LEASE_MS)
+                    .await
+                {
+                    Ok(true) => {
+                        run_and_record(&state, &i).await;
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(error = %e, "claiming a poll"),
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,906 @@
+//! The conversion log and its write path. Every source event (a postback, a
+//! connector's row delta, a collector custom event) becomes exactly one
+//! row here, whatever its outcome; validated ones also move the conversion
+//! rollups. Writes are group-committed by the server's conversion writer,
+//! like collected events, and de-duplicated inside the writer's transaction
+//! on `dedup_key`, so a repeat is recorded as `duplicate`, never twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use clicktrail_domain::PropertyId;
+use serde::Serialize;
+
+use crate::ingest::json_rows_select;
+use crate::{Backend, Db, Result, StoreError, Tx, args};
+
+/// Attribution facts of one session, as a conversion row keeps them.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Touch {
+    pub session_id: Option<i64>,
+    pub channel: Option<String>,
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub ad: Option<String>,
+    pub landing_page: Option<String>,
+}
+
+/// One conversion-log row, decided by the server before the write (only
+/// de-duplication is decided inside the write).
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversionRow {
+    pub id: String,
+    pub property_id: String,
+    pub integration_id: Option<String>,
+    pub source_kind: String,
+    pub source_event: String,
+    pub transaction_id: Option<String>,
+    pub dedup_key: Option<String>,
+    pub duplicate_of: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_detail: Option<String>,
+    pub event_name: Option<String>,
+    pub event_id: String,
+    pub value_micros: Option<i64>,
+    pub currency: Option<String>,
+    pub adjusted_micros: i64,
+    pub adjusts_id: Option<String>,
+    pub source_status: String,
+    pub send_to_destinations: bool,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub click_id: Option<String>,
+    pub click_ts: Option<i64>,
+    pub session_id: Option<i64>,
+    pub visitor_id: Option<String>,
+    pub link_group: Option<String>,
+    pub offer: Option<String>,
+    pub channel: Option<String>,
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub ad: Option<String>,
+    pub landing_page: Option<String>,
+    pub first_session_id: Option<i64>,
+    pub first_channel: Option<String>,
+    pub first_source: Option<String>,
+    pub first_medium: Option<String>,
+    pub first_campaign: Option<String>,
+    pub first_ad: Option<String>,
+    pub first_landing_page: Option<String>,
+    pub is_bot: bool,
+    pub raw: String,
+}
+
+/// What a draft asks the writer to do besides inserting its row.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    /// Nothing more (errors, ignored events).
+    None,
+    /// A validated conversion: count it in the rollups.
+    Count,
+    /// An adjustment of an earlier conversion of the same integration,
+    /// found by its transaction id: add `delta_micros` to its value; when
+    /// `full_reversal`, it no longer counts as a conversion.
+    Adjust {
+        integration_id: String,
+        transaction_id: String,
+        delta_micros: Option<i64>,
+        full_reversal: bool,
+    },
+}
+
+/// A row plus what it does.
+#[derive(Debug, Clone)]
+pub struct Draft {
+    pub row: ConversionRow,
+    pub effect: Effect,
+    /// For a lost-beacon click id resolved from its pageview: the click
+    /// record to materialise with the conversion.
+    pub materialise_click: Option<crate::clicks::Click>,
+}
+
+/// The result of writing one draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    /// Stored as decided.
+    Recorded {
+        id: String,
+        status: String,
+        error_code: Option<String>,
+    },
+    /// A repeat of `original`: stored as an error row with code `duplicate`.
+    Duplicate { id: String, original: String },
+    /// An adjustment whose target conversion was not found (or was never
+    /// validated): stored as an error row with this code.
+    Unmatched { id: String, code: &'static str },
+}
+
+impl Written {
+    /// (status, error code) as the conversion log records them.
+    pub fn outcome(&self) -> (&str, Option<&str>) {
+        match self {
+            Written::Recorded {
+                status, error_code, ..
+            } => (status, error_code.as_deref()),
+            Written::Duplicate { .. } => ("error", Some("duplicate")),
+            Written::Unmatched { code, .. } => ("error", Some(code)),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Written::Recorded { id, .. }
+            | Written::Duplicate { id, .. }
+            | Written::Unmatched { id, .. } => id,
+        }
+    }
+}
+
+const COLS: &[(&str, &str)] = &[
+    ("id", "text"),
+    ("property_id", "text"),
+    ("integration_id", "text"),
+    ("source_kind", "text"),
+    ("source_event", "text"),
+    ("transaction_id", "text"),
+    ("dedup_key", "text"),
+    ("duplicate_of", "text"),
+    ("status", "text"),
+    ("error_code", "text"),
+    ("error_detail", "text"),
+    ("event_name", "text"),
+    ("event_id", "text"),
+    ("value_micros", "bigint"),
+    ("currency", "text"),
+    ("adjusted_micros", "bigint"),
+    ("adjusts_id", "text"),
+    ("source_status", "text"),
+    ("send_to_destinations", "boolean"),
+    ("occurred_at", "bigint"),
+    ("received_at", "bigint"),
+    ("click_id", "text"),
+    ("click_ts", "bigint"),
+    ("session_id", "bigint"),
+    ("visitor_id", "text"),
+    ("link_group", "text"),
+    ("offer", "text"),
+    ("channel", "text"),
+    ("source", "text"),
+    ("medium", "text"),
+    ("campaign", "text"),
+    ("ad", "text"),
+    ("landing_page", "text"),
+    ("first_session_id", "bigint"),
+    ("first_channel", "text"),
+    ("first_source", "text"),
+    ("first_medium", "text"),
+    ("first_campaign", "text"),
+    ("first_ad", "text"),
+    ("first_landing_page", "text"),
+    ("is_bot", "boolean"),
+    ("raw", "text"),
+];
+
+const ROLLUP_COLS: &[(&str, &str)] = &[
+    ("property_id", "text"),
+    ("hour", "bigint"),
+    ("model", "text"),
+    ("dim", "text"),
+    ("key", "text"),
+    ("is_bot", "boolean"),
+    ("currency", "text"),
+    ("conversions", "bigint"),
+    ("revenue_micros", "bigint"),
+];
+
+struct Statements {
+    insert: String,
+    upsert_rollups: String,
+    existing_keys: String,
+}
+
+fn statements(backend: Backend) -> Statements {
+    let names: Vec<&str> = COLS.iter().map(|(c, _)| *c).collect();
+    let rnames: Vec<&str> = ROLLUP_COLS.iter().map(|(c, _)| *c).collect();
+    let elems = match backend {
+        Backend::Sqlite => "SELECT value FROM json_each($1)",
+        Backend::Postgres => "SELECT json_array_elements_text($1::json)",
+    };
+    Statements {
+        insert: format!(
+            "INSERT INTO conversions ({}) {}",
+            names.join(", "),
+            json_rows_select(backend, COLS)
+        ),
+        upsert_rollups: format!(
+            "INSERT INTO rollup_conversions_hourly ({}) {} \
+             ON CONFLICT (property_id, model, dim, hour, key, is_bot, currency) DO UPDATE SET \
+             conversions = rollup_conversions_hourly.conversions + excluded.conversions, \
+             revenue_micros = rollup_conversions_hourly.revenue_micros + excluded.revenue_micros",
+            rnames.join(", "),
+            json_rows_select(backend, ROLLUP_COLS)
+        ),
+        existing_keys: format!(
+            "SELECT dedup_key, id FROM conversions WHERE dedup_key IN ({elems})"
+        ),
+    }
+}
+
+static SQLITE: LazyLock<Statements> = LazyLock::new(|| statements(Backend::Sqlite));
+static POSTGRES: LazyLock<Statements> = LazyLock::new(|| statements(Backend::Postgres));
+
+fn stmts(b: Backend) -> &'static Statements {
+    match b {
+        Backend::Sqlite => &SQLITE,
+        Backend::Postgres => &POSTGRES,
+    }
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("serialising rows: {e}")))
+}
+
+#[derive(Serialize)]
+struct RollupRow<'a> {
+    property_id: &'a str,
+    hour: i64,
+    model: &'static str,
+    dim: &'static str,
+    key: String,
+    is_bot: bool,
+    currency: String,
+    conversions: i64,
+    revenue_micros: i64,
+}
+
+/// (property, hour, model, dim, key, bot, currency).
+type RollupKey<'a> = (
+    &'a str,
+    i64,
+    &'static str,
+    &'static str,
+    String,
+    bool,
+    String,
+);
+
+/// The (model, dim, key) triples a conversion counts under.
+fn rollup_keys(r: &RollupSource<'_>) -> Vec<(&'static str, &'static str, String)> {
+    let nz = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+    let mut out = Vec::with_capacity(16);
+    for (model, t) in [("last", &r.last), ("first", &r.first)] {
+        out.push((model, "total", String::new()));
+        out.push((model, "channel", nz(&t.channel)));
+        out.push((
+            model,
+            "source_medium",
+            format!(
+                "{} / {}",
+                t.source.as_deref().unwrap_or("(not set)"),
+                t.medium.as_deref().unwrap_or("(not set)")
+            ),
+        ));
+        out.push((model, "campaign", nz(&t.campaign)));
+        out.push((model, "ad", nz(&t.ad)));
+        out.push((model, "landing_page", nz(&t.landing_page)));
+        out.push((
+            model,
+            "integration",
+            r.link_group.clone().unwrap_or_else(|| "(none)".into()),
+        ));
+        out.push((
+            model,
+            "offer",
+            r.offer.clone().unwrap_or_else(|| "(unknown)".into()),
+        ));
+    }
+    out
+}
+
+/// What the rollups need of a conversion.
+struct RollupSource<'a> {
+    property_id: &'a str,
+    hour: i64,
+    is_bot: bool,
+    currency: String,
+    last: Touch,
+    first: Touch,
+    link_group: Option<String>,
+    offer: Option<String>,
+}
+
+impl<'a> RollupSource<'a> {
+    fn of_row(r: &'a ConversionRow) -> Self {
+        RollupSource {
+            property_id: &r.property_id,
+            hour: r.occurred_at.div_euclid(3_600_000),
+            is_bot: r.is_bot,
+            currency: r.currency.clone().unwrap_or_else(|| "XXX".into()),
+            last: Touch {
+                session_id: r.session_id,
+                channel: r.channel.clone(),
+                source: r.source.clone(),
+                medium: r.medium.clone(),
+                campaign: r.campaign.clone(),
+                ad: r.ad.clone(),
+                landing_page: r.landing_page.clone(),
+            },
+            first: Touch {
+                session_id: r.first_session_id,
+                channel: r.first_channel.clone(),
+                source: r.first_source.clone(),
+                medium: r.first_medium.clone(),
+                campaign: r.first_campaign.clone(),
+                ad: r.first_ad.clone(),
+                landing_page: r.first_landing_page.clone(),
+            },
+            link_group: r.link_group.clone(),
+            offer: r.offer.clone(),
+        }
+    }
+}
+
+fn add_rollup<'a>(
+    acc: &mut HashMap<RollupKey<'a>, (i64, i64)>,
+    src: &RollupSource<'a>,
+    conversions: i64,
+    revenue: i64,
+) {
+    for (model, dim, key) in rollup_keys(src) {
+        let e = acc
+            .entry((
+                src.property_id,
+                src.hour,
+                model,
+                dim,
+                key,
+                src.is_bot,
+                src.currency.clone(),
+            ))
+            .or_default();
+        e.0 += conversions;
+        e.1 += revenue;
+    }
+}
+
+/// A validated conversion an adjustment applies to.
+#[derive(sqlx::FromRow)]
+struct AdjustTarget {
+    id: String,
+    property_id: String,
+    value_micros: Option<i64>,
+    adjusted_micros: i64,
+    currency: Option<String>,
+    occurred_at: i64,
+    is_bot: bool,
+    session_id: Option<i64>,
+    channel: Option<String>,
+    source: Option<String>,
+    medium: Option<String>,
+    campaign: Option<String>,
+    ad: Option<String>,
+    landing_page: Option<String>,
+    first_session_id: Option<i64>,
+    first_channel: Option<String>,
+    first_source: Option<String>,
+    first_medium: Option<String>,
+    first_campaign: Option<String>,
+    first_ad: Option<String>,
+    first_landing_page: Option<String>,
+    link_group: Option<String>,
+    offer: Option<String>,
+}
+
+/// Writes drafts inside `tx`, in order, and returns one result per draft.
+/// The caller commits (after adding the outbox rows of the validated ones).
+pub async fn write_in(tx: &mut Tx, drafts: Vec<Draft>) -> Result<Vec<Written>> {
+    let st = stmts(tx.backend());
+    let keys: Vec<&str> = drafts
+        .iter()
+        .filter_map(|d| d.row.dedup_key.as_deref())
+        .collect();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    if !keys.is_empty() {
+        let rows: Vec<(String, String)> = tx
+            .fetch_all(&st.existing_keys, args![to_json(&keys)?])
+            .await?;
+        seen.extend(rows);
+    }
+    let mut rows: Vec<ConversionRow> = Vec::with_capacity(drafts.len());
+    let mut results = Vec::with_capacity(drafts.len());
+    let mut counted: Vec<usize> = Vec::new();
+    let mut adjustments: Vec<(usize, AdjustTarget, Option<i64>, bool)> = Vec::new();
+    let mut clicks: Vec<crate::clicks::Click> = Vec::new();
+    let mut click_keys: HashSet<(String, String)> = HashSet::new();
+    for d in drafts {
+        let mut row = d.row;
+        if let Some(key) = row.dedup_key.clone() {
+            if let Some(original) = seen.get(&key) {
+                let id = row.id.clone();
+                let original = original.clone();
+                row.dedup_key = None;
+                row.duplicate_of = Some(original.clone());
+                row.status = "error".into();
+                row.error_code = Some("duplicate".into());
+                row.send_to_destinations = false;
+                rows.push(row);
+                results.push(Written::Duplicate { id, original });
+                continue;
+            }
+            seen.insert(key, row.id.clone());
+        }
+        match d.effect {
+            Effect::None => {}
+            Effect::Count => counted.push(rows.len()),
+            Effect::Adjust {
+                integration_id,
+                transaction_id,
+                delta_micros,
+                full_reversal,
+            } => {
+                let target: Option<AdjustTarget> = tx
+                    .fetch_optional(
+                        "SELECT id, property_id, value_micros, adjusted_micros, currency, occurred_at, is_bot, \
+                         session_id, channel, source, medium, campaign, ad, landing_page, first_session_id, \
+                         first_channel, first_source, first_medium, first_campaign, first_ad, first_landing_page, \
+                         link_group, offer FROM conversions \
+                         WHERE integration_id = $1 AND transaction_id = $2 AND status = 'validated' \
+                         ORDER BY received_at DESC LIMIT 1",
+                        args![integration_id, transaction_id],
+                    )
+                    .await?;
+                match target {
+                    Some(t) => {
+                        row.adjusts_id = Some(t.id.clone());
+                        adjustments.push((rows.len(), t, delta_micros, full_reversal));
+                    }
+                    None => {
+                        let id = row.id.clone();
+                        row.status = "error".into();
+                        row.error_code = Some("invalid_payload".into());
+                        row.error_detail = Some(
+                            "an adjustment (reversal or fall of a running total) names a conversion clicktrail \
+                             never validated"
+                                .into(),
+                        );
+                        rows.push(row);
+                        results.push(Written::Unmatched {
+                            id,
+                            code: "invalid_payload",
+                        });
+                        continue;
+                    }
+                }
+            }
+        }
+        if let Some(c) = d.materialise_click {
+            if click_keys.insert((c.property_id.clone(), c.click_id.clone())) {
+                clicks.push(c);
+            }
+        }
+        results.push(Written::Recorded {
+            id: row.id.clone(),
+            status: row.status.clone(),
+            error_code: row.error_code.clone(),
+        });
+        rows.push(row);
+    }
+
+    let mut target_updates: Vec<(String, i64, bool)> = Vec::new();
+    let adjust_sources: Vec<(RollupSource<'_>, i64, i64)> = adjustments
+        .iter()
+        .map(|(_, t, delta, full)| {
+            let current = t.value_micros.unwrap_or(0) + t.adjusted_micros;
+            // A full reversal takes the whole remaining value away.
+            let delta = if *full { -current } else { delta.unwrap_or(0) };
+            let src = RollupSource {
+                property_id: &t.property_id,
+                hour: t.occurred_at.div_euclid(3_600_000),
+                is_bot: t.is_bot,
+                currency: t.currency.clone().unwrap_or_else(|| "XXX".into()),
+                last: Touch {
+                    session_id: t.session_id,
+                    channel: t.channel.clone(),
+                    source: t.source.clone(),
+                    medium: t.medium.clone(),
+                    campaign: t.campaign.clone(),
+                    ad: t.ad.clone(),
+                    landing_page: t.landing_page.clone(),
+                },
+                first: Touch {
+                    session_id: t.first_session_id,
+                    channel: t.first_channel.clone(),
+                    source: t.first_source.clone(),
+                    medium: t.first_medium.clone(),
+                    campaign: t.first_campaign.clone(),
+                    ad: t.first_ad.clone(),
+                    landing_page: t.first_landing_page.clone(),
+                },
+                link_group: t.link_group.clone(),
+                offer: t.offer.clone(),
+            };
+            (src, if *full { -1 } else { 0 }, delta)
+        })
+        .collect();
+    for ((i, _, _, _), (_, _, delta)) in adjustments.iter().zip(&adjust_sources) {
+        rows[*i].value_micros = Some(*delta);
+    }
+    // Rollups of new validated conversions and of adjustments.
+    let mut acc: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
+    for &i in &counted {
+        let r = &rows[i];
+        add_rollup(
+            &mut acc,
+            &RollupSource::of_row(r),
+            1,
+            r.value_micros.unwrap_or(0),
+        );
+    }
+    for ((_, t, _, full), (src, conv, delta)) in adjustments.iter().zip(&adjust_sources) {
+        add_rollup(&mut acc, src, *conv, *delta);
+        target_updates.push((t.id.clone(), *delta, *full));
+    }
+    // The adjustment rows record the applied change as their value.
+
+    if !rows.is_empty() {
+        tx.execute(&st.insert, args![to_json(&rows)?]).await?;
+    }
+    for (id, delta, _) in target_updates {
+        // The conversion stays `validated` (it was); its adjusted value and
+        // the adjustment rows pointing at it tell the rest.
+        tx.execute(
+            "UPDATE conversions SET adjusted_micros = adjusted_micros + $2 WHERE id = $1",
+            args![id, delta],
+        )
+        .await?;
+    }
+    if !acc.is_empty() {
+        let rollups: Vec<RollupRow<'_>> = acc
+            .into_iter()
+            .map(
+                |(
+                    (property_id, hour, model, dim, key, is_bot, currency),
+                    (conversions, revenue_micros),
+                )| {
+                    RollupRow {
+                        property_id,
+                        hour,
+                        model,
+                        dim,
+                        key,
+                        is_bot,
+                        currency,
+                        conversions,
+                        revenue_micros,
+                    }
+                },
+            )
+            .collect();
+        tx.execute(&st.upsert_rollups, args![to_json(&rollups)?])
+            .await?;
+    }
+    for c in clicks {
+        tx.execute(
+            "INSERT INTO clicks (property_id, click_id, origin, ts, session_id, visitor_id, event_id, pageview_id, \
+             page_url, link_url, link_group, link_text) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (property_id, click_id) DO NOTHING",
+            args![
+                c.property_id,
+                c.click_id,
+                c.origin,
+                c.ts,
+                c.session_id,
+                c.visitor_id,
+                c.event_id,
+                c.pageview_id,
+                c.page_url,
+                c.link_url,
+                c.link_group,
+                c.link_text
+            ],
+        )
+        .await?;
+    }
+    Ok(results)
+}
+
+/// First-touch session of a visitor: the earliest session that started at
+/// or after `since` and no later than `until`.
+pub async fn first_touch(
+    db: &Db,
+    property: &str,
+    visitor: &str,
+    since: i64,
+    until: i64,
+) -> Result<Option<Touch>> {
+    let row: Option<(i64, String, String, String, Option<String>, Option<String>, String)> = db
+        .fetch_optional(
+            "SELECT id, channel, source, medium, utm_campaign, utm_content, landing_page FROM sessions \
+             WHERE property_id = $1 AND visitor_id = $2 AND started_at >= $3 AND started_at <= $4 \
+             ORDER BY started_at, id LIMIT 1",
+            args![property, visitor, since, until],
+        )
+        .await?;
+    Ok(row.map(
+        |(id, channel, source, medium, campaign, ad, landing)| Touch {
+            session_id: Some(id),
+            channel: Some(channel),
+            source: Some(source),
+            medium: Some(medium),
+            campaign,
+            ad,
+            landing_page: Some(landing),
+        },
+    ))
+}
+
+/// A conversion-log entry as read back.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct LogEntry {
+    pub id: String,
+    pub property_id: String,
+    pub integration_id: Option<String>,
+    pub source_kind: String,
+    pub source_event: String,
+    pub transaction_id: Option<String>,
+    pub duplicate_of: Option<String>,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub error_detail: Option<String>,
+    pub event_name: Option<String>,
+    pub event_id: String,
+    pub value_micros: Option<i64>,
+    pub currency: Option<String>,
+    pub adjusted_micros: i64,
+    pub adjusts_id: Option<String>,
+    pub source_status: String,
+    pub send_to_destinations: bool,
+    pub occurred_at: i64,
+    pub received_at: i64,
+    pub click_id: Option<String>,
+    pub click_ts: Option<i64>,
+    pub session_id: Option<i64>,
+    pub visitor_id: Option<String>,
+    pub link_group: Option<String>,
+    pub offer: Option<String>,
+    pub channel: Option<String>,
+    pub source: Option<String>,
+    pub medium: Option<String>,
+    pub campaign: Option<String>,
+    pub ad: Option<String>,
+    pub landing_page: Option<String>,
+    pub first_session_id: Option<i64>,
+    pub first_channel: Option<String>,
+    pub first_source: Option<String>,
+    pub first_medium: Option<String>,
+    pub first_campaign: Option<String>,
+    pub first_ad: Option<String>,
+    pub first_landing_page: Option<String>,
+    pub is_bot: bool,
+    pub raw: String,
+}
+
+const LOG_COLS: &str = "id, property_id, integration_id, source_kind, source_event, transaction_id, duplicate_of, \
+     status, error_code, error_detail, event_name, event_id, value_micros, currency, adjusted_micros, adjusts_id, \
+     source_status, send_to_destinations, occurred_at, received_at, click_id, click_ts, session_id, visitor_id, \
+     link_group, offer, channel, source, medium, campaign, ad, landing_page, first_session_id, first_channel, \
+     first_source, first_medium, first_campaign, first_ad, first_landing_page, is_bot, raw";
+
+/// Filters of the conversion log.
+#[derive(Debug, Clone, Default)]
+pub struct LogFilter {
+    pub status: Option<String>,
+    pub error_code: Option<String>,
+    pub integration_id: Option<String>,
+    /// received_at >= from (ms)
+    pub from: Option<i64>,
+    /// received_at < to (ms)
+    pub to: Option<i64>,
+    /// Continue after this (received_at, id), newest first.
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// The conversion log, newest first.
+pub async fn list(db: &Db, property: &PropertyId, f: &LogFilter) -> Result<Vec<LogEntry>> {
+    let mut sql = format!("SELECT {LOG_COLS} FROM conversions WHERE property_id = $1");
+    let mut a = args![property.as_str()];
+    let mut n = 1;
+    let mut push = |sql: &mut String, cond: &str, v: crate::Arg| {
+        n += 1;
+        sql.push_str(&cond.replace('?', &format!("${n}")));
+        a.push(v);
+    };
+    if let Some(s) = &f.status {
+        push(&mut sql, " AND status = ?", s.clone().into());
+    }
+    if let Some(c) = &f.error_code {
+        push(&mut sql, " AND error_code = ?", c.clone().into());
+    }
+    if let Some(i) = &f.integration_id {
+        push(&mut sql, " AND integration_id = ?", i.clone().into());
+    }
+    if let Some(from) = f.from {
+        push(&mut sql, " AND received_at >= ?", from.into());
+    }
+    if let Some(to) = f.to {
+        push(&mut sql, " AND received_at < ?", to.into());
+    }
+    if let Some((ts, id)) = &f.before {
+        push(&mut sql, " AND (received_at < ?", (*ts).into());
+        push(&mut sql, " OR (received_at = ?", (*ts).into());
+        push(&mut sql, " AND id < ?))", id.clone().into());
+    }
+    sql.push_str(&format!(
+        " ORDER BY received_at DESC, id DESC LIMIT {}",
+        f.limit.clamp(1, 500)
+    ));
+    db.fetch_all(&sql, a).await
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<LogEntry>> {
+    db.fetch_optional(
+        &format!("SELECT {LOG_COLS} FROM conversions WHERE id = $1"),
+        args![id],
+    )
+    .await
+}
+
+/// Counts by status and error code for a property since `from`.
+pub async fn counts(
+    db: &Db,
+    property: &PropertyId,
+    from: i64,
+) -> Result<Vec<(String, Option<String>, i64)>> {
+    db.fetch_all(
+        "SELECT status, error_code, COUNT(*) FROM conversions WHERE property_id = $1 AND received_at >= $2 \
+         GROUP BY status, error_code ORDER BY status, error_code",
+        args![property.as_str(), from],
+    )
+    .await
+}
+
+/// Batch lookups for deciding many conversions at once inside the writer's
+/// transaction (one query per kind of fact, not per conversion).
+pub mod lookup {
+    use std::collections::{HashMap, HashSet};
+
+    use super::Touch;
+    use crate::clicks::{Click, PageviewRef, SESSION_COLS, Session};
+    use crate::{Backend, Result, StoreError, Tx, args};
+
+    fn elems(b: Backend, n: usize) -> String {
+        match b {
+            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
+            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+        }
+    }
+
+    fn json<T: serde::Serialize>(v: &T) -> Result<String> {
+        serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+    }
+
+    pub async fn clicks(
+        tx: &mut Tx,
+        property: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, Click>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT id, property_id, click_id, origin, ts, session_id, visitor_id, event_id, pageview_id, page_url, \
+             link_url, link_group, link_text FROM clicks WHERE property_id = $1 AND click_id IN ({})",
+            elems(tx.backend(), 2)
+        );
+        let rows: Vec<Click> = tx.fetch_all(&sql, args![property, json(&ids)?]).await?;
+        Ok(rows.into_iter().map(|c| (c.click_id.clone(), c)).collect())
+    }
+
+    pub async fn pageviews(
+        tx: &mut Tx,
+        property: &str,
+        event_ids: &[String],
+    ) -> Result<HashMap<String, PageviewRef>> {
+        if event_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT event_id, session_id, visitor_id, ts, url FROM events \
+             WHERE property_id = $1 AND name = 'PageView' AND event_id IN ({})",
+            elems(tx.backend(), 2)
+        );
+        let rows: Vec<PageviewRef> = tx
+            .fetch_all(&sql, args![property, json(&event_ids)?])
+            .await?;
+        Ok(rows.into_iter().map(|p| (p.event_id.clone(), p)).collect())
+    }
+
+    pub async fn sessions(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Session>> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let cast = match tx.backend() {
+            Backend::Sqlite => "",
+            Backend::Postgres => "::bigint",
+        };
+        let inner = match tx.backend() {
+            Backend::Sqlite => "SELECT value FROM json_each($1)".to_owned(),
+            Backend::Postgres => format!("SELECT json_array_elements_text($1::json){cast}"),
+        };
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id IN ({inner})");
+        let rows: Vec<Session> = tx.fetch_all(&sql, args![json(&ids)?]).await?;
+        Ok(rows.into_iter().map(|s| (s.id, s)).collect())
+    }
+
+    /// Sessions of these visitors started at or after `since`, oldest first:
+    /// (visitor, started_at, touch).
+    pub async fn visitor_sessions(
+        tx: &mut Tx,
+        property: &str,
+        visitors: &[&str],
+        since: i64,
+    ) -> Result<HashMap<String, Vec<(i64, Touch)>>> {
+        if visitors.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let sql = format!(
+            "SELECT visitor_id, started_at, id, channel, source, medium, utm_campaign, utm_content, landing_page \
+             FROM sessions WHERE property_id = $1 AND started_at >= $2 AND visitor_id IN ({}) \
+             ORDER BY started_at, id",
+            elems(tx.backend(), 3)
+        );
+        type Row = (
+            String,
+            i64,
+            i64,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+        );
+        let rows: Vec<Row> = tx
+            .fetch_all(&sql, args![property, since, json(&visitors)?])
+            .await?;
+        let mut out: HashMap<String, Vec<(i64, Touch)>> = HashMap::new();
+        for (v, started, id, channel, source, medium, campaign, ad, landing) in rows {
+            out.entry(v).or_default().push((
+                started,
+                Touch {
+                    session_id: Some(id),
+                    channel: Some(channel),
+                    source: Some(source),
+                    medium: Some(medium),
+                    campaign,
+                    ad,
+                    landing_page: Some(landing),
+                },
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Which of these transaction ids of an integration have a validated
+    /// conversion.
+    pub async fn validated_transactions(
+        tx: &mut Tx,
+        integration: &str,
+        txs: &[&str],
+    ) -> Result<HashSet<String>> {
+        if txs.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = format!(
+            "SELECT DISTINCT transaction_id FROM conversions WHERE integration_id = $1 AND status = 'validated' \
+             AND transaction_id IN ({})",
+            elems(tx.backend(), 2)
+        );
+        let rows: Vec<(String,)> = tx.fetch_all(&sql, args![integration, json(&txs)?]).await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}

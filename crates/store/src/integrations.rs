@@ -1,0 +1,228 @@
+//! Installed integrations: a catalog entry installed on a property, with
+//! its encrypted credentials, settings, event mapping, postback token and
+//! polling state.
+
+use clicktrail_domain::PropertyId;
+use serde::Serialize;
+
+use crate::{Db, Result, args, now_ms};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct Integration {
+    pub id: String,
+    pub property_id: String,
+    pub catalog_key: String,
+    pub name: String,
+    pub tracking_group: String,
+    pub subid_param: String,
+    #[serde(skip)]
+    pub postback_token: String,
+    #[serde(skip)]
+    pub credentials_enc: Option<String>,
+    pub settings: String,
+    pub event_mapping: String,
+    pub status: String,
+    pub last_poll_at: Option<i64>,
+    pub last_poll_status: Option<String>,
+    pub last_error_code: Option<String>,
+    pub last_error: Option<String>,
+    pub next_poll_at: Option<i64>,
+    pub poll_failures: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLS: &str = "id, property_id, catalog_key, name, tracking_group, subid_param, postback_token, \
+    credentials_enc, settings, event_mapping, status, last_poll_at, last_poll_status, last_error_code, last_error, \
+    next_poll_at, poll_failures, created_at, updated_at";
+
+/// What installing needs.
+#[derive(Debug, Clone)]
+pub struct NewIntegration<'a> {
+    pub id: &'a str,
+    pub property_id: &'a str,
+    pub catalog_key: &'a str,
+    pub name: &'a str,
+    pub tracking_group: &'a str,
+    pub subid_param: &'a str,
+    pub postback_token: &'a str,
+    pub credentials_enc: Option<String>,
+    pub settings: String,
+    pub event_mapping: String,
+    /// When the first poll is due (API integrations), else `None`.
+    pub next_poll_at: Option<i64>,
+}
+
+pub async fn create(db: &Db, n: NewIntegration<'_>) -> Result<Integration> {
+    let now = now_ms();
+    db.execute(
+        "INSERT INTO integrations (id, property_id, catalog_key, name, tracking_group, subid_param, postback_token, \
+         credentials_enc, settings, event_mapping, status, next_poll_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', $11, $12, $12)",
+        args![
+            n.id,
+            n.property_id,
+            n.catalog_key,
+            n.name,
+            n.tracking_group,
+            n.subid_param,
+            n.postback_token,
+            n.credentials_enc,
+            n.settings,
+            n.event_mapping,
+            n.next_poll_at,
+            now
+        ],
+    )
+    .await?;
+    get(db, n.id)
+        .await?
+        .ok_or_else(|| crate::StoreError::Corrupt("integration vanished after insert".into()))
+}
+
+pub async fn get(db: &Db, id: &str) -> Result<Option<Integration>> {
+    db.fetch_optional(
+        &format!("SELECT {COLS} FROM integrations WHERE id = $1"),
+        args![id],
+    )
+    .await
+}
+
+pub async fn by_token(db: &Db, token: &str) -> Result<Option<Integration>> {
+    db.fetch_optional(
+        &format!("SELECT {COLS} FROM integrations WHERE postback_token = $1"),
+        args![token],
+    )
+    .await
+}
+
+pub async fn list_for_property(db: &Db, property: &PropertyId) -> Result<Vec<Integration>> {
+    db.fetch_all(
+        &format!("SELECT {COLS} FROM integrations WHERE property_id = $1 ORDER BY created_at, id"),
+        args![property.as_str()],
+    )
+    .await
+}
+
+/// Integrations whose scheduled poll is due.
+pub async fn due_for_poll(db: &Db, now: i64, limit: i64) -> Result<Vec<Integration>> {
+    db.fetch_all(
+        &format!(
+            "SELECT {COLS} FROM integrations WHERE next_poll_at IS NOT NULL AND next_poll_at <= $1 \
+             AND status <> 'paused' ORDER BY next_poll_at LIMIT $2"
+        ),
+        args![now, limit],
+    )
+    .await
+}
+
+pub async fn update_config(
+    db: &Db,
+    id: &str,
+    name: &str,
+    settings: &str,
+    event_mapping: &str,
+    credentials_enc: Option<String>,
+    status: &str,
+) -> Result<()> {
+    db.execute(
+        "UPDATE integrations SET name = $2, settings = $3, event_mapping = $4, \
+         credentials_enc = COALESCE($5, credentials_enc), status = $6, updated_at = $7 WHERE id = $1",
+        args![id, name, settings, event_mapping, credentials_enc, status, now_ms()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Claims a due poll: moves `next_poll_at` to `lease_until` if it is still
+/// `expected`, so two workers (or processes) never poll one integration at
+/// once. Returns whether this caller won.
+pub async fn claim_poll(
+    db: &Db,
+    id: &str,
+    expected: Option<i64>,
+    lease_until: i64,
+) -> Result<bool> {
+    let n = match expected {
+        Some(e) => {
+            db.execute(
+                "UPDATE integrations SET next_poll_at = $3 WHERE id = $1 AND next_poll_at = $2",
+                args![id, e, lease_until],
+            )
+            .await?
+        }
+        None => {
+            db.execute(
+                "UPDATE integrations SET next_poll_at = $2 WHERE id = $1 AND next_poll_at IS NULL",
+                args![id, lease_until],
+            )
+            .await?
+        }
+    };
+    Ok(n == 1)
+}
+
+/// Records the outcome of a poll and schedules the next.
+pub async fn record_poll(
+    db: &Db,
+    id: &str,
+    at: i64,
+    status: &str,
+    error_code: Option<&str>,
+    error: Option<&str>,
+    next_poll_at: Option<i64>,
+    failures: i64,
+) -> Result<()> {
+    db.execute(
+        "UPDATE integrations SET last_poll_at = $2, last_poll_status = $3, last_error_code = $4, last_error = $5, \
+         next_poll_at = $6, poll_failures = $7, \
+         status = CASE WHEN status = 'paused' THEN status WHEN $4 IS NULL THEN 'active' ELSE 'error' END \
+         WHERE id = $1",
+        args![id, at, status, error_code, error, next_poll_at, failures],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A connector's stored snapshots for some row keys.
+pub async fn snapshots(
+    db: &Db,
+    integration: &str,
+    keys: &[String],
+) -> Result<Vec<(String, String)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let elems = match db.backend() {
+        crate::Backend::Sqlite => "SELECT value FROM json_each($2)",
+        crate::Backend::Postgres => "SELECT json_array_elements_text($2::json)",
+    };
+    let keys_json =
+        serde_json::to_string(keys).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    db.fetch_all(
+        &format!(
+            "SELECT row_key, snapshot FROM connector_snapshots WHERE integration_id = $1 AND row_key IN ({elems})"
+        ),
+        args![integration, keys_json],
+    )
+    .await
+}
+
+/// Upserts snapshots inside the transaction that records their events.
+pub async fn put_snapshots(
+    tx: &mut crate::Tx,
+    integration: &str,
+    rows: &[(String, String)],
+    now: i64,
+) -> Result<()> {
+    for (key, snap) in rows {
+        tx.execute(
+            "INSERT INTO connector_snapshots (integration_id, row_key, snapshot, updated_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (integration_id, row_key) DO UPDATE SET snapshot = excluded.snapshot, \
+             updated_at = excluded.updated_at",
+            args![integration, key.as_str(), snap.as_str(), now],
+        )
+        .await?;
+    }
+    Ok(())
+}

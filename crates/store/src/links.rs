@@ -1,0 +1,66 @@
+//! Tracked redirect links (`/go/{slug}`) for direct linking.
+
+use clicktrail_domain::PropertyId;
+use serde::Serialize;
+
+use crate::{Db, Result, args, now_ms};
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TrackedLink {
+    pub id: String,
+    pub property_id: String,
+    pub slug: String,
+    pub destination_url: String,
+    pub integration_id: Option<String>,
+    pub created_at: i64,
+}
+
+const COLS: &str = "id, property_id, slug, destination_url, integration_id, created_at";
+
+pub async fn create(
+    db: &Db,
+    id: &str,
+    property: &PropertyId,
+    slug: &str,
+    destination_url: &str,
+    integration_id: Option<&str>,
+) -> Result<TrackedLink> {
+    let now = now_ms();
+    db.execute(
+        "INSERT INTO links (id, property_id, slug, destination_url, integration_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        args![
+            id,
+            property.as_str(),
+            slug,
+            destination_url,
+            integration_id,
+            now
+        ],
+    )
+    .await?;
+    Ok(TrackedLink {
+        id: id.to_owned(),
+        property_id: property.as_str().to_owned(),
+        slug: slug.to_owned(),
+        destination_url: destination_url.to_owned(),
+        integration_id: integration_id.map(str::to_owned),
+        created_at: now,
+    })
+}
+
+pub async fn by_slug(db: &Db, slug: &str) -> Result<Option<TrackedLink>> {
+    db.fetch_optional(
+        &format!("SELECT {COLS} FROM links WHERE slug = $1"),
+        args![slug],
+    )
+    .await
+}
+
+pub async fn list(db: &Db, property: &PropertyId) -> Result<Vec<TrackedLink>> {
+    db.fetch_all(
+        &format!("SELECT {COLS} FROM links WHERE property_id = $1 ORDER BY created_at, id"),
+        args![property.as_str()],
+    )
+    .await
+}

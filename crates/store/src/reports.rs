@@ -1,0 +1,405 @@
+//! Report queries for the dashboard, read only from the hourly rollups
+//! (`rollup_hourly` for traffic, `rollup_conversions_hourly` for
+//! conversions and revenue) and never from `events`, so a report costs the
+//! same whether a property has a thousand events or a billion: its size is
+//! hours × keys of the range.
+//!
+//! Ranges are half-open `[from_hour, to_hour)` in hours since the Unix
+//! epoch (UTC). Revenue is kept per currency: nothing here converts.
+
+use crate::{Db, Result, args};
+
+/// Hours since the epoch, `[from_hour, to_hour)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourRange {
+    pub from_hour: i64,
+    pub to_hour: i64,
+}
+
+impl HourRange {
+    /// The UTC days `[from_day, to_day]` (inclusive), days since the epoch.
+    pub fn days(from_day: i64, to_day_inclusive: i64) -> Self {
+        Self {
+            from_hour: from_day * 24,
+            to_hour: (to_day_inclusive + 1) * 24,
+        }
+    }
+}
+
+/// Attribution model of the conversion rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Model {
+    LastClick,
+    FirstClick,
+}
+
+impl Model {
+    /// The `model` column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Model::LastClick => "last",
+            Model::FirstClick => "first",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Model> {
+        match s {
+            "last" => Some(Model::LastClick),
+            "first" => Some(Model::FirstClick),
+            _ => None,
+        }
+    }
+}
+
+/// A breakdown dimension of the rollups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dim {
+    Channel,
+    SourceMedium,
+    Campaign,
+    /// `utm_content` (ad ids ride there by convention).
+    Ad,
+    LandingPage,
+    /// The tracking group of clicked links.
+    Integration,
+    /// The host of clicked links.
+    Offer,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 7] = [
+        Dim::Channel,
+        Dim::SourceMedium,
+        Dim::Campaign,
+        Dim::Ad,
+        Dim::LandingPage,
+        Dim::Integration,
+        Dim::Offer,
+    ];
+
+    /// The `dim` column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::Channel => "channel",
+            Dim::SourceMedium => "source_medium",
+            Dim::Campaign => "campaign",
+            Dim::Ad => "ad",
+            Dim::LandingPage => "landing_page",
+            Dim::Integration => "integration",
+            Dim::Offer => "offer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dim> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Dim::Channel => "Channel",
+            Dim::SourceMedium => "Source / medium",
+            Dim::Campaign => "Campaign",
+            Dim::Ad => "Ad",
+            Dim::LandingPage => "Landing page",
+            Dim::Integration => "Integration",
+            Dim::Offer => "Offer",
+        }
+    }
+
+    /// Whether visits are counted under this dimension (traffic source
+    /// dimensions); `integration` and `offer` only count clicks, since they
+    /// describe the clicked link, not the visit.
+    pub fn has_visits(self) -> bool {
+        !matches!(self, Dim::Integration | Dim::Offer)
+    }
+}
+
+/// Traffic counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct Traffic {
+    pub visits: i64,
+    pub pageviews: i64,
+    pub clicks: i64,
+}
+
+/// Traffic of one breakdown key.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TrafficRow {
+    pub key: String,
+    pub visits: i64,
+    pub pageviews: i64,
+    pub clicks: i64,
+}
+
+/// Traffic of one time bucket (`bucket` = first hour of the bucket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct TrafficPoint {
+    pub bucket: i64,
+    pub visits: i64,
+    pub pageviews: i64,
+    pub clicks: i64,
+}
+
+/// Conversions and revenue in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Revenue {
+    pub currency: String,
+    pub conversions: i64,
+    pub revenue_micros: i64,
+}
+
+/// Conversions and revenue of one breakdown key in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevenueRow {
+    pub key: String,
+    pub currency: String,
+    pub conversions: i64,
+    pub revenue_micros: i64,
+}
+
+/// Conversions and revenue of one time bucket in one currency.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct RevenuePoint {
+    pub bucket: i64,
+    pub currency: String,
+    pub conversions: i64,
+    pub revenue_micros: i64,
+}
+
+// `SUM` of a BIGINT is NUMERIC on PostgreSQL; cast back so both backends
+// return integers.
+const TRAFFIC_SUMS: &str = "CAST(COALESCE(SUM(visits), 0) AS BIGINT) AS visits, \
+     CAST(COALESCE(SUM(pageviews), 0) AS BIGINT) AS pageviews, \
+     CAST(COALESCE(SUM(clicks), 0) AS BIGINT) AS clicks";
+const REVENUE_SUMS: &str = "CAST(COALESCE(SUM(conversions), 0) AS BIGINT) AS conversions, \
+     CAST(COALESCE(SUM(revenue_micros), 0) AS BIGINT) AS revenue_micros";
+
+/// Totals of the range.
+pub async fn traffic_totals(
+    db: &Db,
+    property_id: &str,
+    range: HourRange,
+    include_bots: bool,
+) -> Result<Traffic> {
+    db.fetch_one(
+        &format!(
+            "SELECT {TRAFFIC_SUMS} FROM rollup_hourly \
+             WHERE property_id = $1 AND dim = 'total' AND hour >= $2 AND hour < $3 AND (NOT is_bot OR $4)"
+        ),
+        args![property_id, range.from_hour, range.to_hour, include_bots],
+    )
+    .await
+}
+
+/// Traffic per bucket of `bucket_hours` (24: days), oldest first; buckets
+/// without traffic are absent.
+pub async fn traffic_series(
+    db: &Db,
+    property_id: &str,
+    range: HourRange,
+    bucket_hours: i64,
+    include_bots: bool,
+) -> Result<Vec<TrafficPoint>> {
+    db.fetch_all(
+        &format!(
+            "SELECT (hour / $5) * $5 AS bucket, {TRAFFIC_SUMS} FROM rollup_hourly \
+             WHERE property_id = $1 AND dim = 'total' AND hour >= $2 AND hour < $3 AND (NOT is_bot OR $4) \
+             GROUP BY (hour / $5) * $5 ORDER BY bucket"
+        ),
+        args![
+            property_id,
+            range.from_hour,
+            range.to_hour,
+            include_bots,
+            bucket_hours.max(1)
+        ],
+    )
+    .await
+}
+
+/// The top `limit` keys of a dimension by visits (by clicks for the link
+/// dimensions), then key.
+pub async fn traffic_breakdown(
+    db: &Db,
+    property_id: &str,
+    dim: Dim,
+    range: HourRange,
+    include_bots: bool,
+    limit: i64,
+) -> Result<Vec<TrafficRow>> {
+    let order = if dim.has_visits() {
+        "visits DESC, clicks DESC"
+    } else {
+        "clicks DESC"
+    };
+    db.fetch_all(
+        &format!(
+            "SELECT key, {TRAFFIC_SUMS} FROM rollup_hourly \
+             WHERE property_id = $1 AND dim = $2 AND hour >= $3 AND hour < $4 AND (NOT is_bot OR $5) \
+             GROUP BY key ORDER BY {order}, key LIMIT $6"
+        ),
+        args![
+            property_id,
+            dim.as_str(),
+            range.from_hour,
+            range.to_hour,
+            include_bots,
+            limit
+        ],
+    )
+    .await
+}
+
+/// Conversions and revenue of the range, per currency (most conversions
+/// first).
+pub async fn revenue_totals(
+    db: &Db,
+    property_id: &str,
+    model: Model,
+    range: HourRange,
+    include_bots: bool,
+) -> Result<Vec<Revenue>> {
+    db.fetch_all(
+        &format!(
+            "SELECT currency, {REVENUE_SUMS} FROM rollup_conversions_hourly \
+             WHERE property_id = $1 AND model = $2 AND dim = 'total' AND hour >= $3 AND hour < $4 \
+               AND (NOT is_bot OR $5) \
+             GROUP BY currency ORDER BY conversions DESC, currency"
+        ),
+        args![
+            property_id,
+            model.as_str(),
+            range.from_hour,
+            range.to_hour,
+            include_bots
+        ],
+    )
+    .await
+}
+
+/// Conversions and revenue per bucket and currency, oldest first.
+pub async fn revenue_series(
+    db: &Db,
+    property_id: &str,
+    model: Model,
+    range: HourRange,
+    bucket_hours: i64,
+    include_bots: bool,
+) -> Result<Vec<RevenuePoint>> {
+    db.fetch_all(
+        &format!(
+            "SELECT (hour / $6) * $6 AS bucket, currency, {REVENUE_SUMS} FROM rollup_conversions_hourly \
+             WHERE property_id = $1 AND model = $2 AND dim = 'total' AND hour >= $3 AND hour < $4 \
+               AND (NOT is_bot OR $5) \
+             GROUP BY (hour / $6) * $6, currency ORDER BY bucket, currency"
+        ),
+        args![
+            property_id,
+            model.as_str(),
+            range.from_hour,
+            range.to_hour,
+            include_bots,
+            bucket_hours.max(1)
+        ],
+    )
+    .await
+}
+
+/// The top `limit` (key, currency) pairs of a dimension by conversions.
+pub async fn revenue_breakdown(
+    db: &Db,
+    property_id: &str,
+    model: Model,
+    dim: Dim,
+    range: HourRange,
+    include_bots: bool,
+    limit: i64,
+) -> Result<Vec<RevenueRow>> {
+    db.fetch_all(
+        &format!(
+            "SELECT key, currency, {REVENUE_SUMS} FROM rollup_conversions_hourly \
+             WHERE property_id = $1 AND model = $2 AND dim = $3 AND hour >= $4 AND hour < $5 \
+               AND (NOT is_bot OR $6) \
+             GROUP BY key, currency ORDER BY conversions DESC, revenue_micros DESC, key, currency LIMIT $7"
+        ),
+        args![
+            property_id,
+            model.as_str(),
+            dim.as_str(),
+            range.from_hour,
+            range.to_hour,
+            include_bots,
+            limit
+        ],
+    )
+    .await
+}
+
+/// Traffic of the given keys of a dimension (to complete a breakdown whose
+/// keys came from the conversion side).
+pub async fn traffic_for_keys(
+    db: &Db,
+    property_id: &str,
+    dim: Dim,
+    range: HourRange,
+    include_bots: bool,
+    keys: &[String],
+) -> Result<Vec<TrafficRow>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = serde_json::to_string(keys)
+        .map_err(|e| crate::StoreError::Corrupt(format!("serialising keys: {e}")))?;
+    let elems = match db.backend() {
+        crate::Backend::Sqlite => "SELECT value FROM json_each($6)",
+        crate::Backend::Postgres => "SELECT json_array_elements_text($6::json)",
+    };
+    db.fetch_all(
+        &format!(
+            "SELECT key, {TRAFFIC_SUMS} FROM rollup_hourly \
+             WHERE property_id = $1 AND dim = $2 AND hour >= $3 AND hour < $4 AND (NOT is_bot OR $5) \
+               AND key IN ({elems}) \
+             GROUP BY key"
+        ),
+        args![
+            property_id,
+            dim.as_str(),
+            range.from_hour,
+            range.to_hour,
+            include_bots,
+            list
+        ],
+    )
+    .await
+}
+
+/// The setup checklist's traffic facts: whether any PageView and any
+/// OutboundClick was ever recorded (from the rollups: no event scan).
+pub async fn traffic_seen(db: &Db, property_id: &str) -> Result<(bool, bool)> {
+    let pv: Option<(i64,)> = db
+        .fetch_optional(
+            "SELECT hour FROM rollup_hourly WHERE property_id = $1 AND dim = 'total' AND pageviews > 0 LIMIT 1",
+            args![property_id],
+        )
+        .await?;
+    let clicks: Option<(i64,)> = db
+        .fetch_optional(
+            "SELECT hour FROM rollup_hourly WHERE property_id = $1 AND dim = 'total' AND clicks > 0 LIMIT 1",
+            args![property_id],
+        )
+        .await?;
+    Ok((pv.is_some(), clicks.is_some()))
+}
+
+/// Whether any conversion was ever validated for the property (from the
+/// conversion rollups).
+pub async fn conversion_seen(db: &Db, property_id: &str) -> Result<bool> {
+    let row: Option<(i64,)> = db
+        .fetch_optional(
+            "SELECT hour FROM rollup_conversions_hourly \
+             WHERE property_id = $1 AND model = 'last' AND dim = 'total' AND conversions > 0 LIMIT 1",
+            args![property_id],
+        )
+        .await?;
+    Ok(row.is_some())
+}
