@@ -85,11 +85,12 @@ const segment = (h: string, param: string, id: string): string => {
   return p + rest;
 };
 
+/** The group's subid (if any group) set on a touchable href, where the group puts it. */
+const place = (h: string, g: Pick<Group, 'param' | 'placement'> | undefined, id: string): string =>
+  g ? (g.placement == 'path_segment' ? segment : query)(h, g.param, id) : h;
+
 /** The rewrite of a tracked, touchable href: `--CLICK-ID--`, then the group's subid if any. */
-export const rewrite = (h: string, g: Group | undefined, id: string): string => {
-  h = h.split(TOKEN).join(id);
-  return g ? (g.placement == 'path_segment' ? segment : query)(h, g.param, id) : h;
-};
+export const rewrite = (h: string, g: Group | undefined, id: string): string => place(h.split(TOKEN).join(id), g, id);
 
 /**
  * The group's subid set on any href: undefined when the href is untouchable
@@ -97,7 +98,10 @@ export const rewrite = (h: string, g: Group | undefined, id: string): string => 
  */
 export const setSubid = (href: string, param: string, id: string, placement?: Group['placement']): string | undefined => {
   const h = touchable(href);
-  return h != null && /^[^\s&=#?/]+$/.test(param) ? rewrite(h, { param, placement } as Group, id) : undefined;
+  // (No `/` in a path segment's name.)
+  return h != null && /^[^\s&=#?]+$/.test(param) && !(placement == 'path_segment' && param.includes('/'))
+    ? place(h, { param, placement }, id)
+    : undefined;
 };
 
 /** Every `--CLICK-ID--` (any case) replaced by `id`; undefined when untouchable. */

@@ -111,10 +111,10 @@ const ext = () =>
     .finally(retag));
 
 /** Runs `f` with the extension once it is there; never when it failed. Never rejects. */
-const withExt = <T>(f: (x: Ext) => T): Promise<Awaited<T> | void> =>
+const withExt = <T>(f: (x: Ext) => T) =>
   ext()
     .then((x) => x && f(x))
-    .catch(noop);
+    .catch(noop) as Promise<Awaited<T> | void>;
 
 
 /**

@@ -43,18 +43,6 @@ test('ids of the tag are valid wire ids', () => {
   }
 });
 
-test('rnd falls back to Math.random without crypto', () => {
-  const saved = Object.getOwnPropertyDescriptor(globalThis, 'crypto')!;
-  Object.defineProperty(globalThis, 'crypto', { value: undefined, configurable: true });
-  try {
-    const a = rnd(64);
-    assert.equal(a.length, 64);
-    assert.ok(a.some((x) => x != 0));
-  } finally {
-    Object.defineProperty(globalThis, 'crypto', saved);
-  }
-});
-
 test('sha256 and hex', async () => {
   assert.equal(await sha256('abc'), 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad');
   assert.equal(hex(Uint8Array.of(0, 15, 255)), '000fff');

@@ -90,6 +90,34 @@ test('setSubid is idempotent on generated hrefs', () => {
   }
 });
 
+test('setSubid with placement path_segment (crates/domain set_path_subid_rules)', () => {
+  const seg = (href: string, param = 'pubref') => setSubid(href, param, ID, 'path_segment');
+  assert.equal(seg('https://prf.hn/click/camref:1100l3/destination:x'), `https://prf.hn/click/camref:1100l3/pubref:${ID}/destination:x`);
+  assert.equal(seg('https://prf.hn/click/camref:1/pubref:old?pubref=q#pubref:f'), `https://prf.hn/click/camref:1/pubref:${ID}?pubref=q#pubref:f`);
+  assert.equal(seg('https://x.test/go/a#top'), `https://x.test/go/a?pubref=${ID}#top`, 'no camref: the query');
+  assert.equal(seg('camref:1/x'), undefined, 'a scheme, not http(s)');
+  assert.equal(seg('click/camref:1'), `click/camref:1/pubref:${ID}`);
+  assert.equal(seg('https://prf.hn/click/camref:1', 'pub/ref'), undefined);
+  assert.equal(seg('https://prf.hn/click/camref:1', ''), undefined);
+  assert.equal(seg('javascript:void(0)'), undefined);
+  assert.equal(setSubid('https://prf.hn/click/camref:1', 'pubref', ID, 'query'), `https://prf.hn/click/camref:1?pubref=${ID}`);
+  const partnerize = byName(fixture.groups, 'phg')!;
+  assert.equal(rewrite('https://prf.hn/click/camref:1/pubref:--click-id--', partnerize, ID), `https://prf.hn/click/camref:1/pubref:${ID}`);
+});
+
+test('path segments: idempotent on generated hrefs', () => {
+  const parts = ['/camref:', '/pubref:', '/PUBREF:', '/destination:', '/x', 'a1', ':', '?', '&', '=', '#', '/'];
+  let seed = 11;
+  const next = () => ((seed = (seed * 1103515245 + 12345) % 2147483648), seed);
+  for (let n = 0; n < 3000; n++) {
+    let href = 'https://prf.hn';
+    for (let k = next() % 8; k >= 0; k--) href += parts[next() % parts.length];
+    const once = setSubid(href, 'pubref', ID, 'path_segment');
+    assert.ok(once?.includes('/pubref:' + ID) || once?.includes('pubref=' + ID), href);
+    assert.equal(setSubid(once!, 'pubref', ID, 'path_segment'), once, href);
+  }
+});
+
 test('resolve and touchable follow the browser', () => {
   assert.equal(touchable('  https://x.test/a \n'), 'https://x.test/a');
   assert.equal(resolve('/go/x', 'https://site.test/blog/')?.[1].href, 'https://site.test/go/x');

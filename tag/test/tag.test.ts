@@ -3,7 +3,7 @@
 // and pixels. (Real-browser end-to-end tests run against the server.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { config, page, wait } from './support/harness.ts';
+import { EXT_URL, config, page, wait } from './support/harness.ts';
 
 const PIN = 'https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_31512b_18926c_&affid=25020&siteid=31512&adid=18926&c=';
 const SUP =
@@ -39,8 +39,7 @@ test('PageView on load with the visit data; visitor and session cookies on the r
   assert.match(pv.session_hint, /^[A-Za-z0-9_-]{16}$/);
   assert.deepEqual(pv.cookies, { fbp: 'fb.1.1700000000000.123456789' });
   assert.equal(typeof pv.ts, 'number');
-  assert.equal(pv.lang, 'en-US');
-  assert.match(pv.screen, /^\d+x\d+$/);
+  assert.equal(pv.pageview_id, pv.event_id);
   const cookies = p.dom.cookieJar.getCookiesSync('https://www.example.co.uk/');
   const ctv = cookies.find((c) => c.key == '_ctv')!;
   assert.equal(ctv.value, pv.visitor_id);
@@ -49,7 +48,7 @@ test('PageView on load with the visit data; visitor and session cookies on the r
   assert.ok(ctv.secure);
   assert.ok(cookies.find((c) => c.key == '_cts')!.value.startsWith(pv.session_hint + '.'));
   assert.ok(!cookies.some((c) => c.key == '_ctd'), 'the probe cookie is removed');
-  assert.equal(p.win.localStorage.getItem('_ctv'), pv.visitor_id);
+  assert.equal(p.win.localStorage.getItem('_ctv'), JSON.stringify(pv.visitor_id));
   assert.deepEqual(p.errors, []);
 });
 
@@ -75,7 +74,8 @@ test('the visitor id falls back to localStorage when the cookie is gone', async 
   const a = page();
   await a.loadTag();
   const b = page();
-  b.win.localStorage.setItem('_ctv', a.events()[0].visitor_id);
+  assert.equal(a.win.localStorage.getItem('_ctv'), JSON.stringify(a.events()[0].visitor_id));
+  b.win.localStorage.setItem('_ctv', JSON.stringify(a.events()[0].visitor_id));
   await b.loadTag();
   assert.equal(b.events()[0].visitor_id, a.events()[0].visitor_id);
 });
@@ -204,15 +204,17 @@ test('a link added just before its click is tagged by the click itself', async (
   assert.equal(href(p, 'fresh'), PIN + oc.click_id);
 });
 
-test('forms: GET forms get a hidden subid field, POST forms the action URL', async () => {
-  const p = page({
-    html: body(`
+const FORMS = `
       <form id=get action="https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_"><input name=q></form>
       <form id=post method=POST action="https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_"></form>
       <form id=site action="/search"></form>
-      <form id=visible action="https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_"><input id=vis name=c value=mine></form>`),
-  });
+      <form id=visible action="https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_"><input id=vis name=c value=mine></form>`;
+
+test('forms (the extension): GET forms get a hidden subid field, POST forms the action URL', async () => {
+  const p = page({ html: body(FORMS) });
   await p.loadTag();
+  await wait(20);
+  assert.deepEqual(p.imports, [EXT_URL], 'forms load the extension');
   const get = p.doc.getElementById('get') as HTMLFormElement;
   const hidden = get.querySelector('input[type=hidden][name=c]') as HTMLInputElement;
   assert.match(hidden.value, CLICK_ID);
@@ -220,6 +222,59 @@ test('forms: GET forms get a hidden subid field, POST forms the action URL', asy
   assert.equal(p.doc.getElementById('site')!.getAttribute('action'), '/search');
   assert.equal(p.doc.querySelectorAll('#site input').length, 0);
   assert.equal((p.doc.getElementById('vis') as HTMLInputElement).value, 'mine', 'a visible field is the visitor\'s');
+  // A form added later, and a new page view: tagged, then with a fresh id.
+  p.doc.body.insertAdjacentHTML('beforeend', '<form id=late action="https://wlfanduelus.adsrv.eacdn.com/C.ashx?btag=a_9b_9c_"></form>');
+  await wait(250);
+  const late = () => (p.doc.querySelector('#late input[name=c]') as HTMLInputElement).value;
+  assert.match(late(), CLICK_ID);
+  const first = late();
+  p.win.history.pushState({}, '', '/elsewhere');
+  await wait(250);
+  assert.match(late(), CLICK_ID);
+  assert.notEqual(late(), first);
+  assert.equal(p.doc.querySelectorAll('#late input').length, 1);
+  assert.equal(p.doc.getElementById('late')!.getAttribute('action'), `https://wlfanduelus.adsrv.eacdn.com/C.ashx?btag=a_9b_9c_&c=${late()}`);
+  assert.deepEqual(p.errors, []);
+});
+
+test('no extension without forms, pixels, AutoScan links or identify', async () => {
+  const p = page({ html: body(`<a id=pin href="${PIN}">x</a><a href="/about">about</a>`) });
+  await p.loadTag();
+  click(p, 'pin');
+  p.win.clicktrail('track', 'Lead', { value: 1 });
+  await wait(250);
+  assert.equal(p.events().length, 3);
+  assert.deepEqual(p.imports, []);
+});
+
+test('the extension fails to load: links, events and clicks are whole; forms, pixels, hashes, AutoScan skipped', async () => {
+  for (const mode of ['fail', 'hang'] as const) {
+    const p = page({
+      ext: mode,
+      pixels: true,
+      html: body(`<a id=pin href="${PIN}">x</a><a id=go href="/go/pinnacle">go</a>${FORMS}`),
+      scan: () => 'incomeaccess',
+    });
+    await p.loadTag();
+    p.win.clicktrail('identify', { email: 'a@b.test' });
+    p.win.clicktrail('track', 'Lead', { value: 3, currency: 'EUR' });
+    click(p, 'pin');
+    // A hanging extension counts as failed after 5 seconds; commands wait
+    // that long, events and clicks do not.
+    await wait(mode == 'hang' ? 5200 : 50);
+    const names = p.events().map((e) => e.name);
+    assert.deepEqual(names, ['PageView', 'OutboundClick', 'Lead'], mode);
+    const lead = p.events()[2];
+    assert.equal(lead.user, undefined, 'no hashes');
+    assert.equal(lead.value, 3);
+    assert.match(href(p, 'pin'), /&c=[\w-]{28}$/);
+    assert.equal(href(p, 'go'), '/go/pinnacle', 'no AutoScan');
+    assert.equal(p.scans.length, 0);
+    assert.equal(p.doc.querySelectorAll('#get input[type=hidden]').length, 0, 'no form tagging');
+    assert.deepEqual(p.pixelCalls, []);
+    assert.equal(p.imports.length, 1, 'asked once');
+    assert.deepEqual(p.errors, [], mode);
+  }
 });
 
 test('AutoScan: same-site redirect links are asked about in batches and tagged with the answer', async () => {
@@ -260,14 +315,17 @@ test('SPA navigation: a new PageView and fresh click ids', async () => {
   await p.loadTag();
   const first = p.events()[0];
   const oldId = subid(href(p, 'pin'))!;
+  // (No DOM change: the history calls alone are noticed.)
   p.win.history.pushState({}, '', '/next?page=2');
-  p.doc.title = 'Next';
+  // The router sets the title a moment later.
+  setTimeout(() => (p.doc.title = 'Next'), 20);
   p.win.history.replaceState({}, '', '/next?page=2'); // same URL: no PageView
   p.win.history.pushState({}, '', '/next?page=2#section'); // fragment only: none either
+  assert.equal(p.events().length, 1, 'sent a moment later, not at once');
   await wait(200);
   const views = p.events().filter((e) => e.name == 'PageView');
   assert.equal(views.length, 2);
-  assert.equal(views[1].url, 'https://blog.example.co.uk/next?page=2', 'the URL navigated to, not a later one');
+  assert.equal(views[1].url, 'https://blog.example.co.uk/next?page=2#section');
   assert.equal(views[1].referrer, 'https://blog.example.co.uk/reviews/best-casinos?utm_source=facebook&fbclid=IwAR0abc');
   assert.equal(views[1].title, 'Next');
   assert.equal(views[1].visitor_id, first.visitor_id);
@@ -282,6 +340,28 @@ test('SPA navigation: a new PageView and fresh click ids', async () => {
   await wait(250);
   const last = p.events().filter((e) => e.name == 'PageView')[2];
   assert.equal(last?.url, 'https://blog.example.co.uk/reviews/best-casinos?utm_source=facebook&fbclid=IwAR0abc', 'popstate');
+  // A router's redirect right after a navigation is one page view, of where it ends.
+  p.win.history.pushState({}, '', '/old-path');
+  p.win.history.replaceState({}, '', '/new-path');
+  await wait(250);
+  const after = p.events().filter((e) => e.name == 'PageView').slice(3);
+  assert.deepEqual(
+    after.map((e) => e.url),
+    ['https://blog.example.co.uk/new-path'],
+  );
+  assert.deepEqual(p.errors, []);
+});
+
+test('SPA navigation with the DOM changing: links of the new view get the new pageview', async () => {
+  const p = page({ html: body(`<main id=view><a id=a1 href="${PIN}">x</a></main>`) });
+  await p.loadTag();
+  p.win.history.pushState({}, '', '/second');
+  p.doc.getElementById('view')!.innerHTML = `<a id=a2 href="${SUP}">y</a>`;
+  await wait(250);
+  const views = p.events().filter((e) => e.name == 'PageView');
+  assert.equal(views.length, 2);
+  const id = subid(href(p, 'a2'))!;
+  assert.equal(id.slice(0, 22), Buffer.from(views[1].event_id.replace(/-/g, ''), 'hex').toString('base64url'));
 });
 
 test('queued commands replay in order; track and identify', async () => {
@@ -303,8 +383,11 @@ test('queued commands replay in order; track and identify', async () => {
   const { createHash } = await import('node:crypto');
   const sha = (s: string) => createHash('sha256').update(s).digest('hex');
   assert.deepEqual(lead.user, { em: sha('john.doe@example.com'), ph: sha('442079460958') });
-  assert.equal(p.events().length, 2, 'invalid names are dropped');
+  // A name the collector refuses is its to refuse; no pixel fires for it.
+  assert.equal(p.events()[2].name, 'bad name!');
+  assert.equal(p.events().length, 3);
   assert.ok(!JSON.stringify(p.sent).includes('Example.COM'), 'clear values never leave');
+  assert.deepEqual(p.imports, [EXT_URL], 'one import for pixels and identify');
   assert.equal(p.win.localStorage.getItem('_ctu'), JSON.stringify(lead.user));
   assert.deepEqual(plain(p.pixelCalls), [
     ['fbq', 'track', 'Lead', { form: 'signup', value: 12.5, currency: 'EUR' }, { eventID: lead.event_id }],
@@ -314,8 +397,14 @@ test('queued commands replay in order; track and identify', async () => {
   // Direct calls after load.
   p.win.clicktrail('track', 'BonusClaimed');
   await wait(10);
-  assert.equal(p.events()[2].name, 'BonusClaimed');
+  assert.equal(p.events()[3].name, 'BonusClaimed');
   assert.equal(p.pixelCalls[3][1], 'trackCustom');
+  assert.equal(p.events()[3].user.em, lead.user.em);
+  // The hashes are kept for the next page.
+  const q = page();
+  q.win.localStorage.setItem('_ctu', p.win.localStorage.getItem('_ctu'));
+  await q.loadTag();
+  assert.deepEqual(q.events()[0].user, lead.user);
 });
 
 test('pixels on OutboundClick use the click id as event id; config can switch a pixel off', async () => {
@@ -324,12 +413,38 @@ test('pixels on OutboundClick use the click id as event id; config can switch a 
     throw new Error('broken gtag');
   };
   await p.loadTag(config({ pixels: { meta: true, google: true, tiktok: false } }));
+  // The PageView had the extension imported: here before the first click.
+  assert.deepEqual(p.imports, [EXT_URL]);
+  await wait(20);
   click(p, 'pin');
+  await wait(0);
   const id = subid(href(p, 'pin'));
   assert.deepEqual(plain(p.pixelCalls), [
     ['fbq', 'trackCustom', 'OutboundClick', { tracking_group: 'incomeaccess', link_url: PIN + id }, { eventID: id }],
   ]);
   assert.equal(p.events()[1].name, 'OutboundClick', 'a broken pixel does not stop the event');
+  assert.deepEqual(p.errors, []);
+});
+
+test('events sent before the extension arrived fire their pixels when it does, once each', async () => {
+  const p = page({ html: body(`<a id=pin target=_blank href="${PIN}">x</a>`) });
+  await p.loadTag();
+  // The pixel snippet runs after the tag: the first event that sees it asks for the extension.
+  p.win.fbq = (...a: any[]) => p.pixelCalls.push(['fbq', ...a]);
+  click(p, 'pin');
+  p.win.clicktrail('track', 'Purchase', { value: 9, currency: 'USD' });
+  assert.deepEqual(p.pixelCalls, []);
+  await wait(50);
+  const [, oc, purchase] = p.events();
+  assert.deepEqual(
+    plain(p.pixelCalls).map((c: any[]) => [c[1], c[2], c[4]]),
+    [
+      ['trackCustom', 'OutboundClick', { eventID: oc.event_id }],
+      ['track', 'Purchase', { eventID: purchase.event_id }],
+    ],
+  );
+  await wait(250);
+  assert.equal(p.pixelCalls.length, 2);
 });
 
 test('consent required: nothing stored or sent before consent, everything after', async () => {

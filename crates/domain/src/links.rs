@@ -23,6 +23,13 @@
 //! - An href that literally contains `&amp;` in its query (HTML escaped
 //!   twice) sends parameters named `amp;...` to the network; setting the subid
 //!   repairs every `&amp;` of the query to `&`, which is what its author meant.
+//! - A group whose `placement` is [`SubidPlacement::PathSegment`]
+//!   (Partnerize: `https://prf.hn/click/camref:XXXX/pubref:<id>/...`) carries
+//!   the subid as a `/<param>:<id>` path segment instead: every segment that
+//!   starts with `<param>:` is set, else one is inserted right after the first
+//!   segment that starts with `camref:`. A link with neither (a cloaked link
+//!   tagged by hand) gets the query parameter, which a redirect plugin can
+//!   forward. Only the path (before `?` and `#`) is read or changed.
 //! - The token `--CLICK-ID--` (any case) anywhere in an href becomes the click
 //!   id, on any link.
 //! - `javascript:`, `mailto:`, `tel:` and every other non-http(s) scheme,
@@ -30,7 +37,7 @@
 //!   that do not parse as URLs are never touched.
 //!
 //! On the server: the `/go/{slug}` redirect builds its target with
-//! [`tag_href`]`(offer_url, Some(&group.param), click_id)`; AutoScan names
+//! [`tag_href`]`(offer_url, Some(&group), click_id)`; AutoScan names
 //! the group of a redirect chain's final URL with [`find_group`]; the link
 //! checker asks [`tag_link`] what the tag would do to a link of a page.
 
@@ -60,6 +67,26 @@ pub struct LinkPattern {
     pub query: Vec<String>,
 }
 
+/// Where a group's links carry the subid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubidPlacement {
+    /// A query parameter: `?c=<click id>`.
+    #[default]
+    Query,
+    /// A `/<param>:<click id>` path segment, after the `camref:` segment:
+    /// Partnerize's `/pubref:<click id>`.
+    PathSegment,
+}
+
+impl SubidPlacement {
+    /// Whether this is the default, [`SubidPlacement::Query`] (left out when
+    /// serialising).
+    pub fn is_query(&self) -> bool {
+        *self == SubidPlacement::Query
+    }
+}
+
 /// A tracking group as the tag and the matchers see it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -71,6 +98,9 @@ pub struct TrackingGroup {
     pub aliases: Vec<String>,
     /// The subid parameter that carries our click id, e.g. `c`.
     pub param: String,
+    /// Where the subid goes; absent (and not serialised) when it is the query.
+    #[serde(default, skip_serializing_if = "SubidPlacement::is_query")]
+    pub placement: SubidPlacement,
     #[serde(default)]
     pub patterns: Vec<LinkPattern>,
 }
@@ -226,21 +256,72 @@ pub fn tag_link<'a>(
     if group.is_none() && find_token(link.href).is_none() {
         return LinkTag::Untouched;
     }
-    match tag_href(link.href, group.map(|g| g.param.as_str()), click_id) {
+    match tag_href(link.href, group, click_id) {
         Some(href) => LinkTag::Tagged { group, href },
         None => LinkTag::Untouched,
     }
 }
 
-/// Replaces `--CLICK-ID--` and then, when `param` is given, sets that subid
-/// parameter: the rewrite AutoTag applies to a tracked link. `None` when the
-/// href is untouchable.
-pub fn tag_href(href: &str, param: Option<&str>, click_id: &str) -> Option<String> {
+/// Replaces `--CLICK-ID--` and then, when a group is given, sets its subid
+/// where the group puts it: the rewrite AutoTag applies to a tracked link.
+/// `None` when the href is untouchable.
+pub fn tag_href(href: &str, group: Option<&TrackingGroup>, click_id: &str) -> Option<String> {
     let replaced = replace_click_id_token(href, click_id)?;
-    match param {
-        Some(param) => set_subid(&replaced, param, click_id),
+    match group {
+        Some(g) => set_subid_at(&replaced, &g.param, g.placement, click_id),
         None => Some(replaced),
     }
+}
+
+/// [`set_subid`] or [`set_path_subid`], as `placement` says.
+pub fn set_subid_at(
+    href: &str,
+    param: &str,
+    placement: SubidPlacement,
+    click_id: &str,
+) -> Option<String> {
+    match placement {
+        SubidPlacement::Query => set_subid(href, param, click_id),
+        SubidPlacement::PathSegment => set_path_subid(href, param, click_id),
+    }
+}
+
+/// Sets the subid as a `/<param>:<click_id>` path segment (see the module
+/// docs): every segment starting with `<param>:` is set; else one is
+/// inserted after the first segment starting with `camref:`; else the href
+/// gets the query parameter ([`set_subid`]). The query and the fragment are
+/// left as they are. `None` when the href is untouchable or `param` is not a
+/// plain name. Idempotent.
+pub fn set_path_subid(href: &str, param: &str, click_id: &str) -> Option<String> {
+    if !is_plain_param(param) || param.contains('/') {
+        return None;
+    }
+    let href = touchable(href)?;
+    let split = href.find(['?', '#']).unwrap_or(href.len());
+    let (path, rest) = href.split_at(split);
+    let ours = format!("{param}:{click_id}");
+    let prefix = format!("{param}:");
+    // The piece before the first `/` (a scheme, or a relative path's first
+    // segment) is no segment of ours.
+    let mut segments: Vec<&str> = path.split('/').collect();
+    let mut found = false;
+    for seg in segments.iter_mut().skip(1) {
+        if seg.starts_with(&prefix) {
+            *seg = &ours;
+            found = true;
+        }
+    }
+    if !found {
+        let camref = segments
+            .iter()
+            .skip(1)
+            .position(|s| s.starts_with("camref:"));
+        match camref {
+            Some(i) => segments.insert(i + 2, &ours),
+            None => return set_subid(href, param, click_id),
+        }
+    }
+    Some(format!("{}{rest}", segments.join("/")))
 }
 
 /// Every `--CLICK-ID--` (any case) in the href replaced by `click_id`. The
@@ -263,11 +344,7 @@ pub fn replace_click_id_token(href: &str, click_id: &str) -> Option<String> {
 /// protocol-relative hrefs keep their form. `None` when the href is
 /// untouchable or `param` is not a plain parameter name. Idempotent.
 pub fn set_subid(href: &str, param: &str, click_id: &str) -> Option<String> {
-    if param.is_empty()
-        || param
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b"&=#?".contains(&b))
-    {
+    if !is_plain_param(param) {
         return None;
     }
     let href = touchable(href)?;
@@ -325,6 +402,15 @@ fn touchable(href: &str) -> Option<&str> {
     let probe_base = Url::parse("https://base.invalid/").ok()?;
     probe_base.join(href).ok().filter(is_http)?;
     Some(href)
+}
+
+/// A subid parameter name the rewriting can set: not empty, no whitespace
+/// and none of `&=#?`.
+fn is_plain_param(param: &str) -> bool {
+    !param.is_empty()
+        && !param
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b"&=#?".contains(&b))
 }
 
 fn find_token(s: &str) -> Option<usize> {
@@ -568,6 +654,117 @@ mod tests {
     }
 
     #[test]
+    fn placement_serialisation() {
+        let mut g = TrackingGroup {
+            key: "partnerize".into(),
+            aliases: vec![],
+            param: "pubref".into(),
+            placement: SubidPlacement::Query,
+            patterns: vec![],
+        };
+        let json = serde_json::to_value(&g).expect("serialises");
+        assert!(
+            json.get("placement").is_none(),
+            "the default is left out: {json}"
+        );
+        g.placement = SubidPlacement::PathSegment;
+        let json = serde_json::to_value(&g).expect("serialises");
+        assert_eq!(json["placement"], "path_segment");
+        assert_eq!(
+            serde_json::from_value::<TrackingGroup>(json).expect("parses"),
+            g
+        );
+        let without: TrackingGroup =
+            serde_json::from_str(r#"{"key":"k","param":"c"}"#).expect("parses");
+        assert_eq!(without.placement, SubidPlacement::Query);
+        let query: TrackingGroup =
+            serde_json::from_str(r#"{"key":"k","param":"c","placement":"query"}"#).expect("parses");
+        assert_eq!(query.placement, SubidPlacement::Query);
+        assert!(
+            serde_json::from_str::<TrackingGroup>(
+                r#"{"key":"k","param":"c","placement":"fragment"}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn set_path_subid_rules() {
+        let id = "AZDxon08eryN7wEjRWeJqwAbCdEf";
+        assert_eq!(
+            set_path_subid(
+                "https://prf.hn/click/camref:1100l3/destination:x",
+                "pubref",
+                id
+            )
+            .as_deref(),
+            Some(
+                "https://prf.hn/click/camref:1100l3/pubref:AZDxon08eryN7wEjRWeJqwAbCdEf/destination:x"
+            )
+        );
+        assert_eq!(
+            set_path_subid(
+                "https://prf.hn/click/camref:1/pubref:old?pubref=q#pubref:f",
+                "pubref",
+                id
+            )
+            .as_deref(),
+            Some(
+                "https://prf.hn/click/camref:1/pubref:AZDxon08eryN7wEjRWeJqwAbCdEf?pubref=q#pubref:f"
+            )
+        );
+        // No camref: the query parameter.
+        assert_eq!(
+            set_path_subid("https://x.test/go/a#top", "pubref", id).as_deref(),
+            Some("https://x.test/go/a?pubref=AZDxon08eryN7wEjRWeJqwAbCdEf#top")
+        );
+        // The piece before the first `/` is not a segment.
+        assert_eq!(
+            set_path_subid("camref:1/x", "pubref", id),
+            None,
+            "a scheme, not http(s)"
+        );
+        assert_eq!(
+            set_path_subid("click/camref:1", "pubref", id).as_deref(),
+            Some("click/camref:1/pubref:AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(
+            set_path_subid("https://prf.hn/click/camref:1", "pub/ref", id),
+            None
+        );
+        assert_eq!(
+            set_path_subid("https://prf.hn/click/camref:1", "", id),
+            None
+        );
+        assert_eq!(set_path_subid("javascript:void(0)", "pubref", id), None);
+        assert_eq!(
+            set_subid_at(
+                "https://prf.hn/click/camref:1",
+                "pubref",
+                SubidPlacement::Query,
+                id
+            )
+            .as_deref(),
+            Some("https://prf.hn/click/camref:1?pubref=AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        let fx = fixture();
+        let partnerize = group_by_name(&fx.groups, "phg").expect("the fixture's partnerize group");
+        assert_eq!(
+            tag_href(
+                "https://prf.hn/click/camref:1/pubref:--click-id--",
+                Some(partnerize),
+                id
+            )
+            .as_deref(),
+            Some("https://prf.hn/click/camref:1/pubref:AZDxon08eryN7wEjRWeJqwAbCdEf")
+        );
+        assert_eq!(
+            tag_href("https://prf.hn/click/camref:1", None, id).as_deref(),
+            Some("https://prf.hn/click/camref:1")
+        );
+    }
+
+    #[test]
     fn glob_edge_cases() {
         assert!(glob_match("", ""));
         assert!(glob_match("*", ""));
@@ -587,6 +784,21 @@ mod tests {
                 proptest::prop_assert_eq!(set_subid(&once, &param, id), Some(once.clone()));
             }
             let _ = replace_click_id_token(&href, id);
+        }
+
+        #[test]
+        fn set_path_subid_is_idempotent(
+            path in "(/(camref:|pubref:|PUBREF:|destination:|x)[a-z0-9:]{0,4}){0,5}",
+            tail in "(\\?[a-z=&:/]{0,8})?(#[a-z:/]{0,6})?",
+        ) {
+            let id = "AZDxon08eryN7wEjRWeJqwAbCdEf";
+            let href = format!("https://prf.hn{path}{tail}");
+            let once = set_path_subid(&href, "pubref", id);
+            proptest::prop_assert!(once.is_some(), "{href}");
+            let once = once.unwrap_or_default();
+            let carries = once.contains(&format!("/pubref:{id}")) || once.contains(&format!("pubref={id}"));
+            proptest::prop_assert!(carries, "{} -> {}", href, once);
+            proptest::prop_assert_eq!(set_path_subid(&once, "pubref", id), Some(once.clone()));
         }
 
         #[test]

@@ -112,17 +112,9 @@ pub enum TrackingMethod {
     Postback,
 }
 
-/// Where the subid goes in the network's links.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum SubidPlacement {
-    /// A query parameter: `?tid=<click_id>`.
-    #[default]
-    Query,
-    /// A `name:value` path segment, as Partnerize links carry
-    /// `/pubref:<click_id>`.
-    PathSegment,
-}
+/// Where the subid goes in the network's links (the domain's type: the
+/// tag and the server's matchers read it from the tracking group).
+pub use clicktrail_domain::links::SubidPlacement;
 
 /// Where a standard conversion is observed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -756,6 +748,7 @@ impl CatalogEntry {
             key: self.tracking_group.key.clone(),
             aliases: self.tracking_group.aliases.clone(),
             param: self.subid_param.clone(),
+            placement: self.subid_placement,
             patterns: self.link_patterns.clone(),
         }
     }
@@ -787,6 +780,7 @@ impl CatalogEntry {
             key: text("tracking_group").unwrap_or_else(|| self.tracking_group.key.clone()),
             aliases: Vec::new(),
             param: text("subid_param").unwrap_or_else(|| self.subid_param.clone()),
+            placement: SubidPlacement::Query,
             patterns: if hosts.is_empty() {
                 Vec::new()
             } else {

@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! The `clicktrail` server: configuration, the HTTP surface (collector, tag,
 //! postbacks, API, dashboard), the ingest pipeline and background workers.
 //! `main.rs` is only the command line; everything else lives here so the

@@ -86,22 +86,25 @@ pub async fn poll_now(state: &AppState, integration: &Integration) -> ApiResult<
             "this integration receives postbacks; it has no reporting API to poll",
         ));
     }
-    let lease_until = Utc::now().timestamp_millis() + LEASE_MS;
-    if !integrations::claim_poll(
-        &state.db,
-        &integration.id,
-        integration.next_poll_at,
-        lease_until,
-    )
-    .await?
-    {
-        return Err(ApiError::new(
-            axum::http::StatusCode::CONFLICT,
-            "poll_in_progress",
-            "a poll of this integration is already running",
-        ));
+    // A scheduled poll may be running: wait for it (a poll "now" must start
+    // after the call), then run ours.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = Utc::now().timestamp_millis();
+        if integrations::claim_poll(&state.db, &integration.id, now, now + LEASE_MS).await? {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "poll_in_progress",
+                "a poll of this integration is already running",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    Ok(run_and_record(state, integration).await)
+    let fresh = integrations::get(&state.db, &integration.id).await?.unwrap_or_else(|| integration.clone());
+    Ok(run_and_record(state, &fresh).await)
 }
 
 async fn run_and_record(state: &AppState, integration: &Integration) -> PollReport {
@@ -374,7 +377,7 @@ pub fn spawn(state: AppState, cancel: CancellationToken) -> JoinHandle<()> {
                 {
                     continue;
                 }
-                match integrations::claim_poll(&state.db, &i.id, i.next_poll_at, now + LEASE_MS)
+                match integrations::claim_poll(&state.db, &i.id, now, now + LEASE_MS)
                     .await
                 {
                     Ok(true) => {

@@ -66,25 +66,22 @@ pub async fn follow(
         return Ok(None);
     };
 
-    // The subid parameter: the link's integration, else the group its
+    // The tracking group: the link's integration's, else the group its
     // destination matches.
-    let (group, param) = match &link.integration_id {
-        Some(id) => match state.integration_by_id(id).await? {
-            Some(i) => (Some(i.tracking_group.clone()), Some(i.subid_param.clone())),
-            None => (None, None),
-        },
-        None => {
-            let groups = crate::tagjs::property_groups(state, &pid).await?;
-            match find_group(&groups, &link.destination_url) {
-                Some(g) => (Some(g.key.clone()), Some(g.param.clone())),
-                None => (None, None),
-            }
-        }
+    let groups = crate::tagjs::property_groups(state, &pid).await?;
+    let wanted = match &link.integration_id {
+        Some(id) => state.integration_by_id(id).await?.map(|i| i.tracking_group),
+        None => None,
+    };
+    let group = match wanted {
+        Some(key) => groups.iter().find(|g| g.key == key),
+        None => find_group(&groups, &link.destination_url),
     };
     let pageview = uuid::Uuid::now_v7();
     let click_id = clickid::mint(pageview);
-    let location = tag_href(&link.destination_url, param.as_deref(), click_id.as_str())
+    let location = tag_href(&link.destination_url, group, click_id.as_str())
         .unwrap_or_else(|| link.destination_url.clone());
+    let group = group.map(|g| g.key.clone());
 
     let (visitor, new_visitor) = match visitor_from_cookie(headers) {
         Some(v) => (v, false),

@@ -104,12 +104,13 @@ pub async fn list_for_property(db: &Db, property: &PropertyId) -> Result<Vec<Int
     .await
 }
 
-/// Integrations whose scheduled poll is due.
+/// Integrations whose scheduled poll is due and not running.
 pub async fn due_for_poll(db: &Db, now: i64, limit: i64) -> Result<Vec<Integration>> {
     db.fetch_all(
         &format!(
             "SELECT {COLS} FROM integrations WHERE next_poll_at IS NOT NULL AND next_poll_at <= $1 \
-             AND status <> 'paused' ORDER BY next_poll_at LIMIT $2"
+             AND (polling_until IS NULL OR polling_until < $1) AND status <> 'paused' \
+             ORDER BY next_poll_at LIMIT $2"
         ),
         args![now, limit],
     )
@@ -134,31 +135,17 @@ pub async fn update_config(
     Ok(())
 }
 
-/// Claims a due poll: moves `next_poll_at` to `lease_until` if it is still
-/// `expected`, so two workers (or processes) never poll one integration at
-/// once. Returns whether this caller won.
-pub async fn claim_poll(
-    db: &Db,
-    id: &str,
-    expected: Option<i64>,
-    lease_until: i64,
-) -> Result<bool> {
-    let n = match expected {
-        Some(e) => {
-            db.execute(
-                "UPDATE integrations SET next_poll_at = $3 WHERE id = $1 AND next_poll_at = $2",
-                args![id, e, lease_until],
-            )
-            .await?
-        }
-        None => {
-            db.execute(
-                "UPDATE integrations SET next_poll_at = $2 WHERE id = $1 AND next_poll_at IS NULL",
-                args![id, lease_until],
-            )
-            .await?
-        }
-    };
+/// Claims the right to poll: sets a lease unless another poll holds one,
+/// so two workers (or processes) never poll one integration at once.
+/// Returns whether this caller won.
+pub async fn claim_poll(db: &Db, id: &str, now: i64, lease_until: i64) -> Result<bool> {
+    let n = db
+        .execute(
+            "UPDATE integrations SET polling_until = $3 WHERE id = $1 \
+             AND (polling_until IS NULL OR polling_until < $2)",
+            args![id, now, lease_until],
+        )
+        .await?;
     Ok(n == 1)
 }
 
@@ -175,7 +162,7 @@ pub async fn record_poll(
 ) -> Result<()> {
     db.execute(
         "UPDATE integrations SET last_poll_at = $2, last_poll_status = $3, last_error_code = $4, last_error = $5, \
-         next_poll_at = $6, poll_failures = $7, \
+         next_poll_at = $6, poll_failures = $7, polling_until = NULL, \
          status = CASE WHEN status = 'paused' THEN status WHEN $4 IS NULL THEN 'active' ELSE 'error' END \
          WHERE id = $1",
         args![id, at, status, error_code, error, next_poll_at, failures],

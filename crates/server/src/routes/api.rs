@@ -24,6 +24,11 @@ pub fn router() -> Router<AppState> {
         .route("/properties", get(list_properties).post(create_property))
         .route("/properties/{id}", get(get_property).patch(update_property))
         .route("/properties/{id}/clicks/{click_id}", get(get_click))
+        .route("/catalog", get(super::catalog::list))
+        .route("/catalog/{key}", get(super::catalog::get))
+        .merge(super::integrations::router())
+        .merge(super::conversions::router())
+        .merge(super::links::router())
         .merge(super::destinations::router())
 }
 

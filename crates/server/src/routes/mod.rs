@@ -16,9 +16,15 @@ use crate::state::AppState;
 use crate::telemetry;
 
 pub mod api;
+pub mod catalog;
 pub mod collect;
+pub mod conversions;
 pub mod destinations;
 pub mod health;
+pub mod integrations;
+pub mod links;
+pub mod postback;
+pub mod tag;
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -28,6 +34,11 @@ pub fn router(state: AppState) -> Router {
             "/collect",
             post(collect::collect).options(collect::preflight),
         )
+        .route("/t/{file}", get(tag::tag))
+        .route("/t/ext/{file}", get(tag::ext))
+        .route("/t/{id}/scan", get(tag::scan))
+        .route("/postback/{token}", get(postback::postback).post(postback::postback))
+        .route("/go/{slug}", get(links::go))
         .nest("/api/v1", api::router())
         .merge(crate::dashboard::router())
         .fallback(not_found)

@@ -20,6 +20,9 @@ CREATE TABLE integrations (
     last_error       TEXT,
     next_poll_at     BIGINT,
     poll_failures    BIGINT NOT NULL DEFAULT 0,
+    -- A running poll's lease: no other poll of this integration starts
+    -- before it expires (or the poll records its outcome).
+    polling_until    BIGINT,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );

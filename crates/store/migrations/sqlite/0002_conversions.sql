@@ -20,6 +20,9 @@ CREATE TABLE integrations (
     last_error       TEXT,
     next_poll_at     INTEGER,
     poll_failures    INTEGER NOT NULL DEFAULT 0,
+    -- A running poll's lease: no other poll of this integration starts
+    -- before it expires (or the poll records its outcome).
+    polling_until    INTEGER,
     created_at       INTEGER NOT NULL,
     updated_at       INTEGER NOT NULL
 );
