@@ -110,10 +110,15 @@ export const replaceToken = (href: string, id: string): string | undefined => {
   return h != null ? rewrite(h, undefined, id) : undefined;
 };
 
+/** What the rules read of a link element: its attributes. */
+export interface Attrs {
+  getAttribute(name: string): string | null | undefined;
+}
+
 /**
  * Whether a link is tracked, and in which group: `[trimmed href, group]`
  * (no group for a link tracked only through `--CLICK-ID--`), or undefined
- * when the link is left alone. `attr` reads the element's attributes.
+ * when the link is left alone. `el` is the element (for its attributes).
  * Manual tagging first (`data-tracking-group`, then `rel` tokens), then the
  * URL, then `extra` (AutoScan answers).
  */
@@ -121,14 +126,14 @@ export const linkGroup = (
   groups: Group[],
   base: string,
   href: string,
-  attr: (name: string) => string | null | undefined,
+  el: Attrs,
   extra?: (u: URL) => Group | undefined,
 ): [string, Group | undefined] | undefined => {
   const r = resolve(href, base);
-  const manual = attr('data-tracking-group') || '';
+  const manual = el.getAttribute('data-tracking-group') || '';
   if (!r || /^\s*none\s*$/i.test(manual)) return undefined;
   const g =
-    [manual, ...(attr('rel') || '').split(/[\t\n\f\r ]/)].map((t) => byName(groups, t)).find((x) => x) ||
+    [manual, ...(el.getAttribute('rel') || '').split(/[\t\n\f\r ]/)].map((t) => byName(groups, t)).find((x) => x) ||
     groups.find((x) => matches(x, r[1])) ||
     extra?.(r[1]);
   return g || TOKEN.test(href) ? [r[0], g] : undefined;
@@ -139,9 +144,9 @@ export const tagLink = (
   groups: Group[],
   base: string,
   href: string,
-  attr: (name: string) => string | null | undefined,
+  el: Attrs,
   id: string,
 ): { group: Group | undefined; href: string } | undefined => {
-  const m = linkGroup(groups, base, href, attr);
+  const m = linkGroup(groups, base, href, el);
   return m && { group: m[1], href: rewrite(m[0], m[1], id) };
 };

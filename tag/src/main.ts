@@ -34,7 +34,8 @@ const guard =
       // the page comes first
     }
   };
-const noHash = (u: string) => u.split('#')[0];
+/** The page's URL without its fragment: what a navigation changes. */
+const here = () => loc.href.split('#')[0];
 /** Landing parameters whose new values start a new session: utm_* and the ad click ids. */
 const CAMPAIGN = /[?&](utm_\w+|[gw]braid|li_fat_id|sccid|epik|rdt_cid|\w*cl(ic)?k?id)=[^&]*/gi;
 
@@ -118,10 +119,10 @@ const withExt = <T>(f: (x: Ext) => T) =>
 
 
 /**
- * Sends one event (when allowed) and returns its id; has the page's own
- * pixels (if it has any) fire it with the same id.
+ * Sends one event (when allowed); has the page's own pixels (if it has any)
+ * fire it with the same id.
  */
-const send = (name: string, extra: Obj): string => {
+const send = (name: string, extra: Obj) => {
   const e = {
     property_id: C.property,
     event_id: uuidText(uuid7()),
@@ -137,7 +138,8 @@ const send = (name: string, extra: Obj): string => {
   // One event is a whole request body; a string is sent as text/plain (no
   // CORS preflight).
   const body = JSON.stringify(e);
-  if (consent && started) {
+  // (With consent, begin ran: the ids are there.)
+  if (consent) {
     touchSession();
     navigator.sendBeacon?.(C.collect, body) ||
       fetch(C.collect, { method: 'POST', body, keepalive: true }).catch(noop);
@@ -145,7 +147,6 @@ const send = (name: string, extra: Obj): string => {
     // the first click: its pixel fires while the page is still there.)
     if (w.fbq || w.gtag || w.ttq) withExt((x) => x.p(C.pixels, e));
   }
-  return e.event_id;
 };
 
 /** Sends the current page's PageView. */
@@ -178,14 +179,14 @@ const tagElement = (el: Element & { _ct?: Tagged; _cu?: string }, attr = 'href')
   const raw = el.getAttribute(attr)!;
   const old = el._ct || ([] as never as Tagged);
   // (_cu: the generation and href of an element found untracked, skipped until either changes.)
-  if (!consent || !started || el._cu == generation + raw) return;
+  if (!consent || el._cu == generation + raw) return;
   // A click id of ours in the href stands for the token it replaced: a new
   // pageview puts a fresh id in its place.
   const m = linkGroup(
     C.groups,
     d.baseURI,
     raw.split(old[0]).join('--CLICK-ID--'),
-    (n) => el.getAttribute(n),
+    el,
     scanGroup,
   );
   if (!m) {
@@ -210,7 +211,7 @@ const tagElement = (el: Element & { _ct?: Tagged; _cu?: string }, attr = 'href')
  */
 const tagAll = guard(() => {
   timer = 0;
-  if (noHash(loc.href) != pageUrl) {
+  if (here() != pageUrl) {
     referrer = pageUrl;
     newPageview();
     pageview();
@@ -231,7 +232,7 @@ const retag = () => {
 const newPageview = () => {
   pv = uuid7();
   pvId = uuidText(pv);
-  pageUrl = noHash(loc.href);
+  pageUrl = here();
 };
 
 const begin = () => {

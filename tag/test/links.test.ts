@@ -30,7 +30,7 @@ const ID = fixture.click_id;
 /** What AutoTag does to the case's link: [tagged, group key, href after]. */
 const run = (c: Case, href: string): [boolean, string | null, string] => {
   const attrs: Record<string, string | undefined> = { 'data-tracking-group': c.data_tracking_group, rel: c.rel };
-  const r = tagLink(c.groups || fixture.groups, c.page || fixture.page, href, (n) => attrs[n], ID);
+  const r = tagLink(c.groups || fixture.groups, c.page || fixture.page, href, { getAttribute: (n) => attrs[n] }, ID);
   return r ? [true, r.group?.key ?? null, r.href] : [false, null, href];
 };
 
@@ -130,7 +130,7 @@ test('resolve and touchable follow the browser', () => {
 test('groups by name and by AutoScan answer', () => {
   assert.equal(byName(fixture.groups, ' GalaPartners ')?.key, 'incomeaccess');
   assert.equal(byName(fixture.groups, ''), undefined);
-  const attrs = (_: string) => null;
+  const attrs = { getAttribute: (_: string) => null };
   const scanned = linkGroup(fixture.groups, 'https://site.test/', '/go/pinnacle', attrs, () => fixture.groups[0]);
   assert.deepEqual(scanned, ['/go/pinnacle', fixture.groups[0]]);
   assert.equal(linkGroup(fixture.groups, 'https://site.test/', '/go/pinnacle', attrs, () => undefined), undefined);

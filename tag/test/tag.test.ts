@@ -489,6 +489,17 @@ test('consent withdrawn: cookies and stored hashes removed, nothing sent, rememb
   assert.equal(q.sent.length, 0, 'a refusal holds on the next page');
 });
 
+test('consent withdrawn while identify waits for the extension: nothing kept, nothing sent', async () => {
+  const p = page();
+  await p.loadTag();
+  p.win.clicktrail('identify', { email: 'a@b.test' });
+  p.win.clicktrail('track', 'Lead');
+  p.win.clicktrail('consent', false);
+  await wait(50);
+  assert.equal(p.win.localStorage.getItem('_ctu'), null);
+  assert.deepEqual(p.events().map((e) => e.name), ['PageView']);
+});
+
 test('server down or beacons unavailable: the page never sees an error', async () => {
   const down = page({ down: true, html: body(`<a id=pin href="${PIN}">x</a><a id=go href="/go/x">x</a>`) });
   await down.loadTag();

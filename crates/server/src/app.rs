@@ -133,6 +133,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     if state.cfg.polling.enabled {
         worker_handles.push(crate::polling::spawn(state.clone(), workers_cancel.clone()));
     }
+    worker_handles.push(crate::onsite::spawn(state.clone(), workers_cancel.clone()));
     let app = routes::router(state.clone());
     // Conversions out: the outbox workers, beside the ingest writers.
     let delivery_cancel = CancellationToken::new();

@@ -27,6 +27,9 @@ use crate::delivery::QueueItem;
 use crate::pipeline::IngestFailure;
 use crate::state::AppState;
 
+/// The `origin` of the stand-in click of an on-site conversion.
+const ON_SITE: &str = "session";
+
 /// Tolerance for a conversion dated slightly before its click (clock skew):
 /// such conversions are dated at the click instead of refused.
 const SKEW_TOLERANCE_MS: i64 = 10 * 60 * 1000;
@@ -51,6 +54,10 @@ pub struct Pending {
     /// Set when the source could not be read into an event at all (a
     /// report row the connector refused): logged with this code and detail.
     pub forced_error: Option<(ErrorCode, String)>,
+    /// For a conversion tracked on the site itself (a collector custom
+    /// event): the session it happened in, which is its attribution (there
+    /// is no affiliate click to name).
+    pub session_id: Option<i64>,
 }
 
 fn blank_row(p: &Pending) -> ConversionRow {
@@ -301,7 +308,9 @@ pub fn decide(p: &Pending, f: Facts<'_>) -> Draft {
     let mut materialise = None;
     if let Some(c) = f.click {
         row.click_ts = Some(c.ts);
-        row.click_id = Some(c.click_id.clone());
+        if c.origin != ON_SITE {
+            row.click_id = Some(c.click_id.clone());
+        }
         if let Some(g) = &c.link_group {
             row.link_group = Some(g.clone());
         }
@@ -436,8 +445,36 @@ pub async fn decide_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Draft>, 
                 );
             }
         }
+        // On-site conversions: their own session stands in for a click.
+        let on_site: Vec<i64> = idx.iter().filter_map(|&i| batch[i].session_id).collect();
+        let own_sessions = lookup::sessions(tx, &on_site).await?;
+        let mut session_clicks: HashMap<usize, Click> = HashMap::new();
+        for &i in &idx {
+            let p = &batch[i];
+            if let Some(s) = p.session_id.and_then(|id| own_sessions.get(&id)) {
+                session_clicks.insert(
+                    i,
+                    Click {
+                        id: 0,
+                        property_id: property.to_owned(),
+                        click_id: String::new(),
+                        origin: ON_SITE.into(),
+                        ts: p.event.occurred_at.map(|t| t.timestamp_millis()).unwrap_or(p.received_at_ms),
+                        session_id: s.id,
+                        visitor_id: s.visitor_id.clone(),
+                        event_id: None,
+                        pageview_id: None,
+                        page_url: None,
+                        link_url: None,
+                        link_group: None,
+                        link_text: None,
+                    },
+                );
+            }
+        }
         let session_ids: Vec<i64> = clicks
             .values()
+            .chain(session_clicks.values())
             .map(|c| c.session_id)
             .collect::<HashSet<_>>()
             .into_iter()
@@ -445,6 +482,7 @@ pub async fn decide_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Draft>, 
         let sessions = lookup::sessions(tx, &session_ids).await?;
         let visitors: Vec<&str> = clicks
             .values()
+            .chain(session_clicks.values())
             .map(|c| c.visitor_id.as_str())
             .collect::<HashSet<_>>()
             .into_iter()
@@ -483,12 +521,13 @@ pub async fn decide_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Draft>, 
         }
         for &i in &idx {
             let p = &batch[i];
-            let click = p
-                .event
-                .click_id
-                .as_deref()
-                .map(str::trim)
-                .and_then(|c| clicks.get(c));
+            let click = session_clicks.get(&i).or_else(|| {
+                p.event
+                    .click_id
+                    .as_deref()
+                    .map(str::trim)
+                    .and_then(|c| clicks.get(c))
+            });
             let session = click.and_then(|c| sessions.get(&c.session_id));
             let vs = click
                 .and_then(|c| visitor_sessions.get(&c.visitor_id))
@@ -514,16 +553,20 @@ pub async fn decide_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Draft>, 
     Ok(drafts.into_iter().flatten().collect())
 }
 
-/// Extra rows a connector commits with its conversions.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshots {
-    pub integration_id: String,
-    pub rows: Vec<(String, String)>,
+/// What a job commits with its conversions, in the same transaction.
+#[derive(Debug, Clone)]
+pub enum Extra {
+    /// A connector's new row snapshots.
+    Snapshots { integration_id: String, rows: Vec<(String, String)> },
+    /// A job's progress cursor in `server_meta`, moved from `from` to `to`;
+    /// if another process moved it first, the whole transaction is rolled
+    /// back (so two processes never record the same events twice).
+    Cursor { key: &'static str, from: i64, to: i64 },
 }
 
 struct Job {
     items: Vec<Pending>,
-    snapshots: Option<Snapshots>,
+    snapshots: Option<Extra>,
     ack: oneshot::Sender<Result<Vec<Written>, IngestFailure>>,
 }
 
@@ -628,7 +671,7 @@ impl ConversionQueue {
     pub async fn submit(
         &self,
         items: Vec<Pending>,
-        snapshots: Option<Snapshots>,
+        snapshots: Option<Extra>,
     ) -> Result<Vec<Written>, IngestFailure> {
         let (ack, rx) = oneshot::channel();
         match self.tx.try_send(Job {
@@ -650,7 +693,7 @@ impl ConversionQueue {
     pub async fn submit_waiting(
         &self,
         items: Vec<Pending>,
-        snapshots: Option<Snapshots>,
+        snapshots: Option<Extra>,
     ) -> Result<Vec<Written>, IngestFailure> {
         let (ack, rx) = oneshot::channel();
         self.tx
@@ -731,15 +774,29 @@ impl Writer {
     async fn write(
         &self,
         items: &[Pending],
-        snaps: Vec<Option<Snapshots>>,
+        snaps: Vec<Option<Extra>>,
     ) -> Result<Vec<Written>, StoreError> {
         let mut tx = self.db.begin().await?;
         let drafts = decide_batch(&mut tx, items).await?;
         let written = conversions::write_in(&mut tx, drafts.clone()).await?;
         let now = chrono::Utc::now().timestamp_millis();
-        for s in snaps.into_iter().flatten() {
-            clicktrail_store::integrations::put_snapshots(&mut tx, &s.integration_id, &s.rows, now)
-                .await?;
+        for extra in snaps.into_iter().flatten() {
+            match extra {
+                Extra::Snapshots { integration_id, rows } => {
+                    clicktrail_store::integrations::put_snapshots(&mut tx, &integration_id, &rows, now).await?;
+                }
+                Extra::Cursor { key, from, to } => {
+                    let moved = tx
+                        .execute(
+                            "UPDATE server_meta SET value = $3 WHERE key = $1 AND value = $2",
+                            clicktrail_store::args![key, from.to_string(), to.to_string()],
+                        )
+                        .await?;
+                    if moved != 1 {
+                        return Err(StoreError::Conflict(format!("cursor {key} moved by another process")));
+                    }
+                }
+            }
         }
         if let Some(after) = &self.after_write {
             let pairs: Vec<(Draft, Written)> =
@@ -765,7 +822,7 @@ impl Writer {
 
 type Acks = Vec<(usize, oneshot::Sender<Result<Vec<Written>, IngestFailure>>)>;
 
-fn split(jobs: Vec<Job>) -> (Vec<Pending>, Vec<Option<Snapshots>>, Acks) {
+fn split(jobs: Vec<Job>) -> (Vec<Pending>, Vec<Option<Extra>>, Acks) {
     let mut items = Vec::new();
     let mut snaps = Vec::new();
     let mut acks = Vec::new();
@@ -819,6 +876,7 @@ mod tests {
             event_id: None,
             event: ev,
             forced_error: None,
+            session_id: None,
         }
     }
 

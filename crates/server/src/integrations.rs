@@ -393,6 +393,7 @@ pub async fn receive_postback(
         event_id: None,
         event,
         forced_error: None,
+        session_id: None,
     };
     let written = state
         .conversions

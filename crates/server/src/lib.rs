@@ -16,6 +16,7 @@ pub mod delivery;
 pub mod enrich;
 pub mod error;
 pub mod integrations;
+pub mod onsite;
 pub mod pipeline;
 pub mod polling;
 pub mod redirect;

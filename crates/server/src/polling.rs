@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::conversions::{Pending, Snapshots};
+use crate::conversions::{Extra, Pending};
 use crate::error::{ApiError, ApiResult};
 use crate::integrations::next_poll;
 use crate::state::{AppState, outbound_policy};
@@ -287,6 +287,7 @@ async fn apply_chunk(
         event_id: None,
         event,
         forced_error: forced,
+        session_id: None,
     };
     let mut items = Vec::new();
     let mut snaps: Vec<(String, String)> = Vec::new();
@@ -330,10 +331,7 @@ async fn apply_chunk(
         .conversions
         .submit_waiting(
             items,
-            Some(Snapshots {
-                integration_id: integration.id.clone(),
-                rows: snaps,
-            }),
+            Some(Extra::Snapshots { integration_id: integration.id.clone(), rows: snaps }),
         )
         .await
         .map_err(|e| PollFailure::Storage(e.to_string()))?;

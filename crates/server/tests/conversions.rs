@@ -312,3 +312,42 @@ async fn count(s: &TestServer, pid: &str) -> usize {
 fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+both!(onsite_conversions, |b: Backend| async move {
+    let s = TestServer::start(b).await;
+    let pid = s.property(&["site.example"]).await;
+    let pv = "0190f1a2-7d3c-7abc-8def-00000000aaaa";
+    let lead = "0190f1a2-7d3c-7abc-8def-00000000bbbb";
+    let landing = "https://site.example/?utm_source=facebook&utm_medium=paid_social&fbclid=IwAR_onsite";
+    let body = json!({"property_id": pid, "events": [
+        pageview(pv, "v_onsite_0001", landing),
+        {"event_id": lead, "name": "Lead", "ts": support::now_ms(), "visitor_id": "v_onsite_0001",
+         "url": "https://site.example/thanks", "value": 7.5, "currency": "EUR", "pageview_id": pv},
+        {"event_id": "0190f1a2-7d3c-7abc-8def-00000000cccc", "name": "Scrolled", "ts": support::now_ms(),
+         "visitor_id": "v_onsite_0001", "url": "https://site.example/thanks"},
+    ]});
+    assert_eq!(s.collect(&body, &[("user-agent", CHROME_UA)]).await.0, 202);
+    // The job follows committed events.
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        let (_, log) = s.get(&format!("/api/v1/properties/{pid}/conversions"), MASTER_KEY).await;
+        entries = log["conversions"].as_array().unwrap().clone();
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(entries.len(), 1, "only the conversion event becomes a conversion: {entries:?}");
+    let e = &entries[0];
+    assert_eq!(e["status"], "validated");
+    assert_eq!(e["event_name"], "Lead");
+    assert_eq!(e["event_id"], lead, "the browser pixel's event id, for de-duplication");
+    assert_eq!(e["value"], 7.5);
+    assert_eq!(e["click_id"], Value::Null);
+    assert_eq!(e["attribution"]["source"], "facebook");
+    // Sending the same beacon again changes nothing.
+    assert_eq!(s.collect(&body, &[("user-agent", CHROME_UA)]).await.1["duplicates"], 3);
+    clicktrail::onsite::run_once(&s.server.state).await.unwrap();
+    assert_eq!(count(&s, &pid).await, 1);
+    s.stop().await;
+});

@@ -26,6 +26,7 @@ use sqlx::{FromRow, Postgres, Sqlite, Transaction};
 pub mod auth;
 pub mod clicks;
 pub mod conversions;
+pub mod events;
 pub mod deliveries;
 pub mod ingest;
 pub mod integrations;

@@ -17,7 +17,7 @@ export const tagSource = () => (built ??= buildTag());
 /** The extension built from the current sources. */
 export const extSource = () => (builtExt ??= buildExt());
 
-export const EXT_URL = 'https://track.example.net/t/ext/0123456789abcdef.js';
+export const EXT_URL = 'https://track.example.net/t/ext/9f3c2a7be41d6058.js';
 
 /**
  * The extension module as a script that evaluates to its namespace: the ES

@@ -1,0 +1,128 @@
+//! On-site conversions: custom events the tag (or a site's backend) sends
+//! through `/collect` (`clicktrail('track', 'Lead', {value, currency})`)
+//! become conversions attributed to their session, and so reach the ad
+//! destinations with the same `event_id` the browser pixels used.
+//!
+//! Events are committed by the ingest writer; this job follows them with a
+//! cursor kept in `server_meta` and moved in the same transaction as the
+//! conversions it records, so each event becomes a conversion exactly once
+//! even across crashes and several server processes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clicktrail_domain::PropertyId;
+use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
+use clicktrail_domain::mapping::{EventMapping, MappingRule, ValueSource};
+use clicktrail_domain::money::from_micros;
+use clicktrail_store::{StoreError, events, meta};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::conversions::{Extra, Pending};
+use crate::state::AppState;
+
+/// Custom event names that are conversions (the ad platforms' standard
+/// conversion events). Other custom events stay events.
+pub const CONVERSION_EVENTS: &[&str] = &[
+    "Lead",
+    "Purchase",
+    "CompleteRegistration",
+    "Subscribe",
+    "StartTrial",
+    "SubmitApplication",
+    "Contact",
+    "Schedule",
+    "Donate",
+    "AddPaymentInfo",
+    "InitiateCheckout",
+    "AddToCart",
+];
+
+const CURSOR: &str = "onsite_conversions_cursor";
+const BATCH: i64 = 500;
+
+/// The mapping of on-site events: each conversion event to itself.
+pub fn mapping() -> EventMapping {
+    EventMapping(
+        CONVERSION_EVENTS
+            .iter()
+            .map(|n| {
+                ((*n).to_owned(), MappingRule {
+                    event: Some((*n).to_owned()),
+                    value: ValueSource::Reported,
+                    send_to_destinations: true,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// One pass: records the conversions of the next events after the cursor.
+/// Returns how many events it looked at.
+pub async fn run_once(state: &AppState) -> Result<usize, StoreError> {
+    let from: i64 = meta::get_or_init(&state.db, CURSOR, "0").await?.parse().unwrap_or(0);
+    let rows = events::named_after(&state.db, from, CONVERSION_EVENTS, BATCH).await?;
+    let Some(last) = rows.last().map(|r| r.id) else { return Ok(0) };
+    let mapping = Arc::new(mapping());
+    let mut items = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let Ok(pid) = PropertyId::parse(&r.property_id) else { continue };
+        let Some(property) = state.property(&pid).await? else { continue };
+        let raw = serde_json::json!({
+            "event_id": r.event_id, "name": r.name, "url": r.url,
+            "value": r.value_micros.map(|m| from_micros(m).to_string()), "currency": r.currency,
+            "props": r.props.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
+        });
+        items.push(Pending {
+            property,
+            integration: None,
+            mapping: mapping.clone(),
+            received_at_ms: r.ts,
+            event_id: Some(r.event_id.clone()),
+            event: SourceEvent {
+                kind: SourceKind::Collector,
+                source_event: r.name.clone(),
+                click_id: None,
+                transaction_id: Some(r.event_id.clone()),
+                value: r.value_micros.map(from_micros),
+                currency: r.currency.as_deref().and_then(|c| clicktrail_domain::Currency::parse(c).ok()),
+                status: SourceStatus::Approved,
+                occurred_at: chrono::DateTime::from_timestamp_millis(r.ts),
+                adjusts: None,
+                raw,
+            },
+            forced_error: None,
+            session_id: Some(r.session_id),
+        });
+    }
+    let n = rows.len();
+    state
+        .conversions
+        .submit_waiting(items, Some(Extra::Cursor { key: CURSOR, from, to: last }))
+        .await
+        .map_err(|e| StoreError::Conflict(e.to_string()))?;
+    Ok(n)
+}
+
+/// Follows committed events.
+pub fn spawn(state: AppState, cancel: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let n = match run_once(&state).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "on-site conversions: pass failed; retrying");
+                    0
+                }
+            };
+            if n as i64 == BATCH {
+                continue;
+            }
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+            }
+        }
+    })
+}
