@@ -1,10 +1,10 @@
 // The clicktrail tag: visitor and session ids, PageView (load and SPA
 // navigation), AutoTag / manual tagging, OutboundClick, the clicktrail()
 // command API and consent. What only some pages need (pixels, identify's
-// hashing, AutoScan, GET-form fields) is in the extension, src/ext.ts,
-// loaded on first use. Every entry point (load, commands, DOM, history and
-// timer callbacks) is guarded, so nothing here throws into the page, blocks
-// it or delays a navigation. tag/README.md documents the behaviour. Written
+// hashing, AutoScan's questions, forms) is in the extension, src/ext.ts,
+// imported on first use. Every entry point (load, commands, DOM, history,
+// timer and promise callbacks) is guarded, so nothing here throws into the
+// page, blocks it or delays a navigation. tag/README.md documents the behaviour. Written
 // for size (it ships in every page, under a gzip budget checked by
 // test/size.test.ts): terse on purpose.
 
@@ -117,7 +117,6 @@ const withExt = <T>(f: (x: Ext) => T) =>
     .then((x) => x && f(x))
     .catch(noop) as Promise<Awaited<T> | void>;
 
-
 /**
  * Sends one event (when allowed); has the page's own pixels (if it has any)
  * fire it with the same id.
@@ -153,18 +152,16 @@ const send = (name: string, extra: Obj) => {
 const pageview = () =>
   send('PageView', {
     event_id: pvId,
-    url: loc.href,
     referrer,
     title: d.title,
     cookies: { fbp: getCookie('_fbp'), fbc: getCookie('_fbc'), ttp: getCookie('_ttp') },
   });
 
 /**
- * The group AutoScan found for a same-site link under an AutoScan prefix
- * (asked by origin and path: redirect plugins ignore the query). The
- * extension asks and answers; the first such link requests it.
+ * The group AutoScan found for a same-site link under an AutoScan prefix.
+ * The extension asks and answers; the first such link imports it. (Falsy,
+ * not only undefined, when there is none: linkGroup only tests it.)
  */
-// (Falsy, not only undefined, when there is none: linkGroup only tests it.)
 const scanGroup = (u: URL) =>
   (C.scan && u.host == loc.host && C.autoscan_prefixes.some((p) => glob(p + '*', u.pathname)) && (ext(), X?.s(u, C, retag))) as
     | Group

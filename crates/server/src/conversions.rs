@@ -391,7 +391,7 @@ pub fn decide(p: &Pending, f: Facts<'_>) -> Draft {
 /// Looks up, in one query per kind of fact, what the batch's decisions
 /// need, and decides them. Runs inside the writer's transaction, so it sees
 /// every click committed before and no conversion can slip in between.
-pub async fn decide_batch(tx: &mut Tx, batch: &[Pending]) -> Result<Vec<Draft>, StoreError> {
+pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draft>, StoreError> {
     use std::collections::{HashMap, HashSet};
     let mut by_property: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in batch.iter().enumerate() {

@@ -29,6 +29,13 @@ enum Command {
     Serve,
     /// Run database migrations and exit.
     Migrate,
+    /// Start the server on a separate demo database (./clicktrail-demo-data)
+    /// filled with three weeks of simulated traffic, conversions and spend.
+    Demo {
+        /// Delete the demo database first and simulate again.
+        #[arg(long)]
+        reset: bool,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -60,6 +67,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(cfg).await,
+        Command::Demo { reset } => demo(cfg, reset).await,
         Command::Migrate => {
             let db = app::open_database(&cfg).await?;
             db.close().await;
@@ -107,6 +115,26 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests and flushing the write queue");
+        token.cancel();
+    });
+    server.wait().await
+}
+
+async fn demo(cfg: Config, reset: bool) -> anyhow::Result<()> {
+    let server = clicktrail::dashboard::demo::start(cfg, reset).await?;
+    let base = server.state.public_base.clone();
+    println!("clicktrail demo is running at {base}/");
+    println!(
+        "  log in with {} / {}",
+        clicktrail::dashboard::demo::DEMO_EMAIL,
+        clicktrail::dashboard::demo::DEMO_PASSWORD
+    );
+    println!(
+        "  demo database: ./clicktrail-demo-data (separate from your real data; `clicktrail demo --reset` starts over)"
+    );
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
         token.cancel();
     });
     server.wait().await

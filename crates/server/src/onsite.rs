@@ -41,6 +41,8 @@ pub const CONVERSION_EVENTS: &[&str] = &[
 
 const CURSOR: &str = "onsite_conversions_cursor";
 const BATCH: i64 = 500;
+/// Most event ids one pass looks through.
+const SCAN_WINDOW: i64 = 50_000;
 
 /// The mapping of on-site events: each conversion event to itself.
 pub fn mapping() -> EventMapping {
@@ -59,11 +61,23 @@ pub fn mapping() -> EventMapping {
 }
 
 /// One pass: records the conversions of the next events after the cursor.
-/// Returns how many events it looked at.
+/// Returns how far the cursor moved (0: caught up).
 pub async fn run_once(state: &AppState) -> Result<usize, StoreError> {
     let from: i64 = meta::get_or_init(&state.db, CURSOR, "0").await?.parse().unwrap_or(0);
-    let rows = events::named_after(&state.db, from, CONVERSION_EVENTS, BATCH).await?;
-    let Some(last) = rows.last().map(|r| r.id) else { return Ok(0) };
+    // Scan at most a bounded id range per pass: the cursor moves past the
+    // events that are not conversions too, so a pass never rereads them.
+    let upto = events::max_id(&state.db).await?.min(from.saturating_add(SCAN_WINDOW));
+    if upto <= from {
+        return Ok(0);
+    }
+    let rows = events::named_between(&state.db, from, upto, CONVERSION_EVENTS, BATCH).await?;
+    let last = if rows.len() as i64 == BATCH { rows.last().map_or(upto, |r| r.id) } else { upto };
+    if rows.is_empty() {
+        // Nothing to record: move the cursor alone (compare-and-set, like
+        // the conversion writer does).
+        meta::compare_and_set(&state.db, CURSOR, &from.to_string(), &last.to_string()).await?;
+        return Ok((last - from) as usize);
+    }
     let mapping = Arc::new(mapping());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
@@ -96,7 +110,7 @@ pub async fn run_once(state: &AppState) -> Result<usize, StoreError> {
             session_id: Some(r.session_id),
         });
     }
-    let n = rows.len();
+    let n = (last - from) as usize;
     state
         .conversions
         .submit_waiting(items, Some(Extra::Cursor { key: CURSOR, from, to: last }))
@@ -116,7 +130,7 @@ pub fn spawn(state: AppState, cancel: CancellationToken) -> JoinHandle<()> {
                     0
                 }
             };
-            if n as i64 == BATCH {
+            if n > 0 {
                 continue;
             }
             tokio::select! {

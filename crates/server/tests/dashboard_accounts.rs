@@ -27,7 +27,10 @@ async fn setup_login_logout() {
         .into_iter()
         .find(|c| c.starts_with("ct_csrf="))
         .expect("csrf cookie");
-    assert!(csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"), "{csrf_cookie}");
+    assert!(
+        csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"),
+        "{csrf_cookie}"
+    );
 
     // Invalid input: every problem is shown next to its field.
     let bad = b
@@ -45,7 +48,10 @@ async fn setup_login_logout() {
     assert!(bad.has_error_for("email"));
     assert!(bad.has_error_for("password"));
     assert!(bad.has_error_for("password_confirm"));
-    assert!(bad.body.contains("value=\"not-an-email\""), "typed email kept");
+    assert!(
+        bad.body.contains("value=\"not-an-email\""),
+        "typed email kept"
+    );
 
     let ok = b
         .post(
@@ -82,7 +88,11 @@ async fn setup_login_logout() {
 
     // Wrong password.
     let wrong = b
-        .submit("/login", "/login", &[("email", ADMIN_EMAIL), ("password", "wrong password!")])
+        .submit(
+            "/login",
+            "/login",
+            &[("email", ADMIN_EMAIL), ("password", "wrong password!")],
+        )
         .await;
     assert_eq!(wrong.status, 401);
     assert!(wrong.has_error_for("_form"));
@@ -110,14 +120,20 @@ async fn setup_login_logout() {
         .expect("session cookie");
     assert!(sc.contains("HttpOnly"), "{sc}");
     assert!(sc.contains("SameSite=Lax"), "{sc}");
-    assert!(!sc.contains("Secure"), "plain http public URL: no Secure flag: {sc}");
+    assert!(
+        !sc.contains("Secure"),
+        "plain http public URL: no Secure flag: {sc}"
+    );
     let token = b.cookie("ct_session").expect("token");
     // Only a hash of the token is stored.
     let stored: Vec<(String,)> = t
         .server
         .state
         .db
-        .fetch_all("SELECT token_hash FROM web_sessions", clicktrail_store::args![])
+        .fetch_all(
+            "SELECT token_hash FROM web_sessions",
+            clicktrail_store::args![],
+        )
         .await
         .expect("sessions");
     assert_eq!(stored.len(), 1);
@@ -174,11 +190,34 @@ async fn csrf_is_required_on_every_form() {
     let pid = b.create_property("Site", "example.com", "EUR").await;
 
     let posts: Vec<(String, Vec<(&str, &str)>)> = vec![
-        ("/properties/new".into(), vec![("name", "X"), ("domains", "x.com"), ("currency", "EUR")]),
-        (format!("/p/{pid}/settings"), vec![("name", "Renamed"), ("domains", "example.com"), ("currency", "EUR")]),
+        (
+            "/properties/new".into(),
+            vec![("name", "X"), ("domains", "x.com"), ("currency", "EUR")],
+        ),
+        (
+            format!("/p/{pid}/settings"),
+            vec![
+                ("name", "Renamed"),
+                ("domains", "example.com"),
+                ("currency", "EUR"),
+            ],
+        ),
         ("/settings/tokens".into(), vec![("name", "t")]),
-        ("/settings/members".into(), vec![("email", "m@example.com"), ("password", "0123456789ab"), ("role", "member")]),
-        (format!("/p/{pid}/spend"), vec![("csv", "date,platform,campaign,spend,currency\n2026-01-01,meta,c,1,EUR\n")]),
+        (
+            "/settings/members".into(),
+            vec![
+                ("email", "m@example.com"),
+                ("password", "0123456789ab"),
+                ("role", "member"),
+            ],
+        ),
+        (
+            format!("/p/{pid}/spend"),
+            vec![(
+                "csv",
+                "date,platform,campaign,spend,currency\n2026-01-01,meta,c,1,EUR\n",
+            )],
+        ),
         ("/logout".into(), vec![]),
     ];
     for (path, fields) in &posts {
@@ -187,14 +226,20 @@ async fn csrf_is_required_on_every_form() {
         assert!(missing.body.contains("Form expired"));
         let mut wrong = fields.clone();
         wrong.push(("_csrf", "not-the-token-of-this-session-000"));
-        assert_eq!(b.post(path, &wrong).await.status, 403, "{path} with a wrong token");
+        assert_eq!(
+            b.post(path, &wrong).await.status,
+            403,
+            "{path} with a wrong token"
+        );
     }
     // Nothing happened.
     let props = b.get("/properties").await;
     assert!(!props.body.contains(">X<"));
     let settings = b.get(&format!("/p/{pid}/settings")).await;
     assert!(settings.body.contains("value=\"Site\""));
-    let tokens = clicktrail_store::auth::list_tokens(&t.server.state.db, 1).await.expect("tokens");
+    let tokens = clicktrail_store::auth::list_tokens(&t.server.state.db, 1)
+        .await
+        .expect("tokens");
     assert!(tokens.is_empty());
 
     // A token of another session is refused too.
@@ -214,7 +259,14 @@ async fn csrf_is_required_on_every_form() {
     let token = page.csrf();
     anon.forget_cookies();
     let r = anon
-        .post("/login", &[("_csrf", &token), ("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
+        .post(
+            "/login",
+            &[
+                ("_csrf", &token),
+                ("email", ADMIN_EMAIL),
+                ("password", ADMIN_PASSWORD),
+            ],
+        )
         .await;
     assert_eq!(r.status, 403);
     t.stop().await;
@@ -230,12 +282,20 @@ async fn logins_are_throttled_per_account_and_per_client() {
     // Five failures lock the account, even for the right password.
     for i in 0..5 {
         let r = b
-            .submit("/login", "/login", &[("email", ADMIN_EMAIL), ("password", "bad password!")])
+            .submit(
+                "/login",
+                "/login",
+                &[("email", ADMIN_EMAIL), ("password", "bad password!")],
+            )
             .await;
         assert_eq!(r.status, 401, "attempt {i}");
     }
     let locked = b
-        .submit("/login", "/login", &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)])
+        .submit(
+            "/login",
+            "/login",
+            &[("email", ADMIN_EMAIL), ("password", ADMIN_PASSWORD)],
+        )
         .await;
     assert_eq!(locked.status, 429);
     assert!(locked.body.contains("Too many failed logins"));
@@ -246,12 +306,23 @@ async fn logins_are_throttled_per_account_and_per_client() {
     for i in 0..15 {
         let email = format!("nobody{i}@example.com");
         let r = b
-            .submit("/login", "/login", &[("email", &email), ("password", "bad password!")])
+            .submit(
+                "/login",
+                "/login",
+                &[("email", &email), ("password", "bad password!")],
+            )
             .await;
         assert_eq!(r.status, 401, "attempt {i}");
     }
     let r = b
-        .submit("/login", "/login", &[("email", "fresh@example.com"), ("password", "bad password!")])
+        .submit(
+            "/login",
+            "/login",
+            &[
+                ("email", "fresh@example.com"),
+                ("password", "bad password!"),
+            ],
+        )
         .await;
     assert_eq!(r.status, 429, "address blocked");
     t.stop().await;
@@ -265,7 +336,11 @@ async fn members_and_api_tokens() {
 
     // Invalid member input: errors next to the fields.
     let bad = b
-        .submit("/settings/members", "/settings/members", &[("email", "nope"), ("password", "123"), ("role", "boss")])
+        .submit(
+            "/settings/members",
+            "/settings/members",
+            &[("email", "nope"), ("password", "123"), ("role", "boss")],
+        )
         .await;
     assert_eq!(bad.status, 422);
     assert!(bad.has_error_for("email"));
@@ -276,7 +351,11 @@ async fn members_and_api_tokens() {
         .submit(
             "/settings/members",
             "/settings/members",
-            &[("email", "member@example.com"), ("password", "member password 1"), ("role", "member")],
+            &[
+                ("email", "member@example.com"),
+                ("password", "member password 1"),
+                ("role", "member"),
+            ],
         )
         .await;
     assert_eq!(ok.status, 303, "{}", ok.body);
@@ -284,7 +363,11 @@ async fn members_and_api_tokens() {
         .submit(
             "/settings/members",
             "/settings/members",
-            &[("email", "MEMBER@example.com"), ("password", "member password 1"), ("role", "member")],
+            &[
+                ("email", "MEMBER@example.com"),
+                ("password", "member password 1"),
+                ("role", "member"),
+            ],
         )
         .await;
     assert_eq!(dup.status, 422);
@@ -298,11 +381,17 @@ async fn members_and_api_tokens() {
     assert_eq!(m.get("/settings/tokens").await.status, 403);
 
     // Tokens: empty name refused; created token shown once and works.
-    let bad = b.submit("/settings/tokens", "/settings/tokens", &[("name", "")]).await;
+    let bad = b
+        .submit("/settings/tokens", "/settings/tokens", &[("name", "")])
+        .await;
     assert_eq!(bad.status, 422);
     assert!(bad.has_error_for("name"));
     let created = b
-        .submit("/settings/tokens", "/settings/tokens", &[("name", "reporting script")])
+        .submit(
+            "/settings/tokens",
+            "/settings/tokens",
+            &[("name", "reporting script")],
+        )
         .await;
     assert_eq!(created.status, 201);
     let token = dashboard_support::attr_after(&created.body, "<code id=\"new-token\">")
@@ -320,11 +409,18 @@ async fn members_and_api_tokens() {
         .server
         .state
         .db
-        .fetch_one("SELECT id FROM api_tokens WHERE name = 'reporting script'", clicktrail_store::args![])
+        .fetch_one(
+            "SELECT id FROM api_tokens WHERE name = 'reporting script'",
+            clicktrail_store::args![],
+        )
         .await
         .expect("id");
     let r = b
-        .submit("/settings/tokens", &format!("/settings/tokens/{}/revoke", id.0), &[])
+        .submit(
+            "/settings/tokens",
+            &format!("/settings/tokens/{}/revoke", id.0),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 303);
     let (status, _) = t.get("/api/v1/properties", &token).await;
@@ -336,22 +432,46 @@ async fn members_and_api_tokens() {
         .and_then(|s| s.split('/').next().map(str::to_owned))
         .expect("member id");
     let r = b
-        .submit("/settings/members", &format!("/settings/members/{uid}/remove"), &[])
+        .submit(
+            "/settings/members",
+            &format!("/settings/members/{uid}/remove"),
+            &[],
+        )
         .await;
     assert_eq!(r.status, 303);
     assert_eq!(m.get("/properties").await.status, 303);
 
     // Password change: wrong current refused; then the new one works.
     let bad = b
-        .submit("/account/password", "/account/password", &[("current", "nope"), ("password", "a new password 2"), ("password_confirm", "a new password 2")])
+        .submit(
+            "/account/password",
+            "/account/password",
+            &[
+                ("current", "nope"),
+                ("password", "a new password 2"),
+                ("password_confirm", "a new password 2"),
+            ],
+        )
         .await;
     assert_eq!(bad.status, 422);
     assert!(bad.has_error_for("current"));
     let ok = b
-        .submit("/account/password", "/account/password", &[("current", ADMIN_PASSWORD), ("password", "a new password 2"), ("password_confirm", "a new password 2")])
+        .submit(
+            "/account/password",
+            "/account/password",
+            &[
+                ("current", ADMIN_PASSWORD),
+                ("password", "a new password 2"),
+                ("password_confirm", "a new password 2"),
+            ],
+        )
         .await;
     assert_eq!(ok.status, 303);
-    assert_eq!(b.get("/properties").await.status, 200, "this browser stays logged in");
+    assert_eq!(
+        b.get("/properties").await.status,
+        200,
+        "this browser stays logged in"
+    );
     let fresh = Browser::new(&t.base);
     fresh.login(ADMIN_EMAIL, "a new password 2").await;
     t.stop().await;
@@ -400,7 +520,11 @@ async fn another_workspaces_pages_are_404() {
         .submit(
             &format!("/p/{mine}/settings"),
             &format!("/p/{theirs}/settings"),
-            &[("name", "Hijacked"), ("domains", "theirs.example"), ("currency", "EUR")],
+            &[
+                ("name", "Hijacked"),
+                ("domains", "theirs.example"),
+                ("currency", "EUR"),
+            ],
         )
         .await;
     assert_eq!(r.status, 404);

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use clicktrail_domain::PropertyId;
 use serde::Serialize;
 
-use crate::ingest::json_rows_select;
+use crate::bulk::Bulk;
 use crate::{Backend, Db, Result, StoreError, Tx, args};
 
 /// Attribution facts of one session, as a conversion row keeps them.
@@ -197,37 +197,27 @@ const ROLLUP_COLS: &[(&str, &str)] = &[
 ];
 
 struct Statements {
-    insert: String,
-    upsert_rollups: String,
     existing_keys: String,
 }
 
 fn statements(backend: Backend) -> Statements {
-    let names: Vec<&str> = COLS.iter().map(|(c, _)| *c).collect();
-    let rnames: Vec<&str> = ROLLUP_COLS.iter().map(|(c, _)| *c).collect();
     let elems = match backend {
         Backend::Sqlite => "SELECT value FROM json_each($1)",
         Backend::Postgres => "SELECT json_array_elements_text($1::json)",
     };
-    Statements {
-        insert: format!(
-            "INSERT INTO conversions ({}) {}",
-            names.join(", "),
-            json_rows_select(backend, COLS)
-        ),
-        upsert_rollups: format!(
-            "INSERT INTO rollup_conversions_hourly ({}) {} \
-             ON CONFLICT (property_id, model, dim, hour, key, is_bot, currency) DO UPDATE SET \
-             conversions = rollup_conversions_hourly.conversions + excluded.conversions, \
-             revenue_micros = rollup_conversions_hourly.revenue_micros + excluded.revenue_micros",
-            rnames.join(", "),
-            json_rows_select(backend, ROLLUP_COLS)
-        ),
-        existing_keys: format!(
-            "SELECT dedup_key, id FROM conversions WHERE dedup_key IN ({elems})"
-        ),
-    }
+    Statements { existing_keys: format!("SELECT dedup_key, id FROM conversions WHERE dedup_key IN ({elems})") }
 }
+
+static INSERT: LazyLock<Bulk> = LazyLock::new(|| Bulk::insert("conversions", COLS, ""));
+static UPSERT_ROLLUPS: LazyLock<Bulk> = LazyLock::new(|| {
+    Bulk::insert(
+        "rollup_conversions_hourly",
+        ROLLUP_COLS,
+        "ON CONFLICT (property_id, model, dim, hour, key, is_bot, currency) DO UPDATE SET \
+         conversions = rollup_conversions_hourly.conversions + excluded.conversions, \
+         revenue_micros = rollup_conversions_hourly.revenue_micros + excluded.revenue_micros",
+    )
+});
 
 static SQLITE: LazyLock<Statements> = LazyLock::new(|| statements(Backend::Sqlite));
 static POSTGRES: LazyLock<Statements> = LazyLock::new(|| statements(Backend::Postgres));
@@ -396,7 +386,7 @@ struct AdjustTarget {
 
 /// Writes drafts inside `tx`, in order, and returns one result per draft.
 /// The caller commits (after adding the outbox rows of the validated ones).
-pub async fn write_in(tx: &mut Tx, drafts: Vec<Draft>) -> Result<Vec<Written>> {
+pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written>> {
     let st = stmts(tx.backend());
     let keys: Vec<&str> = drafts
         .iter()
@@ -546,7 +536,7 @@ pub async fn write_in(tx: &mut Tx, drafts: Vec<Draft>) -> Result<Vec<Written>> {
     // The adjustment rows record the applied change as their value.
 
     if !rows.is_empty() {
-        tx.execute(&st.insert, args![to_json(&rows)?]).await?;
+        INSERT.execute(tx, &rows).await?;
     }
     for (id, delta, _) in target_updates {
         // The conversion stays `validated` (it was); its adjusted value and
@@ -579,8 +569,7 @@ pub async fn write_in(tx: &mut Tx, drafts: Vec<Draft>) -> Result<Vec<Written>> {
                 },
             )
             .collect();
-        tx.execute(&st.upsert_rollups, args![to_json(&rollups)?])
-            .await?;
+        UPSERT_ROLLUPS.execute(tx, &rollups).await?;
     }
     for c in clicks {
         tx.execute(
@@ -784,7 +773,7 @@ pub mod lookup {
     }
 
     pub async fn clicks(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         property: &str,
         ids: &[&str],
     ) -> Result<HashMap<String, Click>> {
@@ -801,7 +790,7 @@ pub mod lookup {
     }
 
     pub async fn pageviews(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         property: &str,
         event_ids: &[String],
     ) -> Result<HashMap<String, PageviewRef>> {
@@ -819,7 +808,7 @@ pub mod lookup {
         Ok(rows.into_iter().map(|p| (p.event_id.clone(), p)).collect())
     }
 
-    pub async fn sessions(tx: &mut Tx, ids: &[i64]) -> Result<HashMap<i64, Session>> {
+    pub async fn sessions(tx: &mut Tx<'_>, ids: &[i64]) -> Result<HashMap<i64, Session>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -839,7 +828,7 @@ pub mod lookup {
     /// Sessions of these visitors started at or after `since`, oldest first:
     /// (visitor, started_at, touch).
     pub async fn visitor_sessions(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         property: &str,
         visitors: &[&str],
         since: i64,
@@ -888,7 +877,7 @@ pub mod lookup {
     /// Which of these transaction ids of an integration have a validated
     /// conversion.
     pub async fn validated_transactions(
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         integration: &str,
         txs: &[&str],
     ) -> Result<HashSet<String>> {

@@ -149,7 +149,7 @@ pub async fn list_destinations(db: &Db, property_id: &str) -> Result<Vec<Destina
 /// Reads a destination inside a write transaction, locking it on
 /// PostgreSQL (SQLite's transaction already holds the write lock), so an
 /// edit computed from it cannot interleave with a worker flagging it.
-pub async fn lock_destination(tx: &mut Tx, id: &str) -> Result<Option<DestinationRow>> {
+pub async fn lock_destination(tx: &mut Tx<'_>, id: &str) -> Result<Option<DestinationRow>> {
     let lock = match tx.backend() {
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE",
@@ -177,7 +177,7 @@ pub struct DestinationChange<'a> {
 /// the revision and, when the destination ends up active, makes its parked
 /// deliveries due now. Returns how many were unparked.
 pub async fn apply_destination_change(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     id: &str,
     change: &DestinationChange<'_>,
 ) -> Result<u64> {
@@ -240,7 +240,7 @@ pub struct PlannedConversion<'a> {
 /// commit or neither does. A conversion is never queued twice for one
 /// destination: repeats are ignored.
 pub async fn insert_planned(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     conversion_id: &str,
     property_id: &str,
     planned: &[PlannedDelivery],
@@ -259,7 +259,7 @@ pub async fn insert_planned(
 
 /// [`insert_planned`] for many conversions at once (one statement); returns
 /// how many rows were created.
-pub async fn insert_planned_many(tx: &mut Tx, convs: &[PlannedConversion<'_>]) -> Result<u64> {
+pub async fn insert_planned_many(tx: &mut Tx<'_>, convs: &[PlannedConversion<'_>]) -> Result<u64> {
     #[derive(Serialize)]
     struct Row<'a> {
         id: String,

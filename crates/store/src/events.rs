@@ -26,16 +26,25 @@ pub struct StoredEvent {
 const COLS: &str = "id, property_id, event_id, name, ts, session_id, visitor_id, url, click_id, link_url, \
                     link_group, value_micros, currency, props";
 
-/// Events named one of `names` after row id `after`, oldest first.
-pub async fn named_after(db: &Db, after: i64, names: &[&str], limit: i64) -> Result<Vec<StoredEvent>> {
+/// The highest event row id (0 when there is none).
+pub async fn max_id(db: &Db) -> Result<i64> {
+    let (m,): (Option<i64>,) = db.fetch_one("SELECT MAX(id) FROM events", args![]).await?;
+    Ok(m.unwrap_or(0))
+}
+
+/// Events named one of `names` with row ids in `(after, upto]`, oldest
+/// first: a bounded range scan, however many other events there are.
+pub async fn named_between(db: &Db, after: i64, upto: i64, names: &[&str], limit: i64) -> Result<Vec<StoredEvent>> {
     let elems = match db.backend() {
-        crate::Backend::Sqlite => "SELECT value FROM json_each($2)",
-        crate::Backend::Postgres => "SELECT json_array_elements_text($2::json)",
+        crate::Backend::Sqlite => "SELECT value FROM json_each($3)",
+        crate::Backend::Postgres => "SELECT json_array_elements_text($3::json)",
     };
     let names = serde_json::to_string(names).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
     db.fetch_all(
-        &format!("SELECT {COLS} FROM events WHERE id > $1 AND name IN ({elems}) ORDER BY id LIMIT $3"),
-        args![after, names, limit],
+        &format!(
+            "SELECT {COLS} FROM events WHERE id > $1 AND id <= $2 AND name IN ({elems}) ORDER BY id LIMIT $4"
+        ),
+        args![after, upto, names, limit],
     )
     .await
 }

@@ -15,6 +15,7 @@ use clicktrail_domain::money::to_micros;
 use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
+use crate::bulk::Bulk;
 use crate::{Backend, Db, Result, Tx, args};
 
 /// Where a click record came from.
@@ -168,6 +169,8 @@ pub struct Ingestor {
     cache: HashMap<(String, String), CachedSession>,
     cache_capacity: usize,
     next_session_id: Option<i64>,
+    /// SQLite: this writer's own connection.
+    dedicated: Option<crate::DedicatedWriter>,
 }
 
 #[derive(Serialize)]
@@ -339,103 +342,70 @@ const ROLLUP_COLS: &[(&str, &str)] = &[
     ("clicks", "bigint"),
 ];
 
-/// `SELECT <cols> FROM <json rows>` for a backend; the JSON array is `$1`.
-pub fn json_rows_select(backend: Backend, cols: &[(&str, &str)]) -> String {
-    match backend {
-        Backend::Sqlite => {
-            let list: Vec<String> = cols
-                .iter()
-                .map(|(c, _)| format!("value ->> '{c}'"))
-                .collect();
-            format!("SELECT {} FROM json_each($1) WHERE true", list.join(", "))
-        }
-        Backend::Postgres => {
-            let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-            let typed: Vec<String> = cols.iter().map(|(c, t)| format!("{c} {t}")).collect();
-            format!(
-                "SELECT {} FROM json_to_recordset($1::json) AS x({})",
-                names.join(", "),
-                typed.join(", ")
-            )
-        }
+const SESSION_UPDATE_COLS: &[(&str, &str)] = &[
+    ("id", "bigint"),
+    ("last_seen_at", "bigint"),
+    ("pageviews", "bigint"),
+    ("events", "bigint"),
+    ("fbp", "text"),
+    ("fbc", "text"),
+    ("ttp", "text"),
+    ("em_hash", "text"),
+    ("ph_hash", "text"),
+];
+
+/// The bulk statements of the write path (the same for both backends; see
+/// [`Bulk`]).
+struct BulkStatements {
+    insert_sessions: Bulk,
+    update_sessions: Bulk,
+    insert_events: Bulk,
+    insert_clicks: Bulk,
+    upsert_rollups: Bulk,
+}
+
+static BULK: LazyLock<BulkStatements> = LazyLock::new(|| {
+    let set = "last_seen_at = {max}(sessions.last_seen_at, x.last_seen_at), \
+         pageviews = sessions.pageviews + x.pageviews, events = sessions.events + x.events, \
+         fbp = COALESCE(x.fbp, sessions.fbp), fbc = COALESCE(x.fbc, sessions.fbc), \
+         ttp = COALESCE(x.ttp, sessions.ttp), em_hash = COALESCE(x.em_hash, sessions.em_hash), \
+         ph_hash = COALESCE(x.ph_hash, sessions.ph_hash)";
+    BulkStatements {
+        insert_sessions: Bulk::insert("sessions", SESSION_COLS, ""),
+        update_sessions: Bulk::with_rows(
+            SESSION_UPDATE_COLS,
+            &format!("UPDATE sessions SET {} FROM x WHERE sessions.id = x.id", set.replace("{max}", "MAX")),
+            &format!("UPDATE sessions SET {} FROM {{rows}} WHERE sessions.id = x.id", set.replace("{max}", "GREATEST")),
+        ),
+        insert_events: Bulk::insert(
+            "events",
+            EVENT_COLS,
+            "ON CONFLICT (property_id, event_id) DO NOTHING RETURNING event_id",
+        ),
+        insert_clicks: Bulk::insert("clicks", CLICK_COLS, "ON CONFLICT (property_id, click_id) DO NOTHING"),
+        upsert_rollups: Bulk::insert(
+            "rollup_hourly",
+            ROLLUP_COLS,
+            "ON CONFLICT (property_id, dim, hour, key, is_bot) DO UPDATE SET \
+             visits = rollup_hourly.visits + excluded.visits, \
+             pageviews = rollup_hourly.pageviews + excluded.pageviews, \
+             clicks = rollup_hourly.clicks + excluded.clicks",
+        ),
     }
-}
+});
 
-fn bulk_insert(backend: Backend, table: &str, cols: &[(&str, &str)], tail: &str) -> String {
-    let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
-    format!(
-        "INSERT INTO {table} ({}) {} {tail}",
-        names.join(", "),
-        json_rows_select(backend, cols)
-    )
-}
-
+/// The lookups of the write path, per backend.
 struct Statements {
-    insert_sessions: String,
-    update_sessions: String,
-    insert_events: String,
-    insert_clicks: String,
-    upsert_rollups: String,
     existing_events: String,
     latest_sessions: String,
 }
 
 fn statements(backend: Backend) -> Statements {
-    let update_sessions = match backend {
-        Backend::Sqlite => "UPDATE sessions SET \
-                last_seen_at = MAX(sessions.last_seen_at, x.last_seen_at), \
-                pageviews = sessions.pageviews + x.pageviews, events = sessions.events + x.events, \
-                fbp = COALESCE(x.fbp, sessions.fbp), fbc = COALESCE(x.fbc, sessions.fbc), \
-                ttp = COALESCE(x.ttp, sessions.ttp), em_hash = COALESCE(x.em_hash, sessions.em_hash), \
-                ph_hash = COALESCE(x.ph_hash, sessions.ph_hash) \
-            FROM (SELECT value ->> 'id' AS id, value ->> 'last_seen_at' AS last_seen_at, \
-                         value ->> 'pageviews' AS pageviews, value ->> 'events' AS events, \
-                         value ->> 'fbp' AS fbp, value ->> 'fbc' AS fbc, value ->> 'ttp' AS ttp, \
-                         value ->> 'em_hash' AS em_hash, value ->> 'ph_hash' AS ph_hash \
-                  FROM json_each($1)) AS x \
-            WHERE sessions.id = x.id"
-            .to_owned(),
-        Backend::Postgres => "UPDATE sessions SET \
-                last_seen_at = GREATEST(sessions.last_seen_at, x.last_seen_at), \
-                pageviews = sessions.pageviews + x.pageviews, events = sessions.events + x.events, \
-                fbp = COALESCE(x.fbp, sessions.fbp), fbc = COALESCE(x.fbc, sessions.fbc), \
-                ttp = COALESCE(x.ttp, sessions.ttp), em_hash = COALESCE(x.em_hash, sessions.em_hash), \
-                ph_hash = COALESCE(x.ph_hash, sessions.ph_hash) \
-            FROM json_to_recordset($1::json) AS x(id bigint, last_seen_at bigint, pageviews bigint, \
-                 events bigint, fbp text, fbc text, ttp text, em_hash text, ph_hash text) \
-            WHERE sessions.id = x.id"
-            .to_owned(),
-    };
-    let (json_text_elems, rollup_conflict) = match backend {
-        Backend::Sqlite => ("SELECT value FROM json_each($2)", "rollup_hourly"),
-        Backend::Postgres => ("SELECT json_array_elements_text($2::json)", "rollup_hourly"),
+    let json_text_elems = match backend {
+        Backend::Sqlite => "SELECT value FROM json_each($2)",
+        Backend::Postgres => "SELECT json_array_elements_text($2::json)",
     };
     Statements {
-        insert_sessions: bulk_insert(backend, "sessions", SESSION_COLS, ""),
-        update_sessions,
-        insert_events: bulk_insert(
-            backend,
-            "events",
-            EVENT_COLS,
-            "ON CONFLICT (property_id, event_id) DO NOTHING RETURNING event_id",
-        ),
-        insert_clicks: bulk_insert(
-            backend,
-            "clicks",
-            CLICK_COLS,
-            "ON CONFLICT (property_id, click_id) DO NOTHING",
-        ),
-        upsert_rollups: bulk_insert(
-            backend,
-            "rollup_hourly",
-            ROLLUP_COLS,
-            &format!(
-                "ON CONFLICT (property_id, dim, hour, key, is_bot) DO UPDATE SET \
-                 visits = {rollup_conflict}.visits + excluded.visits, \
-                 pageviews = {rollup_conflict}.pageviews + excluded.pageviews, \
-                 clicks = {rollup_conflict}.clicks + excluded.clicks"
-            ),
-        ),
         existing_events: format!(
             "SELECT event_id FROM events WHERE property_id = $1 AND event_id IN ({json_text_elems})"
         ),
@@ -478,6 +448,7 @@ impl Ingestor {
             cache: HashMap::new(),
             cache_capacity: 200_000,
             next_session_id: None,
+            dedicated: None,
         }
     }
 
@@ -489,21 +460,39 @@ impl Ingestor {
     /// Writes a batch in one transaction and returns one outcome per event,
     /// in order. On error nothing is written and the cache is unchanged.
     pub async fn write(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
-        let mut tx = db.begin().await?;
-        match self.write_in(&mut tx, batch).await {
+        if self.backend == Backend::Sqlite && self.dedicated.is_none() {
+            self.dedicated = db.dedicated_writer().await?;
+        }
+        let mut dedicated = self.dedicated.take();
+        let t = std::time::Instant::now();
+        let mut tx = match dedicated.as_mut() {
+            Some(w) => w.begin().await?,
+            None => db.begin().await?,
+        };
+        phase("begin", t);
+        let result = match self.write_in(&mut tx, batch).await {
             Ok((outcomes, staged)) => {
-                tx.commit().await?;
-                self.apply_cache(staged);
-                Ok(outcomes)
+                let t = std::time::Instant::now();
+                let committed = tx.commit().await;
+                phase("commit", t);
+                committed.map(|()| {
+                    self.apply_cache(staged);
+                    outcomes
+                })
             }
             Err(e) => {
-                // The allocator may have handed out ids of the rolled-back
-                // sessions; re-read it next time.
-                self.next_session_id = None;
                 let _ = tx.rollback().await;
                 Err(e)
             }
+        };
+        if result.is_err() {
+            // The allocator may have handed out ids of rolled-back sessions;
+            // re-read it next time. A connection that failed is replaced.
+            self.next_session_id = None;
+        } else {
+            self.dedicated = dedicated;
         }
+        result
     }
 
     fn apply_cache(&mut self, staged: HashMap<(String, String), CachedSession>) {
@@ -518,7 +507,7 @@ impl Ingestor {
         self.cache.extend(staged);
     }
 
-    async fn allocate_session_ids(&mut self, tx: &mut Tx, n: usize) -> Result<Vec<i64>> {
+    async fn allocate_session_ids(&mut self, tx: &mut Tx<'_>, n: usize) -> Result<Vec<i64>> {
         if n == 0 {
             return Ok(Vec::new());
         }
@@ -550,11 +539,12 @@ impl Ingestor {
 
     async fn write_in(
         &mut self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         batch: &[IngestEvent],
     ) -> Result<(Vec<EventOutcome>, HashMap<(String, String), CachedSession>)> {
         let st = stmts(self.backend);
 
+        let t0 = std::time::Instant::now();
         // 1. Drop events already stored (retried beacons) and repeats within
         //    the batch, so that only new events move sessions and counters.
         let mut by_property: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -581,6 +571,8 @@ impl Ingestor {
             })
             .collect();
 
+        phase("existing_events", t0);
+        let t0 = std::time::Instant::now();
         // 2. Current sessions of the batch's visitors: from the cache, else
         //    one query per property.
         let mut staged: HashMap<(String, String), CachedSession> = HashMap::new();
@@ -634,6 +626,8 @@ impl Ingestor {
             }
         }
 
+        phase("latest_sessions", t0);
+        let t0 = std::time::Instant::now();
         // 3. Decide each event's session. New sessions are numbered by
         //    their index until ids are allocated.
         let mut assigned: Vec<Option<Assigned>> = Vec::with_capacity(batch.len());
@@ -844,20 +838,23 @@ impl Ingestor {
             }
         }
 
+        phase("decide_and_build", t0);
         // 5. Write.
+        let t = std::time::Instant::now();
         if !session_rows.is_empty() {
-            tx.execute(&st.insert_sessions, args![to_json(&session_rows)?])
-                .await?;
+            BULK.insert_sessions.execute(tx, &session_rows).await?;
         }
+        phase("insert_sessions", t);
+        let t = std::time::Instant::now();
         let update_rows: Vec<&SessionUpdate<'_>> = updates.values().collect();
         if !update_rows.is_empty() {
-            tx.execute(&st.update_sessions, args![to_json(&update_rows)?])
-                .await?;
+            BULK.update_sessions.execute(tx, &update_rows).await?;
         }
+        phase("update_sessions", t);
+        let t = std::time::Instant::now();
         if !event_rows.is_empty() {
-            let inserted: Vec<(String,)> = tx
-                .fetch_all(&st.insert_events, args![to_json(&event_rows)?])
-                .await?;
+            let inserted: Vec<(String,)> = BULK.insert_events.fetch(tx, &event_rows).await?;
+            phase("insert_events", t);
             if inserted.len() != event_rows.len() {
                 // Another process inserted some of these since step 1
                 // (PostgreSQL with several servers): the rows are stored
@@ -869,10 +866,12 @@ impl Ingestor {
                 );
             }
         }
+        let t = std::time::Instant::now();
         if !click_rows.is_empty() {
-            tx.execute(&st.insert_clicks, args![to_json(&click_rows)?])
-                .await?;
+            BULK.insert_clicks.execute(tx, &click_rows).await?;
         }
+        phase("insert_clicks", t);
+        let t = std::time::Instant::now();
         if !rollups.is_empty() {
             let rows: Vec<RollupRow<'_>> = rollups
                 .into_iter()
@@ -891,9 +890,9 @@ impl Ingestor {
                     },
                 )
                 .collect();
-            tx.execute(&st.upsert_rollups, args![to_json(&rows)?])
-                .await?;
+            BULK.upsert_rollups.execute(tx, &rows).await?;
         }
+        phase("upsert_rollups", t);
 
         // 6. The cache after commit: each visitor's current session.
         let mut after: HashMap<(String, String), CachedSession> = HashMap::new();
@@ -934,4 +933,9 @@ struct LatestSession {
     utm_content: Option<String>,
     landing_page: String,
     is_bot: bool,
+}
+
+/// Time spent in one phase of a batch write (`clicktrail_ingest_phase_seconds`).
+fn phase(name: &'static str, since: std::time::Instant) {
+    metrics::histogram!("clicktrail_ingest_phase_seconds", "phase" => name).record(since.elapsed().as_secs_f64());
 }

@@ -197,7 +197,7 @@ pub async fn snapshots(
 
 /// Upserts snapshots inside the transaction that records their events.
 pub async fn put_snapshots(
-    tx: &mut crate::Tx,
+    tx: &mut crate::Tx<'_>,
     integration: &str,
     rows: &[(String, String)],
     now: i64,

@@ -403,3 +403,83 @@ pub async fn conversion_seen(db: &Db, property_id: &str) -> Result<bool> {
         .await?;
     Ok(row.is_some())
 }
+
+/// Whether any delivery of the property reached an ad platform. A database
+/// without the deliveries table (an older schema) has none.
+pub async fn delivery_seen(db: &Db, property_id: &str) -> Result<bool> {
+    let row: std::result::Result<Option<(String,)>, _> = db
+        .fetch_optional(
+            "SELECT id FROM deliveries WHERE property_id = $1 AND status = 'delivered' LIMIT 1",
+            args![property_id],
+        )
+        .await;
+    Ok(matches!(row, Ok(Some(_))))
+}
+
+/// An event for the live debugger, with its session's source.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveEventRow {
+    pub id: i64,
+    pub ts: i64,
+    pub name: String,
+    pub url: String,
+    pub click_id: Option<String>,
+    pub link_url: Option<String>,
+    pub link_group: Option<String>,
+    pub source: Option<String>,
+    pub medium: Option<String>,
+}
+
+/// The newest event row id of all properties (the live debugger's window
+/// starts a bounded distance before it, so its scan never covers the whole
+/// table).
+pub async fn max_event_id(db: &Db) -> Result<i64> {
+    let (max,): (Option<i64>,) = db.fetch_one("SELECT MAX(id) FROM events", args![]).await?;
+    Ok(max.unwrap_or(0))
+}
+
+/// A property's events with a row id above `after_id`, newest first. The
+/// primary key range bounds the scan.
+pub async fn live_events(
+    db: &Db,
+    property_id: &str,
+    after_id: i64,
+    limit: i64,
+) -> Result<Vec<LiveEventRow>> {
+    db.fetch_all(
+        "SELECT e.id, e.ts, e.name, e.url, e.click_id, e.link_url, e.link_group, s.source, s.medium \
+         FROM events e LEFT JOIN sessions s ON s.id = e.session_id \
+         WHERE e.id > $2 AND e.property_id = $1 ORDER BY e.id DESC LIMIT $3",
+        args![property_id, after_id, limit],
+    )
+    .await
+}
+
+/// A conversion for the live debugger.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct LiveConversionRow {
+    pub id: String,
+    pub received_at: i64,
+    pub status: String,
+    pub error_code: Option<String>,
+    pub source_event: String,
+    pub event_name: Option<String>,
+    pub click_id: Option<String>,
+    pub value_micros: Option<i64>,
+    pub currency: Option<String>,
+}
+
+/// A property's conversions received after `after_ms`, newest first.
+pub async fn live_conversions(
+    db: &Db,
+    property_id: &str,
+    after_ms: i64,
+    limit: i64,
+) -> Result<Vec<LiveConversionRow>> {
+    db.fetch_all(
+        "SELECT id, received_at, status, error_code, source_event, event_name, click_id, value_micros, currency \
+         FROM conversions WHERE property_id = $1 AND received_at > $2 ORDER BY received_at DESC, id DESC LIMIT $3",
+        args![property_id, after_ms, limit],
+    )
+    .await
+}

@@ -9,8 +9,8 @@
 
 use serde::Serialize;
 
-use crate::ingest::json_rows_select;
-use crate::{Db, Result, StoreError, args, now_ms};
+use crate::bulk::Bulk;
+use crate::{Db, Result, args, now_ms};
 
 /// One line to import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -133,16 +133,12 @@ pub async fn import(
         )
         .collect();
     let n = rows.len() as i64;
-    let json = serde_json::to_string(&rows)
-        .map_err(|e| StoreError::Corrupt(format!("serialising spend lines: {e}")))?;
-    let names: Vec<&str> = LINE_COLS.iter().map(|(c, _)| *c).collect();
-    let upsert = format!(
-        "INSERT INTO ad_spend ({}) {} \
-         ON CONFLICT (property_id, day, platform, campaign, ad_set, ad, currency) DO UPDATE SET \
+    let upsert = Bulk::insert(
+        "ad_spend",
+        LINE_COLS,
+        "ON CONFLICT (property_id, day, platform, campaign, ad_set, ad, currency) DO UPDATE SET \
          spend_micros = excluded.spend_micros, source = excluded.source, import_id = excluded.import_id, \
          updated_at = excluded.updated_at",
-        names.join(", "),
-        json_rows_select(db.backend(), LINE_COLS)
     );
     let mut tx = db.begin().await?;
     tx.execute(
@@ -159,9 +155,8 @@ pub async fn import(
         ],
     )
     .await?;
-    drop(rows);
     if n > 0 {
-        tx.execute(&upsert, args![json]).await?;
+        upsert.execute(&mut tx, &rows).await?;
     }
     tx.commit().await?;
     Ok(SpendImport {

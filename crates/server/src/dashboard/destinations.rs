@@ -38,48 +38,158 @@ struct Field {
     secret: bool,
 }
 
-const fn f(name: &'static str, label: &'static str, help: &'static str, required: bool, secret: bool) -> Field {
-    Field { name, label, help, required, secret }
+const fn f(
+    name: &'static str,
+    label: &'static str,
+    help: &'static str,
+    required: bool,
+    secret: bool,
+) -> Field {
+    Field {
+        name,
+        label,
+        help,
+        required,
+        secret,
+    }
 }
 
 fn fields(kind: DestinationKind) -> Vec<Field> {
     let mut v = match kind {
         DestinationKind::MetaCapi => vec![
-            f("settings.pixel_id", "Pixel (dataset) id", "Meta Events Manager > Data sources > your pixel: the number shown under its name. Digits only.", true, false),
-            f("credentials.access_token", "Conversions API access token", "Events Manager > your pixel > Settings > Conversions API > Generate access token. Stored encrypted; shown masked.", true, true),
-            f("settings.test_event_code", "Test event code (optional)", "Events Manager > Test events shows a code such as TEST12345. While it is set, events appear there and do not count; remove it when you are done testing.", false, false),
+            f(
+                "settings.pixel_id",
+                "Pixel (dataset) id",
+                "Meta Events Manager > Data sources > your pixel: the number shown under its name. Digits only.",
+                true,
+                false,
+            ),
+            f(
+                "credentials.access_token",
+                "Conversions API access token",
+                "Events Manager > your pixel > Settings > Conversions API > Generate access token. Stored encrypted; shown masked.",
+                true,
+                true,
+            ),
+            f(
+                "settings.test_event_code",
+                "Test event code (optional)",
+                "Events Manager > Test events shows a code such as TEST12345. While it is set, events appear there and do not count; remove it when you are done testing.",
+                false,
+                false,
+            ),
         ],
         DestinationKind::GoogleAds => vec![
-            f("settings.customer_id", "Customer id", "The Google Ads account that owns the conversion actions, as shown top right in Google Ads (123-456-7890).", true, false),
-            f("settings.login_customer_id", "Login customer id (optional)", "The manager (MCC) account id, when your access to the account goes through a manager account.", false, false),
-            f("credentials.developer_token", "Developer token", "Google Ads > Tools > API Center of your manager account. Stored encrypted.", true, true),
-            f("credentials.client_id", "OAuth client id", "Of the OAuth client (Desktop or Web app) in your Google Cloud project with the Google Ads API enabled.", true, false),
-            f("credentials.client_secret", "OAuth client secret", "The secret of that OAuth client. Stored encrypted.", true, true),
-            f("credentials.refresh_token", "Refresh token", "Obtained once through the OAuth consent flow by a user with access to the account (scope https://www.googleapis.com/auth/adwords). Stored encrypted.", true, true),
+            f(
+                "settings.customer_id",
+                "Customer id",
+                "The Google Ads account that owns the conversion actions, as shown top right in Google Ads (123-456-7890).",
+                true,
+                false,
+            ),
+            f(
+                "settings.login_customer_id",
+                "Login customer id (optional)",
+                "The manager (MCC) account id, when your access to the account goes through a manager account.",
+                false,
+                false,
+            ),
+            f(
+                "credentials.developer_token",
+                "Developer token",
+                "Google Ads > Tools > API Center of your manager account. Stored encrypted.",
+                true,
+                true,
+            ),
+            f(
+                "credentials.client_id",
+                "OAuth client id",
+                "Of the OAuth client (Desktop or Web app) in your Google Cloud project with the Google Ads API enabled.",
+                true,
+                false,
+            ),
+            f(
+                "credentials.client_secret",
+                "OAuth client secret",
+                "The secret of that OAuth client. Stored encrypted.",
+                true,
+                true,
+            ),
+            f(
+                "credentials.refresh_token",
+                "Refresh token",
+                "Obtained once through the OAuth consent flow by a user with access to the account (scope https://www.googleapis.com/auth/adwords). Stored encrypted.",
+                true,
+                true,
+            ),
         ],
         DestinationKind::Tiktok => vec![
-            f("settings.pixel_code", "Pixel code", "TikTok Events Manager > your web pixel: the pixel code (letters and digits, e.g. C4ABCDEF...).", true, false),
-            f("credentials.access_token", "Events API access token", "Events Manager > your pixel > Settings > Generate access token. Stored encrypted.", true, true),
-            f("settings.test_event_code", "Test event code (optional)", "Events Manager > Test events: events sent with this code show there. Remove it when done.", false, false),
+            f(
+                "settings.pixel_code",
+                "Pixel code",
+                "TikTok Events Manager > your web pixel: the pixel code (letters and digits, e.g. C4ABCDEF...).",
+                true,
+                false,
+            ),
+            f(
+                "credentials.access_token",
+                "Events API access token",
+                "Events Manager > your pixel > Settings > Generate access token. Stored encrypted.",
+                true,
+                true,
+            ),
+            f(
+                "settings.test_event_code",
+                "Test event code (optional)",
+                "Events Manager > Test events: events sent with this code show there. Remove it when done.",
+                false,
+                false,
+            ),
         ],
         DestinationKind::Ga4 => vec![
-            f("settings.measurement_id", "Measurement id", "GA4 Admin > Data streams > your web stream: G-XXXXXXXXXX.", true, false),
-            f("credentials.api_secret", "Measurement Protocol API secret", "Admin > Data streams > your stream > Measurement Protocol API secrets > Create. Stored encrypted.", true, true),
+            f(
+                "settings.measurement_id",
+                "Measurement id",
+                "GA4 Admin > Data streams > your web stream: G-XXXXXXXXXX.",
+                true,
+                false,
+            ),
+            f(
+                "credentials.api_secret",
+                "Measurement Protocol API secret",
+                "Admin > Data streams > your stream > Measurement Protocol API secrets > Create. Stored encrypted.",
+                true,
+                true,
+            ),
         ],
     };
     v.push(f("settings.endpoint", "Endpoint override (advanced, optional)", "Replaces the platform's base URL, for a proxy or a test server. Leave empty to talk to the platform.", false, false));
     if kind == DestinationKind::GoogleAds {
-        v.push(f("settings.token_endpoint", "OAuth token endpoint override (advanced, optional)", "Replaces Google's OAuth token URL, for tests.", false, false));
+        v.push(f(
+            "settings.token_endpoint",
+            "OAuth token endpoint override (advanced, optional)",
+            "Replaces Google's OAuth token URL, for tests.",
+            false,
+            false,
+        ));
     }
     v
 }
 
 fn kind_blurb(kind: DestinationKind) -> &'static str {
     match kind {
-        DestinationKind::MetaCapi => "Sends Lead, Purchase and your other conversions to Meta with the fbc / fbp of the visit and the same event id as the browser pixel, so Meta de-duplicates them.",
-        DestinationKind::GoogleAds => "Uploads click conversions to Google Ads with the gclid (or gbraid / wbraid) of the visit. Conversions without a Google click id are skipped and shown as such.",
-        DestinationKind::Tiktok => "Sends conversions to the TikTok Events API with the ttclid and _ttp of the visit.",
-        DestinationKind::Ga4 => "Sends conversions to GA4 through the Measurement Protocol with the visitor's client id.",
+        DestinationKind::MetaCapi => {
+            "Sends Lead, Purchase and your other conversions to Meta with the fbc / fbp of the visit and the same event id as the browser pixel, so Meta de-duplicates them."
+        }
+        DestinationKind::GoogleAds => {
+            "Uploads click conversions to Google Ads with the gclid (or gbraid / wbraid) of the visit. Conversions without a Google click id are skipped and shown as such."
+        }
+        DestinationKind::Tiktok => {
+            "Sends conversions to the TikTok Events API with the ttclid and _ttp of the visit."
+        }
+        DestinationKind::Ga4 => {
+            "Sends conversions to GA4 through the Measurement Protocol with the visitor's client id."
+        }
     }
 }
 
@@ -116,7 +226,14 @@ pub async fn list(
     Query(q): Query<DoneQuery>,
 ) -> DashResult {
     let p = owned(&state, &dash, &pid).await?;
-    let (status, v) = apicall::call(&state, &dash, Method::GET, &format!("/properties/{}/destinations", p.id), None).await?;
+    let (status, v) = apicall::call(
+        &state,
+        &dash,
+        Method::GET,
+        &format!("/properties/{}/destinations", p.id),
+        None,
+    )
+    .await?;
     if status != StatusCode::OK {
         return Err(DashError::NotFound);
     }
@@ -149,7 +266,8 @@ pub async fn list(
             }
         }
     };
-    let c = Chrome::property(&dash, &p, Tab::Destinations, "Destinations").notice(q.done.as_deref());
+    let c =
+        Chrome::property(&dash, &p, Tab::Destinations, "Destinations").notice(q.done.as_deref());
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }
 
@@ -176,15 +294,28 @@ fn parse_pairs(text: &str, field: &str, errors: &mut Errors) -> Option<Map<Strin
             continue;
         }
         let Some((k, v)) = line.split_once('=').or_else(|| line.split_once(':')) else {
-            errors.add(field, format!("Line {}: write it as OurEvent = PlatformName.", i + 1));
+            errors.add(
+                field,
+                format!("Line {}: write it as OurEvent = PlatformName.", i + 1),
+            );
             return None;
         };
         let (k, v) = (k.trim(), v.trim());
         if k.is_empty() {
-            errors.add(field, format!("Line {}: the event name before = is empty.", i + 1));
+            errors.add(
+                field,
+                format!("Line {}: the event name before = is empty.", i + 1),
+            );
             return None;
         }
-        m.insert(k.to_owned(), if v.is_empty() { Value::Null } else { Value::String(v.to_owned()) });
+        m.insert(
+            k.to_owned(),
+            if v.is_empty() {
+                Value::Null
+            } else {
+                Value::String(v.to_owned())
+            },
+        );
     }
     Some(m)
 }
@@ -279,12 +410,16 @@ fn destination_form(
     let mapping = if !values.fields.is_empty() {
         values.raw("event_mapping").to_owned()
     } else {
-        current.map(|c| mapping_text(&c["event_mapping"])).unwrap_or_default()
+        current
+            .map(|c| mapping_text(&c["event_mapping"]))
+            .unwrap_or_default()
     };
     let actions = if !values.fields.is_empty() {
         values.raw("settings.conversion_actions").to_owned()
     } else {
-        current.map(|c| mapping_text(&c["settings"]["conversion_actions"])).unwrap_or_default()
+        current
+            .map(|c| mapping_text(&c["settings"]["conversion_actions"]))
+            .unwrap_or_default()
     };
     let _ = p;
     html! {
@@ -322,7 +457,13 @@ pub async fn new_page(
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }
 
-fn new_body(p: &Property, kind: DestinationKind, dash: &Dash, values: &FormData, errors: &Errors) -> Markup {
+fn new_body(
+    p: &Property,
+    kind: DestinationKind,
+    dash: &Dash,
+    values: &FormData,
+    errors: &Errors,
+) -> Markup {
     html! {
         p { a href={ "/p/" (p.id) "/destinations" } { "← Destinations" } }
         h1 { "Add " (kind.label()) }
@@ -343,10 +484,20 @@ pub async fn create(
     let mut body = body_of(kind, &form, false, &mut errors);
     body["kind"] = json!(kind.as_str());
     if errors.is_empty() {
-        let (status, v) = apicall::call(&state, &dash, Method::POST, &format!("/properties/{}/destinations", p.id), Some(&body)).await?;
+        let (status, v) = apicall::call(
+            &state,
+            &dash,
+            Method::POST,
+            &format!("/properties/{}/destinations", p.id),
+            Some(&body),
+        )
+        .await?;
         if status == StatusCode::CREATED {
             let id = v["id"].as_str().unwrap_or("");
-            return Ok(see_other(&format!("/p/{}/destinations/{}?done=created", p.id, id)));
+            return Ok(see_other(&format!(
+                "/p/{}/destinations/{}?done=created",
+                p.id, id
+            )));
         }
         add_problems(&mut errors, &v);
     }
@@ -356,15 +507,34 @@ pub async fn create(
 }
 
 /// The destination as the API shows it, if it is the property's.
-async fn fetch(state: &AppState, dash: &Dash, p: &Property, did: &str) -> Result<(Value, DestinationKind), DashError> {
-    if did.len() > 64 || !did.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+async fn fetch(
+    state: &AppState,
+    dash: &Dash,
+    p: &Property,
+    did: &str,
+) -> Result<(Value, DestinationKind), DashError> {
+    if did.len() > 64
+        || !did
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         return Err(DashError::NotFound);
     }
-    let (status, v) = apicall::call(state, dash, Method::GET, &format!("/destinations/{did}"), None).await?;
+    let (status, v) = apicall::call(
+        state,
+        dash,
+        Method::GET,
+        &format!("/destinations/{did}"),
+        None,
+    )
+    .await?;
     if status != StatusCode::OK || v["property_id"].as_str() != Some(p.id.as_str()) {
         return Err(DashError::NotFound);
     }
-    let kind = v["kind"].as_str().and_then(DestinationKind::parse).ok_or(DashError::NotFound)?;
+    let kind = v["kind"]
+        .as_str()
+        .and_then(DestinationKind::parse)
+        .ok_or(DashError::NotFound)?;
     Ok((v, kind))
 }
 
@@ -437,8 +607,22 @@ pub async fn page(
 ) -> DashResult {
     let p = owned(&state, &dash, &pid).await?;
     let (d, kind) = fetch(&state, &dash, &p, &did).await?;
-    let body = detail_body(&p, &dash, &d, kind, &FormData::default(), &Errors::default(), None);
-    let c = Chrome::property(&dash, &p, Tab::Destinations, d["name"].as_str().unwrap_or("Destination").to_owned()).notice(q.done.as_deref());
+    let body = detail_body(
+        &p,
+        &dash,
+        &d,
+        kind,
+        &FormData::default(),
+        &Errors::default(),
+        None,
+    );
+    let c = Chrome::property(
+        &dash,
+        &p,
+        Tab::Destinations,
+        d["name"].as_str().unwrap_or("Destination").to_owned(),
+    )
+    .notice(q.done.as_deref());
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }
 
@@ -453,14 +637,29 @@ pub async fn update(
     let mut errors = Errors::default();
     let body = body_of(kind, &form, true, &mut errors);
     if errors.is_empty() {
-        let (status, v) = apicall::call(&state, &dash, Method::PATCH, &format!("/destinations/{did}"), Some(&body)).await?;
+        let (status, v) = apicall::call(
+            &state,
+            &dash,
+            Method::PATCH,
+            &format!("/destinations/{did}"),
+            Some(&body),
+        )
+        .await?;
         if status == StatusCode::OK {
-            return Ok(see_other(&format!("/p/{}/destinations/{did}?done=saved", p.id)));
+            return Ok(see_other(&format!(
+                "/p/{}/destinations/{did}?done=saved",
+                p.id
+            )));
         }
         add_problems(&mut errors, &v);
     }
     let page = detail_body(&p, &dash, &d, kind, &form, &errors, None);
-    let c = Chrome::property(&dash, &p, Tab::Destinations, d["name"].as_str().unwrap_or("Destination").to_owned());
+    let c = Chrome::property(
+        &dash,
+        &p,
+        Tab::Destinations,
+        d["name"].as_str().unwrap_or("Destination").to_owned(),
+    );
     Ok(html(StatusCode::UNPROCESSABLE_ENTITY, ui::page(&c, page)))
 }
 
@@ -473,11 +672,28 @@ pub async fn pause(
     let p = owned(&state, &dash, &pid).await?;
     fetch(&state, &dash, &p, &did).await?;
     let paused = form.get("paused") != "false";
-    let (status, v) = apicall::call(&state, &dash, Method::PATCH, &format!("/destinations/{did}"), Some(&json!({ "paused": paused }))).await?;
+    let (status, v) = apicall::call(
+        &state,
+        &dash,
+        Method::PATCH,
+        &format!("/destinations/{did}"),
+        Some(&json!({ "paused": paused })),
+    )
+    .await?;
     if status != StatusCode::OK {
-        return Err(DashError::BadRequest(problems(&v).into_iter().map(|(_, m)| m).collect::<Vec<_>>().join("; ")));
+        return Err(DashError::BadRequest(
+            problems(&v)
+                .into_iter()
+                .map(|(_, m)| m)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ));
     }
-    Ok(see_other(&format!("/p/{}/destinations/{did}?done={}", p.id, if paused { "paused" } else { "resumed" })))
+    Ok(see_other(&format!(
+        "/p/{}/destinations/{did}?done={}",
+        p.id,
+        if paused { "paused" } else { "resumed" }
+    )))
 }
 
 pub async fn send_test(
@@ -488,10 +704,30 @@ pub async fn send_test(
     let DashForm { dash, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let (_, kind) = fetch(&state, &dash, &p, &did).await?;
-    let (status, v) = apicall::call(&state, &dash, Method::POST, &format!("/destinations/{did}/test"), Some(&json!({}))).await?;
+    let (status, v) = apicall::call(
+        &state,
+        &dash,
+        Method::POST,
+        &format!("/destinations/{did}/test"),
+        Some(&json!({})),
+    )
+    .await?;
     // Re-read: a refused token flags the destination.
     let (d, _) = fetch(&state, &dash, &p, &did).await?;
-    let body = detail_body(&p, &dash, &d, kind, &FormData::default(), &Errors::default(), Some((status, &v)));
-    let c = Chrome::property(&dash, &p, Tab::Destinations, d["name"].as_str().unwrap_or("Destination").to_owned());
+    let body = detail_body(
+        &p,
+        &dash,
+        &d,
+        kind,
+        &FormData::default(),
+        &Errors::default(),
+        Some((status, &v)),
+    );
+    let c = Chrome::property(
+        &dash,
+        &p,
+        Tab::Destinations,
+        d["name"].as_str().unwrap_or("Destination").to_owned(),
+    );
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }

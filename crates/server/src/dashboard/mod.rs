@@ -27,6 +27,7 @@ use axum::routing::{get, post};
 use crate::state::AppState;
 
 pub mod accounts;
+pub mod apicall;
 pub mod conversions;
 pub mod demo;
 pub mod destinations;

@@ -442,26 +442,13 @@ pub struct Step {
     pub todo: Markup,
 }
 
-/// Whether any delivery of the property reached an ad platform.
-async fn delivery_seen(state: &AppState, pid: &str) -> bool {
-    let row: Result<Option<(String,)>, _> = state
-        .db
-        .fetch_optional(
-            "SELECT id FROM deliveries WHERE property_id = $1 AND status = 'delivered' LIMIT 1",
-            clicktrail_store::args![pid],
-        )
-        .await;
-    // A database without the deliveries table (older schema) has none.
-    matches!(row, Ok(Some(_)))
-}
-
 pub async fn checklist(state: &AppState, p: &Property) -> Result<Vec<Step>, DashError> {
     let pid = p.id.as_str();
     let ((pv, clicks), installed, converted, delivered) = futures::try_join!(
         reports::traffic_seen(&state.db, pid),
         store_integrations::list_for_property(&state.db, &p.id),
         reports::conversion_seen(&state.db, pid),
-        async { Ok(delivery_seen(state, pid).await) },
+        reports::delivery_seen(&state.db, pid),
     )?;
     let base = format!("/p/{pid}");
     Ok(vec![

@@ -526,11 +526,11 @@ pub async fn page(
         }
         (controls(&p, params))
         (headline_markup(&report))
-        (chart(&report))
         div.heading {
             h2 { "Over time" }
             a.small href={ (base) "/reports/export.csv?table=series&" (params.query()) } download { "Export CSV" }
         }
+        (chart(&report))
         @for (dim, rows) in &report.tables {
             (table_markup(&report, *dim, rows, &base))
         }

@@ -68,7 +68,7 @@ pub struct QueueItem<'a> {
 /// after the commit. Returns how many deliveries were queued.
 pub async fn queue_in(
     state: &AppState,
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     items: &[QueueItem<'_>],
 ) -> Result<u64, StoreError> {
     let mut plans: Vec<Vec<PlannedDelivery>> = Vec::with_capacity(items.len());

@@ -68,7 +68,12 @@ pub async fn ext(Path(file): Path<String>) -> Response {
     }
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, JS), (header::CACHE_CONTROL, "public, max-age=31536000, immutable")],
+        [
+            (header::CONTENT_TYPE, JS),
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            // Loaded with import(), i.e. in CORS mode, from the sites' origins.
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+        ],
         tagjs::EXT_JS,
     )
         .into_response()

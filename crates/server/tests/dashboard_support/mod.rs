@@ -2,7 +2,6 @@
 //! tokens out of forms, never follows redirects by itself (tests look at
 //! them).
 
-#![expect(clippy::allow_attributes, reason = "each test binary uses a different part")]
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -105,7 +104,11 @@ impl Browser {
     async fn finish(&self, resp: reqwest::Response) -> Page {
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
-        for c in headers.get_all(SET_COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        for c in headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+        {
             let first = c.split(';').next().unwrap_or("");
             if let Some((k, v)) = first.split_once('=') {
                 let mut jar = self.cookies.lock().expect("cookies");
@@ -131,7 +134,10 @@ impl Browser {
         } else {
             format!("{}{}", self.base, path)
         };
-        let mut r = self.http.request(method, url).header(COOKIE, self.cookie_header());
+        let mut r = self
+            .http
+            .request(method, url)
+            .header(COOKIE, self.cookie_header());
         if let Some(f) = &self.forwarded_for {
             r = r.header("x-forwarded-for", f);
         }
@@ -139,7 +145,11 @@ impl Browser {
     }
 
     pub async fn get(&self, path: &str) -> Page {
-        let resp = self.req(reqwest::Method::GET, path).send().await.expect("GET");
+        let resp = self
+            .req(reqwest::Method::GET, path)
+            .send()
+            .await
+            .expect("GET");
         self.finish(resp).await
     }
 
@@ -173,7 +183,10 @@ impl Browser {
         ));
         let resp = self
             .req(reqwest::Method::POST, path)
-            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .header(
+                "content-type",
+                format!("multipart/form-data; boundary={boundary}"),
+            )
             .body(body)
             .send()
             .await
@@ -211,7 +224,11 @@ impl Browser {
 
     pub async fn login(&self, email: &str, password: &str) {
         let p = self
-            .submit("/login", "/login", &[("email", email), ("password", password)])
+            .submit(
+                "/login",
+                "/login",
+                &[("email", email), ("password", password)],
+            )
             .await;
         assert_eq!(p.status, 303, "login: {}", p.body);
     }

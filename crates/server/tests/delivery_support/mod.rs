@@ -141,13 +141,15 @@ impl Drop for TestDb {
 
 /// The configuration of a test server: fast polls and retries.
 pub fn test_config(db: &TestDb) -> Config {
-    let mut cfg = Config::default();
-    cfg.listen = "127.0.0.1:0".parse().expect("addr");
-    cfg.database_url = db.url.clone();
-    cfg.master_key = Some(serde_json::from_value::<Secret>(json!(MASTER_KEY)).expect("secret"));
-    cfg.allow_private_networks = true;
-    cfg.data_dir = db.dir.join("data");
-    cfg.log = "warn".into();
+    let mut cfg = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        database_url: db.url.clone(),
+        master_key: Some(serde_json::from_value::<Secret>(json!(MASTER_KEY)).expect("secret")),
+        allow_private_networks: true,
+        data_dir: db.dir.join("data"),
+        log: "warn".into(),
+        ..Config::default()
+    };
     cfg.polling.enabled = false;
     cfg.delivery.poll_interval_ms = 50;
     cfg.delivery.backoff_base_secs = 1;
@@ -348,7 +350,7 @@ pub struct Conv {
 
 /// Writes the session, click and validated conversion rows of `spec`
 /// inside `tx` (what the conversion code will have done by then).
-pub async fn write_conversion(tx: &mut Tx, property_id: &str, spec: &ConvSpec) -> Conv {
+pub async fn write_conversion(tx: &mut Tx<'_>, property_id: &str, spec: &ConvSpec) -> Conv {
     let now = chrono::Utc::now().timestamp_millis();
     let visitor = unique("v.");
     let click_id = unique("ck");
@@ -546,14 +548,21 @@ impl ChildServer {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn clicktrail serve");
-        let base = format!("http://127.0.0.1:{port}");
+        // Owned before waiting, so a failed start still kills it.
+        let mut server = ChildServer {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
         let http = reqwest::Client::new();
         let started = Instant::now();
         loop {
-            if let Ok(r) = http.get(format!("{base}/healthz")).send().await
+            if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
                 && r.status().is_success()
             {
                 break;
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!("child server exited: {status}");
             }
             assert!(
                 started.elapsed() < Duration::from_secs(30),
@@ -561,7 +570,7 @@ impl ChildServer {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        ChildServer { child, base }
+        server
     }
 
     /// `kill -9`.
@@ -589,5 +598,86 @@ impl ChildServer {
 impl Drop for ChildServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+// ---- a platform whose answers are late ----------------------------------------------------
+
+/// A TCP proxy in front of a fake platform: requests pass at once (the
+/// platform records them), answers are held back by a settable delay. A
+/// server killed during that delay has had its conversions accepted
+/// without learning it: the case a resend with the same ids must cover.
+pub struct SlowAnswers {
+    pub base: String,
+    delay_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SlowAnswers {
+    pub async fn start(upstream: &str) -> SlowAnswers {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = delay_ms.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let delay = delay.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let up = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                        let _ = sw.shutdown().await;
+                    });
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let ms = delay.load(Ordering::Relaxed);
+                        if ms > 0 {
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    up.abort();
+                });
+            }
+        });
+        SlowAnswers {
+            base,
+            delay_ms,
+            task,
+        }
+    }
+
+    pub fn set_delay(&self, d: Duration) {
+        self.delay_ms.store(
+            u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+}
+
+impl Drop for SlowAnswers {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -1,0 +1,249 @@
+// The newcomer's path through the dashboard, in a real browser against the
+// real server: setup -> login -> create a property -> copy the snippet ->
+// install Gala Partners with a key -> add a Meta destination -> a conversion
+// driven through the real collector and postback shows in the conversion
+// log (delivered to a local fake of Meta) and in the reports -> logout.
+// No console error may appear on any page. Screenshots of every page go to
+// tests/e2e/artifacts/ (not committed).
+//
+//   npm ci && E2E_CLICKTRAIL_BIN=/path/to/clicktrail npm test
+//
+// Needs Debian's chromium (/usr/bin/chromium; `apt-get install -y chromium`)
+// and a built `clicktrail` binary (E2E_CLICKTRAIL_BIN, default
+// ../../target/debug/clicktrail).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import http from "node:http";
+import net from "node:net";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const artifacts = join(here, "artifacts");
+const bin = resolve(process.env.E2E_CLICKTRAIL_BIN || join(here, "../../target/debug/clicktrail"));
+const chromePath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+const EMAIL = "owner@example.com";
+const PASSWORD = "a long enough password";
+const PIXEL = "987654321";
+const TOKEN = "EAAE2ETOKEN00000000000000000";
+
+let server, base, dataDir, browser, fakeMeta, metaEvents = [];
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => res(port));
+    });
+    s.on("error", rej);
+  });
+}
+
+async function waitFor(url, ms = 30000) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    try {
+      const r = await fetch(url);
+      if (r.ok) return;
+    } catch { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not come up`);
+}
+
+before(async () => {
+  assert.ok(existsSync(bin), `clicktrail binary not found at ${bin} (set E2E_CLICKTRAIL_BIN)`);
+  assert.ok(existsSync(chromePath), `chromium not found at ${chromePath} (apt-get install -y chromium)`);
+  mkdirSync(artifacts, { recursive: true });
+  dataDir = mkdtempSync(join(tmpdir(), "clicktrail-e2e-"));
+  // A local stand-in for Meta's Graph API.
+  fakeMeta = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      let n = 0;
+      try { n = (JSON.parse(body).data || []).length; } catch { /* form body */ }
+      metaEvents.push({ url: req.url, body });
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ events_received: n, messages: [], fbtrace_id: "e2e-fake" }));
+    });
+  });
+  await new Promise((r) => fakeMeta.listen(0, "127.0.0.1", r));
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  server = spawn(bin, ["serve"], {
+    env: {
+      // The server refuses unknown CLICKTRAIL_* variables: pass none through.
+      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CLICKTRAIL_"))),
+      CLICKTRAIL_LISTEN: `127.0.0.1:${port}`,
+      CLICKTRAIL_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
+      CLICKTRAIL_DATA_DIR: dataDir,
+      CLICKTRAIL_ALLOW_PRIVATE_NETWORKS: "true",
+      CLICKTRAIL_LOG: "warn",
+    },
+    stdio: ["ignore", "inherit", "inherit"],
+  });
+  await waitFor(`${base}/healthz`);
+  // A fresh profile (user data dir) for every run.
+  browser = await chromium.launchPersistentContext(join(dataDir, "chromium-profile"), {
+    executablePath: chromePath,
+    headless: true,
+    viewport: { width: 1360, height: 900 },
+    args: [
+      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    ],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (server) {
+    server.kill("SIGTERM");
+    await new Promise((r) => server.once("exit", r));
+  }
+  if (fakeMeta) fakeMeta.close();
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+test("a newcomer sets up, installs Gala Partners and Meta, and sees a conversion", async () => {
+  const context = browser;
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
+  const page = await context.newPage();
+  const problems = [];
+  page.on("console", (m) => { if (m.type() === "error") problems.push(`${page.url()}: ${m.text()}`); });
+  page.on("pageerror", (e) => problems.push(`${page.url()}: ${e.message}`));
+  let shot = 0;
+  const snap = async (name) => {
+    shot += 1;
+    await page.screenshot({ path: join(artifacts, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
+  };
+
+  // First run: / leads to the setup form.
+  await page.goto(`${base}/`);
+  assert.match(page.url(), /\/setup$/);
+  await snap("setup");
+  await page.fill("[name='email']", EMAIL);
+  await page.fill("[name='password']", PASSWORD);
+  await page.fill("[name='password_confirm']", PASSWORD);
+  await Promise.all([page.waitForURL(/\/login/), page.click("main button[type=submit]")]);
+  await snap("login");
+
+  // Login.
+  await page.fill("[name='email']", EMAIL);
+  await page.fill("[name='password']", PASSWORD);
+  await Promise.all([page.waitForURL(/\/properties$/), page.click("main button[type=submit]")]);
+  await snap("properties-empty");
+
+  // Create a property.
+  await page.click("text=Add a property");
+  await page.fill("[name='name']", "Bingo reviews");
+  await page.fill("[name='domains']", "bingo-reviews.example");
+  await page.fill("[name='currency']", "EUR");
+  await Promise.all([page.waitForURL(/\/p\/[0-9a-z]+\?done=created/), page.click("main button[type=submit]")]);
+  const pid = new URL(page.url()).pathname.split("/")[2];
+  await snap("overview");
+
+  // Copy the snippet.
+  await page.click("button[data-copy=snippet]");
+  await page.waitForSelector("button[data-copy=snippet].copied");
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  assert.ok(copied.includes(`/t/${pid}.js`), `the clipboard holds the snippet: ${copied}`);
+
+  // The Integration Catalog: search, open Gala Partners, install with a key.
+  await page.click("nav.tabs >> text=Integrations");
+  await page.click("text=Open the Integration Catalog");
+  await page.fill("#catalog-search", "gala");
+  assert.equal(await page.isVisible("a.netcard[data-key=galapartners]"), true);
+  assert.equal(await page.isVisible("a.netcard[data-key=clickbank]"), false);
+  await snap("catalog-search");
+  await page.click("a.netcard[data-key=galapartners]");
+  await page.waitForSelector("#technical-details");
+  await snap("gala-partners");
+  await page.fill("[name='credentials.security_key']", "GALA-SECURITY-KEY-123");
+  await page.fill("[name='settings.api_url']", "http://127.0.0.1:9/api/affreporting.asp");
+  await Promise.all([page.waitForURL(/\/integrations\/.+done=installed/), page.click("button[data-test=install]")]);
+  await snap("gala-installed");
+  const postbackUrl = (await page.textContent("#postback-url")).trim();
+  assert.ok(postbackUrl.startsWith(`${base}/postback/`), postbackUrl);
+
+  // A Meta destination (pointed at the local fake).
+  await page.click("nav.tabs >> text=Destinations");
+  await page.click("a.netcard[data-kind=meta_capi]");
+  await page.fill("[name='settings.pixel_id']", PIXEL);
+  await page.fill("[name='credentials.access_token']", TOKEN);
+  const metaPort = fakeMeta.address().port;
+  await page.fill("[name='settings.endpoint']", `http://127.0.0.1:${metaPort}`);
+  await snap("meta-form");
+  await Promise.all([page.waitForURL(/\/destinations\/.+done=created/), page.click("button[data-test=save-destination]")]);
+  await snap("meta-destination");
+
+  // A visit and a click through the real collector, then the network's
+  // postback for that click.
+  const now = Date.now();
+  const landing = "https://bingo-reviews.example/gala?utm_source=facebook&utm_medium=paid_social&utm_campaign=e2e-spring&fbclid=E2EFBCLID";
+  const clickId = "e2eclickid0000000001";
+  const collect = await fetch(`${base}/collect`, {
+    method: "POST",
+    headers: { "content-type": "text/plain", "user-agent": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36" },
+    body: JSON.stringify({ property_id: pid, events: [
+      { event_id: crypto.randomUUID(), name: "PageView", ts: now, visitor_id: "e2e-visitor-0001", url: landing },
+      { event_id: crypto.randomUUID(), name: "OutboundClick", ts: now, visitor_id: "e2e-visitor-0001", url: landing, click_id: clickId,
+        link: { url: `https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1&c=${clickId}`, tracking_group: "incomeaccess", text: "Play" } },
+    ] }),
+  });
+  assert.equal(collect.status, 202);
+  const pb = await fetch(`${postbackUrl}?c=${clickId}&commission=12.50&currency=EUR&transaction_id=e2e-1`);
+  assert.equal(pb.status, 200);
+  const outcome = await pb.json();
+  assert.equal(outcome.status, "validated", JSON.stringify(outcome));
+
+  // The conversion log shows it, validated, and delivered to Meta.
+  await page.click("nav.tabs >> text=Conversion log");
+  await page.waitForSelector("tr[data-status=validated]");
+  await snap("conversion-log");
+  await page.click("tr[data-status=validated] a");
+  for (let i = 0; i < 50 && !(await page.isVisible(".delivery .badge.good")); i++) {
+    await new Promise((r) => setTimeout(r, 200));
+    await page.reload();
+  }
+  assert.equal(await page.isVisible(".delivery .badge.good"), true, "delivered");
+  await snap("conversion-detail");
+  assert.ok(metaEvents.length >= 1, "the fake Meta received the event");
+
+  // The reports count it.
+  await page.click("nav.tabs >> text=Reports");
+  await page.waitForSelector("[data-kpi=conversions]");
+  assert.equal((await page.textContent("[data-kpi=conversions] .value")).trim(), "1");
+  assert.equal((await page.textContent("[data-kpi=revenue] .value")).trim(), "12.50");
+  assert.equal((await page.textContent("[data-kpi=visits] .value")).trim(), "1");
+  await snap("reports");
+
+  // The other pages load without errors.
+  for (const [tab, name] of [["Live events", "live"], ["Link checker", "link-checker"], ["Ad spend", "spend"], ["Settings", "settings"], ["Overview", "overview-done"]]) {
+    await page.click(`nav.tabs >> text=${tab}`);
+    await page.waitForLoadState("load");
+    await snap(name);
+  }
+  assert.equal(await page.locator(".checklist li.done").count(), 5, "every checklist step is green");
+  await page.click("nav.main >> text=API tokens");
+  await snap("tokens");
+  await page.click("nav.main >> text=Members");
+  await snap("members");
+
+  // Logout.
+  await Promise.all([page.waitForURL(/\/login\?done=logout/), page.click("button[data-test=logout]")]);
+  await snap("logged-out");
+  await page.goto(`${base}/p/${pid}/reports`);
+  assert.match(page.url(), /\/login\?next=/);
+
+  assert.deepEqual(problems, [], "no console errors");
+  await page.close();
+});
