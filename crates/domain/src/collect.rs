@@ -74,7 +74,10 @@ pub struct CollectError {
 
 impl CollectError {
     fn new(code: CollectErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     fn at(index: usize, code: CollectErrorCode, field: &str, problem: impl fmt::Display) -> Self {
@@ -227,48 +230,77 @@ struct WireUser {
 /// Decodes and validates a request body. `now_ms` is the server's clock.
 pub fn decode(body: &[u8], now_ms: i64) -> Result<CollectBatch, CollectError> {
     use CollectErrorCode as C;
-    let text = std::str::from_utf8(body).map_err(|e| CollectError::new(C::InvalidUtf8, format!("body is not UTF-8: {e}")))?;
-    let root: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| CollectError::new(C::InvalidJson, format!("body is not JSON: {e}")))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| CollectError::new(C::InvalidUtf8, format!("body is not UTF-8: {e}")))?;
+    let root: serde_json::Value = serde_json::from_str(text)
+        .map_err(|e| CollectError::new(C::InvalidJson, format!("body is not JSON: {e}")))?;
     if !root.is_object() {
-        return Err(CollectError::new(C::InvalidJson, "body must be a JSON object"));
+        return Err(CollectError::new(
+            C::InvalidJson,
+            "body must be a JSON object",
+        ));
     }
     let has_events = root.get("events").is_some();
     let (property_id, raw_events) = if has_events {
-        let body: WireBody = serde_json::from_value(root)
-            .map_err(|e| CollectError::new(C::InvalidJson, format!("body does not match the wire format: {e}")))?;
+        let body: WireBody = serde_json::from_value(root).map_err(|e| {
+            CollectError::new(
+                C::InvalidJson,
+                format!("body does not match the wire format: {e}"),
+            )
+        })?;
         if let Some(v) = &body.v
             && v.as_i64() != Some(1)
         {
-            return Err(CollectError::new(C::InvalidJson, "unsupported wire format version (v must be 1)"));
+            return Err(CollectError::new(
+                C::InvalidJson,
+                "unsupported wire format version (v must be 1)",
+            ));
         }
         (body.property_id, body.events.unwrap_or_default())
     } else {
-        let pid = root.get("property_id").and_then(|v| v.as_str()).map(str::to_owned);
+        let pid = root
+            .get("property_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
         (pid, vec![root])
     };
-    let property_id = property_id.ok_or_else(|| CollectError::new(C::MissingField, "property_id is required"))?;
+    let property_id =
+        property_id.ok_or_else(|| CollectError::new(C::MissingField, "property_id is required"))?;
     let property_id = PropertyId::parse(&property_id)
         .map_err(|e| CollectError::new(C::MissingField, format!("property_id: {e}")))?;
     if raw_events.is_empty() {
-        return Err(CollectError::new(C::NoEvents, "events must hold at least one event"));
+        return Err(CollectError::new(
+            C::NoEvents,
+            "events must hold at least one event",
+        ));
     }
     if raw_events.len() > MAX_EVENTS {
         return Err(CollectError::new(
             C::TooManyEvents,
-            format!("at most {MAX_EVENTS} events per request, got {}", raw_events.len()),
+            format!(
+                "at most {MAX_EVENTS} events per request, got {}",
+                raw_events.len()
+            ),
         ));
     }
     let mut events = Vec::with_capacity(raw_events.len());
     for (i, raw) in raw_events.into_iter().enumerate() {
         if !raw.is_object() {
-            return Err(CollectError::at(i, C::InvalidEvent, "", "an event must be a JSON object"));
+            return Err(CollectError::at(
+                i,
+                C::InvalidEvent,
+                "",
+                "an event must be a JSON object",
+            ));
         }
         let w: WireEvent =
             serde_json::from_value(raw).map_err(|e| CollectError::at(i, C::InvalidEvent, "", e))?;
         events.push(validate_event(i, w, now_ms)?);
     }
-    Ok(CollectBatch { property_id, events })
+    Ok(CollectBatch {
+        property_id,
+        events,
+    })
 }
 
 fn required<T>(i: usize, field: &str, v: Option<T>) -> Result<T, CollectError> {
@@ -286,7 +318,12 @@ fn cut_chars(s: &str, max: usize) -> String {
     }
 }
 
-fn bounded(i: usize, field: &str, v: Option<String>, max: usize) -> Result<Option<String>, CollectError> {
+fn bounded(
+    i: usize,
+    field: &str,
+    v: Option<String>,
+    max: usize,
+) -> Result<Option<String>, CollectError> {
     match v {
         Some(s) if s.len() > max => Err(invalid(i, field, format!("longer than {max} bytes"))),
         Some(s) if s.is_empty() => Ok(None),
@@ -296,7 +333,11 @@ fn bounded(i: usize, field: &str, v: Option<String>, max: usize) -> Result<Optio
 
 fn parse_http_url(i: usize, field: &str, s: &str) -> Result<Url, CollectError> {
     if s.len() > MAX_URL_LEN {
-        return Err(invalid(i, field, format!("longer than {MAX_URL_LEN} bytes")));
+        return Err(invalid(
+            i,
+            field,
+            format!("longer than {MAX_URL_LEN} bytes"),
+        ));
     }
     let u = Url::parse(s).map_err(|e| invalid(i, field, format!("not an absolute URL: {e}")))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none() {
@@ -306,18 +347,30 @@ fn parse_http_url(i: usize, field: &str, s: &str) -> Result<Url, CollectError> {
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent, CollectError> {
-    let event_id = EventId::parse(&required(i, "event_id", w.event_id)?).map_err(|e| invalid(i, "event_id", e))?;
+    let event_id = EventId::parse(&required(i, "event_id", w.event_id)?)
+        .map_err(|e| invalid(i, "event_id", e))?;
     let name_raw = required(i, "name", w.name)?;
-    let name = EventName::parse(&name_raw)
-        .ok_or_else(|| invalid(i, "name", "must be 1 to 40 of [A-Za-z0-9_], starting with a letter"))?;
+    let name = EventName::parse(&name_raw).ok_or_else(|| {
+        invalid(
+            i,
+            "name",
+            "must be 1 to 40 of [A-Za-z0-9_], starting with a letter",
+        )
+    })?;
     let ts = required(i, "ts", w.ts)?;
     let client_ts_ms = ts
         .as_i64()
-        .or_else(|| ts.as_f64().filter(|f| f.is_finite() && f.fract() == 0.0).map(|f| f as i64))
+        .or_else(|| {
+            ts.as_f64()
+                .filter(|f| f.is_finite() && f.fract() == 0.0)
+                .map(|f| f as i64)
+        })
         .ok_or_else(|| invalid(i, "ts", "must be an integer (ms since epoch)"))?;
     if client_ts_ms < MIN_TS_MS || client_ts_ms > now_ms.saturating_add(MAX_FUTURE_MS) {
         return Err(CollectError::at(
@@ -327,11 +380,14 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
             "is before 2020 or more than 24 hours ahead of the server's clock",
         ));
     }
-    let visitor_id =
-        VisitorId::parse(&required(i, "visitor_id", w.visitor_id)?).map_err(|e| invalid(i, "visitor_id", e))?;
+    let visitor_id = VisitorId::parse(&required(i, "visitor_id", w.visitor_id)?)
+        .map_err(|e| invalid(i, "visitor_id", e))?;
     let url = parse_http_url(i, "url", &required(i, "url", w.url)?)?;
     let referrer = bounded(i, "referrer", w.referrer, MAX_URL_LEN)?;
-    let title = w.title.map(|t| cut_chars(t.trim(), MAX_TITLE_CHARS)).filter(|t| !t.is_empty());
+    let title = w
+        .title
+        .map(|t| cut_chars(t.trim(), MAX_TITLE_CHARS))
+        .filter(|t| !t.is_empty());
     let session_hint = bounded(i, "session_hint", w.session_hint, MAX_SHORT)?;
     let pageview_id = match w.pageview_id.filter(|s| !s.is_empty()) {
         Some(s) => Some(EventId::parse(&s).map_err(|e| invalid(i, "pageview_id", e))?),
@@ -345,29 +401,54 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
         Some(l) => {
             let url = required(i, "link.url", l.url.filter(|u| !u.is_empty()))?;
             if url.len() > MAX_URL_LEN {
-                return Err(invalid(i, "link.url", format!("longer than {MAX_URL_LEN} bytes")));
+                return Err(invalid(
+                    i,
+                    "link.url",
+                    format!("longer than {MAX_URL_LEN} bytes"),
+                ));
             }
             let tracking_group = bounded(i, "link.tracking_group", l.tracking_group, MAX_SHORT)?;
-            let text = l.text.map(|t| cut_chars(t.trim(), MAX_LINK_TEXT_CHARS)).filter(|t| !t.is_empty());
-            Some(Link { url, tracking_group, text })
+            let text = l
+                .text
+                .map(|t| cut_chars(t.trim(), MAX_LINK_TEXT_CHARS))
+                .filter(|t| !t.is_empty());
+            Some(Link {
+                url,
+                tracking_group,
+                text,
+            })
         }
         None => None,
     };
     if name == EventName::OutboundClick {
         if click_id.is_none() {
-            return Err(CollectError::at(i, CollectErrorCode::MissingField, "click_id", "is required for OutboundClick"));
+            return Err(CollectError::at(
+                i,
+                CollectErrorCode::MissingField,
+                "click_id",
+                "is required for OutboundClick",
+            ));
         }
         if link.is_none() {
-            return Err(CollectError::at(i, CollectErrorCode::MissingField, "link", "is required for OutboundClick"));
+            return Err(CollectError::at(
+                i,
+                CollectErrorCode::MissingField,
+                "link",
+                "is required for OutboundClick",
+            ));
         }
     }
     let value = match w.value {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::Number(n)) => {
-            let f = n.as_f64().ok_or_else(|| invalid(i, "value", "not a number"))?;
+            let f = n
+                .as_f64()
+                .ok_or_else(|| invalid(i, "value", "not a number"))?;
             Some(amount_from_f64(f).map_err(|e| invalid(i, "value", e))?)
         }
-        Some(serde_json::Value::String(s)) => Some(parse_amount(&s).map_err(|e| invalid(i, "value", e))?),
+        Some(serde_json::Value::String(s)) => {
+            Some(parse_amount(&s).map_err(|e| invalid(i, "value", e))?)
+        }
         Some(_) => return Err(invalid(i, "value", "must be a number")),
     };
     let currency = match w.currency.filter(|c| !c.is_empty()) {
@@ -381,11 +462,17 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
             }
             for (k, v) in &p {
                 if k.is_empty() || k.len() > MAX_PROP_KEY {
-                    return Err(invalid(i, "props", format!("keys must be 1 to {MAX_PROP_KEY} bytes")));
+                    return Err(invalid(
+                        i,
+                        "props",
+                        format!("keys must be 1 to {MAX_PROP_KEY} bytes"),
+                    ));
                 }
                 let ok = match v {
                     serde_json::Value::String(s) => s.len() <= MAX_PROP_VALUE,
-                    serde_json::Value::Number(_) | serde_json::Value::Bool(_) | serde_json::Value::Null => true,
+                    serde_json::Value::Number(_)
+                    | serde_json::Value::Bool(_)
+                    | serde_json::Value::Null => true,
                     _ => false,
                 };
                 if !ok {
@@ -411,11 +498,18 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
     let user = match w.user {
         Some(u) => {
             let mut hashes = UserHashes::default();
-            for (field, v, slot) in [("user.em", u.em, &mut hashes.em), ("user.ph", u.ph, &mut hashes.ph)] {
+            for (field, v, slot) in [
+                ("user.em", u.em, &mut hashes.em),
+                ("user.ph", u.ph, &mut hashes.ph),
+            ] {
                 if let Some(v) = v.filter(|v| !v.is_empty()) {
                     let v = v.to_ascii_lowercase();
                     if !is_sha256_hex(&v) {
-                        return Err(invalid(i, field, "must be a SHA-256 hex digest, never a clear value"));
+                        return Err(invalid(
+                            i,
+                            field,
+                            "must be a SHA-256 hex digest, never a clear value",
+                        ));
                     }
                     *slot = Some(v);
                 }
@@ -461,12 +555,21 @@ mod tests {
     }
 
     fn code(body: serde_json::Value) -> &'static str {
-        decode(body.to_string().as_bytes(), NOW).unwrap_err().code.as_str()
+        decode(body.to_string().as_bytes(), NOW)
+            .unwrap_err()
+            .code
+            .as_str()
     }
 
     #[test]
     fn batch_and_single() {
-        let b = decode(json!({"property_id": PID, "events": [pageview()]}).to_string().as_bytes(), NOW).unwrap();
+        let b = decode(
+            json!({"property_id": PID, "events": [pageview()]})
+                .to_string()
+                .as_bytes(),
+            NOW,
+        )
+        .unwrap();
         assert_eq!(b.events.len(), 1);
         assert_eq!(b.events[0].name, EventName::PageView);
         let mut single = pageview();
@@ -479,49 +582,101 @@ mod tests {
     fn outbound_click() {
         let mut e = pageview();
         e["name"] = json!("OutboundClick");
-        assert_eq!(code(json!({"property_id": PID, "events": [e.clone()]})), "missing_field");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e.clone()]})),
+            "missing_field"
+        );
         e["click_id"] = json!("AZDxon08eryN7wEjRWeJqwAAAAAA");
         e["link"] = json!({"url": "https://wlx.adsrv.eacdn.com/C.ashx?btag=a&c=AZDxon08eryN7wEjRWeJqwAAAAAA", "tracking_group": "incomeaccess", "text": "  Join  "});
-        let b = decode(json!({"property_id": PID, "events": [e]}).to_string().as_bytes(), NOW).unwrap();
-        assert_eq!(b.events[0].link.as_ref().unwrap().text.as_deref(), Some("Join"));
+        let b = decode(
+            json!({"property_id": PID, "events": [e]})
+                .to_string()
+                .as_bytes(),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            b.events[0].link.as_ref().unwrap().text.as_deref(),
+            Some("Join")
+        );
     }
 
     #[test]
     fn refusals() {
-        assert_eq!(decode(b"\xff\xfe", NOW).unwrap_err().code.as_str(), "invalid_utf8");
+        assert_eq!(
+            decode(b"\xff\xfe", NOW).unwrap_err().code.as_str(),
+            "invalid_utf8"
+        );
         assert_eq!(decode(b"{", NOW).unwrap_err().code.as_str(), "invalid_json");
-        assert_eq!(decode(b"[]", NOW).unwrap_err().code.as_str(), "invalid_json");
+        assert_eq!(
+            decode(b"[]", NOW).unwrap_err().code.as_str(),
+            "invalid_json"
+        );
         assert_eq!(code(json!({"events": [pageview()]})), "missing_field");
         assert_eq!(code(json!({"property_id": PID, "events": []})), "no_events");
         let many: Vec<_> = (0..51).map(|_| pageview()).collect();
-        assert_eq!(code(json!({"property_id": PID, "events": many})), "too_many_events");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": many})),
+            "too_many_events"
+        );
         let mut e = pageview();
         e["ts"] = json!(NOW + 2 * MAX_FUTURE_MS);
-        assert_eq!(code(json!({"property_id": PID, "events": [e]})), "invalid_timestamp");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e]})),
+            "invalid_timestamp"
+        );
         let mut e = pageview();
         e["url"] = json!(format!("https://a.com/?{}", "x".repeat(MAX_URL_LEN)));
-        assert_eq!(code(json!({"property_id": PID, "events": [e]})), "invalid_event");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e]})),
+            "invalid_event"
+        );
         let mut e = pageview();
         e["url"] = json!("javascript:alert(1)");
-        assert_eq!(code(json!({"property_id": PID, "events": [e]})), "invalid_event");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e]})),
+            "invalid_event"
+        );
         let mut e = pageview();
         e["user"] = json!({"em": "someone@example.com"});
-        assert_eq!(code(json!({"property_id": PID, "events": [e]})), "invalid_event");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e]})),
+            "invalid_event"
+        );
         let mut e = pageview();
         e["value"] = json!("lots");
-        assert_eq!(code(json!({"property_id": PID, "events": [e]})), "invalid_event");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e]})),
+            "invalid_event"
+        );
         let mut e = pageview();
         e["name"] = json!("has space");
-        assert_eq!(code(json!({"property_id": PID, "events": [e]})), "invalid_event");
-        assert_eq!(code(json!({"property_id": PID, "v": 2, "events": [pageview()]})), "invalid_json");
+        assert_eq!(
+            code(json!({"property_id": PID, "events": [e]})),
+            "invalid_event"
+        );
+        assert_eq!(
+            code(json!({"property_id": PID, "v": 2, "events": [pageview()]})),
+            "invalid_json"
+        );
     }
 
     #[test]
     fn messages_name_the_event() {
         let mut e = pageview();
         e["visitor_id"] = json!("x");
-        let err = decode(json!({"property_id": PID, "events": [pageview(), e]}).to_string().as_bytes(), NOW).unwrap_err();
-        assert!(err.message.starts_with("events[1].visitor_id"), "{}", err.message);
+        let err = decode(
+            json!({"property_id": PID, "events": [pageview(), e]})
+                .to_string()
+                .as_bytes(),
+            NOW,
+        )
+        .unwrap_err();
+        assert!(
+            err.message.starts_with("events[1].visitor_id"),
+            "{}",
+            err.message
+        );
     }
 
     proptest! {
@@ -547,10 +702,21 @@ mod tests {
             ".{0,40}".prop_map(serde_json::Value::String),
         ];
         let keys = prop_oneof![
-            Just("event_id".to_owned()), Just("name".to_owned()), Just("ts".to_owned()), Just("visitor_id".to_owned()),
-            Just("url".to_owned()), Just("click_id".to_owned()), Just("link".to_owned()), Just("value".to_owned()),
-            Just("currency".to_owned()), Just("props".to_owned()), Just("user".to_owned()), Just("cookies".to_owned()),
-            Just("property_id".to_owned()), Just("events".to_owned()), "[a-z]{1,8}",
+            Just("event_id".to_owned()),
+            Just("name".to_owned()),
+            Just("ts".to_owned()),
+            Just("visitor_id".to_owned()),
+            Just("url".to_owned()),
+            Just("click_id".to_owned()),
+            Just("link".to_owned()),
+            Just("value".to_owned()),
+            Just("currency".to_owned()),
+            Just("props".to_owned()),
+            Just("user".to_owned()),
+            Just("cookies".to_owned()),
+            Just("property_id".to_owned()),
+            Just("events".to_owned()),
+            "[a-z]{1,8}",
         ];
         leaf.prop_recursive(3, 32, 8, move |inner| {
             prop_oneof![

@@ -43,15 +43,14 @@ impl SourceStatus {
     pub fn parse(value: &str) -> Option<Self> {
         let v = value.trim().to_ascii_lowercase();
         Some(match v.as_str() {
-            "" | "approved" | "approve" | "confirmed" | "accepted" | "paid" | "valid" | "1" | "a" | "success" | "completed" | "locked" => {
-                Self::Approved
-            }
-            "pending" | "open" | "new" | "hold" | "on_hold" | "0" | "p" | "waiting" | "extended" => Self::Pending,
-            "rejected" | "declined" | "denied" | "invalid" | "cancelled" | "canceled" | "failed" | "2" | "r" | "d" => {
-                Self::Rejected
-            }
-            "reversed" | "reversal" | "refunded" | "refund" | "chargeback" | "charged_back" | "returned" | "voided"
-            | "void" | "adjusted" => Self::Reversed,
+            "" | "approved" | "approve" | "confirmed" | "accepted" | "paid" | "valid" | "1"
+            | "a" | "success" | "completed" | "locked" => Self::Approved,
+            "pending" | "open" | "new" | "hold" | "on_hold" | "0" | "p" | "waiting"
+            | "extended" => Self::Pending,
+            "rejected" | "declined" | "denied" | "invalid" | "cancelled" | "canceled"
+            | "failed" | "2" | "r" | "d" => Self::Rejected,
+            "reversed" | "reversal" | "refunded" | "refund" | "chargeback" | "charged_back"
+            | "returned" | "voided" | "void" | "adjusted" => Self::Reversed,
             _ => return None,
         })
     }
@@ -198,9 +197,14 @@ impl LogStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Validated, Self::Error, Self::Adjustment, Self::Ignored]
-            .into_iter()
-            .find(|c| c.as_str() == s)
+        [
+            Self::Validated,
+            Self::Error,
+            Self::Adjustment,
+            Self::Ignored,
+        ]
+        .into_iter()
+        .find(|c| c.as_str() == s)
     }
 }
 
@@ -212,16 +216,28 @@ mod tests {
     fn error_codes_round_trip() {
         for c in ErrorCode::ALL {
             assert_eq!(ErrorCode::parse(c.as_str()), Some(c));
-            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(c.as_str()));
+            assert_eq!(
+                serde_json::to_value(c).unwrap(),
+                serde_json::json!(c.as_str())
+            );
             assert!(!c.hint().is_empty());
         }
     }
 
     #[test]
     fn statuses() {
-        assert_eq!(SourceStatus::parse("Chargeback"), Some(SourceStatus::Reversed));
-        assert_eq!(SourceStatus::parse("approved"), Some(SourceStatus::Approved));
-        assert_eq!(SourceStatus::parse("declined"), Some(SourceStatus::Rejected));
+        assert_eq!(
+            SourceStatus::parse("Chargeback"),
+            Some(SourceStatus::Reversed)
+        );
+        assert_eq!(
+            SourceStatus::parse("approved"),
+            Some(SourceStatus::Approved)
+        );
+        assert_eq!(
+            SourceStatus::parse("declined"),
+            Some(SourceStatus::Rejected)
+        );
         assert_eq!(SourceStatus::parse("pending"), Some(SourceStatus::Pending));
         assert_eq!(SourceStatus::parse("banana"), None);
     }

@@ -36,7 +36,10 @@ pub enum ValueSource {
     #[default]
     Reported,
     /// A fixed value in the given currency (e.g. a CPA deal).
-    Fixed { amount: Decimal, currency: crate::money::Currency },
+    Fixed {
+        amount: Decimal,
+        currency: crate::money::Currency,
+    },
     /// No value (e.g. a free registration).
     None,
 }
@@ -61,7 +64,10 @@ pub fn normalise_name(name: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mapped<'a> {
     /// Becomes this conversion event under this rule.
-    Event { name: &'a str, rule: &'a MappingRule },
+    Event {
+        name: &'a str,
+        rule: &'a MappingRule,
+    },
     /// The rule says to ignore it.
     Ignored,
     /// No rule for it: the conversion log's `unmapped_event`.
@@ -94,7 +100,9 @@ impl EventMapping {
         }
         for (k, r) in &self.0 {
             if k.is_empty() || k.len() > 100 {
-                return Err(format!("source event name {k:?} must be 1 to 100 characters"));
+                return Err(format!(
+                    "source event name {k:?} must be 1 to 100 characters"
+                ));
             }
             if let Some(e) = &r.event {
                 let ok = !e.is_empty()
@@ -128,8 +136,17 @@ mod tests {
     #[test]
     fn maps_case_insensitively() {
         let m = mapping();
-        assert!(matches!(m.map("Registration"), Mapped::Event { name: "Lead", .. }));
-        assert!(matches!(m.map("COMMISSION"), Mapped::Event { name: "Purchase", .. }));
+        assert!(matches!(
+            m.map("Registration"),
+            Mapped::Event { name: "Lead", .. }
+        ));
+        assert!(matches!(
+            m.map("COMMISSION"),
+            Mapped::Event {
+                name: "Purchase",
+                ..
+            }
+        ));
         assert_eq!(m.map("test"), Mapped::Ignored);
         assert_eq!(m.map("sale"), Mapped::Unmapped);
     }
@@ -137,14 +154,25 @@ mod tests {
     #[test]
     fn wildcard() {
         let mut m = mapping();
-        m.0.insert("*".into(), MappingRule { event: Some("Custom".into()), value: ValueSource::Reported, send_to_destinations: false });
-        assert!(matches!(m.map("sale"), Mapped::Event { name: "Custom", .. }));
+        m.0.insert(
+            "*".into(),
+            MappingRule {
+                event: Some("Custom".into()),
+                value: ValueSource::Reported,
+                send_to_destinations: false,
+            },
+        );
+        assert!(matches!(
+            m.map("sale"),
+            Mapped::Event { name: "Custom", .. }
+        ));
     }
 
     #[test]
     fn validation() {
         assert!(mapping().validate().is_ok());
-        let bad: EventMapping = serde_json::from_value(serde_json::json!({"x": {"event": "has space"}})).unwrap();
+        let bad: EventMapping =
+            serde_json::from_value(serde_json::json!({"x": {"event": "has space"}})).unwrap();
         assert!(bad.validate().is_err());
     }
 

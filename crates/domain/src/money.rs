@@ -131,7 +131,11 @@ fn check_range(d: Decimal) -> Result<Decimal, InvalidAmount> {
 /// Amount as integer micro-units (1.5 -> 1_500_000), the storage form.
 pub fn to_micros(d: Decimal) -> i64 {
     let scaled = (d * Decimal::from(1_000_000)).round();
-    i64::try_from(scaled).unwrap_or(if d.is_sign_negative() { i64::MIN } else { i64::MAX })
+    i64::try_from(scaled).unwrap_or(if d.is_sign_negative() {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
 }
 
 pub fn from_micros(m: i64) -> Decimal {

@@ -33,11 +33,22 @@ pub struct PixelSettings {
 
 impl Default for PixelSettings {
     fn default() -> Self {
-        Self { meta: true, google: true, tiktok: true }
+        Self {
+            meta: true,
+            google: true,
+            tiktok: true,
+        }
     }
 }
 
-pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = &["/go/", "/out/", "/recommends/", "/visit/", "/link/", "/refer/"];
+pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = &[
+    "/go/",
+    "/out/",
+    "/recommends/",
+    "/visit/",
+    "/link/",
+    "/refer/",
+];
 
 /// Per-property settings, stored as JSON; absent keys take defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +73,10 @@ impl Default for PropertySettings {
             attribution_window_days: Some(30),
             session_timeout_min: 30,
             autoscan: true,
-            autoscan_prefixes: DEFAULT_AUTOSCAN_PREFIXES.iter().map(|s| (*s).to_owned()).collect(),
+            autoscan_prefixes: DEFAULT_AUTOSCAN_PREFIXES
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
             consent_required: false,
             ip_handling: IpHandling::Truncate,
             pixels: PixelSettings::default(),
@@ -81,7 +95,11 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, code: &'static str, message: impl Into<String>) -> Self {
-        Self { field: field.into(), code, message: message.into() }
+        Self {
+            field: field.into(),
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -105,10 +123,12 @@ impl PropertySettings {
             ));
         }
         if self.autoscan_prefixes.len() > 20
-            || self
-                .autoscan_prefixes
-                .iter()
-                .any(|p| !p.starts_with('/') || p.len() > 64 || p.len() < 2 || p.contains(char::is_whitespace))
+            || self.autoscan_prefixes.iter().any(|p| {
+                !p.starts_with('/')
+                    || p.len() > 64
+                    || p.len() < 2
+                    || p.contains(char::is_whitespace)
+            })
         {
             errs.push(FieldError::new(
                 "settings.autoscan_prefixes",
@@ -117,7 +137,11 @@ impl PropertySettings {
             ));
         }
         if crate::money::Currency::parse(&self.currency).is_err() {
-            errs.push(FieldError::new("settings.currency", "invalid_currency", "must be an ISO 4217 code"));
+            errs.push(FieldError::new(
+                "settings.currency",
+                "invalid_currency",
+                "must be an ISO 4217 code",
+            ));
         }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
@@ -127,7 +151,8 @@ impl PropertySettings {
     }
 
     pub fn attribution_window_ms(&self) -> Option<i64> {
-        self.attribution_window_days.map(|d| i64::from(d) * 86_400_000)
+        self.attribution_window_days
+            .map(|d| i64::from(d) * 86_400_000)
     }
 }
 
@@ -136,7 +161,11 @@ impl PropertySettings {
 /// domain or any of its subdomains.
 pub fn normalise_domains(input: &[String]) -> Result<Vec<String>, FieldError> {
     if input.is_empty() || input.len() > 50 {
-        return Err(FieldError::new("domains", "invalid_domains", "give 1 to 50 domains"));
+        return Err(FieldError::new(
+            "domains",
+            "invalid_domains",
+            "give 1 to 50 domains",
+        ));
     }
     let mut out = Vec::with_capacity(input.len());
     for raw in input {
@@ -146,7 +175,12 @@ pub fn normalise_domains(input: &[String]) -> Result<Vec<String>, FieldError> {
                 d = rest.to_owned();
             }
         }
-        let d = d.split(['/', '?', '#']).next().unwrap_or("").trim_end_matches('.').to_owned();
+        let d = d
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.')
+            .to_owned();
         let d = d.strip_prefix("*.").unwrap_or(&d).to_owned();
         let host_ok = !d.is_empty()
             && d.len() <= 253
@@ -187,7 +221,12 @@ mod tests {
 
     #[test]
     fn domains() {
-        let d = normalise_domains(&["https://WWW.Site.com/path".into(), "other.io".into(), "*.x.org".into()]).unwrap();
+        let d = normalise_domains(&[
+            "https://WWW.Site.com/path".into(),
+            "other.io".into(),
+            "*.x.org".into(),
+        ])
+        .unwrap();
         assert_eq!(d, vec!["www.site.com", "other.io", "x.org"]);
         assert!(normalise_domains(&["not a domain".into()]).is_err());
         assert!(normalise_domains(&[]).is_err());
@@ -204,7 +243,8 @@ mod tests {
         assert_eq!(s, PropertySettings::default());
         assert!(s.validate().is_ok());
         let bad: PropertySettings =
-            serde_json::from_str(r#"{"attribution_window_days": 3, "session_timeout_min": 0}"#).unwrap();
+            serde_json::from_str(r#"{"attribution_window_days": 3, "session_timeout_min": 0}"#)
+                .unwrap();
         assert_eq!(bad.validate().unwrap_err().len(), 2);
         assert!(serde_json::from_str::<PropertySettings>(r#"{"nope": 1}"#).is_err());
     }

@@ -19,7 +19,12 @@ pub const DEFAULT_TIMEOUT_MS: i64 = 30 * 60 * 1000;
 /// Whether an event at `now_ms` continues `current`, given the campaign key
 /// of its landing (`None` for events that carry no campaign, such as clicks,
 /// custom events, or a page view without utm / click ids).
-pub fn continues(current: &SessionState, now_ms: i64, timeout_ms: i64, campaign_key: Option<&str>) -> bool {
+pub fn continues(
+    current: &SessionState,
+    now_ms: i64,
+    timeout_ms: i64,
+    campaign_key: Option<&str>,
+) -> bool {
     // Events may arrive slightly out of order (a beacon queued in another
     // tab); an earlier time never ends a session.
     let idle = now_ms.saturating_sub(current.last_seen_ms);
@@ -91,7 +96,8 @@ mod tests {
 
     fn events() -> impl Strategy<Value = Vec<Ev>> {
         prop::collection::vec(
-            (0i64..(2 * T), prop::option::weighted(0.2, 0u8..3)).prop_map(|(gap, campaign)| Ev { gap, campaign }),
+            (0i64..(2 * T), prop::option::weighted(0.2, 0u8..3))
+                .prop_map(|(gap, campaign)| Ev { gap, campaign }),
             1..200,
         )
     }

@@ -10,8 +10,24 @@ use url::Url;
 /// (`reference/traffic-sources.md`), under their canonical names. Matching is
 /// exact, except the aliases listed in [`canonical_click_param`].
 pub const CLICK_ID_PARAMS: &[&str] = &[
-    "gclid", "gbraid", "wbraid", "dclid", "fbclid", "ttclid", "msclkid", "twclid", "li_fat_id", "sccid", "epik",
-    "rdt_cid", "qclid", "irclickid", "gad_source", "mc_cid", "igshid", "_kx",
+    "gclid",
+    "gbraid",
+    "wbraid",
+    "dclid",
+    "fbclid",
+    "ttclid",
+    "msclkid",
+    "twclid",
+    "li_fat_id",
+    "sccid",
+    "epik",
+    "rdt_cid",
+    "qclid",
+    "irclickid",
+    "gad_source",
+    "mc_cid",
+    "igshid",
+    "_kx",
 ];
 
 /// Maps a query parameter name to its canonical click-id name.
@@ -62,11 +78,16 @@ pub struct LandingParams {
 
 impl LandingParams {
     pub fn click_id(&self, name: &str) -> Option<&str> {
-        self.click_ids.iter().find(|(n, _)| *n == name).map(|(_, v)| v.as_str())
+        self.click_ids
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn has_google_click(&self) -> bool {
-        ["gclid", "gbraid", "wbraid"].iter().any(|n| self.click_id(n).is_some())
+        ["gclid", "gbraid", "wbraid"]
+            .iter()
+            .any(|n| self.click_id(n).is_some())
     }
 
     /// Whether this landing carries campaign information (utm or an ad click
@@ -163,7 +184,10 @@ pub fn parse_landing(url: &Url, referrer: Option<&str>) -> LandingParams {
     p.referrer_host = referrer
         .filter(|r| !r.is_empty())
         .and_then(|r| Url::parse(r).ok())
-        .and_then(|u| u.host_str().map(|h| h.trim_start_matches("www.").to_ascii_lowercase()));
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_start_matches("www.").to_ascii_lowercase())
+        });
     p
 }
 
@@ -206,7 +230,10 @@ mod tests {
         let u = Url::parse("https://a.com/?fbclid=AbC%2Bd_EF").unwrap();
         let p = parse_landing(&u, None);
         assert_eq!(p.click_id("fbclid"), Some("AbC%2Bd_EF"));
-        assert_eq!(fbc_from_fbclid("AbC", 1700000000000), "fb.1.1700000000000.AbC");
+        assert_eq!(
+            fbc_from_fbclid("AbC", 1700000000000),
+            "fb.1.1700000000000.AbC"
+        );
         assert!(is_valid_fbc("fb.1.1700000000000.AbC"));
         assert!(is_valid_fbc("fb.1.1700000000000.AbC.Bg"));
         assert!(!is_valid_fbc("fb.1"));

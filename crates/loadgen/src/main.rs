@@ -120,22 +120,56 @@ struct LoadArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     // One worker thread: the server under test needs the other core.
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         match cli.cmd {
             Cmd::NullServer { listen } => null_server(listen).await,
-            Cmd::Collect { target, property, load } => {
+            Cmd::Collect {
+                target,
+                property,
+                load,
+            } => {
                 let r = run_load(&target, &property, &load, Mode::Collect).await?;
                 r.print("collect");
                 Ok(())
             }
-            Cmd::Bench { server_bin, db, duration, concurrency, batch, rate, preseed, json } => {
-                bench(server_bin, db, duration, concurrency, batch, rate, preseed, json).await
+            Cmd::Bench {
+                server_bin,
+                db,
+                duration,
+                concurrency,
+                batch,
+                rate,
+                preseed,
+                json,
+            } => {
+                bench(
+                    server_bin,
+                    db,
+                    duration,
+                    concurrency,
+                    batch,
+                    rate,
+                    preseed,
+                    json,
+                )
+                .await
             }
-            Cmd::PostbackBench { server_bin, db, duration, concurrency } => {
-                postback_bench(server_bin, db, duration, concurrency).await
-            }
-            Cmd::GoBench { server_bin, db, duration, rate } => go_bench(server_bin, db, duration, rate).await,
+            Cmd::PostbackBench {
+                server_bin,
+                db,
+                duration,
+                concurrency,
+            } => postback_bench(server_bin, db, duration, concurrency).await,
+            Cmd::GoBench {
+                server_bin,
+                db,
+                duration,
+                rate,
+            } => go_bench(server_bin, db, duration, rate).await,
         }
     })
 }
@@ -175,7 +209,13 @@ const SOURCES: &[(&str, &str, &str)] = &[
     ("", "", ""),
 ];
 
-const PAGES: &[&str] = &["/", "/best-bingo-sites", "/reviews/gala-bingo", "/casino-bonuses", "/blog/how-to-win"];
+const PAGES: &[&str] = &[
+    "/",
+    "/best-bingo-sites",
+    "/reviews/gala-bingo",
+    "/casino-bonuses",
+    "/blog/how-to-win",
+];
 
 struct Visitor {
     id: String,
@@ -192,7 +232,10 @@ impl Workload {
     fn new(n: usize) -> Self {
         let mut rng = rand::rng();
         let visitors = (0..n)
-            .map(|_| Visitor { id: format!("v{}", rng.random::<u64>()), pageview: None })
+            .map(|_| Visitor {
+                id: format!("v{}", rng.random::<u64>()),
+                pageview: None,
+            })
             .collect();
         Workload { visitors }
     }
@@ -200,7 +243,10 @@ impl Workload {
     fn event(&mut self) -> (Value, &'static str) {
         let mut rng = rand::rng();
         let i = rng.random_range(0..self.visitors.len());
-        let ua = USER_AGENTS.choose(&mut rng).copied().unwrap_or(USER_AGENTS[0]);
+        let ua = USER_AGENTS
+            .choose(&mut rng)
+            .copied()
+            .unwrap_or(USER_AGENTS[0]);
         let now = now_ms();
         let v = &mut self.visitors[i];
         let page = PAGES.choose(&mut rng).copied().unwrap_or("/");
@@ -222,7 +268,10 @@ impl Workload {
         if landing {
             let (src, med, click) = *SOURCES.choose(&mut rng).unwrap_or(&SOURCES[0]);
             if !src.is_empty() {
-                url.push_str(&format!("?utm_source={src}&utm_medium={med}&utm_campaign=spring_{}", rng.random_range(0..20)));
+                url.push_str(&format!(
+                    "?utm_source={src}&utm_medium={med}&utm_campaign=spring_{}",
+                    rng.random_range(0..20)
+                ));
                 if !click.is_empty() {
                     url.push_str(&format!("&{click}={}", uuid::Uuid::new_v4().simple()));
                 }
@@ -237,7 +286,10 @@ impl Workload {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------- running load
@@ -264,7 +316,10 @@ impl Results {
     }
 
     fn pct(&self, q: f64) -> f64 {
-        self.latency.as_ref().map(|h| h.value_at_quantile(q) as f64 / 1000.0).unwrap_or(0.0)
+        self.latency
+            .as_ref()
+            .map(|h| h.value_at_quantile(q) as f64 / 1000.0)
+            .unwrap_or(0.0)
     }
 
     fn print(&self, label: &str) {
@@ -302,7 +357,14 @@ fn client() -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-async fn one_request(http: &reqwest::Client, url: &str, property: &str, batch: usize, sh: &Shared, started: Instant) {
+async fn one_request(
+    http: &reqwest::Client,
+    url: &str,
+    property: &str,
+    batch: usize,
+    sh: &Shared,
+    started: Instant,
+) {
     let (events, ua) = {
         let mut w = sh.workload.lock().await;
         let mut evs = Vec::with_capacity(batch);
@@ -333,16 +395,31 @@ async fn one_request(http: &reqwest::Client, url: &str, property: &str, batch: u
             let _ = sh.hist.lock().await.record(micros.max(1));
         }
         Ok(resp) => {
-            *sh.errors.lock().await.entry(resp.status().as_u16().to_string()).or_default() += 1;
+            *sh.errors
+                .lock()
+                .await
+                .entry(resp.status().as_u16().to_string())
+                .or_default() += 1;
         }
         Err(e) => {
-            let kind = if e.is_timeout() { "timeout" } else if e.is_connect() { "connect" } else { "transport" };
+            let kind = if e.is_timeout() {
+                "timeout"
+            } else if e.is_connect() {
+                "connect"
+            } else {
+                "transport"
+            };
             *sh.errors.lock().await.entry(kind.into()).or_default() += 1;
         }
     }
 }
 
-async fn run_load(target: &str, property: &str, load: &LoadArgs, mode: Mode) -> anyhow::Result<Results> {
+async fn run_load(
+    target: &str,
+    property: &str,
+    load: &LoadArgs,
+    mode: Mode,
+) -> anyhow::Result<Results> {
     let http = client()?;
     let url = match mode {
         Mode::Collect => format!("{target}/collect"),
@@ -362,7 +439,8 @@ async fn run_load(target: &str, property: &str, load: &LoadArgs, mode: Mode) -> 
         // got an answer.
         let mut tasks = Vec::new();
         for _ in 0..load.concurrency {
-            let (http, url, property, sh) = (http.clone(), url.clone(), property.to_owned(), sh.clone());
+            let (http, url, property, sh) =
+                (http.clone(), url.clone(), property.to_owned(), sh.clone());
             let batch = load.batch;
             tasks.push(tokio::spawn(async move {
                 while Instant::now() < end {
@@ -386,8 +464,11 @@ async fn run_load(target: &str, property: &str, load: &LoadArgs, mode: Mode) -> 
                 break;
             }
             tokio::time::sleep_until(scheduled.into()).await;
-            let Ok(permit) = limit.clone().acquire_owned().await else { break };
-            let (http, url, property, sh) = (http.clone(), url.clone(), property.to_owned(), sh.clone());
+            let Ok(permit) = limit.clone().acquire_owned().await else {
+                break;
+            };
+            let (http, url, property, sh) =
+                (http.clone(), url.clone(), property.to_owned(), sh.clone());
             let batch = load.batch;
             tasks.push(tokio::spawn(async move {
                 one_request(&http, &url, &property, batch, &sh, scheduled).await;
@@ -423,7 +504,9 @@ impl Drop for Proc {
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// VmHWM (peak RSS) and VmRSS of a process, in MiB.
@@ -447,7 +530,10 @@ fn server_bin(arg: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         None => std::env::current_exe()?.with_file_name("clicktrail"),
     };
     if !bin.exists() {
-        bail!("{} not found: build it with `cargo build --release -p clicktrail`", bin.display());
+        bail!(
+            "{} not found: build it with `cargo build --release -p clicktrail`",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -460,14 +546,20 @@ struct ServerUnderTest {
 }
 
 async fn start_server(bin: &PathBuf, db: Db) -> anyhow::Result<ServerUnderTest> {
-    let dir = std::env::temp_dir().join(format!("clicktrail-bench-{}", uuid::Uuid::new_v4().simple()));
+    let dir = std::env::temp_dir().join(format!(
+        "clicktrail-bench-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir_all(&dir)?;
     let (url, pg_db) = match db {
         Db::Sqlite => (format!("sqlite://{}/bench.db", dir.display()), None),
         Db::Postgres => {
             let name = format!("ct_bench_{}", uuid::Uuid::new_v4().simple());
             pg_admin(&format!("CREATE DATABASE {name}")).await?;
-            (format!("postgres://postgres@127.0.0.1:5432/{name}"), Some(name))
+            (
+                format!("postgres://postgres@127.0.0.1:5432/{name}"),
+                Some(name),
+            )
         }
     };
     let port = free_port()?;
@@ -485,7 +577,12 @@ async fn start_server(bin: &PathBuf, db: Db) -> anyhow::Result<ServerUnderTest> 
         .with_context(|| format!("starting {}", bin.display()))?;
     let base = format!("http://127.0.0.1:{port}");
     wait_healthy(&base).await?;
-    Ok(ServerUnderTest { proc: Proc(child), base, dir, pg_db })
+    Ok(ServerUnderTest {
+        proc: Proc(child),
+        base,
+        dir,
+        pg_db,
+    })
 }
 
 impl ServerUnderTest {
@@ -503,7 +600,11 @@ impl ServerUnderTest {
 }
 
 async fn pg_admin(sql: &str) -> anyhow::Result<()> {
-    let db = clicktrail_store::Db::connect("postgres://postgres@127.0.0.1:5432/postgres", &Default::default()).await?;
+    let db = clicktrail_store::Db::connect(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        &Default::default(),
+    )
+    .await?;
     db.execute(sql, vec![]).await?;
     db.close().await;
     Ok(())
@@ -523,7 +624,12 @@ async fn wait_healthy(base: &str) -> anyhow::Result<()> {
 }
 
 async fn api(base: &str, path: &str, body: Value) -> anyhow::Result<Value> {
-    let r = client()?.post(format!("{base}{path}")).bearer_auth(MASTER_KEY).json(&body).send().await?;
+    let r = client()?
+        .post(format!("{base}{path}"))
+        .bearer_auth(MASTER_KEY)
+        .json(&body)
+        .send()
+        .await?;
     let status = r.status();
     let v: Value = r.json().await?;
     if !status.is_success() {
@@ -533,7 +639,12 @@ async fn api(base: &str, path: &str, body: Value) -> anyhow::Result<Value> {
 }
 
 async fn create_property(base: &str) -> anyhow::Result<String> {
-    let v = api(base, "/api/v1/properties", json!({"name": "bench", "domains": ["bench.example"]})).await?;
+    let v = api(
+        base,
+        "/api/v1/properties",
+        json!({"name": "bench", "domains": ["bench.example"]}),
+    )
+    .await?;
     Ok(v["id"].as_str().unwrap_or_default().to_owned())
 }
 
@@ -551,9 +662,16 @@ async fn bench(
     json_out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let bin = server_bin(server_bin_arg)?;
-    let load = LoadArgs { duration, concurrency, rate: 0, batch };
+    let load = LoadArgs {
+        duration,
+        concurrency,
+        rate: 0,
+        batch,
+    };
     let mut out = serde_json::Map::new();
-    println!("clicktrail collector benchmark: {db:?}, {concurrency} clients, {batch} event(s)/request, {duration} s phases");
+    println!(
+        "clicktrail collector benchmark: {db:?}, {concurrency} clients, {batch} event(s)/request, {duration} s phases"
+    );
 
     // Baseline: the same load against a handler that only answers 204.
     let port = free_port()?;
@@ -565,7 +683,16 @@ async fn bench(
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let base_null = format!("http://127.0.0.1:{port}");
-    let _ = run_load(&base_null, "abcdefghij012345", &LoadArgs { duration: 2, ..load.clone() }, Mode::Null).await?;
+    let _ = run_load(
+        &base_null,
+        "abcdefghij012345",
+        &LoadArgs {
+            duration: 2,
+            ..load.clone()
+        },
+        Mode::Null,
+    )
+    .await?;
     let r_null = run_load(&base_null, "abcdefghij012345", &load, Mode::Null).await?;
     r_null.print("204-only axum handler (max)");
     drop(null);
@@ -573,16 +700,48 @@ async fn bench(
 
     let s = start_server(&bin, db).await?;
     let pid = create_property(&s.base).await?;
-    let _ = run_load(&s.base, &pid, &LoadArgs { duration: 2, ..load.clone() }, Mode::Collect).await?;
+    let _ = run_load(
+        &s.base,
+        &pid,
+        &LoadArgs {
+            duration: 2,
+            ..load.clone()
+        },
+        Mode::Collect,
+    )
+    .await?;
     let r_max = run_load(&s.base, &pid, &load, Mode::Collect).await?;
     r_max.print("clicktrail /collect (max)");
     let (hwm, rss) = rss_mib(s.pid());
     println!("{:<40} peak RSS {hwm:.0} MiB, now {rss:.0} MiB", "");
-    println!("{:<40} ratio to the 204 handler: {:.2}", "", r_max.rate() / r_null.rate().max(1e-9));
+    println!(
+        "{:<40} ratio to the 204 handler: {:.2}",
+        "",
+        r_max.rate() / r_null.rate().max(1e-9)
+    );
     out.insert("empty_max".into(), r_max.json());
-    out.insert("ratio_to_204".into(), json!(r_max.rate() / r_null.rate().max(1e-9)));
+    out.insert(
+        "ratio_to_204".into(),
+        json!(r_max.rate() / r_null.rate().max(1e-9)),
+    );
 
-    let fixed = LoadArgs { rate: (rate / batch.max(1) as u64).max(1), ..load.clone() };
+    let fixed = LoadArgs {
+        rate: (rate / batch.max(1) as u64).max(1),
+        ..load.clone()
+    };
+    // Steady state, not the recovery from the overload just before: let the
+    // WAL checkpoint catch up, then warm up at the rate.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _ = run_load(
+        &s.base,
+        &pid,
+        &LoadArgs {
+            duration: 2,
+            ..fixed.clone()
+        },
+        Mode::Collect,
+    )
+    .await?;
     let r_fixed = run_load(&s.base, &pid, &fixed, Mode::Collect).await?;
     r_fixed.print(&format!("clicktrail /collect at {rate} events/s"));
     out.insert("fixed_rate".into(), r_fixed.json());
@@ -591,22 +750,50 @@ async fn bench(
 
     if preseed > 0 {
         let t = Instant::now();
-        let seed = LoadArgs { duration: 1, concurrency: 16, rate: 0, batch: 50 };
+        let seed = LoadArgs {
+            duration: 1,
+            concurrency: 16,
+            rate: 0,
+            batch: 50,
+        };
         let mut stored = r_max.events_ok + r_fixed.events_ok;
         while stored < preseed {
-            let r = run_load(&s.base, &pid, &LoadArgs { duration: 10, ..seed.clone() }, Mode::Collect).await?;
+            let r = run_load(
+                &s.base,
+                &pid,
+                &LoadArgs {
+                    duration: 10,
+                    ..seed.clone()
+                },
+                Mode::Collect,
+            )
+            .await?;
             stored += r.events_ok;
             eprintln!("  preseeded {stored} events ({:.0} events/s)", r.rate());
         }
-        println!("{:<40} {stored} events stored in {:.0} s", "preseed", t.elapsed().as_secs_f64());
+        println!(
+            "{:<40} {stored} events stored in {:.0} s",
+            "preseed",
+            t.elapsed().as_secs_f64()
+        );
         let r_full = run_load(&s.base, &pid, &load, Mode::Collect).await?;
-        r_full.print(&format!("clicktrail /collect (max, {}M stored)", stored / 1_000_000));
-        println!("{:<40} vs empty database: {:.2}", "", r_full.rate() / r_max.rate().max(1e-9));
+        r_full.print(&format!(
+            "clicktrail /collect (max, {}M stored)",
+            stored / 1_000_000
+        ));
+        println!(
+            "{:<40} vs empty database: {:.2}",
+            "",
+            r_full.rate() / r_max.rate().max(1e-9)
+        );
         let (hwm, rss) = rss_mib(s.pid());
         println!("{:<40} peak RSS {hwm:.0} MiB, now {rss:.0} MiB", "");
         out.insert("full_max".into(), r_full.json());
         out.insert("stored_events".into(), json!(stored));
-        out.insert("full_vs_empty".into(), json!(r_full.rate() / r_max.rate().max(1e-9)));
+        out.insert(
+            "full_vs_empty".into(),
+            json!(r_full.rate() / r_max.rate().max(1e-9)),
+        );
         out.insert("peak_rss_mib".into(), json!(hwm));
     }
     s.finish().await;
@@ -616,7 +803,12 @@ async fn bench(
     Ok(())
 }
 
-async fn postback_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, concurrency: usize) -> anyhow::Result<()> {
+async fn postback_bench(
+    server_bin_arg: Option<PathBuf>,
+    db: Db,
+    duration: u64,
+    concurrency: usize,
+) -> anyhow::Result<()> {
     let bin = server_bin(server_bin_arg)?;
     let s = start_server(&bin, db).await?;
     let pid = create_property(&s.base).await?;
@@ -640,20 +832,31 @@ async fn postback_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, 
                        "url": "https://bench.example/?utm_source=google&utm_medium=cpc&gclid=abc"})
             })
             .collect();
-        http.post(format!("{}/collect", s.base)).body(json!({"property_id": pid, "events": evs}).to_string()).send().await?;
+        http.post(format!("{}/collect", s.base))
+            .body(json!({"property_id": pid, "events": evs}).to_string())
+            .send()
+            .await?;
     }
     let pageviews = Arc::new(pageviews);
     let ok = Arc::new(AtomicU64::new(0));
     let dup = Arc::new(AtomicU64::new(0));
     let bad = Arc::new(AtomicU64::new(0));
     let counter = Arc::new(AtomicU64::new(0));
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let start = Instant::now();
     let end = start + Duration::from_secs(duration);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (http, postback, pageviews) = (http.clone(), postback.clone(), pageviews.clone());
-        let (ok, dup, bad, counter, hist) = (ok.clone(), dup.clone(), bad.clone(), counter.clone(), hist.clone());
+        let (ok, dup, bad, counter, hist) = (
+            ok.clone(),
+            dup.clone(),
+            bad.clone(),
+            counter.clone(),
+            hist.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             while Instant::now() < end {
                 let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -663,7 +866,9 @@ async fn postback_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, 
                 let click = clicktrail_domain::clickid::mint(pv);
                 let t = Instant::now();
                 let r = http
-                    .get(format!("{postback}?subid={click}&payout=2.50&currency=GBP&txid=T{tx}&event=sale"))
+                    .get(format!(
+                        "{postback}?subid={click}&payout=2.50&currency=GBP&txid=T{tx}&event=sale"
+                    ))
                     .send()
                     .await;
                 match r {
@@ -700,7 +905,12 @@ async fn postback_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, 
     Ok(())
 }
 
-async fn go_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, rate: u64) -> anyhow::Result<()> {
+async fn go_bench(
+    server_bin_arg: Option<PathBuf>,
+    db: Db,
+    duration: u64,
+    rate: u64,
+) -> anyhow::Result<()> {
     let bin = server_bin(server_bin_arg)?;
     let s = start_server(&bin, db).await?;
     let pid = create_property(&s.base).await?;
@@ -716,8 +926,13 @@ async fn go_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, rate: 
         json!({"slug": "offer", "destination_url": "https://offer.example/land?a=1", "integration": int["id"]}),
     )
     .await?;
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build()?;
-    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .build()?;
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+        1, 60_000_000, 3,
+    )?));
     let bad = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
@@ -732,13 +947,18 @@ async fn go_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, rate: 
         let (http, hist, bad, base) = (http.clone(), hist.clone(), bad.clone(), s.base.clone());
         tasks.push(tokio::spawn(async move {
             let r = http
-                .get(format!("{base}/go/offer?utm_source=tiktok&utm_medium=paid&ttclid=T{i}"))
+                .get(format!(
+                    "{base}/go/offer?utm_source=tiktok&utm_medium=paid&ttclid=T{i}"
+                ))
                 .header("user-agent", USER_AGENTS[(i as usize) % USER_AGENTS.len()])
                 .send()
                 .await;
             match r {
                 Ok(resp) if resp.status().as_u16() == 302 => {
-                    let _ = hist.lock().await.record(scheduled.elapsed().as_micros() as u64);
+                    let _ = hist
+                        .lock()
+                        .await
+                        .record(scheduled.elapsed().as_micros() as u64);
                 }
                 _ => {
                     bad.fetch_add(1, Ordering::Relaxed);
@@ -751,14 +971,26 @@ async fn go_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, rate: 
         let _ = t.await;
     }
     // The server's own view: time spent in the handler, from its metrics.
-    let metrics = client()?.get(format!("{}/metrics", s.base)).send().await?.text().await?;
-    let server_p99 = histogram_quantile(&metrics, "clicktrail_http_request_duration_seconds", "/go/{slug}", 0.99);
+    let metrics = client()?
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let server_p99 = histogram_quantile(
+        &metrics,
+        "clicktrail_http_request_duration_seconds",
+        "/go/{slug}",
+        0.99,
+    );
     let h = hist.lock().await;
     println!(
         "/go at {rate}/s: client p50 {:.2} ms, p99 {:.2} ms; server-side p99 <= {} ({} failed)",
         h.value_at_quantile(0.5) as f64 / 1000.0,
         h.value_at_quantile(0.99) as f64 / 1000.0,
-        server_p99.map(|s| format!("{:.1} ms", s * 1000.0)).unwrap_or_else(|| "?".into()),
+        server_p99
+            .map(|s| format!("{:.1} ms", s * 1000.0))
+            .unwrap_or_else(|| "?".into()),
         bad.load(Ordering::Relaxed)
     );
     s.finish().await;
@@ -770,16 +1002,31 @@ async fn go_bench(server_bin_arg: Option<PathBuf>, db: Db, duration: u64, rate: 
 fn histogram_quantile(text: &str, name: &str, route: &str, q: f64) -> Option<f64> {
     let mut buckets: BTreeMap<String, f64> = BTreeMap::new();
     let prefix = format!("{name}_bucket{{");
-    for line in text.lines().filter(|l| l.starts_with(&prefix) && l.contains(&format!("route=\"{route}\""))) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with(&prefix) && l.contains(&format!("route=\"{route}\"")))
+    {
         let le = line.split("le=\"").nth(1)?.split('"').next()?.to_owned();
         let v: f64 = line.rsplit(' ').next()?.parse().ok()?;
         *buckets.entry(le).or_default() += v;
     }
     let mut pairs: Vec<(f64, f64)> = buckets
         .into_iter()
-        .map(|(le, v)| (if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::INFINITY) }, v))
+        .map(|(le, v)| {
+            (
+                if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().unwrap_or(f64::INFINITY)
+                },
+                v,
+            )
+        })
         .collect();
     pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = pairs.last()?.1;
-    pairs.into_iter().find(|(_, c)| *c >= q * total).map(|(le, _)| le)
+    pairs
+        .into_iter()
+        .find(|(_, c)| *c >= q * total)
+        .map(|(le, _)| le)
 }

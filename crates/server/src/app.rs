@@ -63,11 +63,46 @@ impl RunningServer {
 
 /// Connects and migrates.
 pub async fn open_database(cfg: &Config) -> anyhow::Result<Db> {
-    let db = Db::connect(&cfg.database_url, &DbOptions::default())
+    let opts = DbOptions {
+        sqlite_synchronous: cfg.sqlite_synchronous,
+        ..DbOptions::default()
+    };
+    let db = Db::connect(&cfg.database_url, &opts)
         .await
         .with_context(|| format!("opening the database {}", redact_url(&cfg.database_url)))?;
     db.migrate().await.context("running migrations")?;
     Ok(db)
+}
+
+/// Checkpoints the SQLite WAL beside the writers (see
+/// [`Db::checkpointer`]), and once more on the way out.
+async fn checkpoint_loop(mut cp: clicktrail_store::Checkpointer, cancel: CancellationToken) {
+    const EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+    /// About 16 MB of 4 KiB pages.
+    const RESTART_ABOVE_FRAMES: i64 = 4096;
+    loop {
+        let stop = tokio::select! {
+            () = cancel.cancelled() => true,
+            () = tokio::time::sleep(EVERY) => false,
+        };
+        if stop {
+            // The writers may still be draining: let them finish first.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+        match cp.passive().await {
+            Ok(st) if st.wal_frames > RESTART_ABOVE_FRAMES => match cp.restart().await {
+                Ok(_) => metrics::gauge!("clicktrail_sqlite_wal_frames").set(0.0),
+                Err(e) => tracing::warn!(error = %e, "WAL checkpoint (restart) failed"),
+            },
+            Ok(st) => {
+                metrics::gauge!("clicktrail_sqlite_wal_frames").set(st.wal_frames as f64);
+            }
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+        if stop {
+            break;
+        }
+    }
 }
 
 /// The database URL without its password, for messages.
@@ -107,6 +142,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         writers_cancel.clone(),
     );
     writer_handles.push(conversion_writer);
+    if let Some(cp) = db.checkpointer().await? {
+        // Stops with the writers, after their last commit.
+        writer_handles.push(crate::rt::spawn_dedicated(
+            "wal-checkpointer",
+            checkpoint_loop(cp, writers_cancel.clone()),
+        ));
+    }
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;

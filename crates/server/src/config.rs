@@ -36,6 +36,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `sqlite://path` or `postgres://...`.
     pub database_url: String,
+    /// SQLite only: `full` (default; every acknowledged write is fsynced)
+    /// or `normal` (survives a process crash, not a power cut; faster).
+    pub sqlite_synchronous: clicktrail_store::SqliteSync,
     /// Base URL written into the tag and postback URLs; `http://<listen>`
     /// when unset.
     pub public_url: Option<Url>,
@@ -143,6 +146,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://clicktrail-data/clicktrail.db".into(),
+            sqlite_synchronous: clicktrail_store::SqliteSync::Full,
             public_url: None,
             master_key: None,
             allow_private_networks: false,

@@ -459,7 +459,11 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
                         property_id: property.to_owned(),
                         click_id: String::new(),
                         origin: ON_SITE.into(),
-                        ts: p.event.occurred_at.map(|t| t.timestamp_millis()).unwrap_or(p.received_at_ms),
+                        ts: p
+                            .event
+                            .occurred_at
+                            .map(|t| t.timestamp_millis())
+                            .unwrap_or(p.received_at_ms),
                         session_id: s.id,
                         visitor_id: s.visitor_id.clone(),
                         event_id: None,
@@ -557,11 +561,18 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
 #[derive(Debug, Clone)]
 pub enum Extra {
     /// A connector's new row snapshots.
-    Snapshots { integration_id: String, rows: Vec<(String, String)> },
+    Snapshots {
+        integration_id: String,
+        rows: Vec<(String, String)>,
+    },
     /// A job's progress cursor in `server_meta`, moved from `from` to `to`;
     /// if another process moved it first, the whole transaction is rolled
     /// back (so two processes never record the same events twice).
-    Cursor { key: &'static str, from: i64, to: i64 },
+    Cursor {
+        key: &'static str,
+        from: i64,
+        to: i64,
+    },
 }
 
 struct Job {
@@ -663,7 +674,13 @@ impl ConversionQueue {
             after_write,
             after_commit,
         };
-        (ConversionQueue { tx, depth }, tokio::spawn(w.run(cancel)))
+        let handle = match w.db.backend() {
+            clicktrail_store::Backend::Sqlite => {
+                crate::rt::spawn_dedicated("conversion-writer", w.run(cancel))
+            }
+            clicktrail_store::Backend::Postgres => tokio::spawn(w.run(cancel)),
+        };
+        (ConversionQueue { tx, depth }, handle)
     }
 
     /// Queues source events (and connector snapshots) and waits for their
@@ -782,8 +799,17 @@ impl Writer {
         let now = chrono::Utc::now().timestamp_millis();
         for extra in snaps.into_iter().flatten() {
             match extra {
-                Extra::Snapshots { integration_id, rows } => {
-                    clicktrail_store::integrations::put_snapshots(&mut tx, &integration_id, &rows, now).await?;
+                Extra::Snapshots {
+                    integration_id,
+                    rows,
+                } => {
+                    clicktrail_store::integrations::put_snapshots(
+                        &mut tx,
+                        &integration_id,
+                        &rows,
+                        now,
+                    )
+                    .await?;
                 }
                 Extra::Cursor { key, from, to } => {
                     let moved = tx
@@ -793,7 +819,9 @@ impl Writer {
                         )
                         .await?;
                     if moved != 1 {
-                        return Err(StoreError::Conflict(format!("cursor {key} moved by another process")));
+                        return Err(StoreError::Conflict(format!(
+                            "cursor {key} moved by another process"
+                        )));
                     }
                 }
             }

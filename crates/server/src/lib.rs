@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod polling;
 pub mod redirect;
 pub mod routes;
+pub mod rt;
 pub mod state;
 pub mod tagjs;
 pub mod telemetry;

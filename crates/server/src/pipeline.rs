@@ -81,7 +81,13 @@ impl IngestQueue {
                 max_batch: cfg.max_batch_events,
                 shard: n,
             };
-            handles.push(tokio::spawn(writer.run(cancel.clone())));
+            let run = writer.run(cancel.clone());
+            handles.push(match db.backend() {
+                // PostgreSQL connections belong to the shared runtime's
+                // reactor; several writers there already overlap waits.
+                Backend::Postgres => tokio::spawn(run),
+                Backend::Sqlite => crate::rt::spawn_dedicated("ingest-writer", run),
+            });
         }
         (
             IngestQueue {
@@ -120,7 +126,11 @@ impl IngestQueue {
             Err(mpsc::error::TrySendError::Full(_)) => return Err(IngestFailure::Overloaded),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(IngestFailure::ShuttingDown),
         }
-        rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
+        let waited = Instant::now();
+        let r = rx.await.unwrap_or(Err(IngestFailure::ShuttingDown));
+        metrics::histogram!("clicktrail_ingest_wait_seconds")
+            .record(waited.elapsed().as_secs_f64());
+        r
     }
 }
 

@@ -103,7 +103,9 @@ pub async fn poll_now(state: &AppState, integration: &Integration) -> ApiResult<
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let fresh = integrations::get(&state.db, &integration.id).await?.unwrap_or_else(|| integration.clone());
+    let fresh = integrations::get(&state.db, &integration.id)
+        .await?
+        .unwrap_or_else(|| integration.clone());
     Ok(run_and_record(state, &fresh).await)
 }
 
@@ -331,7 +333,10 @@ async fn apply_chunk(
         .conversions
         .submit_waiting(
             items,
-            Some(Extra::Snapshots { integration_id: integration.id.clone(), rows: snaps }),
+            Some(Extra::Snapshots {
+                integration_id: integration.id.clone(),
+                rows: snaps,
+            }),
         )
         .await
         .map_err(|e| PollFailure::Storage(e.to_string()))?;
@@ -375,9 +380,7 @@ pub fn spawn(state: AppState, cancel: CancellationToken) -> JoinHandle<()> {
                 {
                     continue;
                 }
-                match integrations::claim_poll(&state.db, &i.id, now, now + LEASE_MS)
-                    .await
-                {
+                match integrations::claim_poll(&state.db, &i.id, now, now + LEASE_MS).await {
                     Ok(true) => {
                         run_and_record(&state, &i).await;
                     }

@@ -126,14 +126,17 @@ impl AppState {
         &self,
         id: &PropertyId,
     ) -> Result<Option<Arc<Property>>, clicktrail_store::StoreError> {
-        if let Some(hit) = self.property_cache.get(id.as_str()).await {
-            return Ok(hit);
-        }
-        let p = properties::get(&self.db, id).await?.map(Arc::new);
+        // One load per key however many requests miss at once: when the
+        // entry expires under load, hundreds of collector requests would
+        // otherwise query the database together.
         self.property_cache
-            .insert(id.as_str().to_owned(), p.clone())
-            .await;
-        Ok(p)
+            .try_get_with_by_ref(id.as_str(), async {
+                Ok::<_, clicktrail_store::StoreError>(
+                    properties::get(&self.db, id).await?.map(Arc::new),
+                )
+            })
+            .await
+            .map_err(clicktrail_store::StoreError::Shared)
     }
 
     pub async fn forget_property(&self, id: &PropertyId) {

@@ -42,15 +42,28 @@ const SOURCES: &[&str] = &[
 ];
 
 /// Submits one batch through the collector's decoder, enricher and queue.
-async fn ingest(state: &clicktrail::state::AppState, pid: &str, ua: &str, at_ms: i64, events: Vec<Value>) {
+async fn ingest(
+    state: &clicktrail::state::AppState,
+    pid: &str,
+    ua: &str,
+    at_ms: i64,
+    events: Vec<Value>,
+) {
     let body = json!({"property_id": pid, "events": events}).to_string();
-    let batch = clicktrail_domain::collect::decode(body.as_bytes(), at_ms + 300_000).expect("decode");
-    let property = state.property(&batch.property_id).await.expect("db").expect("property");
+    let batch =
+        clicktrail_domain::collect::decode(body.as_bytes(), at_ms + 300_000).expect("decode");
+    let property = state
+        .property(&batch.property_id)
+        .await
+        .expect("db")
+        .expect("property");
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(axum::http::header::USER_AGENT, ua.parse().expect("ua"));
     let peer: SocketAddr = ([198, 51, 100, 9], 1234).into();
     let facts = state.enricher.request_facts(&headers, Some(peer));
-    let ip = state.enricher.stored_ip(property.settings.ip_handling, facts.ip);
+    let ip = state
+        .enricher
+        .stored_ip(property.settings.ip_handling, facts.ip);
     let evs: Vec<IngestEvent> = batch
         .events
         .into_iter()
@@ -140,7 +153,10 @@ async fn run(backend: Backend) {
             let page = format!("/page-{}", rng.random_range(0..500));
             let mut url = format!("https://bench.example{page}");
             if !src.is_empty() {
-                url.push_str(&format!("?{src}&utm_campaign=campaign-{camp}&utm_content=ad-{camp}-{}", rng.random_range(0..5)));
+                url.push_str(&format!(
+                    "?{src}&utm_campaign=campaign-{camp}&utm_content=ad-{camp}-{}",
+                    rng.random_range(0..5)
+                ));
             }
             pending.push(json!({"event_id": uuid::Uuid::new_v4().to_string(), "name": "PageView", "ts": at, "visitor_id": visitor, "url": url}));
             if rng.random_bool(0.6) {
@@ -149,7 +165,11 @@ async fn run(backend: Backend) {
             }
             if rng.random_bool(0.3) {
                 let cid = format!("benchclick{visit:012}");
-                let host = if rng.random_bool(0.5) { "wlgala.adsrv.eacdn.com" } else { "track.benchnet.example" };
+                let host = if rng.random_bool(0.5) {
+                    "wlgala.adsrv.eacdn.com"
+                } else {
+                    "track.benchnet.example"
+                };
                 pending.push(json!({"event_id": uuid::Uuid::new_v4().to_string(), "name": "OutboundClick", "ts": at, "visitor_id": visitor, "url": url,
                     "click_id": cid, "link": {"url": format!("https://{host}/?subid={cid}"), "tracking_group": "benchnet"}}));
                 clicks.push((cid, at));
@@ -164,51 +184,103 @@ async fn run(backend: Backend) {
             let st = state.clone();
             let pid = pid.clone();
             let chunk = chunk.to_vec();
-            jobs.push(tokio::spawn(async move { ingest(&st, &pid, ua, at, chunk).await }));
+            jobs.push(tokio::spawn(async move {
+                ingest(&st, &pid, ua, at, chunk).await
+            }));
         }
         for j in jobs {
             j.await.expect("ingest task");
         }
     }
     let ingest_secs = started.elapsed().as_secs_f64();
-    println!("ingested {n} events in {ingest_secs:.1} s ({:.0} events/s), {} clicks", n as f64 / ingest_secs, clicks.len());
+    println!(
+        "ingested {n} events in {ingest_secs:.1} s ({:.0} events/s), {} clicks",
+        n as f64 / ingest_secs,
+        clicks.len()
+    );
 
     // Conversions: 10,000 through the postback service.
     let started = Instant::now();
     let convs = clicks.len().min(10_000);
     for (i, (cid, at)) in clicks.iter().take(convs).enumerate() {
-        let q = format!("subid={cid}&payout={}.50&currency=EUR&txid=bench-{i}&timestamp={}", rng.random_range(1..90), (at + 600_000) / 1000);
-        clicktrail::integrations::receive_postback(&state, &integration.postback_token, Some(&q), None, b"")
-            .await
-            .expect("postback");
+        let q = format!(
+            "subid={cid}&payout={}.50&currency=EUR&txid=bench-{i}&timestamp={}",
+            rng.random_range(1..90),
+            (at + 600_000) / 1000
+        );
+        clicktrail::integrations::receive_postback(
+            &state,
+            &integration.postback_token,
+            Some(&q),
+            None,
+            b"",
+        )
+        .await
+        .expect("postback");
     }
-    println!("{convs} conversions in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "{convs} conversions in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Spend: 30 days x 40 campaigns x 5 ads.
     let mut csv = String::from("date,platform,campaign,ad set,ad,spend,currency\n");
     for d in 0..30 {
-        let day = chrono::DateTime::from_timestamp_millis(start + d * 86_400_000).expect("day").format("%Y-%m-%d");
+        let day = chrono::DateTime::from_timestamp_millis(start + d * 86_400_000)
+            .expect("day")
+            .format("%Y-%m-%d");
         for c in 0..40 {
             for a in 0..5 {
-                csv.push_str(&format!("{day},meta,campaign-{c},set,ad-{c}-{a},{}.25,EUR\n", rng.random_range(1..40)));
+                csv.push_str(&format!(
+                    "{day},meta,campaign-{c},set,ad-{c}-{a},{}.25,EUR\n",
+                    rng.random_range(1..40)
+                ));
             }
         }
     }
     let spend = b.get(&format!("/p/{pid}/spend")).await;
-    let r = b.post(&format!("/p/{pid}/spend"), &[("_csrf", &spend.csrf()), ("csv", &csv)]).await;
+    let r = b
+        .post(
+            &format!("/p/{pid}/spend"),
+            &[("_csrf", &spend.csrf()), ("csv", &csv)],
+        )
+        .await;
     assert_eq!(r.status, 303);
 
     // Pages.
     let pages = [
         ("reports, 30 days, last click", format!("/p/{pid}/reports")),
-        ("reports, 30 days, first click, bots", format!("/p/{pid}/reports?model=first&bots=1")),
-        ("reports, 7 days", format!("/p/{pid}/reports?from={}", chrono::DateTime::from_timestamp_millis(now - 6 * 86_400_000).expect("d").format("%Y-%m-%d"))),
-        ("reports, today (hourly)", format!("/p/{pid}/reports?from={}", chrono::Utc::now().format("%Y-%m-%d"))),
-        ("CSV export, campaigns", format!("/p/{pid}/reports/export.csv?table=campaign")),
+        (
+            "reports, 30 days, first click, bots",
+            format!("/p/{pid}/reports?model=first&bots=1"),
+        ),
+        (
+            "reports, 7 days",
+            format!(
+                "/p/{pid}/reports?from={}",
+                chrono::DateTime::from_timestamp_millis(now - 6 * 86_400_000)
+                    .expect("d")
+                    .format("%Y-%m-%d")
+            ),
+        ),
+        (
+            "reports, today (hourly)",
+            format!(
+                "/p/{pid}/reports?from={}",
+                chrono::Utc::now().format("%Y-%m-%d")
+            ),
+        ),
+        (
+            "CSV export, campaigns",
+            format!("/p/{pid}/reports/export.csv?table=campaign"),
+        ),
         ("ad spend and ROAS", format!("/p/{pid}/spend")),
         ("overview (checklist)", format!("/p/{pid}")),
         ("conversion log", format!("/p/{pid}/conversions")),
-        ("conversion log, errors", format!("/p/{pid}/conversions?status=error")),
+        (
+            "conversion log, errors",
+            format!("/p/{pid}/conversions?status=error"),
+        ),
         ("live events", format!("/p/{pid}/live")),
         ("integrations", format!("/p/{pid}/integrations")),
         ("catalog", format!("/p/{pid}/catalog")),
@@ -216,7 +288,11 @@ async fn run(backend: Backend) {
     ];
     let mut timings = Vec::new();
     for (name, path) in &pages {
-        let mut t = Timing { page: (*name).to_owned(), wall_ms: Vec::new(), server_ms: Vec::new() };
+        let mut t = Timing {
+            page: (*name).to_owned(),
+            wall_ms: Vec::new(),
+            server_ms: Vec::new(),
+        };
         for i in 0..6 {
             let s = Instant::now();
             let r = b.get(path).await;
@@ -234,13 +310,29 @@ async fn run(backend: Backend) {
         }
         timings.push(t);
     }
-    println!("\n| page | median (ms) | max (ms) | server time, median (ms) |\n|---|---:|---:|---:|");
+    println!(
+        "\n| page | median (ms) | max (ms) | server time, median (ms) |\n|---|---:|---:|---:|"
+    );
     for t in &timings {
-        let server = if t.server_ms.is_empty() { "–".to_owned() } else { format!("{:.1}", median(&t.server_ms)) };
-        println!("| {} | {:.1} | {:.1} | {server} |", t.page, median(&t.wall_ms), max(&t.wall_ms));
+        let server = if t.server_ms.is_empty() {
+            "–".to_owned()
+        } else {
+            format!("{:.1}", median(&t.server_ms))
+        };
+        println!(
+            "| {} | {:.1} | {:.1} | {server} |",
+            t.page,
+            median(&t.wall_ms),
+            max(&t.wall_ms)
+        );
     }
     for t in &timings {
-        assert!(median(&t.wall_ms) < 200.0, "{} takes {:.1} ms", t.page, median(&t.wall_ms));
+        assert!(
+            median(&t.wall_ms) < 200.0,
+            "{} takes {:.1} ms",
+            t.page,
+            median(&t.wall_ms)
+        );
     }
     t.stop().await;
 }

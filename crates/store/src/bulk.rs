@@ -34,7 +34,11 @@ pub struct Bulk {
 pub fn pg_recordset(cols: &[(&str, &str)]) -> String {
     let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
     let typed: Vec<String> = cols.iter().map(|(c, t)| format!("{c} {t}")).collect();
-    format!("SELECT {} FROM json_to_recordset($1::json) AS x({})", names.join(", "), typed.join(", "))
+    format!(
+        "SELECT {} FROM json_to_recordset($1::json) AS x({})",
+        names.join(", "),
+        typed.join(", ")
+    )
 }
 
 impl Bulk {
@@ -47,7 +51,10 @@ impl Bulk {
             cols,
             sqlite_prefix: format!("INSERT INTO {table} ({names}) VALUES "),
             sqlite_suffix: format!(" {tail}"),
-            pg_sql: format!("INSERT INTO {table} ({names}) {} {tail}", pg_recordset(cols)),
+            pg_sql: format!(
+                "INSERT INTO {table} ({names}) {} {tail}",
+                pg_recordset(cols)
+            ),
         }
     }
 
@@ -55,14 +62,21 @@ impl Bulk {
     /// the statement after `WITH x(cols) AS (...)` on SQLite, and is given
     /// `json_to_recordset(...) AS x(...)` in place of `{rows}` on
     /// PostgreSQL.
-    pub fn with_rows(cols: &'static [(&'static str, &'static str)], sqlite: &str, pg: &str) -> Bulk {
+    pub fn with_rows(
+        cols: &'static [(&'static str, &'static str)],
+        sqlite: &str,
+        pg: &str,
+    ) -> Bulk {
         let names: Vec<&str> = cols.iter().map(|(c, _)| *c).collect();
         let typed: Vec<String> = cols.iter().map(|(c, t)| format!("{c} {t}")).collect();
         Bulk {
             cols,
             sqlite_prefix: format!("WITH x({}) AS (VALUES ", names.join(", ")),
             sqlite_suffix: format!(") {sqlite}"),
-            pg_sql: pg.replace("{rows}", &format!("json_to_recordset($1::json) AS x({})", typed.join(", "))),
+            pg_sql: pg.replace(
+                "{rows}",
+                &format!("json_to_recordset($1::json) AS x({})", typed.join(", ")),
+            ),
         }
     }
 
@@ -81,7 +95,9 @@ impl Bulk {
 
     fn sqlite_sql(&self, rows: usize) -> String {
         let w = self.cols.len();
-        let mut sql = String::with_capacity(self.sqlite_prefix.len() + rows * w * 5 + self.sqlite_suffix.len());
+        let mut sql = String::with_capacity(
+            self.sqlite_prefix.len() + rows * w * 5 + self.sqlite_suffix.len(),
+        );
         sql.push_str(&self.sqlite_prefix);
         // Anonymous `?` parameters: with numbered ones, binding each looks
         // its name up in a list as long as the statement (quadratic in the
@@ -104,9 +120,12 @@ impl Bulk {
     }
 
     fn row_args<T: Serialize>(&self, row: &T, out: &mut Args) -> Result<()> {
-        let v = serde_json::to_value(row).map_err(|e| StoreError::Corrupt(format!("serialising a row: {e}")))?;
+        let v = serde_json::to_value(row)
+            .map_err(|e| StoreError::Corrupt(format!("serialising a row: {e}")))?;
         let Value::Object(mut m) = v else {
-            return Err(StoreError::Corrupt("bulk rows must serialise to objects".into()));
+            return Err(StoreError::Corrupt(
+                "bulk rows must serialise to objects".into(),
+            ));
         };
         for (c, _) in self.cols {
             out.push(match m.remove(*c) {
@@ -124,7 +143,8 @@ impl Bulk {
     }
 
     fn pg_json<T: Serialize>(rows: &[T]) -> Result<String> {
-        serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("serialising rows: {e}")))
+        serde_json::to_string(rows)
+            .map_err(|e| StoreError::Corrupt(format!("serialising rows: {e}")))
     }
 
     /// Runs the statement over `rows`; returns rows affected.
@@ -133,7 +153,10 @@ impl Bulk {
             return Ok(0);
         }
         match tx.backend() {
-            Backend::Postgres => tx.execute(&self.pg_sql, vec![Arg::Text(Some(Self::pg_json(rows)?))]).await,
+            Backend::Postgres => {
+                tx.execute(&self.pg_sql, vec![Arg::Text(Some(Self::pg_json(rows)?))])
+                    .await
+            }
             Backend::Sqlite => {
                 let mut total = 0;
                 let mut rest = rows;
@@ -162,7 +185,10 @@ impl Bulk {
             return Ok(Vec::new());
         }
         match tx.backend() {
-            Backend::Postgres => tx.fetch_all(&self.pg_sql, vec![Arg::Text(Some(Self::pg_json(rows)?))]).await,
+            Backend::Postgres => {
+                tx.fetch_all(&self.pg_sql, vec![Arg::Text(Some(Self::pg_json(rows)?))])
+                    .await
+            }
             Backend::Sqlite => {
                 let mut out = Vec::new();
                 let mut rest = rows;
@@ -177,6 +203,92 @@ impl Bulk {
                     rest = tail;
                 }
                 Ok(out)
+            }
+        }
+    }
+}
+
+/// Several bulk statements of one transaction, run together.
+///
+/// On SQLite the statements travel to the connection's worker thread as
+/// one multi-statement execution: each round trip to that thread waits for
+/// a CPU, and under load those waits, not SQLite, were most of a group
+/// commit's time. On PostgreSQL they run one after another.
+#[derive(Debug)]
+pub struct Script {
+    backend: Backend,
+    sqlite_sql: String,
+    sqlite_args: Args,
+    pg: Vec<(String, Args)>,
+}
+
+impl Script {
+    pub fn new(backend: Backend) -> Self {
+        Self {
+            backend,
+            sqlite_sql: String::new(),
+            sqlite_args: Vec::new(),
+            pg: Vec::new(),
+        }
+    }
+
+    /// Adds `bulk` over `rows` (nothing for no rows).
+    pub fn push<T: Serialize>(&mut self, bulk: &Bulk, rows: &[T]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self.backend {
+            Backend::Postgres => {
+                self.pg.push((
+                    bulk.pg_sql.clone(),
+                    vec![Arg::Text(Some(Bulk::pg_json(rows)?))],
+                ));
+            }
+            Backend::Sqlite => {
+                let mut rest = rows;
+                while !rest.is_empty() {
+                    let n = bulk.chunk_len(rest.len());
+                    let (chunk, tail) = rest.split_at(n);
+                    for r in chunk {
+                        bulk.row_args(r, &mut self.sqlite_args)?;
+                    }
+                    self.sqlite_sql.push_str(&bulk.sqlite_sql(n));
+                    self.sqlite_sql.push_str(";\n");
+                    rest = tail;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every statement and commits `tx` (on SQLite in one round trip
+    /// with a dedicated writer's transaction).
+    pub async fn commit(self, mut tx: Tx<'_>) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => {
+                tx.execute_and_commit(&self.sqlite_sql, self.sqlite_args)
+                    .await
+            }
+            Backend::Postgres => {
+                for (sql, args) in self.pg {
+                    tx.execute(&sql, args).await?;
+                }
+                tx.commit().await
+            }
+        }
+    }
+
+    /// Runs every statement; returns the rows they affected in all.
+    pub async fn execute(self, tx: &mut Tx<'_>) -> Result<u64> {
+        match self.backend {
+            Backend::Sqlite if self.sqlite_sql.is_empty() => Ok(0),
+            Backend::Sqlite => tx.execute(&self.sqlite_sql, self.sqlite_args).await,
+            Backend::Postgres => {
+                let mut total = 0;
+                for (sql, args) in self.pg {
+                    total += tx.execute(&sql, args).await?;
+                }
+                Ok(total)
             }
         }
     }
@@ -200,7 +312,10 @@ mod tests {
                 rest -= n;
             }
         }
-        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![1, 2, 4, 8, 16, 32, 64]);
+        assert_eq!(
+            sizes.into_iter().collect::<Vec<_>>(),
+            vec![1, 2, 4, 8, 16, 32, 64]
+        );
         assert_eq!(b.sqlite_sql(2), "INSERT INTO t (a, b) VALUES (?,?),(?,?) ");
     }
 }

@@ -205,7 +205,11 @@ fn statements(backend: Backend) -> Statements {
         Backend::Sqlite => "SELECT value FROM json_each($1)",
         Backend::Postgres => "SELECT json_array_elements_text($1::json)",
     };
-    Statements { existing_keys: format!("SELECT dedup_key, id FROM conversions WHERE dedup_key IN ({elems})") }
+    Statements {
+        existing_keys: format!(
+            "SELECT dedup_key, id FROM conversions WHERE dedup_key IN ({elems})"
+        ),
+    }
 }
 
 static INSERT: LazyLock<Bulk> = LazyLock::new(|| Bulk::insert("conversions", COLS, ""));

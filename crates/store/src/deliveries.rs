@@ -355,6 +355,18 @@ pub async fn claim_due(
                 .join(", ")
         ),
     };
+    // Look before taking the write lock: idle workers poll several times a
+    // second, and on SQLite every write transaction would wait on (and
+    // delay) the ingest writer.
+    let any: Option<(i64,)> = db
+        .fetch_optional(
+            &format!("SELECT CAST(1 AS BIGINT) FROM deliveries WHERE {due} LIMIT 1"),
+            args![now],
+        )
+        .await?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
     let mut tx = db.begin().await?;
     let rows: Vec<ClaimedDelivery> = tx.fetch_all(&sql, args![now, limit, until]).await?;
     tx.commit().await?;

@@ -34,12 +34,19 @@ pub async fn max_id(db: &Db) -> Result<i64> {
 
 /// Events named one of `names` with row ids in `(after, upto]`, oldest
 /// first: a bounded range scan, however many other events there are.
-pub async fn named_between(db: &Db, after: i64, upto: i64, names: &[&str], limit: i64) -> Result<Vec<StoredEvent>> {
+pub async fn named_between(
+    db: &Db,
+    after: i64,
+    upto: i64,
+    names: &[&str],
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
     let elems = match db.backend() {
         crate::Backend::Sqlite => "SELECT value FROM json_each($3)",
         crate::Backend::Postgres => "SELECT json_array_elements_text($3::json)",
     };
-    let names = serde_json::to_string(names).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let names =
+        serde_json::to_string(names).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
     db.fetch_all(
         &format!(
             "SELECT {COLS} FROM events WHERE id > $1 AND id <= $2 AND name IN ({elems}) ORDER BY id LIMIT $4"

@@ -15,7 +15,7 @@ use clicktrail_domain::money::to_micros;
 use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
-use crate::bulk::Bulk;
+use crate::bulk::{Bulk, Script};
 use crate::{Backend, Db, Result, Tx, args};
 
 /// Where a click record came from.
@@ -374,15 +374,25 @@ static BULK: LazyLock<BulkStatements> = LazyLock::new(|| {
         insert_sessions: Bulk::insert("sessions", SESSION_COLS, ""),
         update_sessions: Bulk::with_rows(
             SESSION_UPDATE_COLS,
-            &format!("UPDATE sessions SET {} FROM x WHERE sessions.id = x.id", set.replace("{max}", "MAX")),
-            &format!("UPDATE sessions SET {} FROM {{rows}} WHERE sessions.id = x.id", set.replace("{max}", "GREATEST")),
+            &format!(
+                "UPDATE sessions SET {} FROM x WHERE sessions.id = x.id",
+                set.replace("{max}", "MAX")
+            ),
+            &format!(
+                "UPDATE sessions SET {} FROM {{rows}} WHERE sessions.id = x.id",
+                set.replace("{max}", "GREATEST")
+            ),
         ),
         insert_events: Bulk::insert(
             "events",
             EVENT_COLS,
-            "ON CONFLICT (property_id, event_id) DO NOTHING RETURNING event_id",
+            "ON CONFLICT (property_id, event_id) DO NOTHING",
         ),
-        insert_clicks: Bulk::insert("clicks", CLICK_COLS, "ON CONFLICT (property_id, click_id) DO NOTHING"),
+        insert_clicks: Bulk::insert(
+            "clicks",
+            CLICK_COLS,
+            "ON CONFLICT (property_id, click_id) DO NOTHING",
+        ),
         upsert_rollups: Bulk::insert(
             "rollup_hourly",
             ROLLUP_COLS,
@@ -441,12 +451,16 @@ fn link_host(url: &str) -> String {
         .unwrap_or_else(|| "(unknown)".into())
 }
 
+/// Sessions idle this long leave the cache first when it is full: longer
+/// than any session timeout a property would set.
+const CACHE_IDLE_MS: i64 = 2 * 3600 * 1000;
+
 impl Ingestor {
     pub fn new(backend: Backend) -> Self {
         Self {
             backend,
             cache: HashMap::new(),
-            cache_capacity: 200_000,
+            cache_capacity: 100_000,
             next_session_id: None,
             dedicated: None,
         }
@@ -466,15 +480,15 @@ impl Ingestor {
         let mut dedicated = self.dedicated.take();
         let t = std::time::Instant::now();
         let mut tx = match dedicated.as_mut() {
-            Some(w) => w.begin().await?,
+            Some(w) => w.begin(),
             None => db.begin().await?,
         };
         phase("begin", t);
         let result = match self.write_in(&mut tx, batch).await {
-            Ok((outcomes, staged)) => {
+            Ok((outcomes, staged, script)) => {
                 let t = std::time::Instant::now();
-                let committed = tx.commit().await;
-                phase("commit", t);
+                let committed = script.commit(tx).await;
+                phase("write_commit", t);
                 committed.map(|()| {
                     self.apply_cache(staged);
                     outcomes
@@ -501,8 +515,21 @@ impl Ingestor {
         }
         if self.cache.len() + staged.len() > self.cache_capacity {
             // Sessions are re-read from the database on a miss, so dropping
-            // the cache is only a cost, never a correctness problem.
-            self.cache.clear();
+            // entries is only a cost, never a correctness problem. Drop the
+            // idle ones first (dropping all at once made the next batches
+            // look hundreds of visitors up at once), everything if that is
+            // not enough.
+            let newest = staged
+                .values()
+                .map(|c| c.state.last_seen_ms)
+                .max()
+                .unwrap_or(0);
+            let idle_before = newest - CACHE_IDLE_MS;
+            self.cache
+                .retain(|_, c| c.state.last_seen_ms >= idle_before);
+            if self.cache.len() + staged.len() > self.cache_capacity {
+                self.cache.clear();
+            }
         }
         self.cache.extend(staged);
     }
@@ -541,7 +568,11 @@ impl Ingestor {
         &mut self,
         tx: &mut Tx<'_>,
         batch: &[IngestEvent],
-    ) -> Result<(Vec<EventOutcome>, HashMap<(String, String), CachedSession>)> {
+    ) -> Result<(
+        Vec<EventOutcome>,
+        HashMap<(String, String), CachedSession>,
+        Script,
+    )> {
         let st = stmts(self.backend);
 
         let t0 = std::time::Instant::now();
@@ -839,60 +870,34 @@ impl Ingestor {
         }
 
         phase("decide_and_build", t0);
-        // 5. Write.
-        let t = std::time::Instant::now();
-        if !session_rows.is_empty() {
-            BULK.insert_sessions.execute(tx, &session_rows).await?;
-        }
-        phase("insert_sessions", t);
-        let t = std::time::Instant::now();
+        // 5. The writes, run with the commit: every statement in one round
+        //    trip (see `Script`).
         let update_rows: Vec<&SessionUpdate<'_>> = updates.values().collect();
-        if !update_rows.is_empty() {
-            BULK.update_sessions.execute(tx, &update_rows).await?;
-        }
-        phase("update_sessions", t);
-        let t = std::time::Instant::now();
-        if !event_rows.is_empty() {
-            let inserted: Vec<(String,)> = BULK.insert_events.fetch(tx, &event_rows).await?;
-            phase("insert_events", t);
-            if inserted.len() != event_rows.len() {
-                // Another process inserted some of these since step 1
-                // (PostgreSQL with several servers): the rows are stored
-                // once; only the counters of this batch may be off by them.
-                tracing::debug!(
-                    expected = event_rows.len(),
-                    inserted = inserted.len(),
-                    "concurrent duplicate events"
-                );
-            }
-        }
-        let t = std::time::Instant::now();
-        if !click_rows.is_empty() {
-            BULK.insert_clicks.execute(tx, &click_rows).await?;
-        }
-        phase("insert_clicks", t);
-        let t = std::time::Instant::now();
-        if !rollups.is_empty() {
-            let rows: Vec<RollupRow<'_>> = rollups
-                .into_iter()
-                .map(
-                    |((property_id, hour, dim, key, is_bot), (visits, pageviews, clicks))| {
-                        RollupRow {
-                            property_id,
-                            hour,
-                            dim,
-                            key,
-                            is_bot,
-                            visits,
-                            pageviews,
-                            clicks,
-                        }
-                    },
-                )
-                .collect();
-            BULK.upsert_rollups.execute(tx, &rows).await?;
-        }
-        phase("upsert_rollups", t);
+        let rollup_rows: Vec<RollupRow<'_>> = rollups
+            .into_iter()
+            .map(
+                |((property_id, hour, dim, key, is_bot), (visits, pageviews, clicks))| RollupRow {
+                    property_id,
+                    hour,
+                    dim,
+                    key,
+                    is_bot,
+                    visits,
+                    pageviews,
+                    clicks,
+                },
+            )
+            .collect();
+        let mut script = Script::new(self.backend);
+        script.push(&BULK.insert_sessions, &session_rows)?;
+        script.push(&BULK.update_sessions, &update_rows)?;
+        // Step 1 left out stored events, and this transaction holds the
+        // write lock (SQLite) or the events' unique index arbitrates
+        // (PostgreSQL with several servers: such a row is stored once;
+        // only this batch's counters may count it again).
+        script.push(&BULK.insert_events, &event_rows)?;
+        script.push(&BULK.insert_clicks, &click_rows)?;
+        script.push(&BULK.upsert_rollups, &rollup_rows)?;
 
         // 6. The cache after commit: each visitor's current session.
         let mut after: HashMap<(String, String), CachedSession> = HashMap::new();
@@ -906,7 +911,7 @@ impl Ingestor {
                 },
             );
         }
-        Ok((outcomes, after))
+        Ok((outcomes, after, script))
     }
 }
 
@@ -937,5 +942,6 @@ struct LatestSession {
 
 /// Time spent in one phase of a batch write (`clicktrail_ingest_phase_seconds`).
 fn phase(name: &'static str, since: std::time::Instant) {
-    metrics::histogram!("clicktrail_ingest_phase_seconds", "phase" => name).record(since.elapsed().as_secs_f64());
+    metrics::histogram!("clicktrail_ingest_phase_seconds", "phase" => name)
+        .record(since.elapsed().as_secs_f64());
 }

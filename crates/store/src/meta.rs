@@ -30,6 +30,11 @@ pub async fn set(db: &Db, key: &str, value: &str) -> Result<()> {
 
 /// Sets `key` to `new` if it still holds `old`; returns whether it did.
 pub async fn compare_and_set(db: &Db, key: &str, old: &str, new: &str) -> Result<bool> {
-    let n = db.execute("UPDATE server_meta SET value = $3 WHERE key = $1 AND value = $2", args![key, old, new]).await?;
+    let n = db
+        .execute(
+            "UPDATE server_meta SET value = $3 WHERE key = $1 AND value = $2",
+            args![key, old, new],
+        )
+        .await?;
     Ok(n == 1)
 }

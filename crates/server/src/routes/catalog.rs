@@ -12,8 +12,15 @@ pub async fn list(State(state): State<AppState>, _caller: Caller) -> impl IntoRe
     axum::Json(json!({ "entries": state.catalog.entries() }))
 }
 
-pub async fn get(State(state): State<AppState>, _caller: Caller, Path(key): Path<String>) -> ApiResult<impl IntoResponse> {
-    let entry = state.catalog.get(&key).ok_or_else(|| ApiError::not_found("catalog entry"))?;
+pub async fn get(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(key): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let entry = state
+        .catalog
+        .get(&key)
+        .ok_or_else(|| ApiError::not_found("catalog entry"))?;
     let mut v = serde_json::to_value(entry).map_err(ApiError::internal)?;
     v["verification"] = serde_json::to_value(entry.verification()).map_err(ApiError::internal)?;
     Ok(axum::Json(v))

@@ -35,15 +35,19 @@ pub struct LogQuery {
 }
 
 fn time_param(field: &str, v: &Option<String>) -> Result<Option<i64>, FieldProblem> {
-    let Some(s) = v.as_deref().filter(|s| !s.is_empty()) else { return Ok(None) };
+    let Some(s) = v.as_deref().filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(Some(ms));
     }
     chrono::DateTime::parse_from_rfc3339(s)
         .map(|t| Some(t.timestamp_millis()))
         .or_else(|_| {
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.and_hms_opt(0, 0, 0).map(|t| t.and_utc().timestamp_millis()))
+            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| {
+                d.and_hms_opt(0, 0, 0)
+                    .map(|t| t.and_utc().timestamp_millis())
+            })
         })
         .map_err(|_| FieldProblem {
             field: field.into(),
@@ -73,14 +77,27 @@ pub fn filter_of(q: &LogQuery) -> ApiResult<LogFilter> {
             message: "one of the conversion log's error codes".into(),
         });
     }
-    let from = time_param("from", &q.from).map_err(|p| problems.push(p)).ok().flatten();
-    let to = time_param("to", &q.to).map_err(|p| problems.push(p)).ok().flatten();
+    let from = time_param("from", &q.from)
+        .map_err(|p| problems.push(p))
+        .ok()
+        .flatten();
+    let to = time_param("to", &q.to)
+        .map_err(|p| problems.push(p))
+        .ok()
+        .flatten();
     let before = match q.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => None,
-        Some(c) => match c.split_once('.').and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, id.to_owned()))) {
+        Some(c) => match c
+            .split_once('.')
+            .and_then(|(ts, id)| Some((ts.parse::<i64>().ok()?, id.to_owned())))
+        {
             Some(x) => Some(x),
             None => {
-                problems.push(FieldProblem { field: "cursor".into(), code: "invalid_cursor".into(), message: "use next_cursor as given".into() });
+                problems.push(FieldProblem {
+                    field: "cursor".into(),
+                    code: "invalid_cursor".into(),
+                    message: "use next_cursor as given".into(),
+                });
                 None
             }
         },
@@ -100,12 +117,17 @@ pub fn filter_of(q: &LogQuery) -> ApiResult<LogFilter> {
 }
 
 fn amount(m: Option<i64>) -> Value {
-    m.map(|m| json!(from_micros(m).to_string().parse::<f64>().unwrap_or(0.0))).unwrap_or(Value::Null)
+    m.map(|m| json!(from_micros(m).to_string().parse::<f64>().unwrap_or(0.0)))
+        .unwrap_or(Value::Null)
 }
 
 /// A log entry as the API shows it.
 pub fn entry_json(e: &LogEntry, deliveries: Value) -> Value {
-    let hint = e.error_code.as_deref().and_then(ErrorCode::parse).map(ErrorCode::hint);
+    let hint = e
+        .error_code
+        .as_deref()
+        .and_then(ErrorCode::parse)
+        .map(ErrorCode::hint);
     json!({
         "id": e.id,
         "status": e.status,
@@ -157,13 +179,25 @@ pub fn entry_json(e: &LogEntry, deliveries: Value) -> Value {
 }
 
 /// The conversion log with each entry's click ids and deliveries.
-pub async fn log_page(state: &AppState, property: &clicktrail_domain::PropertyId, f: &LogFilter) -> ApiResult<Value> {
+pub async fn log_page(
+    state: &AppState,
+    property: &clicktrail_domain::PropertyId,
+    f: &LogFilter,
+) -> ApiResult<Value> {
     let entries = conversions::list(&state.db, property, f).await?;
     let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
     let mut deliveries = crate::delivery_views(state, &ids).await?;
-    let items: Vec<Value> =
-        entries.iter().map(|e| entry_json(e, deliveries.remove(&e.id).unwrap_or(Value::Array(vec![])))).collect();
-    let next = (entries.len() as i64 == f.limit).then(|| entries.last().map(|e| format!("{}.{}", e.received_at, e.id))).flatten();
+    let items: Vec<Value> = entries
+        .iter()
+        .map(|e| entry_json(e, deliveries.remove(&e.id).unwrap_or(Value::Array(vec![]))))
+        .collect();
+    let next = (entries.len() as i64 == f.limit)
+        .then(|| {
+            entries
+                .last()
+                .map(|e| format!("{}.{}", e.received_at, e.id))
+        })
+        .flatten();
     Ok(json!({ "conversions": items, "next_cursor": next }))
 }
 
@@ -178,9 +212,20 @@ async fn list(
     Ok(axum::Json(log_page(&state, &p.id, &f).await?))
 }
 
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
-    let e = conversions::get(&state.db, &id).await?.ok_or_else(|| ApiError::not_found("conversion"))?;
-    owned_property(&state, &caller, &e.property_id).await.map_err(|_| ApiError::not_found("conversion"))?;
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let e = conversions::get(&state.db, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversion"))?;
+    owned_property(&state, &caller, &e.property_id)
+        .await
+        .map_err(|_| ApiError::not_found("conversion"))?;
     let mut deliveries = crate::delivery_views(&state, std::slice::from_ref(&e.id)).await?;
-    Ok(axum::Json(entry_json(&e, deliveries.remove(&e.id).unwrap_or(Value::Array(vec![])))))
+    Ok(axum::Json(entry_json(
+        &e,
+        deliveries.remove(&e.id).unwrap_or(Value::Array(vec![])),
+    )))
 }

@@ -26,9 +26,17 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The caller's integration or 404.
-pub async fn owned_integration(state: &AppState, caller: &Caller, id: &str) -> ApiResult<Integration> {
-    let i = integrations::get(&state.db, id).await?.ok_or_else(|| ApiError::not_found("integration"))?;
-    owned_property(state, caller, &i.property_id).await.map_err(|_| ApiError::not_found("integration"))?;
+pub async fn owned_integration(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> ApiResult<Integration> {
+    let i = integrations::get(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("integration"))?;
+    owned_property(state, caller, &i.property_id)
+        .await
+        .map_err(|_| ApiError::not_found("integration"))?;
     Ok(i)
 }
 
@@ -43,14 +51,22 @@ async fn install(
     Ok((StatusCode::CREATED, axum::Json(svc::view(&state, &i))))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let p = owned_property(&state, &caller, &id).await?;
     let list = integrations::list_for_property(&state.db, &p.id).await?;
     let items: Vec<Value> = list.iter().map(|i| svc::view(&state, i)).collect();
     Ok(axum::Json(json!({ "integrations": items })))
 }
 
-async fn show(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let i = owned_integration(&state, &caller, &id).await?;
     Ok(axum::Json(svc::view(&state, &i)))
 }
@@ -77,15 +93,27 @@ async fn put_mapping(
     ApiJson(mapping): ApiJson<EventMapping>,
 ) -> ApiResult<impl IntoResponse> {
     let i = owned_integration(&state, &caller, &id).await?;
-    let req = UpdateRequest { name: None, credentials: None, settings: None, event_mapping: Some(mapping), status: None };
+    let req = UpdateRequest {
+        name: None,
+        credentials: None,
+        settings: None,
+        event_mapping: Some(mapping),
+        status: None,
+    };
     svc::update(&state, &i, req).await?;
     let i = owned_integration(&state, &caller, &id).await?;
     Ok(axum::Json(svc::view(&state, &i)))
 }
 
-async fn poll_now(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn poll_now(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let i = owned_integration(&state, &caller, &id).await?;
     let report = polling::poll_now(&state, &i).await?;
     let i = owned_integration(&state, &caller, &id).await?;
-    Ok(axum::Json(json!({ "poll": report, "integration": svc::view(&state, &i) })))
+    Ok(axum::Json(
+        json!({ "poll": report, "integration": svc::view(&state, &i) }),
+    ))
 }

@@ -53,7 +53,11 @@ async fn create(
     let p = owned_property(&state, &caller, &id).await?;
     let mut problems = Vec::new();
     let slug = body.slug.trim();
-    if slug.is_empty() || slug.len() > 64 || !slug.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    if slug.is_empty()
+        || slug.len() > 64
+        || !slug
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
         problems.push(FieldProblem {
             field: "slug".into(),
@@ -62,7 +66,10 @@ async fn create(
         });
     }
     match url::Url::parse(&body.destination_url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && body.destination_url.len() <= 4096 => {}
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && body.destination_url.len() <= 4096 => {}
         _ => problems.push(FieldProblem {
             field: "destination_url".into(),
             code: "invalid_url".into(),
@@ -70,7 +77,9 @@ async fn create(
         }),
     }
     if let Some(int) = &body.integration {
-        let ok = clicktrail_store::integrations::get(&state.db, int).await?.is_some_and(|i| i.property_id == p.id.as_str());
+        let ok = clicktrail_store::integrations::get(&state.db, int)
+            .await?
+            .is_some_and(|i| i.property_id == p.id.as_str());
         if !ok {
             problems.push(FieldProblem {
                 field: "integration".into(),
@@ -94,16 +103,28 @@ async fn create(
     {
         Ok(l) => l,
         Err(e) if e.is_unique_violation() => {
-            return Err(ApiError::new(StatusCode::CONFLICT, "slug_taken", "this slug is already used"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "slug_taken",
+                "this slug is already used",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
     Ok((StatusCode::CREATED, axum::Json(link_json(&state, &l))))
 }
 
-async fn list(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<impl IntoResponse> {
+async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
     let p = owned_property(&state, &caller, &id).await?;
-    let items: Vec<_> = links::list(&state.db, &p.id).await?.iter().map(|l| link_json(&state, l)).collect();
+    let items: Vec<_> = links::list(&state.db, &p.id)
+        .await?
+        .iter()
+        .map(|l| link_json(&state, l))
+        .collect();
     Ok(axum::Json(json!({ "links": items })))
 }
 
@@ -132,7 +153,10 @@ pub async fn go(
                 h.insert(header::LOCATION, v);
             }
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer-when-downgrade"));
+            h.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer-when-downgrade"),
+            );
             if let Some(c) = r.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
                 h.insert(header::SET_COOKIE, c);
             }

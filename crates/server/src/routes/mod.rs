@@ -37,7 +37,10 @@ pub fn router(state: AppState) -> Router {
         .route("/t/{file}", get(tag::tag))
         .route("/t/ext/{file}", get(tag::ext))
         .route("/t/{id}/scan", get(tag::scan))
-        .route("/postback/{token}", get(postback::postback).post(postback::postback))
+        .route(
+            "/postback/{token}",
+            get(postback::postback).post(postback::postback),
+        )
         .route("/go/{slug}", get(links::go))
         .nest("/api/v1", api::router())
         .merge(crate::dashboard::router())

@@ -20,11 +20,19 @@ pub async fn postback(
     body: Body,
 ) -> Response {
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "the body is larger than 64 KiB")
-            .into_response();
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is larger than 64 KiB",
+        )
+        .into_response();
     };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    match integrations::receive_postback(&state, &token, query.as_deref(), content_type, &bytes).await {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match integrations::receive_postback(&state, &token, query.as_deref(), content_type, &bytes)
+        .await
+    {
         Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
         Err(e) => e.into_response(),
     }

@@ -17,13 +17,27 @@ use crate::{autoscan, tagjs};
 const JS: &str = "application/javascript; charset=utf-8";
 
 fn js_comment(status: StatusCode, text: &str) -> Response {
-    (status, [(header::CONTENT_TYPE, JS), (header::CACHE_CONTROL, "no-store")], format!("/* clicktrail: {text} */\n"))
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, JS),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        format!("/* clicktrail: {text} */\n"),
+    )
         .into_response()
 }
 
 /// `GET /t/{file}` where file is `<property id>.js`.
-pub async fn tag(State(state): State<AppState>, Path(file): Path<String>, headers: HeaderMap) -> Response {
-    let Some(id) = file.strip_suffix(".js").and_then(|id| PropertyId::parse(id).ok()) else {
+pub async fn tag(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(id) = file
+        .strip_suffix(".js")
+        .and_then(|id| PropertyId::parse(id).ok())
+    else {
         return js_comment(StatusCode::NOT_FOUND, "unknown property");
     };
     let property = match state.property(&id).await {
@@ -45,8 +59,15 @@ pub async fn tag(State(state): State<AppState>, Path(file): Path<String>, header
     // Short max-age: a changed configuration (a new integration) reaches
     // visitors within minutes; the ETag makes revalidation cheap.
     let cache = HeaderValue::from_static("public, max-age=300");
-    if headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == served.etag.as_bytes()) {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag), (header::CACHE_CONTROL, cache)]).into_response();
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .is_some_and(|v| v.as_bytes() == served.etag.as_bytes())
+    {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
     }
     (
         StatusCode::OK,
@@ -87,47 +108,83 @@ pub async fn scan(
     headers: HeaderMap,
 ) -> Response {
     let error = |status: StatusCode, code: &str, message: &str| {
-        (status, axum::Json(json!({"error": {"code": code, "message": message}}))).into_response()
+        (
+            status,
+            axum::Json(json!({"error": {"code": code, "message": message}})),
+        )
+            .into_response()
     };
     let Ok(id) = PropertyId::parse(&id) else {
-        return error(StatusCode::NOT_FOUND, "unknown_property", "no property has this id");
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown_property",
+            "no property has this id",
+        );
     };
     let property = match state.property(&id).await {
         Ok(Some(p)) => p,
-        Ok(None) => return error(StatusCode::NOT_FOUND, "unknown_property", "no property has this id"),
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_property",
+                "no property has this id",
+            );
+        }
         Err(e) => {
             tracing::error!(error = %e, "autoscan");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again later");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "try again later",
+            );
         }
     };
     let origin = origin_host(&headers);
     if let Some(h) = &origin
         && !host_allowed(&property.domains, h)
     {
-        return error(StatusCode::FORBIDDEN, "domain_not_allowed", "the Origin is not one of the property's domains");
+        return error(
+            StatusCode::FORBIDDEN,
+            "domain_not_allowed",
+            "the Origin is not one of the property's domains",
+        );
     }
     if !property.settings.autoscan {
-        return error(StatusCode::FORBIDDEN, "autoscan_disabled", "AutoScan is off for this property");
+        return error(
+            StatusCode::FORBIDDEN,
+            "autoscan_disabled",
+            "AutoScan is off for this property",
+        );
     }
     let links: Vec<String> = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .filter(|(k, _)| k == "u")
         .map(|(_, v)| v.into_owned())
         .collect();
     if links.len() > autoscan::MAX_LINKS {
-        return error(StatusCode::BAD_REQUEST, "too_many_links", "at most 20 links per request");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "too_many_links",
+            "at most 20 links per request",
+        );
     }
     let groups = match tagjs::property_groups(&state, &property.id).await {
         Ok(g) => Arc::new(g),
         Err(e) => {
             tracing::error!(error = %e, "autoscan");
-            return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "try again later");
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "try again later",
+            );
         }
     };
     let results = autoscan::scan(&state, &state.outbound, &property, groups, links).await;
     let mut resp = axum::Json(json!({ "results": results })).into_response();
     if let Some(o) = headers.get(header::ORIGIN) {
-        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
-        resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+        resp.headers_mut()
+            .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o.clone());
+        resp.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("Origin"));
     }
     resp
 }
