@@ -49,10 +49,6 @@ use futures::StreamExt as _;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
-// As the `clicktrail` binary.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 const MASTER_KEY: &str = "bench-incomeaccess-master-key-0123456789";
 const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Click ids and visitor ids are numbered from here (all ten digits).

@@ -78,9 +78,9 @@ both!(postback_outcomes, |b: Backend| async move {
     let ts_before = (Utc::now() - chrono::Duration::hours(2)).timestamp();
     let ts_late = (Utc::now() + chrono::Duration::days(40)).timestamp();
     let cases = [
-        (format!("payout=1&txid=T-2"), "missing_click_id"),
+        ("payout=1&txid=T-2".to_string(), "missing_click_id"),
         (
-            format!("clickid=QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ&txid=T-3"),
+            "clickid=QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ&txid=T-3".to_string(),
             "unknown_click_id",
         ),
         (
@@ -96,7 +96,7 @@ both!(postback_outcomes, |b: Backend| async move {
             "outside_window",
         ),
         (format!("subid={cid}&status=reversed"), "invalid_payload"),
-        (format!("subid={{clickid}}&txid=T-7"), "missing_click_id"),
+        ("subid={clickid}&txid=T-7".to_string(), "missing_click_id"),
     ];
     for (q, code) in &cases {
         let (st, v) = postback(&s, &url, q).await;

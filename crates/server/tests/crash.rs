@@ -93,8 +93,8 @@ async fn load(
     for t in tasks {
         let _ = t.await;
     }
-    let set = acked.lock().await.clone();
-    set
+
+    acked.lock().await.clone()
 }
 
 async fn stored_ids(db_url: &str) -> HashSet<String> {

@@ -302,10 +302,10 @@ async fn run(backend: Backend) {
                 continue; // warm-up
             }
             t.wall_ms.push(wall);
-            if let Some(st) = r.headers.get("server-timing").and_then(|v| v.to_str().ok()) {
-                if let Some(d) = st.split("dur=").nth(1).and_then(|d| d.parse::<f64>().ok()) {
-                    t.server_ms.push(d);
-                }
+            if let Some(st) = r.headers.get("server-timing").and_then(|v| v.to_str().ok())
+                && let Some(d) = st.split("dur=").nth(1).and_then(|d| d.parse::<f64>().ok())
+            {
+                t.server_ms.push(d);
             }
         }
         timings.push(t);

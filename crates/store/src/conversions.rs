@@ -470,10 +470,10 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
                 }
             }
         }
-        if let Some(c) = d.materialise_click {
-            if click_keys.insert((c.property_id.clone(), c.click_id.clone())) {
-                clicks.push(c);
-            }
+        if let Some(c) = d.materialise_click
+            && click_keys.insert((c.property_id.clone(), c.click_id.clone()))
+        {
+            clicks.push(c);
         }
         results.push(Written::Recorded {
             id: row.id.clone(),
@@ -609,7 +609,16 @@ pub async fn first_touch(
     since: i64,
     until: i64,
 ) -> Result<Option<Touch>> {
-    let row: Option<(i64, String, String, String, Option<String>, Option<String>, String)> = db
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+    );
+    let row: Option<Row> = db
         .fetch_optional(
             "SELECT id, channel, source, medium, utm_campaign, utm_content, landing_page FROM sessions \
              WHERE property_id = $1 AND visitor_id = $2 AND started_at >= $3 AND started_at <= $4 \

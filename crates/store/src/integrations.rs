@@ -150,6 +150,7 @@ pub async fn claim_poll(db: &Db, id: &str, now: i64, lease_until: i64) -> Result
 }
 
 /// Records the outcome of a poll and schedules the next.
+#[expect(clippy::too_many_arguments, reason = "one column each")]
 pub async fn record_poll(
     db: &Db,
     id: &str,

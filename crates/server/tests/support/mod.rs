@@ -5,7 +5,6 @@
 // Each test binary uses a different part of this module, so some items
 // are unused in each; `expect(dead_code)` would fail in the binaries that
 // use everything.
-#![expect(clippy::allow_attributes, reason = "see above")]
 #![allow(dead_code)]
 
 use std::path::PathBuf;
