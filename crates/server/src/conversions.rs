@@ -691,16 +691,19 @@ impl ConversionQueue {
         snapshots: Option<Extra>,
     ) -> Result<Vec<Written>, IngestFailure> {
         let (ack, rx) = oneshot::channel();
-        match self.tx.try_send(Job {
+        // Counted before sending: the writer runs on its own thread and may
+        // count the job out before `try_send` returns.
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.try_send(Job {
             items,
             snapshots,
             ack,
         }) {
-            Ok(()) => {
-                self.depth.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(IngestFailure::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(IngestFailure::ShuttingDown),
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => IngestFailure::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => IngestFailure::ShuttingDown,
+            });
         }
         rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
     }
@@ -713,15 +716,20 @@ impl ConversionQueue {
         snapshots: Option<Extra>,
     ) -> Result<Vec<Written>, IngestFailure> {
         let (ack, rx) = oneshot::channel();
-        self.tx
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if self
+            .tx
             .send(Job {
                 items,
                 snapshots,
                 ack,
             })
             .await
-            .map_err(|_| IngestFailure::ShuttingDown)?;
-        self.depth.fetch_add(1, Ordering::Relaxed);
+            .is_err()
+        {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(IngestFailure::ShuttingDown);
+        }
         rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
     }
 }

@@ -118,13 +118,20 @@ impl IngestQueue {
         };
         let (ack, rx) = oneshot::channel();
         let sender = self.shards.get(shard).ok_or(IngestFailure::ShuttingDown)?;
+        // Counted before sending: the writer (on its own thread) may take
+        // the job and count it out before `try_send` even returns.
+        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         match sender.try_send(Job { events, ack }) {
             Ok(()) => {
-                let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
                 metrics::gauge!("clicktrail_ingest_queue_depth").set(d as f64);
             }
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(IngestFailure::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(IngestFailure::ShuttingDown),
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                return Err(match e {
+                    mpsc::error::TrySendError::Full(_) => IngestFailure::Overloaded,
+                    mpsc::error::TrySendError::Closed(_) => IngestFailure::ShuttingDown,
+                });
+            }
         }
         let waited = Instant::now();
         let r = rx.await.unwrap_or(Err(IngestFailure::ShuttingDown));
