@@ -33,6 +33,7 @@
 //! PostgreSQL is reached at postgres://postgres@127.0.0.1:5432 (a database
 //! is created and dropped).
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -42,7 +43,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clicktrail::app;
 use clicktrail::config::{Config, Secret};
-use clicktrail_networks::incomeaccess::{self, IncomeAccessSettings, ReportFormat, SecurityKey};
+use clicktrail_networks::incomeaccess::{
+    self, IncomeAccessSettings, ReportFormat, SecurityKey, Snapshot,
+};
 use clicktrail_store::{Backend, Db, args};
 use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
 use futures::StreamExt as _;
@@ -84,6 +87,48 @@ fn hwm() -> f64 {
 /// Resets VmHWM to the current RSS (Linux: `5` in clear_refs).
 fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// CPU seconds (user + system) used so far by each thread of this
+/// process, summed by thread name (`tokio-runtime-w`, `sqlx-sqlite-wor`,
+/// `conversion-writ`...).
+fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        // After the name: state (field 3), ..., utime (14), stime (15).
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // USER_HZ is 100 on Linux.
+        *out.entry(name).or_insert(0.0) += (ticks(11) + ticks(12)) / 100.0;
+    }
+    out
+}
+
+/// What each kind of thread used between two [`thread_cpu`] readings,
+/// busiest first.
+fn cpu_between(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) -> String {
+    let mut used: Vec<(&str, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.as_str(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, v)| *v >= 0.01)
+        .collect();
+    used.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let total: f64 = used.iter().map(|(_, v)| v).sum();
+    let parts: Vec<String> = used.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+    format!("{total:.2} s CPU ({})", parts.join(", "))
 }
 
 /// Samples VmRSS every 5 ms on a thread of its own until stopped; the
@@ -288,15 +333,11 @@ async fn breakdown(db: &Db, property: &str) -> Vec<(Option<String>, String, i64)
 /// Prints how many conversions are committed, every second, until stopped.
 fn progress(db: Db, property: String, started: Instant) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut last = 0;
+        let count_sql = "SELECT COUNT(*) FROM conversions WHERE property_id = $1";
+        let mut last = count(&db, count_sql, &property).await;
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let n = count(
-                &db,
-                "SELECT COUNT(*) FROM conversions WHERE property_id = $1",
-                &property,
-            )
-            .await;
+            let n = count(&db, count_sql, &property).await;
             eprintln!(
                 "    t={:5.1} s: {n} conversions committed (+{}/s), RSS {:.0} MiB",
                 started.elapsed().as_secs_f64(),
@@ -315,6 +356,7 @@ struct Poll {
     peak: f64,
     sampled_peak: f64,
     rss_after: f64,
+    cpu: String,
 }
 
 async fn timed_poll(
@@ -327,10 +369,12 @@ async fn timed_poll(
     let rss_before = rss();
     let hwm_reset = reset_hwm();
     let sampler = RssSampler::start();
+    let cpu_before = thread_cpu();
     let started = Instant::now();
     let ticker = progress(db.clone(), property.to_owned(), started);
     let answer = api(http, base, &format!("/integrations/{iid}/poll"), json!({})).await;
     let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_between(&cpu_before, &thread_cpu());
     ticker.abort();
     let sampled_peak = sampler.finish();
     let peak = if hwm_reset { hwm() } else { sampled_peak };
@@ -341,6 +385,7 @@ async fn timed_poll(
         peak,
         sampled_peak,
         rss_after: rss(),
+        cpu,
     }
 }
 
@@ -360,12 +405,22 @@ async fn fetch_only(url: &str) -> (u64, f64) {
     (bytes, started.elapsed().as_secs_f64())
 }
 
+/// What the connector alone costs.
+struct ConnectorOnly {
+    rows: u64,
+    events: u64,
+    /// Fetch + parse.
+    parse_secs: f64,
+    /// Fetch + parse + diff against no snapshot + snapshot JSON.
+    diff_secs: f64,
+    /// RSS growth from keeping every row's new snapshot in a map, as the
+    /// poller's `fresh` map does for the length of a poll.
+    held_mib: f64,
+}
+
 /// Fetches, parses and diffs (against no snapshot) every row of the
-/// month's report: (rows, events, seconds to parse, seconds with diff).
-async fn connector_only(
-    settings: &IncomeAccessSettings,
-    key: &SecurityKey,
-) -> (u64, u64, f64, f64) {
+/// month's report, without storage.
+async fn connector_only(settings: &IncomeAccessSettings, key: &SecurityKey) -> ConnectorOnly {
     let client = reqwest::Client::new();
     let now = Utc::now();
     let cfg = settings.delta_config(now);
@@ -379,8 +434,10 @@ async fn connector_only(
             rows += 1;
         }
     }
-    let parse = started.elapsed().as_secs_f64();
+    let parse_secs = started.elapsed().as_secs_f64();
     let mut events = 0u64;
+    let mut held: HashMap<String, Snapshot> = HashMap::new();
+    let rss_before = rss();
     let started = Instant::now();
     for req in settings.plan(now.date_naive()) {
         let mut reader = incomeaccess::open_report(&client, &req, key)
@@ -389,11 +446,21 @@ async fn connector_only(
         while let Some(row) = reader.next_row().await.expect("row") {
             let d = incomeaccess::diff(None, &row, &cfg).expect("diff");
             events += d.events.len() as u64;
-            // What the poller stores per changed row.
+            // What the poller stores per changed row, and keeps.
             let _ = serde_json::to_string(&d.snapshot).expect("snapshot");
+            held.insert(d.key, d.snapshot);
         }
     }
-    (rows, events, parse, started.elapsed().as_secs_f64())
+    let diff_secs = started.elapsed().as_secs_f64();
+    let held_mib = rss() - rss_before;
+    drop(held);
+    ConnectorOnly {
+        rows,
+        events,
+        parse_secs,
+        diff_secs,
+        held_mib,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -466,10 +533,11 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
         report_bytes as f64 / 1e6
     );
     // 2. The connector alone.
-    let (parsed, derived, parse_secs, diff_secs) = connector_only(&settings, &key).await;
+    let c = connector_only(&settings, &key).await;
     println!(
-        "  2. connector alone: {parsed} rows fetched + parsed in {parse_secs:.2} s; \
-         fetched + parsed + diffed ({derived} events) in {diff_secs:.2} s"
+        "  2. connector alone: {} rows fetched + parsed in {:.2} s; fetched + parsed + diffed ({} events) in \
+         {:.2} s; keeping every new snapshot in a map (as polling.rs's `fresh`): RSS {:+.0} MiB",
+        c.rows, c.parse_secs, c.events, c.diff_secs, c.held_mib
     );
 
     // 3. The poll.
@@ -498,7 +566,7 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
         poll["outcomes"]
     );
     println!(
-        "     memory: RSS {:.0} MiB before, peak {:.0} MiB during the poll (+{:.0} MiB; sampled peak {:.0}), \
+        "     memory: RSS {:.0} MiB before, peak {:.0} MiB during the poll ({:+.0} MiB; sampled peak {:.0}), \
          {:.0} MiB after; report was {:.1} MB",
         p.rss_before,
         p.peak,
@@ -507,6 +575,7 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
         p.rss_after,
         report_bytes as f64 / 1e6
     );
+    println!("     cpu: {}", p.cpu);
     for (name, status, c) in breakdown(&db, &property).await {
         println!(
             "     {:<9} {:<10} {c}",
@@ -554,7 +623,7 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
     let idempotent = poll2["status"] == "ok" && again == after && poll2["events"] == 0;
     println!(
         "  4. re-poll: status {}, {} rows, {} events, {} new conversions, in {:.2} s = {:.0} rows/s; \
-         peak RSS +{:.0} MiB; idempotent: {}",
+         peak RSS {:+.0} MiB; idempotent: {}",
         poll2["status"],
         poll2["rows"],
         poll2["events"],
@@ -564,6 +633,7 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
         q.peak - q.rss_before,
         if idempotent { "yes" } else { "NO" }
     );
+    println!("     cpu: {}", q.cpu);
     ok &= idempotent;
     println!(
         "  process peak RSS (VmHWM since the last reset) {:.0} MiB; fake process peak {:.0} MiB",

@@ -63,7 +63,9 @@ impl IngestQueue {
     ) -> (IngestQueue, Vec<JoinHandle<()>>) {
         let writers = match db.backend() {
             Backend::Sqlite => 1,
-            Backend::Postgres if cfg.writers == 0 => 2,
+            // One by default: writers share the hourly rollup rows, so a
+            // second one mostly waits for the first one's row locks.
+            Backend::Postgres if cfg.writers == 0 => 1,
             Backend::Postgres => cfg.writers,
         };
         let depth = Arc::new(AtomicUsize::new(0));

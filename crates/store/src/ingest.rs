@@ -873,6 +873,11 @@ impl Ingestor {
         // 5. The writes, run with the commit: every statement in one round
         //    trip (see `Script`).
         let update_rows: Vec<&SessionUpdate<'_>> = updates.values().collect();
+        // Sorted: concurrent writers (PostgreSQL) then lock shared rollup
+        // rows in one order, so they wait for each other instead of
+        // deadlocking.
+        let mut rollups: Vec<_> = rollups.into_iter().collect();
+        rollups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let rollup_rows: Vec<RollupRow<'_>> = rollups
             .into_iter()
             .map(
