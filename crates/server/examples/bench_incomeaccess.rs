@@ -23,7 +23,15 @@
 //!    its answer (every conversion and snapshot committed), with the
 //!    process's peak RSS over the poll (VmHWM reset just before it) and the
 //!    conversions counted in the store afterwards;
-//! 4. the same poll again: nothing new may be recorded.
+//! 4. the same poll again: nothing new may be recorded;
+//! 5. the memory that grows with the report: every row's new snapshot kept
+//!    until the end of the poll (the poller's `fresh` map), measured alone;
+//! 6. the storage steps of one 1000-row chunk (snapshot lookup, the
+//!    conversion writer's click / session / visitor-session lookups, the
+//!    snapshot upserts), each timed alone on the filled database.
+//!
+//! While a poll runs, the conversions committed so far are printed every
+//! second; after it, the CPU each kind of thread used.
 //!
 //! ```text
 //! cargo run --release -p clicktrail --example bench_incomeaccess -- 100000 [sqlite|postgres] [xml|csv]
@@ -46,7 +54,8 @@ use clicktrail::config::{Config, Secret};
 use clicktrail_networks::incomeaccess::{
     self, IncomeAccessSettings, ReportFormat, SecurityKey, Snapshot,
 };
-use clicktrail_store::{Backend, Db, args};
+use clicktrail_store::conversions::lookup;
+use clicktrail_store::{Backend, Db, args, integrations};
 use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
 use futures::StreamExt as _;
 use rust_decimal::Decimal;
@@ -419,8 +428,13 @@ struct ConnectorOnly {
 }
 
 /// Fetches, parses and diffs (against no snapshot) every row of the
-/// month's report, without storage.
-async fn connector_only(settings: &IncomeAccessSettings, key: &SecurityKey) -> ConnectorOnly {
+/// month's report, without storage; with `hold`, keeps every new snapshot
+/// until the end, as the poller does.
+async fn connector_only(
+    settings: &IncomeAccessSettings,
+    key: &SecurityKey,
+    hold: bool,
+) -> ConnectorOnly {
     let client = reqwest::Client::new();
     let now = Utc::now();
     let cfg = settings.delta_config(now);
@@ -448,7 +462,9 @@ async fn connector_only(settings: &IncomeAccessSettings, key: &SecurityKey) -> C
             events += d.events.len() as u64;
             // What the poller stores per changed row, and keeps.
             let _ = serde_json::to_string(&d.snapshot).expect("snapshot");
-            held.insert(d.key, d.snapshot);
+            if hold {
+                held.insert(d.key, d.snapshot);
+            }
         }
     }
     let diff_secs = started.elapsed().as_secs_f64();
@@ -461,6 +477,102 @@ async fn connector_only(settings: &IncomeAccessSettings, key: &SecurityKey) -> C
         diff_secs,
         held_mib,
     }
+}
+
+/// Milliseconds of the fastest of three runs of `f`.
+async fn best_of_3<F, Fut>(mut f: F) -> f64
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        f().await;
+        best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    best
+}
+
+/// The storage steps of one 1000-row chunk of the poll, each timed alone
+/// on the filled database (a chunk from the middle of the report): the
+/// snapshot lookup, the conversion writer's lookups (clicks, their
+/// sessions, their visitors' sessions in the attribution window) and the
+/// snapshot upserts (in a transaction rolled back).
+async fn chunk_steps(db: &Db, property: &str, iid: &str, n: u64) {
+    let size = n.min(1000);
+    let offset = (n - size) / 2;
+    let rows: Vec<(String, String)> = db
+        .fetch_all(
+            "SELECT row_key, snapshot FROM connector_snapshots WHERE integration_id = $1 \
+             ORDER BY row_key LIMIT $2 OFFSET $3",
+            args![iid, size as i64, offset as i64],
+        )
+        .await
+        .expect("snapshots");
+    let keys: Vec<String> = rows.iter().map(|r| r.0.clone()).collect();
+    let ids: Vec<String> = (offset..offset + size).map(click_id).collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let visitors: Vec<String> = (offset..offset + size)
+        .map(|i| format!("visitor.{}", FIRST + i))
+        .collect();
+    let visitors: Vec<&str> = visitors.iter().map(String::as_str).collect();
+    let since = Utc::now().timestamp_millis() - 30 * 86_400_000;
+
+    let snaps = best_of_3(|| async {
+        let got = integrations::snapshots(db, iid, &keys)
+            .await
+            .expect("snapshot lookup");
+        assert_eq!(got.len(), keys.len());
+    })
+    .await;
+    let mut tx = db.begin().await.expect("begin");
+    let mut session_ids = Vec::new();
+    let mut t_clicks = f64::MAX;
+    let mut t_sessions = f64::MAX;
+    let mut t_visitors = f64::MAX;
+    let mut t_put = f64::MAX;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let clicks = lookup::clicks(&mut tx, property, &ids)
+            .await
+            .expect("clicks");
+        t_clicks = t_clicks.min(t.elapsed().as_secs_f64() * 1000.0);
+        session_ids = clicks.values().map(|c| c.session_id).collect();
+        let t = Instant::now();
+        lookup::sessions(&mut tx, &session_ids)
+            .await
+            .expect("sessions");
+        t_sessions = t_sessions.min(t.elapsed().as_secs_f64() * 1000.0);
+        let t = Instant::now();
+        let vs = lookup::visitor_sessions(&mut tx, property, &visitors, since)
+            .await
+            .expect("visitor sessions");
+        t_visitors = t_visitors.min(t.elapsed().as_secs_f64() * 1000.0);
+        assert_eq!(vs.len(), visitors.len());
+    }
+    for k in 0..3 {
+        let t = Instant::now();
+        integrations::put_snapshots(
+            &mut tx,
+            &format!("bench-probe-{k}"),
+            &rows,
+            Utc::now().timestamp_millis(),
+        )
+        .await
+        .expect("put snapshots");
+        t_put = t_put.min(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    tx.rollback().await.expect("rollback");
+    assert_eq!(session_ids.len(), ids.len());
+    let chunks = n.div_ceil(1000) as f64;
+    let sum = snaps + t_clicks + t_sessions + t_visitors + t_put;
+    println!(
+        "  6. one {size}-row chunk's storage steps alone, ms (x{chunks:.0} chunks): snapshot lookup {snaps:.1}, \
+         clicks {t_clicks:.1}, sessions {t_sessions:.1}, visitors' sessions {t_visitors:.1}, \
+         snapshot upserts (one statement each) {t_put:.1} => {:.2} s of the poll",
+        sum * chunks / 1000.0
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -533,11 +645,11 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
         report_bytes as f64 / 1e6
     );
     // 2. The connector alone.
-    let c = connector_only(&settings, &key).await;
+    let c = connector_only(&settings, &key, false).await;
     println!(
         "  2. connector alone: {} rows fetched + parsed in {:.2} s; fetched + parsed + diffed ({} events) in \
-         {:.2} s; keeping every new snapshot in a map (as polling.rs's `fresh`): RSS {:+.0} MiB",
-        c.rows, c.parse_secs, c.events, c.diff_secs, c.held_mib
+         {:.2} s",
+        c.rows, c.parse_secs, c.events, c.diff_secs
     );
 
     // 3. The poll.
@@ -635,6 +747,15 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
     );
     println!("     cpu: {}", q.cpu);
     ok &= idempotent;
+    // 5. What part of the poll's memory grows with the report: the
+    //    snapshots the poller keeps for the whole poll.
+    let held = connector_only(&settings, &key, true).await;
+    println!(
+        "  5. keeping each row's new snapshot until the end of the report, as polling.rs's `fresh` map does: \
+         RSS {:+.0} MiB for {} rows",
+        held.held_mib, held.rows
+    );
+    chunk_steps(&db, &property, &iid, n).await;
     println!(
         "  process peak RSS (VmHWM since the last reset) {:.0} MiB; fake process peak {:.0} MiB",
         hwm(),
