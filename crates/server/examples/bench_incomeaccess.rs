@@ -24,9 +24,7 @@
 //!    process's peak RSS over the poll (VmHWM reset just before it) and the
 //!    conversions counted in the store afterwards;
 //! 4. the same poll again: nothing new may be recorded;
-//! 5. the memory that grows with the report: every row's new snapshot kept
-//!    until the end of the poll (the poller's `fresh` map), measured alone;
-//! 6. the storage steps of one 1000-row chunk (snapshot lookup, the
+//! 5. the storage steps of one 1000-row chunk (snapshot lookup, the
 //!    conversion writer's click / session / visitor-session lookups, the
 //!    snapshot upserts), each timed alone on the filled database.
 //!
@@ -41,7 +39,6 @@
 //! PostgreSQL is reached at postgres://postgres@127.0.0.1:5432 (a database
 //! is created and dropped).
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -51,9 +48,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use clicktrail::app;
 use clicktrail::config::{Config, Secret};
-use clicktrail_networks::incomeaccess::{
-    self, IncomeAccessSettings, ReportFormat, SecurityKey, Snapshot,
-};
+use clicktrail_networks::incomeaccess::{self, IncomeAccessSettings, ReportFormat, SecurityKey};
 use clicktrail_store::conversions::lookup;
 use clicktrail_store::{Backend, Db, args, integrations};
 use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
@@ -422,19 +417,11 @@ struct ConnectorOnly {
     parse_secs: f64,
     /// Fetch + parse + diff against no snapshot + snapshot JSON.
     diff_secs: f64,
-    /// RSS growth from keeping every row's new snapshot in a map, as the
-    /// poller's `fresh` map does for the length of a poll.
-    held_mib: f64,
 }
 
 /// Fetches, parses and diffs (against no snapshot) every row of the
-/// month's report, without storage; with `hold`, keeps every new snapshot
-/// until the end, as the poller does.
-async fn connector_only(
-    settings: &IncomeAccessSettings,
-    key: &SecurityKey,
-    hold: bool,
-) -> ConnectorOnly {
+/// month's report, without storage.
+async fn connector_only(settings: &IncomeAccessSettings, key: &SecurityKey) -> ConnectorOnly {
     let client = reqwest::Client::new();
     let now = Utc::now();
     let cfg = settings.delta_config(now);
@@ -450,8 +437,6 @@ async fn connector_only(
     }
     let parse_secs = started.elapsed().as_secs_f64();
     let mut events = 0u64;
-    let mut held: HashMap<String, Snapshot> = HashMap::new();
-    let rss_before = rss();
     let started = Instant::now();
     for req in settings.plan(now.date_naive()) {
         let mut reader = incomeaccess::open_report(&client, &req, key)
@@ -460,22 +445,16 @@ async fn connector_only(
         while let Some(row) = reader.next_row().await.expect("row") {
             let d = incomeaccess::diff(None, &row, &cfg).expect("diff");
             events += d.events.len() as u64;
-            // What the poller stores per changed row, and keeps.
+            // What the poller stores per changed row.
             let _ = serde_json::to_string(&d.snapshot).expect("snapshot");
-            if hold {
-                held.insert(d.key, d.snapshot);
-            }
         }
     }
     let diff_secs = started.elapsed().as_secs_f64();
-    let held_mib = rss() - rss_before;
-    drop(held);
     ConnectorOnly {
         rows,
         events,
         parse_secs,
         diff_secs,
-        held_mib,
     }
 }
 
@@ -568,9 +547,9 @@ async fn chunk_steps(db: &Db, property: &str, iid: &str, n: u64) {
     let chunks = n.div_ceil(1000) as f64;
     let sum = snaps + t_clicks + t_sessions + t_visitors + t_put;
     println!(
-        "  6. one {size}-row chunk's storage steps alone, ms (x{chunks:.0} chunks): snapshot lookup {snaps:.1}, \
+        "  5. one {size}-row chunk's storage steps alone, ms (x{chunks:.0} chunks): snapshot lookup {snaps:.1}, \
          clicks {t_clicks:.1}, sessions {t_sessions:.1}, visitors' sessions {t_visitors:.1}, \
-         snapshot upserts (one statement each) {t_put:.1} => {:.2} s of the poll",
+         snapshot upserts {t_put:.1} => {:.2} s of the poll",
         sum * chunks / 1000.0
     );
 }
@@ -645,7 +624,7 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
         report_bytes as f64 / 1e6
     );
     // 2. The connector alone.
-    let c = connector_only(&settings, &key, false).await;
+    let c = connector_only(&settings, &key).await;
     println!(
         "  2. connector alone: {} rows fetched + parsed in {:.2} s; fetched + parsed + diffed ({} events) in \
          {:.2} s",
@@ -747,14 +726,6 @@ async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &Fake
     );
     println!("     cpu: {}", q.cpu);
     ok &= idempotent;
-    // 5. What part of the poll's memory grows with the report: the
-    //    snapshots the poller keeps for the whole poll.
-    let held = connector_only(&settings, &key, true).await;
-    println!(
-        "  5. keeping each row's new snapshot until the end of the report, as polling.rs's `fresh` map does: \
-         RSS {:+.0} MiB for {} rows",
-        held.held_mib, held.rows
-    );
     chunk_steps(&db, &property, &iid, n).await;
     println!(
         "  process peak RSS (VmHWM since the last reset) {:.0} MiB; fake process peak {:.0} MiB",

@@ -276,6 +276,21 @@ mod tests {
     }
 
     #[test]
+    fn sqlite_synchronous_is_full_unless_set() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.sqlite_synchronous, clicktrail_store::SqliteSync::Full);
+            jail.set_env("CLICKTRAIL_SQLITE_SYNCHRONOUS", "normal");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.sqlite_synchronous, clicktrail_store::SqliteSync::Normal);
+            jail.set_env("CLICKTRAIL_SQLITE_SYNCHRONOUS", "off");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("off"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn short_master_key_is_rejected() {
         Jail::expect_with(|jail| {
             jail.set_env("CLICKTRAIL_MASTER_KEY", "short");

@@ -222,8 +222,6 @@ async fn run(
             .map_err(|e| PollFailure::Config(e.to_string()))?;
         let mut reader = incomeaccess::open_report(outbound.client(), &req, &key).await?;
         let cfg = settings.delta_config(now);
-        // Snapshots written earlier in this poll, for rows that repeat a key.
-        let mut fresh: HashMap<String, Snapshot> = HashMap::new();
         let mut rows: Vec<ReportRow> = Vec::with_capacity(CHUNK_ROWS);
         loop {
             let row = reader.next_row().await?;
@@ -240,7 +238,6 @@ async fn run(
                     &mapping,
                     &cfg,
                     chunk,
-                    &mut fresh,
                     report,
                 )
                 .await?;
@@ -253,10 +250,6 @@ async fn run(
     Ok(())
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one poll's context, passed down once"
-)]
 async fn apply_chunk(
     state: &AppState,
     property: &Arc<clicktrail_store::properties::Property>,
@@ -264,15 +257,15 @@ async fn apply_chunk(
     mapping: &Arc<EventMapping>,
     cfg: &incomeaccess::DeltaConfig,
     rows: Vec<ReportRow>,
-    fresh: &mut HashMap<String, Snapshot>,
     report: &mut PollReport,
 ) -> Result<(), PollFailure> {
     report.rows += rows.len() as u64;
-    let keys: Vec<String> = rows
-        .iter()
-        .filter_map(ReportRow::snapshot_key)
-        .filter(|k| !fresh.contains_key(k))
-        .collect();
+    // Earlier chunks are committed before this one is read (`submit_waiting`
+    // waits for the commit), so the stored snapshots are current; `fresh`
+    // only serves rows that repeat a key within this chunk. Memory stays
+    // one chunk's worth whatever the report's size.
+    let mut fresh: HashMap<String, Snapshot> = HashMap::new();
+    let keys: Vec<String> = rows.iter().filter_map(ReportRow::snapshot_key).collect();
     let stored: HashMap<String, Snapshot> =
         integrations::snapshots(&state.db, &integration.id, &keys)
             .await

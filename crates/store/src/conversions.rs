@@ -12,7 +12,7 @@ use clicktrail_domain::PropertyId;
 use serde::Serialize;
 
 use crate::bulk::Bulk;
-use crate::{Backend, Db, Result, StoreError, Tx, args};
+use crate::{Backend, Db, Result, Tx, args};
 
 /// Attribution facts of one session, as a conversion row keeps them.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -201,10 +201,7 @@ struct Statements {
 }
 
 fn statements(backend: Backend) -> Statements {
-    let elems = match backend {
-        Backend::Sqlite => "SELECT value FROM json_each($1)",
-        Backend::Postgres => "SELECT json_array_elements_text($1::json)",
-    };
+    let elems = crate::json_list(backend, 1);
     Statements {
         existing_keys: format!(
             "SELECT dedup_key, id FROM conversions WHERE dedup_key IN ({elems})"
@@ -231,10 +228,6 @@ fn stmts(b: Backend) -> &'static Statements {
         Backend::Sqlite => &SQLITE,
         Backend::Postgres => &POSTGRES,
     }
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("serialising rows: {e}")))
 }
 
 #[derive(Serialize)]
@@ -399,7 +392,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
     let mut seen: HashMap<String, String> = HashMap::new();
     if !keys.is_empty() {
         let rows: Vec<(String, String)> = tx
-            .fetch_all(&st.existing_keys, args![to_json(&keys)?])
+            .fetch_all(&st.existing_keys, args![crate::to_json(&keys)?])
             .await?;
         seen.extend(rows);
     }
@@ -772,18 +765,7 @@ pub mod lookup {
 
     use super::Touch;
     use crate::clicks::{Click, PageviewRef, SESSION_COLS, Session};
-    use crate::{Backend, Result, StoreError, Tx, args};
-
-    fn elems(b: Backend, n: usize) -> String {
-        match b {
-            Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
-            Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
-        }
-    }
-
-    fn json<T: serde::Serialize>(v: &T) -> Result<String> {
-        serde_json::to_string(v).map_err(|e| StoreError::Corrupt(e.to_string()))
-    }
+    use crate::{Backend, Result, Tx, args};
 
     pub async fn clicks(
         tx: &mut Tx<'_>,
@@ -796,9 +778,11 @@ pub mod lookup {
         let sql = format!(
             "SELECT id, property_id, click_id, origin, ts, session_id, visitor_id, event_id, pageview_id, page_url, \
              link_url, link_group, link_text FROM clicks WHERE property_id = $1 AND click_id IN ({})",
-            elems(tx.backend(), 2)
+            crate::json_list(tx.backend(), 2)
         );
-        let rows: Vec<Click> = tx.fetch_all(&sql, args![property, json(&ids)?]).await?;
+        let rows: Vec<Click> = tx
+            .fetch_all(&sql, args![property, crate::to_json(&ids)?])
+            .await?;
         Ok(rows.into_iter().map(|c| (c.click_id.clone(), c)).collect())
     }
 
@@ -813,10 +797,10 @@ pub mod lookup {
         let sql = format!(
             "SELECT event_id, session_id, visitor_id, ts, url FROM events \
              WHERE property_id = $1 AND name = 'PageView' AND event_id IN ({})",
-            elems(tx.backend(), 2)
+            crate::json_list(tx.backend(), 2)
         );
         let rows: Vec<PageviewRef> = tx
-            .fetch_all(&sql, args![property, json(&event_ids)?])
+            .fetch_all(&sql, args![property, crate::to_json(&event_ids)?])
             .await?;
         Ok(rows.into_iter().map(|p| (p.event_id.clone(), p)).collect())
     }
@@ -829,12 +813,9 @@ pub mod lookup {
             Backend::Sqlite => "",
             Backend::Postgres => "::bigint",
         };
-        let inner = match tx.backend() {
-            Backend::Sqlite => "SELECT value FROM json_each($1)".to_owned(),
-            Backend::Postgres => format!("SELECT json_array_elements_text($1::json){cast}"),
-        };
+        let inner = format!("{}{cast}", crate::json_list(tx.backend(), 1));
         let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id IN ({inner})");
-        let rows: Vec<Session> = tx.fetch_all(&sql, args![json(&ids)?]).await?;
+        let rows: Vec<Session> = tx.fetch_all(&sql, args![crate::to_json(&ids)?]).await?;
         Ok(rows.into_iter().map(|s| (s.id, s)).collect())
     }
 
@@ -849,11 +830,15 @@ pub mod lookup {
         if visitors.is_empty() {
             return Ok(HashMap::new());
         }
+        // Through the visitor index: neither the time bound (`+` keeps it
+        // out of index choice) nor an ORDER BY may steer SQLite to the
+        // `sessions_started` index, which scans every session of the
+        // attribution window (measured: 17.7 ms per 1,000 visitors at
+        // 100k sessions, against ~1 ms). Ordered below instead.
         let sql = format!(
             "SELECT visitor_id, started_at, id, channel, source, medium, utm_campaign, utm_content, landing_page \
-             FROM sessions WHERE property_id = $1 AND started_at >= $2 AND visitor_id IN ({}) \
-             ORDER BY started_at, id",
-            elems(tx.backend(), 3)
+             FROM sessions WHERE property_id = $1 AND +started_at >= $2 AND visitor_id IN ({})",
+            crate::json_list(tx.backend(), 3)
         );
         type Row = (
             String,
@@ -867,7 +852,7 @@ pub mod lookup {
             String,
         );
         let rows: Vec<Row> = tx
-            .fetch_all(&sql, args![property, since, json(&visitors)?])
+            .fetch_all(&sql, args![property, since, crate::to_json(&visitors)?])
             .await?;
         let mut out: HashMap<String, Vec<(i64, Touch)>> = HashMap::new();
         for (v, started, id, channel, source, medium, campaign, ad, landing) in rows {
@@ -883,6 +868,9 @@ pub mod lookup {
                     landing_page: Some(landing),
                 },
             ));
+        }
+        for sessions in out.values_mut() {
+            sessions.sort_by_key(|(started, t)| (*started, t.session_id));
         }
         Ok(out)
     }
@@ -900,9 +888,11 @@ pub mod lookup {
         let sql = format!(
             "SELECT DISTINCT transaction_id FROM conversions WHERE integration_id = $1 AND status = 'validated' \
              AND transaction_id IN ({})",
-            elems(tx.backend(), 2)
+            crate::json_list(tx.backend(), 2)
         );
-        let rows: Vec<(String,)> = tx.fetch_all(&sql, args![integration, json(&txs)?]).await?;
+        let rows: Vec<(String,)> = tx
+            .fetch_all(&sql, args![integration, crate::to_json(&txs)?])
+            .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
     }
 }

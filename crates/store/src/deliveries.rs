@@ -305,7 +305,7 @@ pub async fn insert_planned_many(tx: &mut Tx<'_>, convs: &[PlannedConversion<'_>
          ON CONFLICT (conversion_id, destination_id) DO NOTHING",
         json_source(tx.backend(), cols)
     );
-    tx.execute(&sql, args![to_json(&rows)?]).await
+    tx.execute(&sql, args![crate::to_json(&rows)?]).await
 }
 
 /// A claimed delivery: the worker holds it until `locked_until`, which is
@@ -396,7 +396,9 @@ pub async fn extend_lease(db: &Db, claims: &[(&str, i64)], until: i64) -> Result
         json_source(db.backend(), cols)
     );
     let mut tx = db.begin().await?;
-    let held: Vec<(String,)> = tx.fetch_all(&sql, args![to_json(&rows)?, until]).await?;
+    let held: Vec<(String,)> = tx
+        .fetch_all(&sql, args![crate::to_json(&rows)?, until])
+        .await?;
     tx.commit().await?;
     Ok(held.into_iter().map(|r| r.0).collect())
 }
@@ -438,7 +440,8 @@ pub async fn release(db: &Db, destination_id: &str, claims: &[(&str, i64)]) -> R
          WHERE deliveries.id = x.id AND deliveries.locked_until = x.lease",
         json_source(tx.backend(), cols)
     );
-    tx.execute(&sql, args![to_json(&rows)?, due, now]).await?;
+    tx.execute(&sql, args![crate::to_json(&rows)?, due, now])
+        .await?;
     tx.commit().await?;
     Ok(park)
 }
@@ -492,9 +495,10 @@ pub async fn conversion_facts(db: &Db, conversion_ids: &[&str]) -> Result<Vec<Co
          LEFT JOIN sessions s ON s.id = c.session_id \
          LEFT JOIN clicks cl ON cl.property_id = c.property_id AND cl.click_id = c.click_id \
          WHERE c.id IN ({})",
-        json_text_list(db.backend())
+        crate::json_list(db.backend(), 1)
     );
-    db.fetch_all(&sql, args![to_json(&conversion_ids)?]).await
+    db.fetch_all(&sql, args![crate::to_json(&conversion_ids)?])
+        .await
 }
 
 /// The property's most recent validated conversion (for test sends).
@@ -655,7 +659,9 @@ pub async fn record_results(
          RETURNING deliveries.id",
         json_source(tx.backend(), cols)
     );
-    let stored: Vec<(String,)> = tx.fetch_all(&sql, args![to_json(&rows)?, now]).await?;
+    let stored: Vec<(String,)> = tx
+        .fetch_all(&sql, args![crate::to_json(&rows)?, now])
+        .await?;
     if stored.len() != rows.len() {
         tracing::warn!(
             expected = rows.len(),
@@ -692,7 +698,7 @@ pub async fn record_results(
              x.outcome, x.reason FROM {}",
             json_source(tx.backend(), cols)
         );
-        tx.execute(&sql, args![to_json(&attempts)?]).await?;
+        tx.execute(&sql, args![crate::to_json(&attempts)?]).await?;
     }
     tx.commit().await?;
     Ok(Recorded {
@@ -749,9 +755,9 @@ pub async fn replay_destination(
         "UPDATE deliveries SET status = 'pending', reason = NULL, attempts = 0, next_attempt_at = $2, \
          updated_at = $2 WHERE destination_id = $1 AND status IN ({}) \
          AND (locked_until IS NULL OR locked_until <= $2)",
-        json_text_list_at(db.backend(), 3)
+        crate::json_list(db.backend(), 3)
     );
-    db.execute(&sql, args![destination_id, now, to_json(&list)?])
+    db.execute(&sql, args![destination_id, now, crate::to_json(&list)?])
         .await
 }
 
@@ -843,9 +849,10 @@ pub async fn deliveries_of_conversions(
     }
     let sql = format!(
         "{DELIVERY_SELECT} WHERE dl.conversion_id IN ({}) ORDER BY dl.created_at, dl.id",
-        json_text_list(db.backend())
+        crate::json_list(db.backend(), 1)
     );
-    db.fetch_all(&sql, args![to_json(&conversion_ids)?]).await
+    db.fetch_all(&sql, args![crate::to_json(&conversion_ids)?])
+        .await
 }
 
 /// A stored attempt.
@@ -870,9 +877,10 @@ pub async fn attempts_of(db: &Db, delivery_ids: &[&str]) -> Result<Vec<AttemptRo
     let sql = format!(
         "SELECT id, delivery_id, at, duration_ms, http_status, message, response_excerpt, outcome, reason \
          FROM delivery_attempts WHERE delivery_id IN ({}) ORDER BY delivery_id, id",
-        json_text_list(db.backend())
+        crate::json_list(db.backend(), 1)
     );
-    db.fetch_all(&sql, args![to_json(&delivery_ids)?]).await
+    db.fetch_all(&sql, args![crate::to_json(&delivery_ids)?])
+        .await
 }
 
 /// Deliveries of a destination by status.
@@ -930,20 +938,4 @@ fn json_source(backend: Backend, cols: &[(&str, &str)]) -> String {
             format!("json_to_recordset($1::json) AS x({})", typed.join(", "))
         }
     }
-}
-
-/// A subquery listing the strings of the JSON array bound as $1.
-fn json_text_list(backend: Backend) -> String {
-    json_text_list_at(backend, 1)
-}
-
-fn json_text_list_at(backend: Backend, n: usize) -> String {
-    match backend {
-        Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
-        Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
-    }
-}
-
-fn to_json<T: Serialize + ?Sized>(rows: &T) -> Result<String> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("serialising rows: {e}")))
 }

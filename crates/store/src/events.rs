@@ -41,12 +41,8 @@ pub async fn named_between(
     names: &[&str],
     limit: i64,
 ) -> Result<Vec<StoredEvent>> {
-    let elems = match db.backend() {
-        crate::Backend::Sqlite => "SELECT value FROM json_each($3)",
-        crate::Backend::Postgres => "SELECT json_array_elements_text($3::json)",
-    };
-    let names =
-        serde_json::to_string(names).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let elems = crate::json_list(db.backend(), 3);
+    let names = crate::to_json(names)?;
     db.fetch_all(
         &format!(
             "SELECT {COLS} FROM events WHERE id > $1 AND id <= $2 AND name IN ({elems}) ORDER BY id LIMIT $4"

@@ -3,9 +3,8 @@
 //! that sees a visitor's events in order), events and clicks are inserted,
 //! and the hourly rollups that the reports read are maintained.
 //!
-//! Bulk statements take their rows as one JSON parameter (`json_each` on
-//! SQLite, `json_to_recordset` on PostgreSQL), so a batch of any size is a
-//! handful of prepared statements, not one per row.
+//! The writes of a batch are bulk statements (see [`crate::bulk`]): a
+//! handful of statements per batch, not one per row, sent with the commit.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
@@ -411,10 +410,7 @@ struct Statements {
 }
 
 fn statements(backend: Backend) -> Statements {
-    let json_text_elems = match backend {
-        Backend::Sqlite => "SELECT value FROM json_each($2)",
-        Backend::Postgres => "SELECT json_array_elements_text($2::json)",
-    };
+    let json_text_elems = crate::json_list(backend, 2);
     Statements {
         existing_events: format!(
             "SELECT event_id FROM events WHERE property_id = $1 AND event_id IN ({json_text_elems})"
@@ -437,11 +433,6 @@ fn stmts(backend: Backend) -> &'static Statements {
         Backend::Sqlite => &SQLITE_STATEMENTS,
         Backend::Postgres => &POSTGRES_STATEMENTS,
     }
-}
-
-fn to_json<T: Serialize>(rows: &T) -> Result<String> {
-    serde_json::to_string(rows)
-        .map_err(|e| crate::StoreError::Corrupt(format!("serialising rows: {e}")))
 }
 
 fn link_host(url: &str) -> String {
@@ -588,7 +579,7 @@ impl Ingestor {
         let mut existing: HashSet<(String, String)> = HashSet::new();
         for (pid, ids) in &by_property {
             let rows: Vec<(String,)> = tx
-                .fetch_all(&st.existing_events, args![*pid, to_json(ids)?])
+                .fetch_all(&st.existing_events, args![*pid, crate::to_json(ids)?])
                 .await?;
             existing.extend(rows.into_iter().map(|(id,)| ((*pid).to_owned(), id)));
         }
@@ -630,7 +621,7 @@ impl Ingestor {
         }
         for (pid, visitors) in misses {
             let rows: Vec<LatestSession> = tx
-                .fetch_all(&st.latest_sessions, args![pid, to_json(&visitors)?])
+                .fetch_all(&st.latest_sessions, args![pid, crate::to_json(&visitors)?])
                 .await?;
             for r in rows {
                 let dims = SessionDims::new(

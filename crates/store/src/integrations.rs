@@ -181,12 +181,8 @@ pub async fn snapshots(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let elems = match db.backend() {
-        crate::Backend::Sqlite => "SELECT value FROM json_each($2)",
-        crate::Backend::Postgres => "SELECT json_array_elements_text($2::json)",
-    };
-    let keys_json =
-        serde_json::to_string(keys).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let elems = crate::json_list(db.backend(), 2);
+    let keys_json = crate::to_json(keys)?;
     db.fetch_all(
         &format!(
             "SELECT row_key, snapshot FROM connector_snapshots WHERE integration_id = $1 AND row_key IN ({elems})"
@@ -203,14 +199,35 @@ pub async fn put_snapshots(
     rows: &[(String, String)],
     now: i64,
 ) -> Result<()> {
-    for (key, snap) in rows {
-        tx.execute(
-            "INSERT INTO connector_snapshots (integration_id, row_key, snapshot, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (integration_id, row_key) DO UPDATE SET snapshot = excluded.snapshot, \
-             updated_at = excluded.updated_at",
-            args![integration, key.as_str(), snap.as_str(), now],
-        )
-        .await?;
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        integration_id: &'a str,
+        row_key: &'a str,
+        snapshot: &'a str,
+        updated_at: i64,
     }
+    static UPSERT: std::sync::LazyLock<crate::bulk::Bulk> = std::sync::LazyLock::new(|| {
+        crate::bulk::Bulk::insert(
+            "connector_snapshots",
+            &[
+                ("integration_id", "text"),
+                ("row_key", "text"),
+                ("snapshot", "text"),
+                ("updated_at", "bigint"),
+            ],
+            "ON CONFLICT (integration_id, row_key) DO UPDATE SET snapshot = excluded.snapshot, \
+             updated_at = excluded.updated_at",
+        )
+    });
+    let rows: Vec<Row<'_>> = rows
+        .iter()
+        .map(|(key, snap)| Row {
+            integration_id: integration,
+            row_key: key,
+            snapshot: snap,
+            updated_at: now,
+        })
+        .collect();
+    UPSERT.execute(tx, &rows).await?;
     Ok(())
 }

@@ -122,6 +122,45 @@ pub enum SqliteSync {
 /// keeps the WAL far below this; it is the backstop when nothing runs one.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
+/// The body of [`Db`]'s typed fetches: the same call on either pool.
+macro_rules! db_fetch {
+    ($db:ident, $sql:ident, $args:ident, $method:ident) => {
+        Ok(match $db {
+            Db::Sqlite { read, .. } => {
+                bind_sqlite_as(sqlx::query_as($sql), $args)
+                    .$method(read)
+                    .await?
+            }
+            Db::Postgres(p) => bind_pg_as(sqlx::query_as($sql), $args).$method(p).await?,
+        })
+    };
+}
+
+/// The body of [`Tx`]'s typed fetches: the same call on each kind of
+/// transaction (a raw one sends `BEGIN IMMEDIATE` with its first statement).
+macro_rules! tx_fetch {
+    ($tx:ident, $sql:ident, $args:ident, $method:ident) => {
+        Ok(match $tx {
+            Tx::SqliteRaw { conn, begun } => {
+                let sql = Tx::raw_sql(begun, $sql);
+                bind_sqlite_as(sqlx::query_as(&sql), $args)
+                    .$method(&mut **conn)
+                    .await?
+            }
+            Tx::Sqlite(t) => {
+                bind_sqlite_as(sqlx::query_as($sql), $args)
+                    .$method(&mut **t)
+                    .await?
+            }
+            Tx::Postgres(t) => {
+                bind_pg_as(sqlx::query_as($sql), $args)
+                    .$method(&mut **t)
+                    .await?
+            }
+        })
+    };
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -255,46 +294,21 @@ impl Db {
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(match self {
-            Db::Sqlite { read, .. } => {
-                bind_sqlite_as(sqlx::query_as(sql), args)
-                    .fetch_all(read)
-                    .await?
-            }
-            Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_all(p).await?,
-        })
+        db_fetch!(self, sql, args, fetch_all)
     }
 
     pub async fn fetch_optional<T>(&self, sql: &str, args: Args) -> Result<Option<T>>
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(match self {
-            Db::Sqlite { read, .. } => {
-                bind_sqlite_as(sqlx::query_as(sql), args)
-                    .fetch_optional(read)
-                    .await?
-            }
-            Db::Postgres(p) => {
-                bind_pg_as(sqlx::query_as(sql), args)
-                    .fetch_optional(p)
-                    .await?
-            }
-        })
+        db_fetch!(self, sql, args, fetch_optional)
     }
 
     pub async fn fetch_one<T>(&self, sql: &str, args: Args) -> Result<T>
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(match self {
-            Db::Sqlite { read, .. } => {
-                bind_sqlite_as(sqlx::query_as(sql), args)
-                    .fetch_one(read)
-                    .await?
-            }
-            Db::Postgres(p) => bind_pg_as(sqlx::query_as(sql), args).fetch_one(p).await?,
-        })
+        db_fetch!(self, sql, args, fetch_one)
     }
 
     /// A write connection of its own for a hot writer (SQLite only; `None`
@@ -491,72 +505,21 @@ impl Tx<'_> {
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(match self {
-            Tx::SqliteRaw { conn, begun } => {
-                let sql = Self::raw_sql(begun, sql);
-                bind_sqlite_as(sqlx::query_as(&sql), args)
-                    .fetch_all(&mut **conn)
-                    .await?
-            }
-            Tx::Sqlite(t) => {
-                bind_sqlite_as(sqlx::query_as(sql), args)
-                    .fetch_all(&mut **t)
-                    .await?
-            }
-            Tx::Postgres(t) => {
-                bind_pg_as(sqlx::query_as(sql), args)
-                    .fetch_all(&mut **t)
-                    .await?
-            }
-        })
+        tx_fetch!(self, sql, args, fetch_all)
     }
 
     pub async fn fetch_optional<T>(&mut self, sql: &str, args: Args) -> Result<Option<T>>
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(match self {
-            Tx::SqliteRaw { conn, begun } => {
-                let sql = Self::raw_sql(begun, sql);
-                bind_sqlite_as(sqlx::query_as(&sql), args)
-                    .fetch_optional(&mut **conn)
-                    .await?
-            }
-            Tx::Sqlite(t) => {
-                bind_sqlite_as(sqlx::query_as(sql), args)
-                    .fetch_optional(&mut **t)
-                    .await?
-            }
-            Tx::Postgres(t) => {
-                bind_pg_as(sqlx::query_as(sql), args)
-                    .fetch_optional(&mut **t)
-                    .await?
-            }
-        })
+        tx_fetch!(self, sql, args, fetch_optional)
     }
 
     pub async fn fetch_one<T>(&mut self, sql: &str, args: Args) -> Result<T>
     where
         T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
     {
-        Ok(match self {
-            Tx::SqliteRaw { conn, begun } => {
-                let sql = Self::raw_sql(begun, sql);
-                bind_sqlite_as(sqlx::query_as(&sql), args)
-                    .fetch_one(&mut **conn)
-                    .await?
-            }
-            Tx::Sqlite(t) => {
-                bind_sqlite_as(sqlx::query_as(sql), args)
-                    .fetch_one(&mut **t)
-                    .await?
-            }
-            Tx::Postgres(t) => {
-                bind_pg_as(sqlx::query_as(sql), args)
-                    .fetch_one(&mut **t)
-                    .await?
-            }
-        })
+        tx_fetch!(self, sql, args, fetch_one)
     }
 
     pub async fn commit(self) -> Result<()> {
@@ -585,7 +548,8 @@ impl Tx<'_> {
                 ref mut conn,
                 ref mut begun,
             } => {
-                let body = format!("{}\nCOMMIT;", Self::raw_sql(begun, sql));
+                let sql = sql.trim_end().trim_end_matches(';');
+                let body = format!("{};\nCOMMIT;", Self::raw_sql(begun, sql));
                 // Not cached: a batch's statement list rarely repeats
                 // exactly, and cached multi-row statements hold much memory.
                 let q = bind_sqlite(sqlx::query(&body).persistent(false), args);
@@ -621,6 +585,20 @@ async fn raw_rollback(conn: &mut sqlx::SqliteConnection) {
     if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
         tracing::debug!(error = %e, "rollback of a raw transaction");
     }
+}
+
+/// A subquery listing the strings of the JSON array bound as `$n`: how a
+/// variable-length list is bound as one parameter on both backends.
+pub(crate) fn json_list(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => format!("SELECT value FROM json_each(${n})"),
+        Backend::Postgres => format!("SELECT json_array_elements_text(${n}::json)"),
+    }
+}
+
+/// A value as the JSON text bound for [`json_list`] and bulk statements.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Corrupt(format!("serialising to JSON: {e}")))
 }
 
 /// One bound parameter. Both backends bind the same Rust types, so one

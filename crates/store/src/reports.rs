@@ -348,12 +348,8 @@ pub async fn traffic_for_keys(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let list = serde_json::to_string(keys)
-        .map_err(|e| crate::StoreError::Corrupt(format!("serialising keys: {e}")))?;
-    let elems = match db.backend() {
-        crate::Backend::Sqlite => "SELECT value FROM json_each($6)",
-        crate::Backend::Postgres => "SELECT json_array_elements_text($6::json)",
-    };
+    let list = crate::to_json(keys)?;
+    let elems = crate::json_list(db.backend(), 6);
     db.fetch_all(
         &format!(
             "SELECT key, {TRAFFIC_SUMS} FROM rollup_hourly \

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -15,9 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
-use crate::meta::{Faults, lock, serve};
+use crate::fake::{Faults, Running, fake_handle, lock};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ga4Fault {
@@ -34,7 +33,7 @@ pub struct Ga4Received {
 }
 
 #[derive(Debug, Default)]
-struct Ga4State {
+pub struct Ga4State {
     measurement_id: String,
     api_secret: String,
     faults: Faults<Ga4Fault>,
@@ -45,17 +44,10 @@ struct Ga4State {
     debug_requests: usize,
 }
 
-pub struct FakeGa4 {
-    base_url: String,
-    state: Arc<Mutex<Ga4State>>,
-    task: JoinHandle<()>,
-}
+/// The fake. Dropping it stops the server.
+pub struct FakeGa4(Running<Ga4State>);
 
-impl Drop for FakeGa4 {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+fake_handle!(FakeGa4, Ga4State, Ga4Fault);
 
 impl FakeGa4 {
     pub async fn start(measurement_id: &str, api_secret: &str) -> anyhow::Result<Self> {
@@ -68,28 +60,7 @@ impl FakeGa4 {
             .route("/mp/collect", post(collect))
             .route("/debug/mp/collect", post(debug_collect))
             .with_state(state.clone());
-        let (base_url, task) = serve(router).await?;
-        Ok(Self {
-            base_url,
-            state,
-            task,
-        })
-    }
-
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    pub fn fail_next(&self, n: usize, fault: Ga4Fault) {
-        lock(&self.state).faults.fail_next(n, fault);
-    }
-
-    pub fn outage_until(&self, until: Instant, fault: Ga4Fault) {
-        lock(&self.state).faults.outage_until(until, fault);
-    }
-
-    pub fn set_delay(&self, delay: Duration) {
-        lock(&self.state).faults.set_delay(delay);
+        Ok(Self(Running::serve(state, router).await?))
     }
 
     pub fn received(&self) -> Vec<Ga4Received> {

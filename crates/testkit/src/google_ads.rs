@@ -19,9 +19,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
-use crate::meta::{Faults, lock, serve};
+use crate::fake::{Faults, Running, fake_handle, lock};
 
 /// The credentials and account the fake expects.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +62,7 @@ pub enum GoogleFault {
 }
 
 #[derive(Debug, Default)]
-struct GoogleState {
+pub struct GoogleState {
     account: GoogleAccount,
     token_lifetime: Duration,
     invalid_grant: bool,
@@ -81,17 +80,9 @@ struct GoogleState {
 }
 
 /// The fake. Dropping it stops the server.
-pub struct FakeGoogleAds {
-    base_url: String,
-    state: Arc<Mutex<GoogleState>>,
-    task: JoinHandle<()>,
-}
+pub struct FakeGoogleAds(Running<GoogleState>);
 
-impl Drop for FakeGoogleAds {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+fake_handle!(FakeGoogleAds, GoogleState, GoogleFault);
 
 /// Fields of `ClickConversion` in API v26 (lowerCamelCase JSON names).
 const CLICK_CONVERSION_FIELDS: &[&str] = &[
@@ -135,22 +126,12 @@ impl FakeGoogleAds {
             .route("/token", post(token))
             .route("/{version}/customers/{method}", post(upload))
             .with_state(state.clone());
-        let (base_url, task) = serve(router).await?;
-        Ok(Self {
-            base_url,
-            state,
-            task,
-        })
-    }
-
-    /// For `settings.endpoint`.
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
+        Ok(Self(Running::serve(state, router).await?))
     }
 
     /// For `settings.token_endpoint`.
     pub fn token_url(&self) -> String {
-        format!("{}/token", self.base_url)
+        format!("{}/token", self.base_url())
     }
 
     pub fn account(&self) -> GoogleAccount {
@@ -178,22 +159,6 @@ impl FakeGoogleAds {
         lock(&self.state)
             .failing
             .insert(click_id.to_owned(), code.to_owned());
-    }
-
-    pub fn fail_next(&self, n: usize, fault: GoogleFault) {
-        lock(&self.state).faults.fail_next(n, fault);
-    }
-
-    pub fn outage_until(&self, until: Instant, fault: GoogleFault) {
-        lock(&self.state).faults.outage_until(until, fault);
-    }
-
-    pub fn set_delay(&self, delay: Duration) {
-        lock(&self.state).faults.set_delay(delay);
-    }
-
-    pub fn heal(&self) {
-        lock(&self.state).faults.clear();
     }
 
     /// Conversions uploaded for real (not `validateOnly`), in order.

@@ -2,6 +2,7 @@
 //! services clicktrail talks to, faithful to `../shared/reference/`
 //! (including their error answers). Never linked into the server binary.
 
+pub mod fake;
 pub mod ga4;
 pub mod google_ads;
 pub mod income_access;

@@ -7,12 +7,11 @@
 //! Graph API error. Faults can be scripted: throttling, an expired token,
 //! 500s, slow answers, outage windows. Every accepted event is recorded.
 //!
-//! Also home of the pieces the other ad-platform fakes share: the fault
-//! script ([`Faults`]) and the server spawn.
+//! Also home of the hashing and time helpers the other ad-platform fakes
+//! share.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -20,85 +19,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
+
+use crate::fake::{Faults, Running, fake_handle, lock};
 
 // ---- shared by the ad-platform fakes --------------------------------------
-
-/// Faults to inject ahead of normal answers: a queue consumed one per
-/// request ("fail the next N"), then an optional outage until an instant,
-/// plus a delay before every answer.
-#[derive(Debug)]
-pub struct Faults<F> {
-    queue: VecDeque<F>,
-    outage: Option<(F, Instant)>,
-    delay: Duration,
-}
-
-impl<F> Default for Faults<F> {
-    fn default() -> Self {
-        Self {
-            queue: VecDeque::new(),
-            outage: None,
-            delay: Duration::ZERO,
-        }
-    }
-}
-
-impl<F: Clone> Faults<F> {
-    /// The fault for the request arriving now, if any.
-    pub fn take(&mut self) -> Option<F> {
-        if let Some(f) = self.queue.pop_front() {
-            return Some(f);
-        }
-        match &self.outage {
-            Some((f, until)) if Instant::now() < *until => Some(f.clone()),
-            Some(_) => {
-                self.outage = None;
-                None
-            }
-            None => None,
-        }
-    }
-
-    pub fn fail_next(&mut self, n: usize, fault: F) {
-        self.queue.extend(std::iter::repeat_n(fault, n));
-    }
-
-    pub fn outage_until(&mut self, until: Instant, fault: F) {
-        self.outage = Some((fault, until));
-    }
-
-    pub fn set_delay(&mut self, delay: Duration) {
-        self.delay = delay;
-    }
-
-    pub fn delay(&self) -> Duration {
-        self.delay
-    }
-
-    pub fn clear(&mut self) {
-        self.queue.clear();
-        self.outage = None;
-        self.delay = Duration::ZERO;
-    }
-}
-
-/// Serves `router` on 127.0.0.1 with an OS-chosen port.
-pub(crate) async fn serve(router: Router) -> anyhow::Result<(String, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let task = tokio::spawn(async move {
-        // The server only stops when the fake is dropped (task aborted).
-        let _ = axum::serve(listener, router).await;
-    });
-    Ok((base, task))
-}
-
-/// Locks a fake's state; a panicking handler must not wedge the tests
-/// that inspect it afterwards.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
@@ -144,7 +68,7 @@ pub struct MetaRequestLog {
 }
 
 #[derive(Debug, Default)]
-struct MetaState {
+pub struct MetaState {
     pixel_id: String,
     access_token: String,
     faults: Faults<MetaFault>,
@@ -155,17 +79,9 @@ struct MetaState {
 }
 
 /// The fake. Dropping it stops the server.
-pub struct FakeMeta {
-    base_url: String,
-    state: Arc<Mutex<MetaState>>,
-    task: JoinHandle<()>,
-}
+pub struct FakeMeta(Running<MetaState>);
 
-impl Drop for FakeMeta {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+fake_handle!(FakeMeta, MetaState, MetaFault);
 
 impl FakeMeta {
     /// Starts a fake accepting events for `pixel_id` with `access_token`.
@@ -178,32 +94,7 @@ impl FakeMeta {
         let router = Router::new()
             .route("/{version}/{pixel_id}/events", post(events))
             .with_state(state.clone());
-        let (base_url, task) = serve(router).await?;
-        Ok(Self {
-            base_url,
-            state,
-            task,
-        })
-    }
-
-    /// For the destination's `settings.endpoint`.
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    /// The next `n` requests get `fault`.
-    pub fn fail_next(&self, n: usize, fault: MetaFault) {
-        lock(&self.state).faults.fail_next(n, fault);
-    }
-
-    /// Every request gets `fault` until `until`.
-    pub fn outage_until(&self, until: Instant, fault: MetaFault) {
-        lock(&self.state).faults.outage_until(until, fault);
-    }
-
-    /// Delay before every answer.
-    pub fn set_delay(&self, delay: Duration) {
-        lock(&self.state).faults.set_delay(delay);
+        Ok(Self(Running::serve(state, router).await?))
     }
 
     /// Rotates the valid token: the old one now answers code 190.
@@ -217,11 +108,6 @@ impl FakeMeta {
         lock(&self.state)
             .bad_events
             .insert(event_id.to_owned(), subcode);
-    }
-
-    /// Clears faults and delays (recordings stay).
-    pub fn heal(&self) {
-        lock(&self.state).faults.clear();
     }
 
     /// Accepted events, in arrival order.

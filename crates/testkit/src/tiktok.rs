@@ -7,7 +7,7 @@
 //! Accepted events are recorded.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
 
-use crate::meta::{Faults, is_sha256_hex, lock, serve, unix_now};
+use crate::fake::{Faults, Running, fake_handle, lock};
+use crate::meta::{is_sha256_hex, unix_now};
 
 /// A scripted TikTok failure.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct TiktokReceived {
 }
 
 #[derive(Debug, Default)]
-struct TiktokState {
+pub struct TiktokState {
     pixel_code: String,
     access_token: String,
     faults: Faults<TiktokFault>,
@@ -55,17 +55,9 @@ struct TiktokState {
 }
 
 /// The fake. Dropping it stops the server.
-pub struct FakeTiktok {
-    base_url: String,
-    state: Arc<Mutex<TiktokState>>,
-    task: JoinHandle<()>,
-}
+pub struct FakeTiktok(Running<TiktokState>);
 
-impl Drop for FakeTiktok {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
+fake_handle!(FakeTiktok, TiktokState, TiktokFault);
 
 impl FakeTiktok {
     pub async fn start(pixel_code: &str, access_token: &str) -> anyhow::Result<Self> {
@@ -77,36 +69,11 @@ impl FakeTiktok {
         let router = Router::new()
             .route("/open_api/{version}/event/track/", post(track))
             .with_state(state.clone());
-        let (base_url, task) = serve(router).await?;
-        Ok(Self {
-            base_url,
-            state,
-            task,
-        })
-    }
-
-    pub fn base_url(&self) -> String {
-        self.base_url.clone()
-    }
-
-    pub fn fail_next(&self, n: usize, fault: TiktokFault) {
-        lock(&self.state).faults.fail_next(n, fault);
-    }
-
-    pub fn outage_until(&self, until: Instant, fault: TiktokFault) {
-        lock(&self.state).faults.outage_until(until, fault);
-    }
-
-    pub fn set_delay(&self, delay: Duration) {
-        lock(&self.state).faults.set_delay(delay);
+        Ok(Self(Running::serve(state, router).await?))
     }
 
     pub fn set_access_token(&self, token: &str) {
         lock(&self.state).access_token = token.to_owned();
-    }
-
-    pub fn heal(&self) {
-        lock(&self.state).faults.clear();
     }
 
     pub fn received(&self) -> Vec<TiktokReceived> {
