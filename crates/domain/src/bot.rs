@@ -206,13 +206,13 @@ mod tests {
 
     fn fixture(name: &str) -> Option<Vec<String>> {
         let Some(dir) = option_env!("CLICKTRAIL_ISBOT_DIR") else {
-            eprintln!("!!!!!!!! SKIPPED: isbot package not located by build.rs !!!!!!!!");
-            return None;
+            return crate::useragent::missing_test_data(
+                "the isbot package (not located by build.rs)",
+            );
         };
         let path = PathBuf::from(dir).join("fixtures").join(name);
         let Ok(file) = std::fs::File::open(&path) else {
-            eprintln!("!!!!!!!! SKIPPED: {} is missing !!!!!!!!", path.display());
-            return None;
+            return crate::useragent::missing_test_data(&path.display().to_string());
         };
         Some(
             std::io::BufReader::new(file)

@@ -544,11 +544,10 @@ mod tests {
 
     fn load_cases(name: &str) -> Option<Vec<serde_yaml::Mapping>> {
         let Some(path) = uap_core_file(name) else {
-            eprintln!(
-                "!!!!!!!! SKIPPED: uap-core's {name} not found (CLICKTRAIL_UAP_CORE_DIR={:?}) !!!!!!!!",
+            return crate::useragent::missing_test_data(&format!(
+                "uap-core's {name} (CLICKTRAIL_UAP_CORE_DIR={:?})",
                 option_env!("CLICKTRAIL_UAP_CORE_DIR")
-            );
-            return None;
+            ));
         };
         let text = std::fs::read_to_string(&path).unwrap();
         let doc: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
@@ -783,4 +782,17 @@ mod perf {
         }
         eprintln!("channel::classify: {:?} per call", t.elapsed() / n as u32);
     }
+}
+
+/// An outside data set a test runs against is missing: a failure, since a
+/// test that silently passes without its cases proves nothing; skipped
+/// only when `CLICKTRAIL_ALLOW_MISSING_TEST_DATA` is set.
+#[cfg(test)]
+pub(crate) fn missing_test_data<T>(what: &str) -> Option<T> {
+    assert!(
+        std::env::var_os("CLICKTRAIL_ALLOW_MISSING_TEST_DATA").is_some(),
+        "test data missing: {what}; set CLICKTRAIL_ALLOW_MISSING_TEST_DATA=1 to skip"
+    );
+    eprintln!("!!!!!!!! SKIPPED: test data missing: {what} !!!!!!!!");
+    None
 }
