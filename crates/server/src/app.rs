@@ -76,10 +76,19 @@ pub async fn open_database(cfg: &Config) -> anyhow::Result<Db> {
 
 /// Checkpoints the SQLite WAL beside the writers (see
 /// [`Db::checkpointer`]), and once more on the way out.
+///
+/// Passive checkpoints only, while the ingest writer restarts the WAL
+/// after them (see `DirectWriter::restart_wal_if_large`). The loop
+/// restarts it itself only when that writer has not for a while although
+/// the WAL grew (it is idle and others write), and when shutting down: a
+/// restart from here makes the writer wait for it.
 async fn checkpoint_loop(mut cp: clicktrail_store::Checkpointer, cancel: CancellationToken) {
     const EVERY: std::time::Duration = std::time::Duration::from_millis(500);
-    /// About 16 MB of 4 KiB pages.
-    const RESTART_ABOVE_FRAMES: i64 = 4096;
+    const RESTART_ABOVE_FRAMES: i64 = clicktrail_store::WalState::RESTART_ABOVE_FRAMES;
+    /// Passes without a restart by the writer before this loop does one.
+    const WRITER_IDLE_PASSES: u32 = 10;
+    let mut seen_restarts = cp.writer_restarts();
+    let mut idle_passes = 0u32;
     loop {
         let stop = tokio::select! {
             () = cancel.cancelled() => true,
@@ -89,11 +98,23 @@ async fn checkpoint_loop(mut cp: clicktrail_store::Checkpointer, cancel: Cancell
             // The writers may still be draining: let them finish first.
             tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         }
+        let restarts = cp.writer_restarts();
+        if restarts == seen_restarts {
+            idle_passes = idle_passes.saturating_add(1);
+        } else {
+            (seen_restarts, idle_passes) = (restarts, 0);
+        }
         match cp.passive().await {
-            Ok(st) if st.wal_frames > RESTART_ABOVE_FRAMES => match cp.restart().await {
-                Ok(_) => metrics::gauge!("clicktrail_sqlite_wal_frames").set(0.0),
-                Err(e) => tracing::warn!(error = %e, "WAL checkpoint (restart) failed"),
-            },
+            Ok(st)
+                if stop
+                    || (st.wal_frames > RESTART_ABOVE_FRAMES
+                        && idle_passes >= WRITER_IDLE_PASSES) =>
+            {
+                match cp.restart().await {
+                    Ok(_) => metrics::gauge!("clicktrail_sqlite_wal_frames").set(0.0),
+                    Err(e) => tracing::warn!(error = %e, "WAL checkpoint (restart) failed"),
+                }
+            }
             Ok(st) => {
                 metrics::gauge!("clicktrail_sqlite_wal_frames").set(st.wal_frames as f64);
             }

@@ -204,6 +204,7 @@ impl Writer {
                 for (len, ack) in acks {
                     let _ = ack.send(Ok(rest.by_ref().take(len).collect()));
                 }
+                self.ingestor.maintain();
             }
             Err(e) if acks.len() == 1 => {
                 tracing::error!(error = %e, events = events.len(), "ingest commit failed");

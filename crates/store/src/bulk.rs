@@ -28,6 +28,15 @@ pub struct Bulk {
     sqlite_suffix: String,
     /// PostgreSQL: the statement with the rows as JSON in `$1`.
     pg_sql: String,
+    /// SQLite, one row at a time: the statement with a named parameter
+    /// (`:column`) per column (see [`crate::direct`]).
+    sqlite_named: String,
+}
+
+/// `(:a, :b, ...)` for the columns `cols`.
+fn named_row(cols: &[(&str, &str)]) -> String {
+    let names: Vec<String> = cols.iter().map(|(c, _)| format!(":{c}")).collect();
+    format!("({})", names.join(", "))
 }
 
 /// `SELECT <cols> FROM json_to_recordset($1::json) AS x(<cols typed>)`.
@@ -49,6 +58,10 @@ impl Bulk {
         let names = names.join(", ");
         Bulk {
             cols,
+            sqlite_named: format!(
+                "INSERT INTO {table} ({names}) VALUES {} {tail}",
+                named_row(cols)
+            ),
             sqlite_prefix: format!("INSERT INTO {table} ({names}) VALUES "),
             sqlite_suffix: format!(" {tail}"),
             pg_sql: format!(
@@ -71,6 +84,11 @@ impl Bulk {
         let typed: Vec<String> = cols.iter().map(|(c, t)| format!("{c} {t}")).collect();
         Bulk {
             cols,
+            sqlite_named: format!(
+                "WITH x({}) AS (VALUES {}) {sqlite}",
+                names.join(", "),
+                named_row(cols)
+            ),
             sqlite_prefix: format!("WITH x({}) AS (VALUES ", names.join(", ")),
             sqlite_suffix: format!(") {sqlite}"),
             pg_sql: pg.replace(
@@ -78,6 +96,20 @@ impl Bulk {
                 &format!("json_to_recordset($1::json) AS x({})", typed.join(", ")),
             ),
         }
+    }
+
+    /// The one-row SQLite statement with named parameters.
+    pub fn sqlite_named(&self) -> &str {
+        &self.sqlite_named
+    }
+
+    /// Runs the statement once per row on a direct connection.
+    pub fn execute_direct<T: Serialize>(
+        &self,
+        w: &mut crate::direct::DirectWriter,
+        rows: &[T],
+    ) -> Result<u64> {
+        w.execute_rows(&self.sqlite_named, rows)
     }
 
     fn chunk_len(&self, remaining: usize) -> usize {

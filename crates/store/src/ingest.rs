@@ -15,6 +15,7 @@ use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
 use crate::bulk::{Bulk, Script};
+use crate::direct::DirectWriter;
 use crate::{Backend, Db, Result, Tx, args};
 
 /// Where a click record came from.
@@ -166,10 +167,13 @@ struct CachedSession {
 pub struct Ingestor {
     backend: Backend,
     cache: HashMap<(String, String), CachedSession>,
+    /// The generation before `cache` (see `apply_cache`).
+    previous: HashMap<(String, String), CachedSession>,
+    /// Both generations together hold at most about this many visitors.
     cache_capacity: usize,
     next_session_id: Option<i64>,
-    /// SQLite: this writer's own connection.
-    dedicated: Option<crate::DedicatedWriter>,
+    /// SQLite: this writer's own synchronous connection.
+    direct: Option<DirectWriter>,
 }
 
 #[derive(Serialize)]
@@ -442,130 +446,184 @@ fn link_host(url: &str) -> String {
         .unwrap_or_else(|| "(unknown)".into())
 }
 
-/// Sessions idle this long leave the cache first when it is full: longer
-/// than any session timeout a property would set.
-const CACHE_IDLE_MS: i64 = 2 * 3600 * 1000;
+/// Frees a dropped cache generation on a thread of its own: freeing tens
+/// of thousands of entries took the writer 50 ms, and every request of the
+/// next batch waited for it.
+fn drop_elsewhere<T: Send + 'static>(value: T) {
+    // Without a thread, the closure and the value in it drop right here.
+    let _ = std::thread::Builder::new()
+        .name("cache-drop".into())
+        .spawn(move || drop(value));
+}
 
 impl Ingestor {
     pub fn new(backend: Backend) -> Self {
         Self {
             backend,
             cache: HashMap::new(),
-            cache_capacity: 100_000,
+            previous: HashMap::new(),
+            cache_capacity: 50_000,
             next_session_id: None,
-            dedicated: None,
+            direct: None,
         }
     }
 
     /// Number of visitors whose session is cached.
     pub fn cached_sessions(&self) -> usize {
-        self.cache.len()
+        self.cache.len() + self.previous.len()
     }
 
     /// Writes a batch in one transaction and returns one outcome per event,
     /// in order. On error nothing is written and the cache is unchanged.
+    ///
+    /// On SQLite the work is synchronous, on a connection of the writer's
+    /// own (see [`crate::direct`]): call it from a thread that may block.
     pub async fn write(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
-        if self.backend == Backend::Sqlite && self.dedicated.is_none() {
-            self.dedicated = db.dedicated_writer().await?;
-        }
-        let mut dedicated = self.dedicated.take();
-        let t = std::time::Instant::now();
-        let mut tx = match dedicated.as_mut() {
-            Some(w) => w.begin(),
-            None => db.begin().await?,
+        let result = match self.backend {
+            Backend::Sqlite => self.write_direct(db, batch).await,
+            Backend::Postgres => self.write_tx(db, batch).await,
         };
+        if result.is_err() {
+            // The allocator may have handed out ids of rolled-back sessions;
+            // re-read it next time.
+            self.next_session_id = None;
+        }
+        result
+    }
+
+    /// Upkeep between batches, after their requests were answered: on
+    /// SQLite, restarts a grown WAL (see
+    /// [`DirectWriter::restart_wal_if_large`]). A failure is only logged:
+    /// it costs a bigger WAL, nothing committed.
+    pub fn maintain(&mut self) {
+        if let Some(w) = self.direct.as_mut() {
+            let t = std::time::Instant::now();
+            match w.restart_wal_if_large() {
+                Ok(true) => phase("wal_restart", t),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "restarting the WAL failed"),
+            }
+        }
+    }
+
+    async fn write_tx(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
+        let t = std::time::Instant::now();
+        let mut tx = db.begin().await?;
         phase("begin", t);
-        let result = match self.write_in(&mut tx, batch).await {
-            Ok((outcomes, staged, script)) => {
+        match self.write_in(&mut Conn::Tx(&mut tx), batch).await {
+            Ok((outcomes, staged, rows)) => {
                 let t = std::time::Instant::now();
-                let committed = script.commit(tx).await;
+                let mut script = Script::new(self.backend);
+                rows.push_to(&mut script)?;
+                script.commit(tx).await?;
                 phase("write_commit", t);
-                committed.map(|()| {
-                    self.apply_cache(staged);
-                    outcomes
-                })
+                self.apply_cache(staged);
+                Ok(outcomes)
             }
             Err(e) => {
                 let _ = tx.rollback().await;
                 Err(e)
             }
-        };
-        if result.is_err() {
-            // The allocator may have handed out ids of rolled-back sessions;
-            // re-read it next time. A connection that failed is replaced.
-            self.next_session_id = None;
-        } else {
-            self.dedicated = dedicated;
         }
-        result
+    }
+
+    async fn write_direct(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
+        let mut w = match self.direct.take() {
+            Some(w) => w,
+            None => db
+                .direct_writer()?
+                .ok_or_else(|| crate::StoreError::Corrupt("no direct writer".into()))?,
+        };
+        let t = std::time::Instant::now();
+        w.begin()?;
+        phase("begin", t);
+        let result = match self.write_in(&mut Conn::Direct(&mut w), batch).await {
+            Ok((outcomes, staged, rows)) => {
+                let t = std::time::Instant::now();
+                let written = rows.write_direct(&mut w).and_then(|()| w.commit());
+                phase("write_commit", t);
+
+                written.map(|()| (outcomes, staged))
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok((outcomes, staged)) => {
+                self.apply_cache(staged);
+                self.direct = Some(w);
+                Ok(outcomes)
+            }
+            Err(e) => {
+                // A connection whose rollback fails is dropped (closing it
+                // rolls back); the next batch opens another.
+                if w.rollback().is_ok() {
+                    self.direct = Some(w);
+                }
+                Err(e)
+            }
+        }
     }
 
     fn apply_cache(&mut self, staged: HashMap<(String, String), CachedSession>) {
         if self.backend != Backend::Sqlite {
             return;
         }
-        if self.cache.len() + staged.len() > self.cache_capacity {
-            // Sessions are re-read from the database on a miss, so dropping
-            // entries is only a cost, never a correctness problem. Drop the
-            // idle ones first (dropping all at once made the next batches
-            // look hundreds of visitors up at once), everything if that is
-            // not enough.
-            let newest = staged
-                .values()
-                .map(|c| c.state.last_seen_ms)
-                .max()
-                .unwrap_or(0);
-            let idle_before = newest - CACHE_IDLE_MS;
-            self.cache
-                .retain(|_, c| c.state.last_seen_ms >= idle_before);
-            if self.cache.len() + staged.len() > self.cache_capacity {
-                self.cache.clear();
-            }
-        }
         self.cache.extend(staged);
+        if self.cache.len() >= self.cache_capacity / 2 {
+            // Two generations: the full one becomes the previous one, and
+            // the one before goes. Sessions are re-read from the database on
+            // a miss, so dropping entries is only a cost, never a
+            // correctness problem; visitors still active are found in the
+            // previous generation and carried into the current one.
+            let full = std::mem::take(&mut self.cache);
+            let old = std::mem::replace(&mut self.previous, full);
+            drop_elsewhere(old);
+        }
     }
 
-    async fn allocate_session_ids(&mut self, tx: &mut Tx<'_>, n: usize) -> Result<Vec<i64>> {
+    async fn allocate_session_ids(
+        &mut self,
+        conn: &mut Conn<'_, '_>,
+        n: usize,
+    ) -> Result<Vec<i64>> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        match self.backend {
-            Backend::Sqlite => {
-                let next = match self.next_session_id {
-                    Some(n) => n,
-                    None => {
-                        let (max,): (Option<i64>,) = tx
-                            .fetch_one("SELECT MAX(id) FROM sessions", args![])
-                            .await?;
-                        max.unwrap_or(0) + 1
-                    }
-                };
-                self.next_session_id = Some(next + n as i64);
-                Ok((next..next + n as i64).collect())
-            }
-            Backend::Postgres => {
-                let rows: Vec<(i64,)> = tx
-                    .fetch_all(
-                        "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)",
-                        args![n as i64],
-                    )
-                    .await?;
-                Ok(rows.into_iter().map(|r| r.0).collect())
-            }
-        }
+        let next = match self.next_session_id {
+            Some(n) => n,
+            None => match conn {
+                Conn::Direct(w) => {
+                    let max: Option<i64> =
+                        w.conn()
+                            .query_row("SELECT MAX(id) FROM sessions", [], |r| r.get(0))?;
+                    max.unwrap_or(0) + 1
+                }
+                Conn::Tx(tx) => {
+                    let rows: Vec<(i64,)> = tx
+                        .fetch_all(
+                            "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)",
+                            args![n as i64],
+                        )
+                        .await?;
+                    return Ok(rows.into_iter().map(|r| r.0).collect());
+                }
+            },
+        };
+        // Only the SQLite writer, the one writer of its database, numbers
+        // sessions itself.
+        self.next_session_id = Some(next + n as i64);
+        Ok((next..next + n as i64).collect())
     }
 
-    async fn write_in(
+    async fn write_in<'b>(
         &mut self,
-        tx: &mut Tx<'_>,
-        batch: &[IngestEvent],
+        conn: &mut Conn<'_, '_>,
+        batch: &'b [IngestEvent],
     ) -> Result<(
         Vec<EventOutcome>,
         HashMap<(String, String), CachedSession>,
-        Script,
+        Rows<'b>,
     )> {
-        let st = stmts(self.backend);
-
         let t0 = std::time::Instant::now();
         // 1. Drop events already stored (retried beacons) and repeats within
         //    the batch, so that only new events move sessions and counters.
@@ -578,10 +636,8 @@ impl Ingestor {
         }
         let mut existing: HashSet<(String, String)> = HashSet::new();
         for (pid, ids) in &by_property {
-            let rows: Vec<(String,)> = tx
-                .fetch_all(&st.existing_events, args![*pid, crate::to_json(ids)?])
-                .await?;
-            existing.extend(rows.into_iter().map(|(id,)| ((*pid).to_owned(), id)));
+            let found = conn.existing_events(pid, ids).await?;
+            existing.extend(found.into_iter().map(|id| ((*pid).to_owned(), id)));
         }
         let mut seen_in_batch: HashSet<(&str, &str)> = HashSet::new();
         let fresh: Vec<bool> = batch
@@ -610,7 +666,7 @@ impl Ingestor {
             if staged.contains_key(&key) {
                 continue;
             }
-            if let Some(c) = self.cache.get(&key) {
+            if let Some(c) = self.cache.get(&key).or_else(|| self.previous.get(&key)) {
                 staged.insert(key, c.clone());
             } else {
                 let v = misses.entry(&e.property_id).or_default();
@@ -620,9 +676,7 @@ impl Ingestor {
             }
         }
         for (pid, visitors) in misses {
-            let rows: Vec<LatestSession> = tx
-                .fetch_all(&st.latest_sessions, args![pid, crate::to_json(&visitors)?])
-                .await?;
+            let rows = conn.latest_sessions(pid, &visitors).await?;
             for r in rows {
                 let dims = SessionDims::new(
                     &r.channel,
@@ -688,7 +742,7 @@ impl Ingestor {
             current.insert(key, (a, state, dims.clone()));
             assigned.push(Some(a));
         }
-        let ids = self.allocate_session_ids(tx, new_sessions.len()).await?;
+        let ids = self.allocate_session_ids(conn, new_sessions.len()).await?;
         let session_id_of = |a: Assigned| match a {
             Assigned::Existing(id) => id,
             Assigned::New(n) => ids[n],
@@ -863,7 +917,9 @@ impl Ingestor {
         phase("decide_and_build", t0);
         // 5. The writes, run with the commit: every statement in one round
         //    trip (see `Script`).
-        let update_rows: Vec<&SessionUpdate<'_>> = updates.values().collect();
+        // By id: concurrent writers (PostgreSQL) lock sessions in one order.
+        let mut update_rows: Vec<SessionUpdate<'b>> = updates.into_values().collect();
+        update_rows.sort_unstable_by_key(|u| u.id);
         // Sorted: concurrent writers (PostgreSQL) then lock shared rollup
         // rows in one order, so they wait for each other instead of
         // deadlocking.
@@ -884,16 +940,13 @@ impl Ingestor {
                 },
             )
             .collect();
-        let mut script = Script::new(self.backend);
-        script.push(&BULK.insert_sessions, &session_rows)?;
-        script.push(&BULK.update_sessions, &update_rows)?;
-        // Step 1 left out stored events, and this transaction holds the
-        // write lock (SQLite) or the events' unique index arbitrates
-        // (PostgreSQL with several servers: such a row is stored once;
-        // only this batch's counters may count it again).
-        script.push(&BULK.insert_events, &event_rows)?;
-        script.push(&BULK.insert_clicks, &click_rows)?;
-        script.push(&BULK.upsert_rollups, &rollup_rows)?;
+        let rows = Rows {
+            sessions: session_rows,
+            updates: update_rows,
+            events: event_rows,
+            clicks: click_rows,
+            rollups: rollup_rows,
+        };
 
         // 6. The cache after commit: each visitor's current session.
         let mut after: HashMap<(String, String), CachedSession> = HashMap::new();
@@ -907,7 +960,123 @@ impl Ingestor {
                 },
             );
         }
-        Ok((outcomes, after, script))
+        Ok((outcomes, after, rows))
+    }
+}
+
+/// The rows one batch writes.
+struct Rows<'b> {
+    sessions: Vec<SessionInsert<'b>>,
+    updates: Vec<SessionUpdate<'b>>,
+    events: Vec<EventInsert<'b>>,
+    clicks: Vec<ClickInsert<'b>>,
+    rollups: Vec<RollupRow<'b>>,
+}
+
+impl Rows<'_> {
+    fn push_to(&self, script: &mut Script) -> Result<()> {
+        script.push(&BULK.insert_sessions, &self.sessions)?;
+        script.push(&BULK.update_sessions, &self.updates)?;
+        // Step 1 left out stored events, and this transaction holds the
+        // write lock (SQLite) or the events' unique index arbitrates
+        // (PostgreSQL with several servers: such a row is stored once;
+        // only this batch's counters may count it again).
+        script.push(&BULK.insert_events, &self.events)?;
+        script.push(&BULK.insert_clicks, &self.clicks)?;
+        script.push(&BULK.upsert_rollups, &self.rollups)
+    }
+
+    fn write_direct(&self, w: &mut DirectWriter) -> Result<()> {
+        BULK.insert_sessions.execute_direct(w, &self.sessions)?;
+        BULK.update_sessions.execute_direct(w, &self.updates)?;
+        BULK.insert_events.execute_direct(w, &self.events)?;
+        BULK.insert_clicks.execute_direct(w, &self.clicks)?;
+        BULK.upsert_rollups.execute_direct(w, &self.rollups)?;
+        Ok(())
+    }
+}
+
+/// Where a batch's lookups go: a sqlx transaction (PostgreSQL) or the
+/// SQLite writer's direct connection, inside its transaction.
+enum Conn<'t, 'c> {
+    Tx(&'t mut Tx<'c>),
+    Direct(&'t mut DirectWriter),
+}
+
+/// SQLite, one visitor or event at a time on the direct connection: point
+/// lookups in the unique indexes, each a cached statement.
+const DIRECT_EVENT_EXISTS: &str = "SELECT 1 FROM events WHERE property_id = ?1 AND event_id = ?2";
+const DIRECT_LATEST_SESSION: &str = "SELECT visitor_id, id, started_at, last_seen_at, \
+     campaign_hash, channel, source, medium, utm_campaign, utm_content, landing_page, is_bot \
+     FROM sessions WHERE property_id = ?1 AND visitor_id = ?2 ORDER BY id DESC LIMIT 1";
+
+impl Conn<'_, '_> {
+    /// Which of `ids` are stored already.
+    async fn existing_events(&mut self, pid: &str, ids: &[&str]) -> Result<Vec<String>> {
+        match self {
+            Conn::Tx(tx) => {
+                let st = stmts(tx.backend());
+                let rows: Vec<(String,)> = tx
+                    .fetch_all(&st.existing_events, args![pid, crate::to_json(ids)?])
+                    .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+            Conn::Direct(w) => {
+                let mut stmt = w.conn().prepare_cached(DIRECT_EVENT_EXISTS)?;
+                let mut found = Vec::new();
+                for id in ids {
+                    if stmt.exists((pid, id))? {
+                        found.push((*id).to_owned());
+                    }
+                }
+                Ok(found)
+            }
+        }
+    }
+
+    /// The newest session of each of `visitors` that has one.
+    async fn latest_sessions(
+        &mut self,
+        pid: &str,
+        visitors: &[&str],
+    ) -> Result<Vec<LatestSession>> {
+        match self {
+            Conn::Tx(tx) => {
+                let st = stmts(tx.backend());
+                tx.fetch_all(&st.latest_sessions, args![pid, crate::to_json(visitors)?])
+                    .await
+            }
+            Conn::Direct(w) => {
+                let mut stmt = w.conn().prepare_cached(DIRECT_LATEST_SESSION)?;
+                let mut out = Vec::with_capacity(visitors.len());
+                for v in visitors {
+                    let row = stmt
+                        .query_row((pid, v), |r| {
+                            Ok(LatestSession {
+                                visitor_id: r.get(0)?,
+                                id: r.get(1)?,
+                                started_at: r.get(2)?,
+                                last_seen_at: r.get(3)?,
+                                campaign_hash: r.get(4)?,
+                                channel: r.get(5)?,
+                                source: r.get(6)?,
+                                medium: r.get(7)?,
+                                utm_campaign: r.get(8)?,
+                                utm_content: r.get(9)?,
+                                landing_page: r.get(10)?,
+                                is_bot: r.get(11)?,
+                            })
+                        })
+                        .map(Some)
+                        .or_else(|e| match e {
+                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                            e => Err(e),
+                        })?;
+                    out.extend(row);
+                }
+                Ok(out)
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
@@ -28,6 +29,7 @@ pub mod bulk;
 pub mod clicks;
 pub mod conversions;
 pub mod deliveries;
+pub mod direct;
 pub mod events;
 pub mod ingest;
 pub mod integrations;
@@ -44,6 +46,9 @@ pub mod users;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From a [`direct::DirectWriter`].
+    #[error("database error: {0}")]
+    Direct(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL {0:?}: use sqlite://path or postgres://...")]
@@ -67,6 +72,10 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
+            StoreError::Direct(rusqlite::Error::SqliteFailure(e, _)) => {
+                e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            }
             StoreError::Conflict(_) => true,
             _ => false,
         }
@@ -122,6 +131,37 @@ pub enum SqliteSync {
 /// keeps the WAL far below this; it is the backstop when nothing runs one.
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
+/// What the background checkpointer last saw of the WAL, shared with the
+/// direct writer, which restarts the WAL itself when it has grown (see
+/// [`direct::DirectWriter::restart_wal_if_large`]).
+#[derive(Debug, Default)]
+pub struct WalState {
+    /// Frames in the WAL at the last passive checkpoint.
+    frames: std::sync::atomic::AtomicI64,
+    /// Of which that checkpoint had copied.
+    copied: std::sync::atomic::AtomicI64,
+    /// Passive checkpoints so far.
+    passes: std::sync::atomic::AtomicU64,
+    /// Restarts of the WAL by the direct writer so far.
+    writer_restarts: std::sync::atomic::AtomicU64,
+}
+
+impl WalState {
+    /// WAL frames above which the writer restarts the WAL: about 16 MB.
+    pub const RESTART_ABOVE_FRAMES: i64 = 4096;
+}
+
+impl Checkpointer {
+    /// How many times the direct writer restarted the WAL so far: while
+    /// this moves, that writer keeps the WAL short and a restart from
+    /// here would only stall it.
+    pub fn writer_restarts(&self) -> u64 {
+        self.wal
+            .writer_restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// The body of [`Db`]'s typed fetches: the same call on either pool.
 macro_rules! db_fetch {
     ($db:ident, $sql:ident, $args:ident, $method:ident) => {
@@ -168,6 +208,8 @@ pub enum Db {
         read: SqlitePool,
         write: SqlitePool,
         options: Box<SqliteConnectOptions>,
+        direct: Box<direct::DirectSettings>,
+        wal: Arc<WalState>,
     },
     Postgres(PgPool),
 }
@@ -230,6 +272,12 @@ impl Db {
                 read,
                 write,
                 options: Box::new(base),
+                direct: Box::new(direct::DirectSettings {
+                    path: Path::new(path).to_owned(),
+                    synchronous: opts.sqlite_synchronous,
+                    cache_kib: opts.sqlite_cache_kib,
+                }),
+                wal: Arc::default(),
             })
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let co = PgConnectOptions::from_str(url)?;
@@ -332,6 +380,18 @@ impl Db {
         }
     }
 
+    /// A synchronous write connection of its own for the hottest writer
+    /// (SQLite only; see [`direct`]). Blocking: call it from that writer's
+    /// own thread.
+    pub fn direct_writer(&self) -> Result<Option<direct::DirectWriter>> {
+        match self {
+            Db::Sqlite { direct, wal, .. } => {
+                Ok(Some(direct::DirectWriter::open(direct, wal.clone())?))
+            }
+            Db::Postgres(_) => Ok(None),
+        }
+    }
+
     /// A connection of its own that checkpoints the WAL (SQLite only).
     ///
     /// Why: left to itself, SQLite checkpoints inside the commit that
@@ -341,12 +401,13 @@ impl Db {
     /// instead of in its way.
     pub async fn checkpointer(&self) -> Result<Option<Checkpointer>> {
         match self {
-            Db::Sqlite { options, .. } => {
+            Db::Sqlite { options, wal, .. } => {
                 use sqlx::ConnectOptions;
                 // It reads no tables: a small page cache.
                 let opts = (**options).clone().pragma("cache_size", "-1024");
                 Ok(Some(Checkpointer {
                     conn: opts.connect().await?,
+                    wal: wal.clone(),
                 }))
             }
             Db::Postgres(_) => Ok(None),
@@ -367,6 +428,7 @@ impl Db {
 /// See [`Db::checkpointer`].
 pub struct Checkpointer {
     conn: sqlx::SqliteConnection,
+    wal: Arc<WalState>,
 }
 
 impl std::fmt::Debug for Checkpointer {
@@ -391,6 +453,10 @@ impl Checkpointer {
         let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
             .fetch_one(&mut self.conn)
             .await?;
+        use std::sync::atomic::Ordering::Relaxed;
+        self.wal.frames.store(log, Relaxed);
+        self.wal.copied.store(done, Relaxed);
+        self.wal.passes.fetch_add(1, Relaxed);
         Ok(CheckpointStats {
             wal_frames: log,
             checkpointed: done,

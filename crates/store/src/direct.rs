@@ -1,0 +1,764 @@
+//! A synchronous SQLite connection for a hot writer: rusqlite, used on the
+//! writer's own thread.
+//!
+//! Why: with sqlx, every statement travels to the connection's worker
+//! thread and its result back, and a batch's multi-row statements are
+//! parsed again whenever the batch's shape changes. Profiled under load,
+//! the ingest writer spent more time in those hand-offs, in the parser and
+//! in allocating arguments than in SQLite's B-trees, and each hand-off
+//! waited for a CPU shared with the request handlers. Here a batch runs
+//! start to finish on one thread with cached one-row statements, bound
+//! straight from the row structs (see [`RowBinder`]).
+//!
+//! Both libraries link the same SQLite (one `libsqlite3-sys` in the build),
+//! so this connection and the pools' share its file locks and WAL index as
+//! any two connections of one process do.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use rusqlite::{Connection, Statement};
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+
+use crate::{Result, SqliteSync, StoreError, WAL_AUTOCHECKPOINT_PAGES, WalState};
+
+/// What a direct connection needs to open the database like the pools do.
+#[derive(Debug, Clone)]
+pub struct DirectSettings {
+    pub(crate) path: PathBuf,
+    pub(crate) synchronous: SqliteSync,
+    pub(crate) cache_kib: i64,
+}
+
+/// A write connection of its own (see the module docs). A transaction is
+/// begun and ended by hand; after any failure its owner drops it (closing
+/// the connection rolls back whatever was left open).
+pub struct DirectWriter {
+    conn: Connection,
+    /// Per statement: the parameter index of each field, in the order the
+    /// row type serialises them.
+    bindings: HashMap<String, Vec<(String, usize)>>,
+    wal: Arc<WalState>,
+    /// The checkpointer's pass this writer last restarted the WAL after.
+    restarted_after: u64,
+}
+
+impl std::fmt::Debug for DirectWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DirectWriter")
+    }
+}
+
+impl DirectWriter {
+    pub(crate) fn open(s: &DirectSettings, wal: Arc<WalState>) -> Result<Self> {
+        let conn = Connection::open(&s.path)?;
+        conn.busy_handler(Some(wait_briefly))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let sync = match s.synchronous {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Normal => "NORMAL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = {sync}; \
+             PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+             PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};",
+            s.cache_kib
+        ))?;
+        Ok(Self {
+            conn,
+            bindings: HashMap::new(),
+            wal,
+            restarted_after: 0,
+        })
+    }
+
+    /// Restarts the WAL when it has grown past
+    /// [`WalState::RESTART_ABOVE_FRAMES`], right after a background passive
+    /// checkpoint copied most of it. Returns whether it did. Call it between
+    /// transactions.
+    ///
+    /// Why here and not in the checkpointer: a `RESTART` checkpoint from
+    /// another connection makes the writer's next `BEGIN` busy, and SQLite's
+    /// busy handler then sleeps in growing steps; measured, those sleeps
+    /// held acknowledged requests for up to 250 ms. The writer itself only
+    /// copies what the passive checkpoint left, and with no busy timeout a
+    /// reader in the way turns the restart into one more passive copy
+    /// instead of a wait.
+    pub fn restart_wal_if_large(&mut self) -> Result<bool> {
+        let passes = self.wal.passes.load(Relaxed);
+        if passes == self.restarted_after
+            || self.wal.frames.load(Relaxed) <= WalState::RESTART_ABOVE_FRAMES
+        {
+            return Ok(false);
+        }
+        self.restarted_after = passes;
+        self.conn.busy_handler(None)?;
+        let r = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0));
+        self.conn.busy_handler(Some(wait_briefly))?;
+        let restarted = r? == 0;
+        if restarted {
+            self.wal.frames.store(0, Relaxed);
+            self.wal.copied.store(0, Relaxed);
+            self.wal.writer_restarts.fetch_add(1, Relaxed);
+        }
+        Ok(restarted)
+    }
+
+    /// `BEGIN IMMEDIATE`: takes the write lock now, so the transaction can
+    /// never fail half-way on a lock upgrade.
+    pub fn begin(&mut self) -> Result<()> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    pub fn commit(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    pub fn rollback(&mut self) -> Result<()> {
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn conn(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Runs the one-row statement `sql` (named parameters `:field`) once per
+    /// row; returns the rows it changed in all.
+    pub(crate) fn execute_rows<T: Serialize>(&mut self, sql: &str, rows: &[T]) -> Result<u64> {
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let order = self.bindings.entry(sql.to_owned()).or_default();
+        let expected = stmt.parameter_count();
+        let mut changed = 0u64;
+        for row in rows {
+            let mut binder = RowBinder {
+                stmt: &mut stmt,
+                order,
+                field: 0,
+                key: String::new(),
+            };
+            row.serialize(&mut binder)?;
+            if binder.field != expected {
+                return Err(StoreError::Corrupt(format!(
+                    "a row bound {} of the {expected} parameters of {sql}",
+                    binder.field
+                )));
+            }
+            changed += stmt.raw_execute()? as u64;
+        }
+        Ok(changed)
+    }
+}
+
+/// The busy handler: retry every half millisecond, for up to ten seconds.
+///
+/// Why not `busy_timeout`: SQLite's own handler sleeps in growing steps
+/// (1, 2, 5, 10, 15, 20, 25 ... 100 ms), so a writer that found the lock
+/// taken for a few milliseconds by another connection (a cursor update,
+/// an API write) slept on for up to 100 ms after it was free; measured,
+/// those sleeps were the collector's worst latencies at 5,000 events/s.
+fn wait_briefly(retries: i32) -> bool {
+    const STEP: Duration = Duration::from_micros(500);
+    const GIVE_UP_AFTER: i32 = 20_000;
+    if retries >= GIVE_UP_AFTER {
+        return false;
+    }
+    std::thread::sleep(STEP);
+    true
+}
+
+/// Binds one row, a struct (or a map, which is what `#[serde(flatten)]`
+/// makes of one) of plain fields, to a statement's named parameters.
+///
+/// The n-th field of a row lands where the n-th field of the previous row
+/// did when the names agree, so a row costs one comparison per field after
+/// the first.
+struct RowBinder<'a, 's> {
+    stmt: &'a mut Statement<'s>,
+    order: &'a mut Vec<(String, usize)>,
+    field: usize,
+    /// The key of a map entry whose value comes next.
+    key: String,
+}
+
+impl RowBinder<'_, '_> {
+    fn index_of(&mut self, name: &str) -> Result<usize> {
+        if let Some((n, i)) = self.order.get(self.field)
+            && n == name
+        {
+            return Ok(*i);
+        }
+        let i = self
+            .stmt
+            .parameter_index(&format!(":{name}"))?
+            .ok_or_else(|| StoreError::Corrupt(format!("no parameter :{name}")))?;
+        self.order.truncate(self.field);
+        self.order.push((name.to_owned(), i));
+        Ok(i)
+    }
+
+    fn bind<V: Serialize + ?Sized>(&mut self, name: &str, value: &V) -> Result<()> {
+        let index = self.index_of(name)?;
+        value.serialize(ValueBinder {
+            stmt: self.stmt,
+            index,
+        })?;
+        self.field += 1;
+        Ok(())
+    }
+}
+
+impl ser::Error for StoreError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        StoreError::Corrupt(format!("binding a row: {msg}"))
+    }
+}
+
+fn unsupported<T>(what: &str) -> Result<T> {
+    Err(StoreError::Corrupt(format!(
+        "binding a row: {what} is not a plain column value"
+    )))
+}
+
+impl ser::Serializer for &mut RowBinder<'_, '_> {
+    type Ok = ();
+    type Error = StoreError;
+    type SerializeSeq = Impossible<(), StoreError>;
+    type SerializeTuple = Impossible<(), StoreError>;
+    type SerializeTupleStruct = Impossible<(), StoreError>;
+    type SerializeTupleVariant = Impossible<(), StoreError>;
+    type SerializeMap = Self;
+    type SerializeStruct = Self;
+    type SerializeStructVariant = Impossible<(), StoreError>;
+
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self> {
+        Ok(self)
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self> {
+        Ok(self)
+    }
+    fn serialize_bool(self, _: bool) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_i8(self, _: i8) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_i16(self, _: i16) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_i32(self, _: i32) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_i64(self, _: i64) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_u8(self, _: u8) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_u16(self, _: u16) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_u32(self, _: u32) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_u64(self, _: u64) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_f32(self, _: f32) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_f64(self, _: f64) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_char(self, _: char) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_str(self, _: &str) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_bytes(self, _: &[u8]) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_none(self) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_unit(self) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<()> {
+        unsupported("a bare value")
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<()> {
+        unsupported("an enum")
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        unsupported("a sequence")
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        unsupported("a tuple")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        unsupported("a tuple")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        unsupported("an enum")
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        unsupported("an enum")
+    }
+}
+
+impl ser::SerializeStruct for &mut RowBinder<'_, '_> {
+    type Ok = ();
+    type Error = StoreError;
+
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<()> {
+        self.bind(key, value)
+    }
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl ser::SerializeMap for &mut RowBinder<'_, '_> {
+    type Ok = ();
+    type Error = StoreError;
+
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<()> {
+        self.key.clear();
+        key.serialize(KeyName(&mut self.key))
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<()> {
+        let key = std::mem::take(&mut self.key);
+        let r = self.bind(&key, value);
+        self.key = key;
+        r
+    }
+    fn end(self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A map key, written into the binder's buffer (no allocation per field):
+/// only strings are field names.
+struct KeyName<'k>(&'k mut String);
+
+macro_rules! not_a_name {
+    ($($m:ident($($t:ty),*)),* $(,)?) => {
+        $(fn $m(self, $(_: $t),*) -> Result<()> { unsupported("a non-string key") })*
+    };
+}
+
+impl ser::Serializer for KeyName<'_> {
+    type Ok = ();
+    type Error = StoreError;
+    type SerializeSeq = Impossible<(), StoreError>;
+    type SerializeTuple = Impossible<(), StoreError>;
+    type SerializeTupleStruct = Impossible<(), StoreError>;
+    type SerializeTupleVariant = Impossible<(), StoreError>;
+    type SerializeMap = Impossible<(), StoreError>;
+    type SerializeStruct = Impossible<(), StoreError>;
+    type SerializeStructVariant = Impossible<(), StoreError>;
+
+    fn serialize_str(self, v: &str) -> Result<()> {
+        self.0.push_str(v);
+        Ok(())
+    }
+    not_a_name!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_bytes(&[u8]),
+        serialize_none(),
+        serialize_unit(),
+        serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
+    );
+    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
+        unsupported("a non-string key")
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<()> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<()> {
+        unsupported("a non-string key")
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        unsupported("a non-string key")
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        unsupported("a non-string key")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        unsupported("a non-string key")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        unsupported("a non-string key")
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+        unsupported("a non-string key")
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+        unsupported("a non-string key")
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        unsupported("a non-string key")
+    }
+}
+
+/// Binds one field's value: integers, floats, booleans (as 0/1, as sqlx
+/// stores them), strings, and `None` as NULL.
+struct ValueBinder<'a, 's> {
+    stmt: &'a mut Statement<'s>,
+    index: usize,
+}
+
+impl ValueBinder<'_, '_> {
+    fn put<T: rusqlite::ToSql>(self, v: T) -> Result<()> {
+        self.stmt.raw_bind_parameter(self.index, v)?;
+        Ok(())
+    }
+}
+
+impl ser::Serializer for ValueBinder<'_, '_> {
+    type Ok = ();
+    type Error = StoreError;
+    type SerializeSeq = Impossible<(), StoreError>;
+    type SerializeTuple = Impossible<(), StoreError>;
+    type SerializeTupleStruct = Impossible<(), StoreError>;
+    type SerializeTupleVariant = Impossible<(), StoreError>;
+    type SerializeMap = Impossible<(), StoreError>;
+    type SerializeStruct = Impossible<(), StoreError>;
+    type SerializeStructVariant = Impossible<(), StoreError>;
+
+    fn serialize_bool(self, v: bool) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_i8(self, v: i8) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result<()> {
+        self.put(v)
+    }
+    fn serialize_u8(self, v: u8) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result<()> {
+        self.put(i64::from(v))
+    }
+    fn serialize_u64(self, v: u64) -> Result<()> {
+        match i64::try_from(v) {
+            Ok(v) => self.put(v),
+            Err(_) => unsupported("an integer above i64"),
+        }
+    }
+    fn serialize_f32(self, v: f32) -> Result<()> {
+        self.put(f64::from(v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<()> {
+        self.put(v)
+    }
+    fn serialize_char(self, v: char) -> Result<()> {
+        self.put(v.to_string())
+    }
+    fn serialize_str(self, v: &str) -> Result<()> {
+        self.put(v)
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<()> {
+        self.put(v)
+    }
+    fn serialize_none(self) -> Result<()> {
+        self.put(rusqlite::types::Null)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, v: &T) -> Result<()> {
+        v.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<()> {
+        self.put(rusqlite::types::Null)
+    }
+    fn serialize_unit_struct(self, _: &'static str) -> Result<()> {
+        self.put(rusqlite::types::Null)
+    }
+    fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<()> {
+        self.put(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<()> {
+        v.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: &T,
+    ) -> Result<()> {
+        unsupported("an enum with data")
+    }
+    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
+        unsupported("a sequence")
+    }
+    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
+        unsupported("a tuple")
+    }
+    fn serialize_tuple_struct(
+        self,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleStruct> {
+        unsupported("a tuple")
+    }
+    fn serialize_tuple_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeTupleVariant> {
+        unsupported("an enum with data")
+    }
+    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
+        unsupported("a nested map")
+    }
+    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
+        unsupported("a nested struct")
+    }
+    fn serialize_struct_variant(
+        self,
+        _: &'static str,
+        _: u32,
+        _: &'static str,
+        _: usize,
+    ) -> Result<Self::SerializeStructVariant> {
+        unsupported("an enum with data")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize)]
+    struct Inner<'a> {
+        c: Option<&'a str>,
+        d: bool,
+    }
+
+    #[derive(Serialize)]
+    struct Row<'a> {
+        a: i64,
+        b: String,
+        #[serde(flatten)]
+        inner: Inner<'a>,
+    }
+
+    fn writer() -> DirectWriter {
+        let dir = std::env::temp_dir().join(format!("ct-direct-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).unwrap();
+        DirectWriter::open(
+            &DirectSettings {
+                path: dir.join("t.db"),
+                synchronous: SqliteSync::Normal,
+                cache_kib: 1024,
+            },
+            Arc::default(),
+        )
+        .unwrap()
+    }
+
+    fn uuid_like() -> String {
+        format!(
+            "{}-{:?}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        )
+    }
+
+    #[test]
+    fn binds_struct_and_flattened_fields_by_name() {
+        let mut w = writer();
+        w.conn()
+            .execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c TEXT, d INTEGER)")
+            .unwrap();
+        // The parameters are in another order than the fields.
+        let sql = "INSERT INTO t (d, c, b, a) VALUES (:d, :c, :b, :a)";
+        let rows = [
+            Row {
+                a: 1,
+                b: "x".into(),
+                inner: Inner {
+                    c: Some("y"),
+                    d: true,
+                },
+            },
+            // A NULL after a value: nothing is left over from the last row.
+            Row {
+                a: 2,
+                b: "z".into(),
+                inner: Inner { c: None, d: false },
+            },
+        ];
+        w.begin().unwrap();
+        assert_eq!(w.execute_rows(sql, &rows).unwrap(), 2);
+        w.commit().unwrap();
+        let got: Vec<(i64, String, Option<String>, i64)> = w
+            .conn()
+            .prepare("SELECT a, b, c, d FROM t ORDER BY a")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                (1, "x".into(), Some("y".into()), 1),
+                (2, "z".into(), None, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_row_missing_a_parameter_is_refused() {
+        #[derive(Serialize)]
+        struct Short {
+            a: i64,
+        }
+        let mut w = writer();
+        w.conn()
+            .execute_batch("CREATE TABLE t (a INTEGER, b TEXT)")
+            .unwrap();
+        let err = w
+            .execute_rows("INSERT INTO t (a, b) VALUES (:a, :b)", &[Short { a: 1 }])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        let n: i64 = w
+            .conn()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn rollback_discards_and_the_connection_stays_usable() {
+        let mut w = writer();
+        w.conn()
+            .execute_batch("CREATE TABLE t (a INTEGER)")
+            .unwrap();
+        #[derive(Serialize)]
+        struct A {
+            a: i64,
+        }
+        w.begin().unwrap();
+        w.execute_rows("INSERT INTO t (a) VALUES (:a)", &[A { a: 1 }])
+            .unwrap();
+        w.rollback().unwrap();
+        w.begin().unwrap();
+        w.execute_rows("INSERT INTO t (a) VALUES (:a)", &[A { a: 2 }])
+            .unwrap();
+        w.commit().unwrap();
+        let v: Vec<i64> = w
+            .conn()
+            .prepare("SELECT a FROM t")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(v, vec![2]);
+    }
+}
