@@ -468,6 +468,14 @@ impl Ingestor {
         }
     }
 
+    /// An ingestor whose session cache holds about `capacity` visitors.
+    pub fn with_cache_capacity(backend: Backend, capacity: usize) -> Self {
+        Self {
+            cache_capacity: capacity.max(2),
+            ..Self::new(backend)
+        }
+    }
+
     /// Number of visitors whose session is cached.
     pub fn cached_sessions(&self) -> usize {
         self.cache.len() + self.previous.len()
