@@ -6,7 +6,11 @@
 //! worker thread, the pooled connection's return) waits behind hundreds of
 //! request tasks for a worker; measured, that queueing was most of the
 //! writer's time under load. A current-thread runtime on a dedicated thread
-//! resumes the writer as soon as its I/O is ready.
+//! resumes the writer as soon as its I/O is ready. The SQLite ingest writer
+//! goes further and blocks its thread for a whole batch (see
+//! `clicktrail_store::direct`), which only a thread of its own allows; if
+//! none can be started it runs on the shared runtime and blocks one of its
+//! workers per batch.
 
 use std::future::Future;
 

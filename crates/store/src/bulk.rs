@@ -293,21 +293,10 @@ impl Script {
         Ok(())
     }
 
-    /// Runs every statement and commits `tx` (on SQLite in one round trip
-    /// with a dedicated writer's transaction).
+    /// Runs every statement and commits `tx`.
     pub async fn commit(self, mut tx: Tx<'_>) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => {
-                tx.execute_and_commit(&self.sqlite_sql, self.sqlite_args)
-                    .await
-            }
-            Backend::Postgres => {
-                for (sql, args) in self.pg {
-                    tx.execute(&sql, args).await?;
-                }
-                tx.commit().await
-            }
-        }
+        self.execute(&mut tx).await?;
+        tx.commit().await
     }
 
     /// Runs every statement; returns the rows they affected in all.

@@ -104,7 +104,6 @@ impl DirectWriter {
         let restarted = r? == 0;
         if restarted {
             self.wal.frames.store(0, Relaxed);
-            self.wal.copied.store(0, Relaxed);
             self.wal.writer_restarts.fetch_add(1, Relaxed);
         }
         Ok(restarted)
@@ -233,16 +232,88 @@ fn unsupported<T>(what: &str) -> Result<T> {
     )))
 }
 
+/// Methods that refuse their argument: `reject!(Ok, "why": method(args), ...)`.
+macro_rules! reject {
+    ($ok:ty, $what:literal: $($m:ident($($t:ty),*)),* $(,)?) => {
+        $(fn $m(self, $(_: $t),*) -> Result<$ok> { unsupported($what) })*
+    };
+}
+
+/// The rest of a serializer that takes no compound value (sequences,
+/// tuples, enums with data, and maps and structs unless it says otherwise),
+/// and sees through newtypes.
+macro_rules! no_compounds {
+    ($ok:ty) => {
+        fn serialize_newtype_struct<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            v: &T,
+        ) -> Result<$ok> {
+            v.serialize(self)
+        }
+        fn serialize_newtype_variant<T: Serialize + ?Sized>(
+            self,
+            _: &'static str,
+            _: u32,
+            _: &'static str,
+            _: &T,
+        ) -> Result<$ok> {
+            unsupported("an enum with data")
+        }
+        reject!(Self::SerializeSeq, "a sequence": serialize_seq(Option<usize>));
+        reject!(Self::SerializeTuple, "a tuple": serialize_tuple(usize));
+        reject!(
+            Self::SerializeTupleStruct,
+            "a tuple": serialize_tuple_struct(&'static str, usize)
+        );
+        reject!(
+            Self::SerializeTupleVariant,
+            "an enum with data": serialize_tuple_variant(&'static str, u32, &'static str, usize)
+        );
+        reject!(
+            Self::SerializeStructVariant,
+            "an enum with data": serialize_struct_variant(&'static str, u32, &'static str, usize)
+        );
+    };
+}
+
+/// The scalar methods, all refused, of a serializer that takes only other
+/// shapes.
+macro_rules! no_scalars {
+    ($ok:ty, $what:literal) => {
+        reject!($ok, $what:
+            serialize_bool(bool), serialize_i8(i8), serialize_i16(i16),
+            serialize_i32(i32), serialize_i64(i64), serialize_u8(u8),
+            serialize_u16(u16), serialize_u32(u32), serialize_u64(u64),
+            serialize_f32(f32), serialize_f64(f64), serialize_char(char),
+            serialize_bytes(&[u8]), serialize_none(), serialize_unit(),
+            serialize_unit_struct(&'static str),
+            serialize_unit_variant(&'static str, u32, &'static str),
+        );
+        fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<$ok> {
+            unsupported($what)
+        }
+    };
+}
+
+/// The associated types of a serializer with no compound values of its
+/// own (maps and structs aside, which `$map` and `$struct` name).
+macro_rules! serializer_types {
+    ($ok:ty, $map:ty, $struct:ty) => {
+        type Ok = $ok;
+        type Error = StoreError;
+        type SerializeSeq = Impossible<$ok, StoreError>;
+        type SerializeTuple = Impossible<$ok, StoreError>;
+        type SerializeTupleStruct = Impossible<$ok, StoreError>;
+        type SerializeTupleVariant = Impossible<$ok, StoreError>;
+        type SerializeMap = $map;
+        type SerializeStruct = $struct;
+        type SerializeStructVariant = Impossible<$ok, StoreError>;
+    };
+}
+
 impl ser::Serializer for &mut RowBinder<'_, '_> {
-    type Ok = ();
-    type Error = StoreError;
-    type SerializeSeq = Impossible<(), StoreError>;
-    type SerializeTuple = Impossible<(), StoreError>;
-    type SerializeTupleStruct = Impossible<(), StoreError>;
-    type SerializeTupleVariant = Impossible<(), StoreError>;
-    type SerializeMap = Self;
-    type SerializeStruct = Self;
-    type SerializeStructVariant = Impossible<(), StoreError>;
+    serializer_types!((), Self, Self);
 
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self> {
         Ok(self)
@@ -250,110 +321,9 @@ impl ser::Serializer for &mut RowBinder<'_, '_> {
     fn serialize_map(self, _: Option<usize>) -> Result<Self> {
         Ok(self)
     }
-    fn serialize_bool(self, _: bool) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_i8(self, _: i8) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_i16(self, _: i16) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_i32(self, _: i32) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_i64(self, _: i64) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_u8(self, _: u8) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_u16(self, _: u16) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_u32(self, _: u32) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_u64(self, _: u64) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_f32(self, _: f32) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_f64(self, _: f64) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_char(self, _: char) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_str(self, _: &str) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_none(self) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_unit(self) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<()> {
-        unsupported("a bare value")
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        value: &T,
-    ) -> Result<()> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<()> {
-        unsupported("an enum")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        unsupported("a sequence")
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        unsupported("a tuple")
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
-        unsupported("a tuple")
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        unsupported("an enum")
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        unsupported("an enum")
-    }
+    no_scalars!((), "a bare value");
+    reject!((), "a bare value": serialize_str(&str));
+    no_compounds!(());
 }
 
 impl ser::SerializeStruct for &mut RowBinder<'_, '_> {
@@ -395,98 +365,24 @@ impl ser::SerializeMap for &mut RowBinder<'_, '_> {
 /// only strings are field names.
 struct KeyName<'k>(&'k mut String);
 
-macro_rules! not_a_name {
-    ($($m:ident($($t:ty),*)),* $(,)?) => {
-        $(fn $m(self, $(_: $t),*) -> Result<()> { unsupported("a non-string key") })*
-    };
-}
-
 impl ser::Serializer for KeyName<'_> {
-    type Ok = ();
-    type Error = StoreError;
-    type SerializeSeq = Impossible<(), StoreError>;
-    type SerializeTuple = Impossible<(), StoreError>;
-    type SerializeTupleStruct = Impossible<(), StoreError>;
-    type SerializeTupleVariant = Impossible<(), StoreError>;
-    type SerializeMap = Impossible<(), StoreError>;
-    type SerializeStruct = Impossible<(), StoreError>;
-    type SerializeStructVariant = Impossible<(), StoreError>;
+    serializer_types!(
+        (),
+        Impossible<(), StoreError>,
+        Impossible<(), StoreError>
+    );
 
     fn serialize_str(self, v: &str) -> Result<()> {
         self.0.push_str(v);
         Ok(())
     }
-    not_a_name!(
-        serialize_bool(bool),
-        serialize_i8(i8),
-        serialize_i16(i16),
-        serialize_i32(i32),
-        serialize_i64(i64),
-        serialize_u8(u8),
-        serialize_u16(u16),
-        serialize_u32(u32),
-        serialize_u64(u64),
-        serialize_f32(f32),
-        serialize_f64(f64),
-        serialize_char(char),
-        serialize_bytes(&[u8]),
-        serialize_none(),
-        serialize_unit(),
-        serialize_unit_struct(&'static str),
-        serialize_unit_variant(&'static str, u32, &'static str),
+    no_scalars!((), "a non-string key");
+    reject!(Self::SerializeMap, "a non-string key": serialize_map(Option<usize>));
+    reject!(
+        Self::SerializeStruct,
+        "a non-string key": serialize_struct(&'static str, usize)
     );
-    fn serialize_some<T: Serialize + ?Sized>(self, _: &T) -> Result<()> {
-        unsupported("a non-string key")
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<()> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<()> {
-        unsupported("a non-string key")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        unsupported("a non-string key")
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        unsupported("a non-string key")
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
-        unsupported("a non-string key")
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        unsupported("a non-string key")
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        unsupported("a non-string key")
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-        unsupported("a non-string key")
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        unsupported("a non-string key")
-    }
+    no_compounds!(());
 }
 
 /// Binds one field's value: integers, floats, booleans (as 0/1, as sqlx
@@ -504,15 +400,11 @@ impl ValueBinder<'_, '_> {
 }
 
 impl ser::Serializer for ValueBinder<'_, '_> {
-    type Ok = ();
-    type Error = StoreError;
-    type SerializeSeq = Impossible<(), StoreError>;
-    type SerializeTuple = Impossible<(), StoreError>;
-    type SerializeTupleStruct = Impossible<(), StoreError>;
-    type SerializeTupleVariant = Impossible<(), StoreError>;
-    type SerializeMap = Impossible<(), StoreError>;
-    type SerializeStruct = Impossible<(), StoreError>;
-    type SerializeStructVariant = Impossible<(), StoreError>;
+    serializer_types!(
+        (),
+        Impossible<(), StoreError>,
+        Impossible<(), StoreError>
+    );
 
     fn serialize_bool(self, v: bool) -> Result<()> {
         self.put(i64::from(v))
@@ -574,55 +466,12 @@ impl ser::Serializer for ValueBinder<'_, '_> {
     fn serialize_unit_variant(self, _: &'static str, _: u32, variant: &'static str) -> Result<()> {
         self.put(variant)
     }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(self, _: &'static str, v: &T) -> Result<()> {
-        v.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: &T,
-    ) -> Result<()> {
-        unsupported("an enum with data")
-    }
-    fn serialize_seq(self, _: Option<usize>) -> Result<Self::SerializeSeq> {
-        unsupported("a sequence")
-    }
-    fn serialize_tuple(self, _: usize) -> Result<Self::SerializeTuple> {
-        unsupported("a tuple")
-    }
-    fn serialize_tuple_struct(
-        self,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleStruct> {
-        unsupported("a tuple")
-    }
-    fn serialize_tuple_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeTupleVariant> {
-        unsupported("an enum with data")
-    }
-    fn serialize_map(self, _: Option<usize>) -> Result<Self::SerializeMap> {
-        unsupported("a nested map")
-    }
-    fn serialize_struct(self, _: &'static str, _: usize) -> Result<Self::SerializeStruct> {
-        unsupported("a nested struct")
-    }
-    fn serialize_struct_variant(
-        self,
-        _: &'static str,
-        _: u32,
-        _: &'static str,
-        _: usize,
-    ) -> Result<Self::SerializeStructVariant> {
-        unsupported("an enum with data")
-    }
+    reject!(Self::SerializeMap, "a nested map": serialize_map(Option<usize>));
+    reject!(
+        Self::SerializeStruct,
+        "a nested struct": serialize_struct(&'static str, usize)
+    );
+    no_compounds!(());
 }
 
 #[cfg(test)]
@@ -726,6 +575,44 @@ mod tests {
             .execute_rows("INSERT INTO t (a, b) VALUES (:a, :b)", &[Short { a: 1 }])
             .unwrap_err();
         assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        let n: i64 = w
+            .conn()
+            .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn values_that_are_not_plain_columns_are_refused() {
+        #[derive(Serialize)]
+        struct Nested {
+            a: Vec<i64>,
+        }
+        #[derive(Serialize)]
+        struct Huge {
+            a: u64,
+        }
+        #[derive(Serialize)]
+        enum E {
+            Data(i64),
+        }
+        #[derive(Serialize)]
+        struct WithEnum {
+            a: E,
+        }
+        let mut w = writer();
+        w.conn().execute_batch("CREATE TABLE t (a)").unwrap();
+        let sql = "INSERT INTO t (a) VALUES (:a)";
+        for err in [
+            w.execute_rows(sql, &[Nested { a: vec![1] }]).unwrap_err(),
+            w.execute_rows(sql, &[Huge { a: u64::MAX }]).unwrap_err(),
+            w.execute_rows(sql, &[WithEnum { a: E::Data(1) }])
+                .unwrap_err(),
+            // A bare value is no row.
+            w.execute_rows(sql, &[1i64]).unwrap_err(),
+        ] {
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+        }
         let n: i64 = w
             .conn()
             .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))

@@ -17,6 +17,7 @@ use serde::Serialize;
 use crate::bulk::{Bulk, Script};
 use crate::direct::DirectWriter;
 use crate::{Backend, Db, Result, Tx, args};
+use rusqlite::OptionalExtension;
 
 /// Where a click record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1075,11 +1076,7 @@ impl Conn<'_, '_> {
                                 is_bot: r.get(11)?,
                             })
                         })
-                        .map(Some)
-                        .or_else(|e| match e {
-                            rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                            e => Err(e),
-                        })?;
+                        .optional()?;
                     out.extend(row);
                 }
                 Ok(out)

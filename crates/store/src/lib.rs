@@ -138,8 +138,6 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 pub struct WalState {
     /// Frames in the WAL at the last passive checkpoint.
     frames: std::sync::atomic::AtomicI64,
-    /// Of which that checkpoint had copied.
-    copied: std::sync::atomic::AtomicI64,
     /// Passive checkpoints so far.
     passes: std::sync::atomic::AtomicU64,
     /// Restarts of the WAL by the direct writer so far.
@@ -176,17 +174,10 @@ macro_rules! db_fetch {
     };
 }
 
-/// The body of [`Tx`]'s typed fetches: the same call on each kind of
-/// transaction (a raw one sends `BEGIN IMMEDIATE` with its first statement).
+/// The body of [`Tx`]'s typed fetches: the same call on each backend.
 macro_rules! tx_fetch {
     ($tx:ident, $sql:ident, $args:ident, $method:ident) => {
         Ok(match $tx {
-            Tx::SqliteRaw { conn, begun } => {
-                let sql = Tx::raw_sql(begun, $sql);
-                bind_sqlite_as(sqlx::query_as(&sql), $args)
-                    .$method(&mut **conn)
-                    .await?
-            }
             Tx::Sqlite(t) => {
                 bind_sqlite_as(sqlx::query_as($sql), $args)
                     .$method(&mut **t)
@@ -359,27 +350,6 @@ impl Db {
         db_fetch!(self, sql, args, fetch_one)
     }
 
-    /// A write connection of its own for a hot writer (SQLite only; `None`
-    /// on PostgreSQL, whose pool serves concurrent writers well).
-    ///
-    /// Why: returning a pooled connection happens in a spawned task, and
-    /// with the runtime busy serving requests the next `begin` on a
-    /// one-connection pool waits for that task to be scheduled; measured,
-    /// that wait was a third of the ingest writer's time. A dedicated
-    /// connection shares the database's write lock with the pool's writer
-    /// (SQLite's busy timeout arbitrates).
-    pub async fn dedicated_writer(&self) -> Result<Option<DedicatedWriter>> {
-        match self {
-            Db::Sqlite { options, .. } => {
-                use sqlx::ConnectOptions;
-                Ok(Some(DedicatedWriter {
-                    conn: options.connect().await?,
-                }))
-            }
-            Db::Postgres(_) => Ok(None),
-        }
-    }
-
     /// A synchronous write connection of its own for the hottest writer
     /// (SQLite only; see [`direct`]). Blocking: call it from that writer's
     /// own thread.
@@ -455,7 +425,6 @@ impl Checkpointer {
             .await?;
         use std::sync::atomic::Ordering::Relaxed;
         self.wal.frames.store(log, Relaxed);
-        self.wal.copied.store(done, Relaxed);
         self.wal.passes.fetch_add(1, Relaxed);
         Ok(CheckpointStats {
             wal_frames: log,
@@ -480,43 +449,10 @@ impl Checkpointer {
     }
 }
 
-/// A connection owned by one writer (see [`Db::dedicated_writer`]).
-pub struct DedicatedWriter {
-    conn: sqlx::SqliteConnection,
-}
-
-impl std::fmt::Debug for DedicatedWriter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DedicatedWriter")
-    }
-}
-
-impl DedicatedWriter {
-    /// A write transaction on this connection. `BEGIN IMMEDIATE` is sent
-    /// with the transaction's first statement, and [`Tx::execute_and_commit`]
-    /// sends `COMMIT` with its last: two round trips to SQLite's worker
-    /// thread fewer per transaction, which under load is a third of a small
-    /// group commit's time.
-    pub fn begin(&mut self) -> Tx<'_> {
-        Tx::SqliteRaw {
-            conn: &mut self.conn,
-            begun: false,
-        }
-    }
-}
-
 /// A write transaction on either backend.
 pub enum Tx<'c> {
     Sqlite(Transaction<'c, Sqlite>),
     Postgres(Transaction<'c, Postgres>),
-    /// A transaction on a [`DedicatedWriter`], managed by hand: `begun` is
-    /// whether `BEGIN IMMEDIATE` has been sent. Dropping it without commit
-    /// or rollback leaves the transaction open, so its owner discards the
-    /// connection after any failure (closing it rolls back).
-    SqliteRaw {
-        conn: &'c mut sqlx::SqliteConnection,
-        begun: bool,
-    },
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -524,7 +460,6 @@ impl std::fmt::Debug for Tx<'_> {
         f.write_str(match self {
             Tx::Sqlite(_) => "Tx::Sqlite",
             Tx::Postgres(_) => "Tx::Postgres",
-            Tx::SqliteRaw { .. } => "Tx::SqliteRaw",
         })
     }
 }
@@ -532,30 +467,13 @@ impl std::fmt::Debug for Tx<'_> {
 impl Tx<'_> {
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) | Tx::SqliteRaw { .. } => Backend::Sqlite,
+            Tx::Sqlite(_) => Backend::Sqlite,
             Tx::Postgres(_) => Backend::Postgres,
-        }
-    }
-
-    /// `sql`, preceded by `BEGIN IMMEDIATE` when it is a raw transaction's
-    /// first statement.
-    fn raw_sql<'s>(begun: &mut bool, sql: &'s str) -> std::borrow::Cow<'s, str> {
-        if std::mem::replace(begun, true) {
-            std::borrow::Cow::Borrowed(sql)
-        } else {
-            std::borrow::Cow::Owned(format!("BEGIN IMMEDIATE;\n{sql}"))
         }
     }
 
     pub async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
         Ok(match self {
-            Tx::SqliteRaw { conn, begun } => {
-                let sql = Self::raw_sql(begun, sql);
-                bind_sqlite(sqlx::query(&sql), args)
-                    .execute(&mut **conn)
-                    .await?
-                    .rows_affected()
-            }
             Tx::Sqlite(t) => bind_sqlite(sqlx::query(sql), args)
                 .execute(&mut **t)
                 .await?
@@ -592,64 +510,16 @@ impl Tx<'_> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
-            Tx::SqliteRaw { begun: false, .. } => {}
-            Tx::SqliteRaw { conn, begun: true } => {
-                if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-                    raw_rollback(conn).await;
-                    return Err(e.into());
-                }
-            }
         }
         Ok(())
-    }
-
-    /// Runs `sql` (which may hold several statements) and commits; on a
-    /// raw transaction in the same round trip.
-    pub async fn execute_and_commit(mut self, sql: &str, args: Args) -> Result<()> {
-        if sql.is_empty() {
-            return self.commit().await;
-        }
-        match self {
-            Tx::SqliteRaw {
-                ref mut conn,
-                ref mut begun,
-            } => {
-                let sql = sql.trim_end().trim_end_matches(';');
-                let body = format!("{};\nCOMMIT;", Self::raw_sql(begun, sql));
-                // Not cached: a batch's statement list rarely repeats
-                // exactly, and cached multi-row statements hold much memory.
-                let q = bind_sqlite(sqlx::query(&body).persistent(false), args);
-                if let Err(e) = q.execute(&mut **conn).await {
-                    // Whether it failed before COMMIT or at it, nothing of
-                    // this transaction is committed.
-                    raw_rollback(conn).await;
-                    return Err(e.into());
-                }
-                Ok(())
-            }
-            _ => {
-                self.execute(sql, args).await?;
-                self.commit().await
-            }
-        }
     }
 
     pub async fn rollback(self) -> Result<()> {
         match self {
             Tx::Sqlite(t) => t.rollback().await?,
             Tx::Postgres(t) => t.rollback().await?,
-            Tx::SqliteRaw { begun: false, .. } => {}
-            Tx::SqliteRaw { conn, begun: true } => raw_rollback(conn).await,
         }
         Ok(())
-    }
-}
-
-/// `ROLLBACK` on a raw transaction; "no transaction is active" (a failed
-/// `BEGIN`, or SQLite already rolled back) is not an error.
-async fn raw_rollback(conn: &mut sqlx::SqliteConnection) {
-    if let Err(e) = sqlx::query("ROLLBACK").execute(&mut *conn).await {
-        tracing::debug!(error = %e, "rollback of a raw transaction");
     }
 }
 

@@ -1,7 +1,6 @@
-//! The SQLite writers' own mechanisms: a dedicated writer's raw
-//! transactions (`BEGIN IMMEDIATE` sent with the first statement, `COMMIT`
-//! with the last), the background checkpointer, the ingest writer's direct
-//! connection restarting the WAL, and its bounded session cache.
+//! The SQLite writers' own mechanisms: the background checkpointer, the
+//! ingest writer's direct connection restarting the WAL, and its bounded
+//! session cache.
 
 use clicktrail_store::{Db, DbOptions, args};
 
@@ -14,80 +13,21 @@ async fn open(name: &str) -> (Db, std::path::PathBuf) {
     (db, dir)
 }
 
-async fn value(db: &Db, key: &str) -> Option<String> {
-    db.fetch_optional::<(String,)>("SELECT value FROM server_meta WHERE key = $1", args![key])
-        .await
-        .unwrap()
-        .map(|r| r.0)
-}
-
-#[tokio::test]
-async fn a_failed_raw_transaction_commits_nothing_and_leaves_the_writer_usable() {
-    let (db, dir) = open("raw").await;
-    db.execute(
-        "INSERT INTO server_meta (key, value) VALUES ('a', '1')",
-        args![],
-    )
-    .await
-    .unwrap();
-    let mut w = db
-        .dedicated_writer()
-        .await
-        .unwrap()
-        .expect("SQLite has one");
-
-    // A read opens the transaction; the script fails at its second statement
-    // (duplicate primary key) after the first one changed a row.
-    let mut tx = w.begin();
-    let seen: Vec<(String,)> = tx
-        .fetch_all("SELECT value FROM server_meta WHERE key = 'a'", args![])
-        .await
-        .unwrap();
-    assert_eq!(seen, vec![("1".to_owned(),)]);
-    let err = tx
-        .execute_and_commit(
-            "UPDATE server_meta SET value = '2' WHERE key = 'a';\nINSERT INTO server_meta (key, value) VALUES ('a', 'dup');",
-            args![],
-        )
-        .await
-        .unwrap_err();
-    assert!(err.is_unique_violation(), "{err}");
-    assert_eq!(
-        value(&db, "a").await.as_deref(),
-        Some("1"),
-        "the first statement was rolled back"
-    );
-
-    // The same connection starts and commits the next transaction.
-    let tx = w.begin();
-    tx.execute_and_commit(
-        "UPDATE server_meta SET value = $1 WHERE key = 'a'",
-        args!["3"],
-    )
-    .await
-    .unwrap();
-    assert_eq!(value(&db, "a").await.as_deref(), Some("3"));
-
-    // Reads only, then commit; and a transaction that never ran a statement.
-    let mut tx = w.begin();
-    let _: Vec<(String,)> = tx
-        .fetch_all("SELECT value FROM server_meta", args![])
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    w.begin().commit().await.unwrap();
-    // An explicit rollback after a write.
-    let mut tx = w.begin();
-    tx.execute(
-        "UPDATE server_meta SET value = '4' WHERE key = 'a'",
-        args![],
-    )
-    .await
-    .unwrap();
-    tx.rollback().await.unwrap();
-    assert_eq!(value(&db, "a").await.as_deref(), Some("3"));
+async fn close(db: Db, dir: std::path::PathBuf) {
     db.close().await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// After a restart, the next write goes to the beginning of the WAL.
+async fn assert_next_write_starts_the_wal_over(db: &Db, cp: &mut clicktrail_store::Checkpointer) {
+    db.execute(
+        "UPDATE server_meta SET value = 'y' WHERE key = 'k0'",
+        args![],
+    )
+    .await
+    .unwrap();
+    let st = cp.passive().await.unwrap();
+    assert!(st.wal_frames < 10, "the WAL restarted: {st:?}");
 }
 
 #[tokio::test]
@@ -110,17 +50,8 @@ async fn the_checkpointer_copies_the_wal_and_restarts_it() {
     );
     let st = cp.restart().await.unwrap();
     assert_eq!(st.checkpointed, st.wal_frames, "{st:?}");
-    // The next write starts the WAL over from its beginning.
-    db.execute(
-        "UPDATE server_meta SET value = 'y' WHERE key = 'k0'",
-        args![],
-    )
-    .await
-    .unwrap();
-    let st = cp.passive().await.unwrap();
-    assert!(st.wal_frames < 10, "the WAL restarted: {st:?}");
-    db.close().await;
-    let _ = std::fs::remove_dir_all(dir);
+    assert_next_write_starts_the_wal_over(&db, &mut cp).await;
+    close(db, dir).await;
 }
 
 #[tokio::test]
@@ -155,19 +86,10 @@ async fn the_direct_writer_restarts_the_wal_after_a_passive_checkpoint() {
         !w.restart_wal_if_large().unwrap(),
         "once per passive checkpoint"
     );
-    // The next write starts the WAL over from its beginning.
-    db.execute(
-        "UPDATE server_meta SET value = 'y' WHERE key = 'k0'",
-        args![],
-    )
-    .await
-    .unwrap();
-    let st = cp.passive().await.unwrap();
-    assert!(st.wal_frames < 10, "the WAL restarted: {st:?}");
+    assert_next_write_starts_the_wal_over(&db, &mut cp).await;
     assert!(!w.restart_wal_if_large().unwrap(), "a short WAL stays");
     drop(w);
-    db.close().await;
-    let _ = std::fs::remove_dir_all(dir);
+    close(db, dir).await;
 }
 
 /// One PageView of `visitor` at `at_ms`.
@@ -260,6 +182,5 @@ async fn the_session_cache_stays_bounded_and_sessions_continue_past_it() {
         .await
         .unwrap();
     assert_eq!(pv, 2);
-    db.close().await;
-    let _ = std::fs::remove_dir_all(dir);
+    close(db, dir).await;
 }
