@@ -18,20 +18,20 @@
 //! seconds, destinations (`meta`, `meta,tiktok`). PostgreSQL is reached at
 //! postgres://postgres@127.0.0.1:5432 (a database is created and dropped).
 
+mod support;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clicktrail::app;
-use clicktrail::config::{Config, Secret};
 use clicktrail::delivery::{QueueItem, queue_in};
 use clicktrail_domain::PropertyId;
 use clicktrail_store::{Db, args};
 use clicktrail_testkit::meta::FakeMeta;
 use clicktrail_testkit::tiktok::FakeTiktok;
 use serde_json::{Value, json};
+use support::{BenchDb, api};
 
-const MASTER_KEY: &str = "bench-delivery-master-key-0123456789";
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const SESSIONS: i64 = 2000;
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -40,20 +40,6 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     }
     let rank = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
-}
-
-async fn api(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    let resp = http
-        .post(format!("{base}/api/v1{path}"))
-        .bearer_auth(MASTER_KEY)
-        .json(&body)
-        .send()
-        .await
-        .expect("API call");
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
 }
 
 async fn preload(db: &Db, property: &str) {
@@ -107,17 +93,8 @@ struct Run {
     max: i64,
 }
 
-async fn run(url: &str, dir: &std::path::Path, rate: usize, seconds: u64, kinds: &[&str]) -> Run {
-    let mut cfg = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: url.to_owned(),
-        master_key: Some(serde_json::from_value::<Secret>(json!(MASTER_KEY)).expect("secret")),
-        allow_private_networks: true,
-        data_dir: dir.join("data"),
-        log: "warn".into(),
-        ..Config::default()
-    };
-    cfg.polling.enabled = false;
+async fn run(bench_db: &BenchDb, rate: usize, seconds: u64, kinds: &[&str]) -> Run {
+    let cfg = bench_db.config();
     let server = app::start(cfg).await.expect("server");
     let state = server.state.clone();
     let base = server.base_url();
@@ -300,23 +277,9 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let dir = std::env::temp_dir().join(format!("ct-bench-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let (url, pg_name) = match backend.as_str() {
-            "postgres" => {
-                let name = format!("ct_bench_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(PG_ADMIN).await.expect("PostgreSQL");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&admin)
-                    .await
-                    .expect("create database");
-                admin.close().await;
-                (format!("postgres://postgres@127.0.0.1:5432/{name}"), Some(name))
-            }
-            _ => (format!("sqlite://{}/bench.db", dir.display()), None),
-        };
+        let bench_db = BenchDb::create(&backend).await;
         eprintln!("delivery bench: {backend}, {rate} conversions/s for {seconds} s, destinations {kinds_arg}");
-        let r = run(&url, &dir, rate, seconds, &kinds).await;
+        let r = run(&bench_db, rate, seconds, &kinds).await;
         println!(
             "{backend}: {} conversions ({} deliveries) in {:.2} s = {:.0} conversions/s, {:.0} deliveries/s; \
              accepted -> first attempt p50 {} ms, p99 {} ms, max {} ms",
@@ -329,13 +292,6 @@ fn main() {
             r.p99,
             r.max
         );
-        if let Some(name) = pg_name
-            && let Ok(admin) = sqlx::PgPool::connect(PG_ADMIN).await
-        {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
+        bench_db.remove().await;
     });
 }

@@ -39,6 +39,8 @@
 //! PostgreSQL is reached at postgres://postgres@127.0.0.1:5432 (a database
 //! is created and dropped).
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write as _};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
@@ -47,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use clicktrail::app;
-use clicktrail::config::{Config, Secret};
 use clicktrail_networks::incomeaccess::{self, IncomeAccessSettings, ReportFormat, SecurityKey};
 use clicktrail_store::conversions::lookup;
 use clicktrail_store::{Backend, Db, args, integrations};
@@ -55,9 +56,8 @@ use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
 use futures::StreamExt as _;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
+use support::{BenchDb, MASTER_KEY, api};
 
-const MASTER_KEY: &str = "bench-incomeaccess-master-key-0123456789";
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 /// Click ids and visitor ids are numbered from here (all ten digits).
 const FIRST: u64 = 1_000_000_000;
 const PRELOAD_BATCH: usize = 5000;
@@ -255,20 +255,6 @@ impl FakeProcess {
 
 // ---------------------------------------------------------------------------
 // The server side.
-
-async fn api(http: &reqwest::Client, base: &str, path: &str, body: Value) -> Value {
-    let resp = http
-        .post(format!("{base}/api/v1{path}"))
-        .bearer_auth(MASTER_KEY)
-        .json(&body)
-        .send()
-        .await
-        .expect("API call");
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap_or(Value::Null);
-    assert!(status.is_success(), "{path}: {status} {v}");
-    v
-}
 
 /// N sessions (paid search from Google) and a click on an Income Access
 /// link in each, one hour ago.
@@ -557,19 +543,8 @@ async fn chunk_steps(db: &Db, property: &str, iid: &str, n: u64) {
 // ---------------------------------------------------------------------------
 
 /// Runs the stages; true when every check passed.
-async fn run(url: &str, dir: &std::path::Path, n: u64, format: &str, fake: &FakeProcess) -> bool {
-    let mut cfg = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: url.to_owned(),
-        master_key: Some(serde_json::from_value::<Secret>(json!(MASTER_KEY)).expect("secret")),
-        allow_private_networks: true,
-        data_dir: dir.join("data"),
-        log: "warn".into(),
-        ..Config::default()
-    };
-    // No scheduler: installing the integration would start a poll at once,
-    // racing the one measured. "Poll now" works without it.
-    cfg.polling.enabled = false;
+async fn run(bench_db: &BenchDb, n: u64, format: &str, fake: &FakeProcess) -> bool {
+    let cfg = bench_db.config();
     let server = app::start(cfg).await.expect("server");
     let state = server.state.clone();
     let db = state.db.clone();
@@ -777,34 +752,9 @@ fn main() {
         .build()
         .expect("runtime");
     let ok = rt.block_on(async {
-        let dir =
-            std::env::temp_dir().join(format!("ct-bench-ia-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let (url, pg_name) = match backend {
-            "postgres" => {
-                let name = format!("ct_bench_{}", uuid::Uuid::new_v4().simple());
-                let admin = sqlx::PgPool::connect(PG_ADMIN).await.expect("PostgreSQL");
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&admin)
-                    .await
-                    .expect("create database");
-                admin.close().await;
-                (
-                    format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    Some(name),
-                )
-            }
-            _ => (format!("sqlite://{}/bench.db", dir.display()), None),
-        };
-        let ok = run(&url, &dir, n, format, &fake).await;
-        if let Some(name) = pg_name
-            && let Ok(admin) = sqlx::PgPool::connect(PG_ADMIN).await
-        {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&admin)
-                .await;
-        }
-        let _ = std::fs::remove_dir_all(&dir);
+        let bench_db = BenchDb::create(backend).await;
+        let ok = run(&bench_db, n, format, &fake).await;
+        bench_db.remove().await;
         ok
     });
     fake.stop();
