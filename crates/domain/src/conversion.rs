@@ -3,6 +3,7 @@
 //! with a stable snake_case code.
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -89,7 +90,69 @@ pub struct SourceEvent {
     /// transaction id of the conversion being adjusted.
     pub adjusts: Option<String>,
     /// The payload as received, for the conversion log.
-    pub raw: serde_json::Value,
+    pub raw: RawPayload,
+}
+
+/// A payload as received (a postback's parameters, a report row), kept as
+/// JSON text: the conversion log stores it as is, and the events one report
+/// row makes share it instead of each serialising a copy.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawPayload(Arc<str>);
+
+impl RawPayload {
+    pub fn from_value(v: &serde_json::Value) -> Self {
+        Self(v.to_string().into())
+    }
+
+    /// A JSON object of string fields (a report row's); of a repeated name
+    /// the last value counts.
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let map: std::collections::BTreeMap<&str, &str> = fields.into_iter().collect();
+        // A map of strings always serialises.
+        Self(serde_json::to_string(&map).unwrap_or_default().into())
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The payload parsed (`null` if the text is not JSON, which no
+    /// constructor makes).
+    pub fn value(&self) -> serde_json::Value {
+        serde_json::from_str(&self.0).unwrap_or_default()
+    }
+}
+
+impl Default for RawPayload {
+    /// An empty object.
+    fn default() -> Self {
+        Self("{}".into())
+    }
+}
+
+impl From<serde_json::Value> for RawPayload {
+    fn from(v: serde_json::Value) -> Self {
+        Self::from_value(&v)
+    }
+}
+
+impl fmt::Debug for RawPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for RawPayload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawPayload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_json::Value::deserialize(d).map(Self::from)
+    }
 }
 
 /// The conversion log's error codes. Stable: tests and users' filters rely

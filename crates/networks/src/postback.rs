@@ -18,7 +18,7 @@
 //! Parsing is a pure function: no I/O, no clock.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
+use clicktrail_domain::conversion::{RawPayload, SourceEvent, SourceKind, SourceStatus};
 use clicktrail_domain::mapping::normalise_name;
 use clicktrail_domain::money::{Currency, amount_from_f64, parse_amount};
 use rust_decimal::Decimal;
@@ -520,7 +520,7 @@ impl Params {
             status,
             occurred_at,
             adjusts: None,
-            raw: Value::Object(self.raw),
+            raw: RawPayload::from_value(&Value::Object(self.raw)),
         })
     }
 }

@@ -163,7 +163,7 @@ async fn first_poll_then_nothing_xml_and_csv() {
         e[4].click_id, None,
         "empty affcustomid: the server logs missing_click_id"
     );
-    assert_eq!(e[1].raw["playerid"], "1001");
+    assert_eq!(e[1].raw.value()["playerid"], "1001");
     assert_eq!(first.summaries.len(), 1);
     assert_eq!(first.summaries[0].rows, 3);
     assert_eq!(first.summaries[0].totals_rows, 1, "totals row dropped");
@@ -378,7 +378,7 @@ async fn mixed_case_fields() {
         let mut p = Poller::new(&fake, format);
         let poll = p.poll(d(2024, 5, 20)).await.unwrap();
         assert_eq!(names(&poll.events), expected, "{format:?}");
-        assert_eq!(poll.events[0].raw["RowID"], "1");
+        assert_eq!(poll.events[0].raw.value()["RowID"], "1");
         assert_eq!(poll.summaries[0].totals_rows, 1);
     }
 }

@@ -156,7 +156,7 @@ fn missing_click_id_is_not_an_error() {
     assert_eq!(ev.source_event, "commission");
     assert_eq!(ev.kind, SourceKind::Postback);
     assert_eq!(ev.status, SourceStatus::Approved);
-    assert_eq!(ev.raw, json!({}));
+    assert_eq!(ev.raw.value(), json!({}));
 }
 
 #[test]
@@ -194,7 +194,7 @@ fn unreplaced_macros_count_as_absent() {
         assert_eq!(ev.occurred_at, None, "{m}");
         assert_eq!(ev.source_event, "commission", "{m}");
         // The raw payload keeps what was sent.
-        assert_eq!(ev.raw["click_id"], json!(m));
+        assert_eq!(ev.raw.value()["click_id"], json!(m));
     }
 }
 
@@ -367,7 +367,10 @@ fn timestamps() {
 #[test]
 fn raw_keeps_every_parameter() {
     let ev = parse(&[("click_id", "a"), ("x", "1"), ("x", "2"), ("x", "3")]);
-    assert_eq!(ev.raw, json!({"click_id": "a", "x": ["1", "2", "3"]}));
+    assert_eq!(
+        ev.raw.value(),
+        json!({"click_id": "a", "x": ["1", "2", "3"]})
+    );
     assert_eq!(ev.adjusts, None);
 }
 
@@ -421,7 +424,7 @@ fn query_string_and_form_body() {
     assert_eq!(ev.click_id.as_deref(), Some("from-query"));
     assert_eq!(ev.source_event, "lead");
     assert_eq!(
-        ev.raw,
+        ev.raw.value(),
         json!({"tid": ["from-query", "from-body"], "value": "3", "event": "lead"})
     );
 
@@ -454,8 +457,8 @@ fn json_body() {
     // Nested one level: numbers become strings.
     assert_eq!(ev.transaction_id.as_deref(), Some("12345"));
     assert_eq!(ev.status, SourceStatus::Pending);
-    assert_eq!(ev.raw["conversion"]["subid"], json!("nested"));
-    assert_eq!(ev.raw["items"], json!([1, 2, 3]));
+    assert_eq!(ev.raw.value()["conversion"]["subid"], json!("nested"));
+    assert_eq!(ev.raw.value()["items"], json!([1, 2, 3]));
 
     // Top level beats nested, query beats body.
     let body = json!({"data": {"click_id": "nested"}, "subid": "top"}).to_string();
@@ -476,7 +479,7 @@ fn json_body() {
     );
     let ev = parse_json(&pairs(&[("subid", "query")]), body.as_bytes(), &OPTS).expect("parses");
     assert_eq!(ev.click_id.as_deref(), Some("query"));
-    assert_eq!(ev.raw["subid"], json!(["query", "top"]));
+    assert_eq!(ev.raw.value()["subid"], json!(["query", "top"]));
 
     // Exponent numbers are read as floats.
     let ev = parse_json(&[], br#"{"value": 1.5e2}"#, &OPTS).expect("parses");

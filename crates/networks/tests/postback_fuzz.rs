@@ -101,7 +101,7 @@ fn check_event(ev: &clicktrail_domain::conversion::SourceEvent) {
     }
     assert!(!ev.source_event.trim().is_empty());
     assert!(ev.source_event.len() <= MAX_EVENT_LEN);
-    assert!(ev.raw.is_object());
+    assert!(ev.raw.value().is_object());
 }
 
 /// Runs a property over `CASES` generated inputs with proptest's runner

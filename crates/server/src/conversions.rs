@@ -15,6 +15,7 @@ use clicktrail_domain::money::to_micros;
 use clicktrail_domain::{ClickId, PropertyId};
 use clicktrail_store::clicks::{self, Click};
 use clicktrail_store::conversions::{self, ConversionRow, Draft, Effect, Touch, Written, lookup};
+use clicktrail_store::direct::DirectWriter;
 use clicktrail_store::integrations::Integration;
 use clicktrail_store::properties::Property;
 use clicktrail_store::{Db, StoreError, Tx};
@@ -62,7 +63,8 @@ pub struct Pending {
 
 fn blank_row(p: &Pending) -> ConversionRow {
     let ev = &p.event;
-    let id = EntityId::generate("cv").into_string();
+    // Time-ordered: a batch's rows share the pages of the id index.
+    let id = EntityId::generate_at("cv", p.received_at_ms).into_string();
     ConversionRow {
         event_id: p.event_id.clone().unwrap_or_else(|| id.clone()),
         id,
@@ -119,7 +121,7 @@ fn blank_row(p: &Pending) -> ConversionRow {
         first_ad: None,
         first_landing_page: None,
         is_bot: false,
-        raw: ev.raw.to_string(),
+        raw: ev.raw.as_str().to_owned(),
     }
 }
 
@@ -137,7 +139,7 @@ fn dedup_key(p: &Pending) -> String {
         (_, Some(c)) if !c.trim().is_empty() => format!("click:{}", c.trim()),
         _ => format!(
             "raw:{}",
-            hex::encode(&Sha256::digest(ev.raw.to_string().as_bytes())[..16])
+            hex::encode(&Sha256::digest(ev.raw.as_str().as_bytes())[..16])
         ),
     };
     let adjustment = if is_adjustment(ev) || ev.status == SourceStatus::Rejected {
@@ -601,7 +603,8 @@ impl std::fmt::Debug for ConversionQueue {
 pub type AfterWrite = Arc<
     dyn for<'a> Fn(
             &'a mut clicktrail_store::Tx,
-            &'a [(Draft, Written)],
+            &'a [Draft],
+            &'a [Written],
         ) -> futures::future::BoxFuture<'a, Result<(), StoreError>>
         + Send
         + Sync,
@@ -613,18 +616,19 @@ pub type AfterWrite = Arc<
 /// exists (it holds this writer's queue).
 pub fn outbox_hooks(cell: Arc<OnceLock<AppState>>) -> (AfterWrite, AfterCommit) {
     let before = cell.clone();
-    let after_write: AfterWrite = Arc::new(move |tx, pairs| {
+    let after_write: AfterWrite = Arc::new(move |tx, drafts, written| {
         let cell = before.clone();
         Box::pin(async move {
             let Some(state) = cell.get() else {
                 return Ok(());
             };
-            let ids: Vec<Option<PropertyId>> = pairs
+            let ids: Vec<Option<PropertyId>> = drafts
                 .iter()
-                .map(|(d, _)| PropertyId::parse(&d.row.property_id).ok())
+                .map(|d| PropertyId::parse(&d.row.property_id).ok())
                 .collect();
-            let items: Vec<QueueItem<'_>> = pairs
+            let items: Vec<QueueItem<'_>> = drafts
                 .iter()
+                .zip(written)
                 .zip(&ids)
                 .filter_map(|((d, w), pid)| {
                     let counted = matches!(d.effect, Effect::Count)
@@ -673,6 +677,7 @@ impl ConversionQueue {
             depth: depth.clone(),
             after_write,
             after_commit,
+            direct: None,
         };
         let handle = match w.db.backend() {
             clicktrail_store::Backend::Sqlite => {
@@ -740,12 +745,16 @@ struct Writer {
     depth: Arc<AtomicUsize>,
     after_write: Option<AfterWrite>,
     after_commit: Option<AfterCommit>,
+    /// SQLite: the writer's own connection (see `clicktrail_store::direct`),
+    /// opened on first use and dropped after a failed batch.
+    direct: Option<DirectWriter>,
 }
 
 const MAX_BATCH_DRAFTS: usize = 2000;
 
 impl Writer {
     async fn run(mut self, cancel: CancellationToken) {
+        let mut maintain = false;
         loop {
             let first = tokio::select! {
                 biased;
@@ -756,6 +765,9 @@ impl Writer {
                 }
             };
             let Some(first) = first else { break };
+            if std::mem::take(&mut maintain) {
+                self.maintain();
+            }
             let mut jobs = vec![first];
             let mut n = jobs[0].items.len();
             while n < MAX_BATCH_DRAFTS {
@@ -793,17 +805,52 @@ impl Writer {
                 });
                 let _ = j.ack.send(r);
             }
+            maintain = true;
+        }
+    }
+
+    /// Upkeep between batches, once their callers have their answers: on
+    /// SQLite, restarts a grown WAL, as the ingest writer does.
+    fn maintain(&mut self) {
+        if let Some(w) = self.direct.as_mut()
+            && let Err(e) = w.restart_wal_if_large()
+        {
+            tracing::warn!(error = %e, "restarting the WAL failed");
         }
     }
 
     async fn write(
-        &self,
+        &mut self,
         items: &[Pending],
         snaps: Vec<Option<Extra>>,
     ) -> Result<Vec<Written>, StoreError> {
-        let mut tx = self.db.begin().await?;
-        let drafts = decide_batch(&mut tx, items).await?;
-        let written = conversions::write_in(&mut tx, drafts.clone()).await?;
+        let result = self.write_once(items, snaps).await;
+        if result.is_err() {
+            // Whatever state the connection was left in, a new one is clean.
+            self.direct = None;
+        }
+        result
+    }
+
+    async fn write_once(
+        &mut self,
+        items: &[Pending],
+        snaps: Vec<Option<Extra>>,
+    ) -> Result<Vec<Written>, StoreError> {
+        let mut tx = match self.db.backend() {
+            clicktrail_store::Backend::Sqlite => {
+                if self.direct.is_none() {
+                    self.direct = self.db.direct_writer()?;
+                }
+                match self.direct.as_mut() {
+                    Some(w) => w.transaction()?,
+                    None => self.db.begin().await?,
+                }
+            }
+            clicktrail_store::Backend::Postgres => self.db.begin().await?,
+        };
+        let mut drafts = decide_batch(&mut tx, items).await?;
+        let written = conversions::write_in(&mut tx, &mut drafts).await?;
         let now = chrono::Utc::now().timestamp_millis();
         for extra in snaps.into_iter().flatten() {
             match extra {
@@ -835,9 +882,7 @@ impl Writer {
             }
         }
         if let Some(after) = &self.after_write {
-            let pairs: Vec<(Draft, Written)> =
-                drafts.into_iter().zip(written.iter().cloned()).collect();
-            after(&mut tx, &pairs).await?;
+            after(&mut tx, &drafts, &written).await?;
         }
         tx.commit().await?;
         if let Some(after) = &self.after_commit {
@@ -927,7 +972,7 @@ mod tests {
             status: SourceStatus::Approved,
             occurred_at: None,
             adjusts: None,
-            raw: serde_json::json!({}),
+            raw: Default::default(),
         }
     }
 

@@ -168,7 +168,7 @@ async fn pass(state: &AppState, f: &mut Follower) -> Result<usize, StoreError> {
                 status: SourceStatus::Approved,
                 occurred_at: chrono::DateTime::from_timestamp_millis(r.ts),
                 adjusts: None,
-                raw,
+                raw: raw.into(),
             },
             forced_error: None,
             session_id: Some(r.session_id),

@@ -26,7 +26,9 @@ use tokio_util::sync::CancellationToken;
 use crate::conversions::{Extra, Pending};
 use crate::error::{ApiError, ApiResult};
 use crate::integrations::next_poll;
+use crate::pipeline::IngestFailure;
 use crate::state::{AppState, outbound_policy};
+use clicktrail_store::conversions::Written;
 
 /// Rows per committed chunk.
 const CHUNK_ROWS: usize = 1000;
@@ -212,135 +214,176 @@ async fn run(
     let outbound = Outbound::new(policy, settings.timeout())
         .map_err(|e| PollFailure::Config(e.to_string()))?;
     let now = Utc::now();
-    for req in settings.plan(now.date_naive()) {
-        report.requests += 1;
-        // Literal addresses never reach the guarded resolver: check first.
-        let url = req.url(&key);
-        outbound
-            .policy()
-            .check_url(&url)
-            .map_err(|e| PollFailure::Config(e.to_string()))?;
-        let mut reader = incomeaccess::open_report(outbound.client(), &req, &key).await?;
-        let cfg = settings.delta_config(now);
-        let mut rows: Vec<ReportRow> = Vec::with_capacity(CHUNK_ROWS);
-        loop {
-            let row = reader.next_row().await?;
-            let done = row.is_none();
-            if let Some(r) = row {
-                rows.push(r);
-            }
-            if rows.len() >= CHUNK_ROWS || (done && !rows.is_empty()) {
-                let chunk = std::mem::take(&mut rows);
-                apply_chunk(
-                    state,
-                    &property,
-                    &integration_arc,
-                    &mapping,
-                    &cfg,
-                    chunk,
-                    report,
-                )
-                .await?;
-            }
-            if done {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn apply_chunk(
-    state: &AppState,
-    property: &Arc<clicktrail_store::properties::Property>,
-    integration: &Arc<Integration>,
-    mapping: &Arc<EventMapping>,
-    cfg: &incomeaccess::DeltaConfig,
-    rows: Vec<ReportRow>,
-    report: &mut PollReport,
-) -> Result<(), PollFailure> {
-    report.rows += rows.len() as u64;
-    // Earlier chunks are committed before this one is read (`submit_waiting`
-    // waits for the commit), so the stored snapshots are current; `fresh`
-    // only serves rows that repeat a key within this chunk. Memory stays
-    // one chunk's worth whatever the report's size.
-    let mut fresh: HashMap<String, Snapshot> = HashMap::new();
-    let keys: Vec<String> = rows.iter().filter_map(ReportRow::snapshot_key).collect();
-    let stored: HashMap<String, Snapshot> =
-        integrations::snapshots(&state.db, &integration.id, &keys)
-            .await
-            .map_err(|e| PollFailure::Storage(e.to_string()))?
-            .into_iter()
-            .filter_map(|(k, v)| serde_json::from_str::<Snapshot>(&v).ok().map(|s| (k, s)))
-            .collect();
-    let received_at = Utc::now().timestamp_millis();
-    let pending = |event: SourceEvent, forced| Pending {
-        property: property.clone(),
-        integration: Some(integration.clone()),
-        mapping: mapping.clone(),
-        received_at_ms: received_at,
-        event_id: None,
-        event,
-        forced_error: forced,
-        session_id: None,
+    let cfg = settings.delta_config(now);
+    let mut chunks = Chunks {
+        state,
+        property: &property,
+        integration: &integration_arc,
+        mapping: &mapping,
+        cfg: &cfg,
+        in_flight: None,
+        committing: HashMap::new(),
     };
-    let mut items = Vec::new();
-    let mut snaps: Vec<(String, String)> = Vec::new();
-    for row in &rows {
-        let prev = row
-            .snapshot_key()
-            .and_then(|k| fresh.get(&k).or_else(|| stored.get(&k)).cloned());
-        match incomeaccess::diff(prev.as_ref(), row, cfg) {
-            Ok(d) => {
-                report.events += d.events.len() as u64;
-                items.extend(d.events.into_iter().map(|e| pending(e, None)));
-                if d.changed {
-                    snaps.push((
-                        d.key.clone(),
-                        serde_json::to_string(&d.snapshot).unwrap_or_else(|_| "{}".into()),
-                    ));
-                    fresh.insert(d.key, d.snapshot);
+    let result = async {
+        for req in settings.plan(now.date_naive()) {
+            report.requests += 1;
+            // Literal addresses never reach the guarded resolver: check first.
+            let url = req.url(&key);
+            outbound
+                .policy()
+                .check_url(&url)
+                .map_err(|e| PollFailure::Config(e.to_string()))?;
+            let mut reader = incomeaccess::open_report(outbound.client(), &req, &key).await?;
+            let mut rows: Vec<ReportRow> = Vec::with_capacity(CHUNK_ROWS);
+            loop {
+                let row = reader.next_row().await?;
+                let done = row.is_none();
+                if let Some(r) = row {
+                    rows.push(r);
+                }
+                if rows.len() >= CHUNK_ROWS || (done && !rows.is_empty()) {
+                    let chunk = std::mem::take(&mut rows);
+                    chunks.apply(chunk, report).await?;
+                }
+                if done {
+                    break;
                 }
             }
-            Err(e) => {
-                let ev = SourceEvent {
-                    kind: SourceKind::Api,
-                    source_event: "report_row".into(),
-                    click_id: row.affcustomid().map(str::to_owned),
-                    transaction_id: None,
-                    value: None,
-                    currency: None,
-                    status: Default::default(),
-                    occurred_at: None,
-                    adjusts: None,
-                    raw: row.raw(),
-                };
-                items.push(pending(ev, Some((e.log_code(), e.to_string()))));
+        }
+        Ok(())
+    }
+    .await;
+    // Whatever happened, the chunk still being committed is waited for, so
+    // the report counts what was recorded.
+    let last = chunks.settle(report).await;
+    result.and(last)
+}
+
+/// A chunk handed to the conversion writer and not yet acknowledged.
+type InFlight = JoinHandle<Result<Vec<Written>, IngestFailure>>;
+
+/// Applies a report's rows chunk by chunk, one chunk committing while the
+/// next is read and diffed: reading (network, XML) and the writer's
+/// commit each take a core.
+struct Chunks<'a> {
+    state: &'a AppState,
+    property: &'a Arc<clicktrail_store::properties::Property>,
+    integration: &'a Arc<Integration>,
+    mapping: &'a Arc<EventMapping>,
+    cfg: &'a incomeaccess::DeltaConfig,
+    in_flight: Option<InFlight>,
+    /// The new snapshots of the chunk in flight: the stored ones of its
+    /// rows may not be committed yet when the next chunk is diffed.
+    committing: HashMap<String, Snapshot>,
+}
+
+impl Chunks<'_> {
+    async fn apply(
+        &mut self,
+        rows: Vec<ReportRow>,
+        report: &mut PollReport,
+    ) -> Result<(), PollFailure> {
+        report.rows += rows.len() as u64;
+        // Stored snapshots are current except for the rows of the chunk in
+        // flight (`committing`); `fresh` serves rows that repeat a key
+        // within this chunk. Memory stays two chunks' worth whatever the
+        // report's size.
+        let mut fresh: HashMap<String, Snapshot> = HashMap::new();
+        let keys: Vec<String> = rows.iter().filter_map(ReportRow::snapshot_key).collect();
+        let stored: HashMap<String, Snapshot> =
+            integrations::snapshots(&self.state.db, &self.integration.id, &keys)
+                .await
+                .map_err(|e| PollFailure::Storage(e.to_string()))?
+                .into_iter()
+                .filter_map(|(k, v)| serde_json::from_str::<Snapshot>(&v).ok().map(|s| (k, s)))
+                .collect();
+        let received_at = Utc::now().timestamp_millis();
+        let pending = |event: SourceEvent, forced| Pending {
+            property: self.property.clone(),
+            integration: Some(self.integration.clone()),
+            mapping: self.mapping.clone(),
+            received_at_ms: received_at,
+            event_id: None,
+            event,
+            forced_error: forced,
+            session_id: None,
+        };
+        let mut items = Vec::new();
+        let mut snaps: Vec<(String, String)> = Vec::new();
+        for row in &rows {
+            let prev = row.snapshot_key().and_then(|k| {
+                fresh
+                    .get(&k)
+                    .or_else(|| self.committing.get(&k))
+                    .or_else(|| stored.get(&k))
+                    .cloned()
+            });
+            match incomeaccess::diff(prev.as_ref(), row, self.cfg) {
+                Ok(d) => {
+                    report.events += d.events.len() as u64;
+                    items.extend(d.events.into_iter().map(|e| pending(e, None)));
+                    if d.changed {
+                        snaps.push((
+                            d.key.clone(),
+                            serde_json::to_string(&d.snapshot).unwrap_or_else(|_| "{}".into()),
+                        ));
+                        fresh.insert(d.key, d.snapshot);
+                    }
+                }
+                Err(e) => {
+                    let ev = SourceEvent {
+                        kind: SourceKind::Api,
+                        source_event: "report_row".into(),
+                        click_id: row.affcustomid().map(str::to_owned),
+                        transaction_id: None,
+                        value: None,
+                        currency: None,
+                        status: Default::default(),
+                        occurred_at: None,
+                        adjusts: None,
+                        raw: row.raw(),
+                    };
+                    items.push(pending(ev, Some((e.log_code(), e.to_string()))));
+                }
             }
         }
+        // The chunk before must be committed before this one is queued: the
+        // two may hold events of one row key, whose order matters.
+        self.settle(report).await?;
+        if items.is_empty() && snaps.is_empty() {
+            return Ok(());
+        }
+        self.committing = fresh;
+        let queue = self.state.conversions.clone();
+        let extra = Extra::Snapshots {
+            integration_id: self.integration.id.clone(),
+            rows: snaps,
+        };
+        self.in_flight = Some(tokio::spawn(async move {
+            queue.submit_waiting(items, Some(extra)).await
+        }));
+        Ok(())
     }
-    if items.is_empty() && snaps.is_empty() {
-        return Ok(());
+
+    /// Waits for the chunk in flight, and counts its outcomes.
+    async fn settle(&mut self, report: &mut PollReport) -> Result<(), PollFailure> {
+        let Some(handle) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let written = handle
+            .await
+            .map_err(|e| PollFailure::Storage(e.to_string()))?
+            .map_err(|e| PollFailure::Storage(e.to_string()))?;
+        self.committing.clear();
+        for w in written {
+            let (status, code) = w.outcome();
+            *report
+                .outcomes
+                .entry(code.unwrap_or(status).to_owned())
+                .or_default() += 1;
+        }
+        Ok(())
     }
-    let written = state
-        .conversions
-        .submit_waiting(
-            items,
-            Some(Extra::Snapshots {
-                integration_id: integration.id.clone(),
-                rows: snaps,
-            }),
-        )
-        .await
-        .map_err(|e| PollFailure::Storage(e.to_string()))?;
-    for w in written {
-        let (status, code) = w.outcome();
-        *report
-            .outcomes
-            .entry(code.unwrap_or(status).to_owned())
-            .or_default() += 1;
-    }
-    Ok(())
 }
 
 /// The scheduler: polls due integrations every `polling.tick_secs`, or at

@@ -9,9 +9,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::FromRow;
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
 
 use crate::{Arg, Args, Backend, Result, StoreError, Tx};
 
@@ -184,6 +181,9 @@ impl Bulk {
         if rows.is_empty() {
             return Ok(0);
         }
+        if let Tx::Direct(t) = tx {
+            return self.execute_direct(t.writer(), rows);
+        }
         match tx.backend() {
             Backend::Postgres => {
                 tx.execute(&self.pg_sql, vec![Arg::Text(Some(Self::pg_json(rows)?))])
@@ -206,61 +206,21 @@ impl Bulk {
             }
         }
     }
-
-    /// Runs a statement with `RETURNING` over `rows`.
-    pub async fn fetch<T, R>(&self, tx: &mut Tx<'_>, rows: &[T]) -> Result<Vec<R>>
-    where
-        T: Serialize,
-        R: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        match tx.backend() {
-            Backend::Postgres => {
-                tx.fetch_all(&self.pg_sql, vec![Arg::Text(Some(Self::pg_json(rows)?))])
-                    .await
-            }
-            Backend::Sqlite => {
-                let mut out = Vec::new();
-                let mut rest = rows;
-                while !rest.is_empty() {
-                    let n = self.chunk_len(rest.len());
-                    let (chunk, tail) = rest.split_at(n);
-                    let mut args = Vec::with_capacity(n * self.cols.len());
-                    for r in chunk {
-                        self.row_args(r, &mut args)?;
-                    }
-                    out.extend(tx.fetch_all::<R>(&self.sqlite_sql(n), args).await?);
-                    rest = tail;
-                }
-                Ok(out)
-            }
-        }
-    }
 }
 
-/// Several bulk statements of one transaction, run together.
-///
-/// On SQLite the statements travel to the connection's worker thread as
-/// one multi-statement execution: each round trip to that thread waits for
-/// a CPU, and under load those waits, not SQLite, were most of a group
-/// commit's time. On PostgreSQL they run one after another.
+/// Several bulk statements of one transaction, run in order (the
+/// PostgreSQL ingest writer's batch).
 #[derive(Debug)]
 pub struct Script {
     backend: Backend,
-    sqlite_sql: String,
-    sqlite_args: Args,
-    pg: Vec<(String, Args)>,
+    statements: Vec<(String, Args)>,
 }
 
 impl Script {
     pub fn new(backend: Backend) -> Self {
         Self {
             backend,
-            sqlite_sql: String::new(),
-            sqlite_args: Vec::new(),
-            pg: Vec::new(),
+            statements: Vec::new(),
         }
     }
 
@@ -271,7 +231,7 @@ impl Script {
         }
         match self.backend {
             Backend::Postgres => {
-                self.pg.push((
+                self.statements.push((
                     bulk.pg_sql.clone(),
                     vec![Arg::Text(Some(Bulk::pg_json(rows)?))],
                 ));
@@ -281,11 +241,11 @@ impl Script {
                 while !rest.is_empty() {
                     let n = bulk.chunk_len(rest.len());
                     let (chunk, tail) = rest.split_at(n);
+                    let mut args = Vec::with_capacity(n * bulk.cols.len());
                     for r in chunk {
-                        bulk.row_args(r, &mut self.sqlite_args)?;
+                        bulk.row_args(r, &mut args)?;
                     }
-                    self.sqlite_sql.push_str(&bulk.sqlite_sql(n));
-                    self.sqlite_sql.push_str(";\n");
+                    self.statements.push((bulk.sqlite_sql(n), args));
                     rest = tail;
                 }
             }
@@ -301,17 +261,11 @@ impl Script {
 
     /// Runs every statement; returns the rows they affected in all.
     pub async fn execute(self, tx: &mut Tx<'_>) -> Result<u64> {
-        match self.backend {
-            Backend::Sqlite if self.sqlite_sql.is_empty() => Ok(0),
-            Backend::Sqlite => tx.execute(&self.sqlite_sql, self.sqlite_args).await,
-            Backend::Postgres => {
-                let mut total = 0;
-                for (sql, args) in self.pg {
-                    total += tx.execute(&sql, args).await?;
-                }
-                Ok(total)
-            }
+        let mut total = 0;
+        for (sql, args) in self.statements {
+            total += tx.execute(&sql, args).await?;
         }
+        Ok(total)
     }
 }
 

@@ -2,14 +2,14 @@
 //! to.
 
 use clicktrail_domain::{ClickId, PropertyId};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Db, Result, args};
 
 /// A stored click.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Click {
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub id: i64,
     pub property_id: String,
     pub click_id: String,
@@ -28,7 +28,7 @@ pub struct Click {
 }
 
 /// A stored session with its traffic source.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
 pub struct Session {
     pub id: i64,
     pub property_id: String,
@@ -106,7 +106,7 @@ pub async fn get_session(db: &Db, id: i64) -> Result<Option<Session>> {
 
 /// The pageview a tag-minted click id names (see `domain::clickid`):
 /// (session id, visitor id, time, page URL).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, Deserialize, sqlx::FromRow)]
 pub struct PageviewRef {
     pub event_id: String,
     pub session_id: i64,

@@ -238,7 +238,7 @@ struct RollupRow<'a> {
     dim: &'static str,
     key: String,
     is_bot: bool,
-    currency: String,
+    currency: &'a str,
     conversions: i64,
     revenue_micros: i64,
 }
@@ -251,110 +251,141 @@ type RollupKey<'a> = (
     &'static str,
     String,
     bool,
-    String,
+    &'a str,
 );
+
+/// One touch's report dimensions, borrowed from a row.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct TouchDims<'a> {
+    channel: Option<&'a str>,
+    source: Option<&'a str>,
+    medium: Option<&'a str>,
+    campaign: Option<&'a str>,
+    ad: Option<&'a str>,
+    landing_page: Option<&'a str>,
+}
+
+/// What the rollups group a conversion by, borrowed from its row (a new
+/// conversion's, or the stored one an adjustment changes). Conversions are
+/// summed per source first, so each distinct attribution is expanded into
+/// its rollup keys once, not once per conversion.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct RollupSource<'a> {
+    property_id: &'a str,
+    hour: i64,
+    is_bot: bool,
+    currency: &'a str,
+    last: TouchDims<'a>,
+    first: TouchDims<'a>,
+    link_group: Option<&'a str>,
+    offer: Option<&'a str>,
+}
+
+/// The [`RollupSource`] of anything with the conversion row's column
+/// names (a [`ConversionRow`], an [`AdjustTarget`]).
+macro_rules! rollup_source {
+    ($r:expr) => {{
+        let r = $r;
+        RollupSource {
+            property_id: &r.property_id,
+            hour: r.occurred_at.div_euclid(3_600_000),
+            is_bot: r.is_bot,
+            currency: r.currency.as_deref().unwrap_or("XXX"),
+            last: TouchDims {
+                channel: r.channel.as_deref(),
+                source: r.source.as_deref(),
+                medium: r.medium.as_deref(),
+                campaign: r.campaign.as_deref(),
+                ad: r.ad.as_deref(),
+                landing_page: r.landing_page.as_deref(),
+            },
+            first: TouchDims {
+                channel: r.first_channel.as_deref(),
+                source: r.first_source.as_deref(),
+                medium: r.first_medium.as_deref(),
+                campaign: r.first_campaign.as_deref(),
+                ad: r.first_ad.as_deref(),
+                landing_page: r.first_landing_page.as_deref(),
+            },
+            link_group: r.link_group.as_deref(),
+            offer: r.offer.as_deref(),
+        }
+    }};
+}
 
 /// The (model, dim, key) triples a conversion counts under.
 fn rollup_keys(r: &RollupSource<'_>) -> Vec<(&'static str, &'static str, String)> {
-    let nz = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".into());
+    let nz = |v: Option<&str>| v.unwrap_or("(not set)").to_owned();
     let mut out = Vec::with_capacity(16);
     for (model, t) in [("last", &r.last), ("first", &r.first)] {
         out.push((model, "total", String::new()));
-        out.push((model, "channel", nz(&t.channel)));
+        out.push((model, "channel", nz(t.channel)));
         out.push((
             model,
             "source_medium",
             format!(
                 "{} / {}",
-                t.source.as_deref().unwrap_or("(not set)"),
-                t.medium.as_deref().unwrap_or("(not set)")
+                t.source.unwrap_or("(not set)"),
+                t.medium.unwrap_or("(not set)")
             ),
         ));
-        out.push((model, "campaign", nz(&t.campaign)));
-        out.push((model, "ad", nz(&t.ad)));
-        out.push((model, "landing_page", nz(&t.landing_page)));
+        out.push((model, "campaign", nz(t.campaign)));
+        out.push((model, "ad", nz(t.ad)));
+        out.push((model, "landing_page", nz(t.landing_page)));
         out.push((
             model,
             "integration",
-            r.link_group.clone().unwrap_or_else(|| "(none)".into()),
+            r.link_group.unwrap_or("(none)").to_owned(),
         ));
-        out.push((
-            model,
-            "offer",
-            r.offer.clone().unwrap_or_else(|| "(unknown)".into()),
-        ));
+        out.push((model, "offer", r.offer.unwrap_or("(unknown)").to_owned()));
     }
     out
 }
 
-/// What the rollups need of a conversion.
-struct RollupSource<'a> {
-    property_id: &'a str,
-    hour: i64,
-    is_bot: bool,
-    currency: String,
-    last: Touch,
-    first: Touch,
-    link_group: Option<String>,
-    offer: Option<String>,
-}
-
-impl<'a> RollupSource<'a> {
-    fn of_row(r: &'a ConversionRow) -> Self {
-        RollupSource {
-            property_id: &r.property_id,
-            hour: r.occurred_at.div_euclid(3_600_000),
-            is_bot: r.is_bot,
-            currency: r.currency.clone().unwrap_or_else(|| "XXX".into()),
-            last: Touch {
-                session_id: r.session_id,
-                channel: r.channel.clone(),
-                source: r.source.clone(),
-                medium: r.medium.clone(),
-                campaign: r.campaign.clone(),
-                ad: r.ad.clone(),
-                landing_page: r.landing_page.clone(),
-            },
-            first: Touch {
-                session_id: r.first_session_id,
-                channel: r.first_channel.clone(),
-                source: r.first_source.clone(),
-                medium: r.first_medium.clone(),
-                campaign: r.first_campaign.clone(),
-                ad: r.first_ad.clone(),
-                landing_page: r.first_landing_page.clone(),
-            },
-            link_group: r.link_group.clone(),
-            offer: r.offer.clone(),
+/// The rollup rows of conversions and revenue summed per source.
+fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<RollupRow<'a>> {
+    let mut acc: HashMap<RollupKey<'a>, (i64, i64)> = HashMap::new();
+    for (src, (conversions, revenue)) in sources {
+        for (model, dim, key) in rollup_keys(&src) {
+            let e = acc
+                .entry((
+                    src.property_id,
+                    src.hour,
+                    model,
+                    dim,
+                    key,
+                    src.is_bot,
+                    src.currency,
+                ))
+                .or_default();
+            e.0 += conversions;
+            e.1 += revenue;
         }
     }
-}
-
-fn add_rollup<'a>(
-    acc: &mut HashMap<RollupKey<'a>, (i64, i64)>,
-    src: &RollupSource<'a>,
-    conversions: i64,
-    revenue: i64,
-) {
-    for (model, dim, key) in rollup_keys(src) {
-        let e = acc
-            .entry((
-                src.property_id,
-                src.hour,
-                model,
-                dim,
-                key,
-                src.is_bot,
-                src.currency.clone(),
-            ))
-            .or_default();
-        e.0 += conversions;
-        e.1 += revenue;
-    }
+    acc.into_iter()
+        .map(
+            |(
+                (property_id, hour, model, dim, key, is_bot, currency),
+                (conversions, revenue_micros),
+            )| {
+                RollupRow {
+                    property_id,
+                    hour,
+                    model,
+                    dim,
+                    key,
+                    is_bot,
+                    currency,
+                    conversions,
+                    revenue_micros,
+                }
+            },
+        )
+        .collect()
 }
 
 /// A validated conversion an adjustment applies to.
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct AdjustTarget {
     id: String,
     property_id: String,
@@ -363,14 +394,12 @@ struct AdjustTarget {
     currency: Option<String>,
     occurred_at: i64,
     is_bot: bool,
-    session_id: Option<i64>,
     channel: Option<String>,
     source: Option<String>,
     medium: Option<String>,
     campaign: Option<String>,
     ad: Option<String>,
     landing_page: Option<String>,
-    first_session_id: Option<i64>,
     first_channel: Option<String>,
     first_source: Option<String>,
     first_medium: Option<String>,
@@ -382,8 +411,10 @@ struct AdjustTarget {
 }
 
 /// Writes drafts inside `tx`, in order, and returns one result per draft.
+/// A draft's row is updated to what was stored (a repeat becomes a
+/// `duplicate` error row, an adjustment records the change it applied).
 /// The caller commits (after adding the outbox rows of the validated ones).
-pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written>> {
+pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Written>> {
     let st = stmts(tx.backend());
     let keys: Vec<&str> = drafts
         .iter()
@@ -396,32 +427,31 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
             .await?;
         seen.extend(rows);
     }
-    let mut rows: Vec<ConversionRow> = Vec::with_capacity(drafts.len());
     let mut results = Vec::with_capacity(drafts.len());
     let mut counted: Vec<usize> = Vec::new();
     let mut adjustments: Vec<(usize, AdjustTarget, Option<i64>, bool)> = Vec::new();
     let mut clicks: Vec<crate::clicks::Click> = Vec::new();
-    let mut click_keys: HashSet<(String, String)> = HashSet::new();
-    for d in drafts {
-        let mut row = d.row;
-        if let Some(key) = row.dedup_key.clone() {
+    let mut click_keys: HashSet<(&str, &str)> = HashSet::new();
+    for (i, d) in drafts.iter_mut().enumerate() {
+        let row = &mut d.row;
+        if let Some(key) = row.dedup_key.take() {
             if let Some(original) = seen.get(&key) {
-                let id = row.id.clone();
-                let original = original.clone();
-                row.dedup_key = None;
                 row.duplicate_of = Some(original.clone());
                 row.status = "error".into();
                 row.error_code = Some("duplicate".into());
                 row.send_to_destinations = false;
-                rows.push(row);
-                results.push(Written::Duplicate { id, original });
+                results.push(Written::Duplicate {
+                    id: row.id.clone(),
+                    original: original.clone(),
+                });
                 continue;
             }
-            seen.insert(key, row.id.clone());
+            seen.insert(key.clone(), row.id.clone());
+            row.dedup_key = Some(key);
         }
-        match d.effect {
+        match &d.effect {
             Effect::None => {}
-            Effect::Count => counted.push(rows.len()),
+            Effect::Count => counted.push(i),
             Effect::Adjust {
                 integration_id,
                 transaction_id,
@@ -431,9 +461,9 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
                 let target: Option<AdjustTarget> = tx
                     .fetch_optional(
                         "SELECT id, property_id, value_micros, adjusted_micros, currency, occurred_at, is_bot, \
-                         session_id, channel, source, medium, campaign, ad, landing_page, first_session_id, \
-                         first_channel, first_source, first_medium, first_campaign, first_ad, first_landing_page, \
-                         link_group, offer FROM conversions \
+                         channel, source, medium, campaign, ad, landing_page, first_channel, first_source, \
+                         first_medium, first_campaign, first_ad, first_landing_page, link_group, offer \
+                         FROM conversions \
                          WHERE integration_id = $1 AND transaction_id = $2 AND status = 'validated' \
                          ORDER BY received_at DESC LIMIT 1",
                         args![integration_id, transaction_id],
@@ -442,10 +472,9 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
                 match target {
                     Some(t) => {
                         row.adjusts_id = Some(t.id.clone());
-                        adjustments.push((rows.len(), t, delta_micros, full_reversal));
+                        adjustments.push((i, t, *delta_micros, *full_reversal));
                     }
                     None => {
-                        let id = row.id.clone();
                         row.status = "error".into();
                         row.error_code = Some("invalid_payload".into());
                         row.error_detail = Some(
@@ -453,9 +482,8 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
                              never validated"
                                 .into(),
                         );
-                        rows.push(row);
                         results.push(Written::Unmatched {
-                            id,
+                            id: row.id.clone(),
                             code: "invalid_payload",
                         });
                         continue;
@@ -463,79 +491,51 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
                 }
             }
         }
-        if let Some(c) = d.materialise_click
-            && click_keys.insert((c.property_id.clone(), c.click_id.clone()))
-        {
-            clicks.push(c);
-        }
         results.push(Written::Recorded {
             id: row.id.clone(),
             status: row.status.clone(),
             error_code: row.error_code.clone(),
         });
-        rows.push(row);
+        if let Some(c) = &d.materialise_click
+            && click_keys.insert((&c.property_id, &c.click_id))
+        {
+            clicks.push(c.clone());
+        }
     }
 
-    let mut target_updates: Vec<(String, i64, bool)> = Vec::new();
-    let adjust_sources: Vec<(RollupSource<'_>, i64, i64)> = adjustments
+    // An adjustment row records the change it applied as its value.
+    let deltas: Vec<i64> = adjustments
         .iter()
-        .map(|(_, t, delta, full)| {
+        .map(|(i, t, delta, full)| {
             let current = t.value_micros.unwrap_or(0) + t.adjusted_micros;
             // A full reversal takes the whole remaining value away.
             let delta = if *full { -current } else { delta.unwrap_or(0) };
-            let src = RollupSource {
-                property_id: &t.property_id,
-                hour: t.occurred_at.div_euclid(3_600_000),
-                is_bot: t.is_bot,
-                currency: t.currency.clone().unwrap_or_else(|| "XXX".into()),
-                last: Touch {
-                    session_id: t.session_id,
-                    channel: t.channel.clone(),
-                    source: t.source.clone(),
-                    medium: t.medium.clone(),
-                    campaign: t.campaign.clone(),
-                    ad: t.ad.clone(),
-                    landing_page: t.landing_page.clone(),
-                },
-                first: Touch {
-                    session_id: t.first_session_id,
-                    channel: t.first_channel.clone(),
-                    source: t.first_source.clone(),
-                    medium: t.first_medium.clone(),
-                    campaign: t.first_campaign.clone(),
-                    ad: t.first_ad.clone(),
-                    landing_page: t.first_landing_page.clone(),
-                },
-                link_group: t.link_group.clone(),
-                offer: t.offer.clone(),
-            };
-            (src, if *full { -1 } else { 0 }, delta)
+            drafts[*i].row.value_micros = Some(delta);
+            delta
         })
         .collect();
-    for ((i, _, _, _), (_, _, delta)) in adjustments.iter().zip(&adjust_sources) {
-        rows[*i].value_micros = Some(*delta);
-    }
     // Rollups of new validated conversions and of adjustments.
-    let mut acc: HashMap<RollupKey<'_>, (i64, i64)> = HashMap::new();
+    let mut sources: HashMap<RollupSource<'_>, (i64, i64)> = HashMap::new();
     for &i in &counted {
-        let r = &rows[i];
-        add_rollup(
-            &mut acc,
-            &RollupSource::of_row(r),
-            1,
-            r.value_micros.unwrap_or(0),
-        );
+        let r = &drafts[i].row;
+        let e = sources.entry(rollup_source!(r)).or_default();
+        e.0 += 1;
+        e.1 += r.value_micros.unwrap_or(0);
     }
-    for ((_, t, _, full), (src, conv, delta)) in adjustments.iter().zip(&adjust_sources) {
-        add_rollup(&mut acc, src, *conv, *delta);
-        target_updates.push((t.id.clone(), *delta, *full));
+    let mut target_updates: Vec<(&str, i64)> = Vec::new();
+    for ((_, t, _, full), delta) in adjustments.iter().zip(&deltas) {
+        let e = sources.entry(rollup_source!(t)).or_default();
+        e.0 += if *full { -1 } else { 0 };
+        e.1 += delta;
+        target_updates.push((&t.id, *delta));
     }
-    // The adjustment rows record the applied change as their value.
+    let rollups = rollup_rows(sources);
 
-    if !rows.is_empty() {
+    if !drafts.is_empty() {
+        let rows: Vec<&ConversionRow> = drafts.iter().map(|d| &d.row).collect();
         INSERT.execute(tx, &rows).await?;
     }
-    for (id, delta, _) in target_updates {
+    for (id, delta) in target_updates {
         // The conversion stays `validated` (it was); its adjusted value and
         // the adjustment rows pointing at it tell the rest.
         tx.execute(
@@ -544,28 +544,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: Vec<Draft>) -> Result<Vec<Written
         )
         .await?;
     }
-    if !acc.is_empty() {
-        let rollups: Vec<RollupRow<'_>> = acc
-            .into_iter()
-            .map(
-                |(
-                    (property_id, hour, model, dim, key, is_bot, currency),
-                    (conversions, revenue_micros),
-                )| {
-                    RollupRow {
-                        property_id,
-                        hour,
-                        model,
-                        dim,
-                        key,
-                        is_bot,
-                        currency,
-                        conversions,
-                        revenue_micros,
-                    }
-                },
-            )
-            .collect();
+    if !rollups.is_empty() {
         UPSERT_ROLLUPS.execute(tx, &rollups).await?;
     }
     for c in clicks {

@@ -53,7 +53,7 @@ impl DestinationStatus {
 
 /// A stored destination. Settings and mapping are JSON text, credentials
 /// an encrypted blob: the server validates and decrypts them.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct DestinationRow {
     pub id: String,
     pub property_id: String,
@@ -310,7 +310,7 @@ pub async fn insert_planned_many(tx: &mut Tx<'_>, convs: &[PlannedConversion<'_>
 
 /// A claimed delivery: the worker holds it until `locked_until`, which is
 /// also the token its result must present.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct ClaimedDelivery {
     pub id: String,
     pub conversion_id: String,

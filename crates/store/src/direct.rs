@@ -24,7 +24,9 @@ use rusqlite::{Connection, Statement};
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-use crate::{Result, SqliteSync, StoreError, WAL_AUTOCHECKPOINT_PAGES, WalState};
+use crate::{Arg, Result, SqliteSync, StoreError, Tx, WAL_AUTOCHECKPOINT_PAGES, WalState};
+
+mod decode;
 
 /// What a direct connection needs to open the database like the pools do.
 #[derive(Debug, Clone)]
@@ -132,6 +134,46 @@ impl DirectWriter {
         &self.conn
     }
 
+    /// Begins a transaction (as [`begin`](Self::begin)) that the store's
+    /// functions taking a [`Tx`] run in, synchronously on this connection:
+    /// for a writer whose work is those functions (the conversion writer).
+    /// Dropped unfinished, it rolls back.
+    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+        self.begin()?;
+        Ok(Tx::Direct(DirectTx {
+            w: self,
+            open: true,
+        }))
+    }
+
+    /// Runs `sql` with [`Arg`]s bound to its `$n` (or `?`) parameters, as
+    /// a sqlx query would bind them.
+    pub(crate) fn execute_args(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        bind_args(&mut stmt, args)?;
+        Ok(stmt.raw_execute()? as u64)
+    }
+
+    /// Runs the query `sql` (bound as [`execute_args`](Self::execute_args))
+    /// and reads up to `limit` of its rows (see [`decode`]).
+    pub(crate) fn query_args<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        args: &[Arg],
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        bind_args(&mut stmt, args)?;
+        let names: Vec<String> = stmt.column_names().iter().map(|&n| n.to_owned()).collect();
+        let mut rows = stmt.raw_query();
+        let mut out = Vec::new();
+        while out.len() < limit {
+            let Some(r) = rows.next()? else { break };
+            out.push(decode::row(r, &names)?);
+        }
+        Ok(out)
+    }
+
     /// Runs the one-row statement `sql` (named parameters `:field`) once per
     /// row; returns the rows it changed in all.
     pub(crate) fn execute_rows<T: Serialize>(&mut self, sql: &str, rows: &[T]) -> Result<u64> {
@@ -160,6 +202,68 @@ impl DirectWriter {
         }
         Ok(changed)
     }
+}
+
+/// A transaction on a [`DirectWriter`], as [`Tx::Direct`].
+pub struct DirectTx<'w> {
+    w: &'w mut DirectWriter,
+    open: bool,
+}
+
+impl DirectTx<'_> {
+    pub(crate) fn writer(&mut self) -> &mut DirectWriter {
+        self.w
+    }
+
+    pub(crate) fn commit(&mut self) -> Result<()> {
+        self.open = false;
+        self.w.commit()
+    }
+
+    pub(crate) fn rollback(&mut self) -> Result<()> {
+        self.open = false;
+        self.w.rollback()
+    }
+}
+
+impl Drop for DirectTx<'_> {
+    fn drop(&mut self) {
+        if self.open
+            && let Err(e) = self.w.rollback()
+        {
+            tracing::warn!(error = %e, "rolling back an abandoned transaction failed");
+        }
+    }
+}
+
+/// Binds `args` to a statement's parameters: `$n` and `?n` take the n-th
+/// argument, an anonymous `?` the one at its own position.
+fn bind_args(stmt: &mut Statement<'_>, args: &[Arg]) -> Result<()> {
+    for i in 1..=stmt.parameter_count() {
+        let n = match stmt.parameter_name(i) {
+            None => i,
+            Some(name) => name
+                .strip_prefix(['$', '?'])
+                .and_then(|n| n.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("parameter {name} is neither $n nor ?n"))
+                })?,
+        };
+        let arg = n.checked_sub(1).and_then(|n| args.get(n)).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "parameter {n} of a statement, but {} argument(s)",
+                args.len()
+            ))
+        })?;
+        match arg {
+            Arg::I64(v) => stmt.raw_bind_parameter(i, v)?,
+            Arg::F64(v) => stmt.raw_bind_parameter(i, v)?,
+            Arg::Text(v) => stmt.raw_bind_parameter(i, v)?,
+            Arg::Bool(v) => stmt.raw_bind_parameter(i, v.map(i64::from))?,
+            Arg::Bytes(v) => stmt.raw_bind_parameter(i, v)?,
+        }
+    }
+    Ok(())
 }
 
 /// The busy handler: retry every half millisecond, for up to ten seconds.

@@ -1094,7 +1094,7 @@ enum Assigned {
     New(usize),
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct LatestSession {
     visitor_id: String,
     id: i64,

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
@@ -176,7 +177,7 @@ macro_rules! db_fetch {
 
 /// The body of [`Tx`]'s typed fetches: the same call on each backend.
 macro_rules! tx_fetch {
-    ($tx:ident, $sql:ident, $args:ident, $method:ident) => {
+    ($tx:ident, $sql:ident, $args:ident, $method:ident, $direct:expr) => {
         Ok(match $tx {
             Tx::Sqlite(t) => {
                 bind_sqlite_as(sqlx::query_as($sql), $args)
@@ -188,6 +189,7 @@ macro_rules! tx_fetch {
                     .$method(&mut **t)
                     .await?
             }
+            Tx::Direct(t) => $direct(t.writer())?,
         })
     };
 }
@@ -449,10 +451,13 @@ impl Checkpointer {
     }
 }
 
-/// A write transaction on either backend.
+/// A write transaction on either backend; on SQLite also on a dedicated
+/// writer's own connection ([`direct::DirectWriter::transaction`]), where
+/// every call runs synchronously.
 pub enum Tx<'c> {
     Sqlite(Transaction<'c, Sqlite>),
     Postgres(Transaction<'c, Postgres>),
+    Direct(direct::DirectTx<'c>),
 }
 
 impl std::fmt::Debug for Tx<'_> {
@@ -460,14 +465,31 @@ impl std::fmt::Debug for Tx<'_> {
         f.write_str(match self {
             Tx::Sqlite(_) => "Tx::Sqlite",
             Tx::Postgres(_) => "Tx::Postgres",
+            Tx::Direct(_) => "Tx::Direct",
         })
     }
+}
+
+/// What a transaction's query can return: a sqlx row type of both backends
+/// that a direct connection can read too (through serde).
+pub trait TxRow:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + DeserializeOwned + Send + Unpin
+{
+}
+
+impl<T> TxRow for T where
+    T: for<'r> FromRow<'r, SqliteRow>
+        + for<'r> FromRow<'r, PgRow>
+        + DeserializeOwned
+        + Send
+        + Unpin
+{
 }
 
 impl Tx<'_> {
     pub fn backend(&self) -> Backend {
         match self {
-            Tx::Sqlite(_) => Backend::Sqlite,
+            Tx::Sqlite(_) | Tx::Direct(_) => Backend::Sqlite,
             Tx::Postgres(_) => Backend::Postgres,
         }
     }
@@ -482,34 +504,51 @@ impl Tx<'_> {
                 .execute(&mut **t)
                 .await?
                 .rows_affected(),
+            Tx::Direct(t) => t.writer().execute_args(sql, &args)?,
         })
     }
 
-    pub async fn fetch_all<T>(&mut self, sql: &str, args: Args) -> Result<Vec<T>>
-    where
-        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        tx_fetch!(self, sql, args, fetch_all)
+    pub async fn fetch_all<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Vec<T>> {
+        tx_fetch!(
+            self,
+            sql,
+            args,
+            fetch_all,
+            |w: &mut direct::DirectWriter| w.query_args(sql, &args, usize::MAX)
+        )
     }
 
-    pub async fn fetch_optional<T>(&mut self, sql: &str, args: Args) -> Result<Option<T>>
-    where
-        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        tx_fetch!(self, sql, args, fetch_optional)
+    pub async fn fetch_optional<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Option<T>> {
+        tx_fetch!(
+            self,
+            sql,
+            args,
+            fetch_optional,
+            |w: &mut direct::DirectWriter| w
+                .query_args(sql, &args, 1)
+                .map(|rows| rows.into_iter().next())
+        )
     }
 
-    pub async fn fetch_one<T>(&mut self, sql: &str, args: Args) -> Result<T>
-    where
-        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        tx_fetch!(self, sql, args, fetch_one)
+    pub async fn fetch_one<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<T> {
+        tx_fetch!(
+            self,
+            sql,
+            args,
+            fetch_one,
+            |w: &mut direct::DirectWriter| w
+                .query_args(sql, &args, 1)?
+                .into_iter()
+                .next()
+                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
+        )
     }
 
     pub async fn commit(self) -> Result<()> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,
             Tx::Postgres(t) => t.commit().await?,
+            Tx::Direct(mut t) => t.commit()?,
         }
         Ok(())
     }
@@ -518,6 +557,7 @@ impl Tx<'_> {
         match self {
             Tx::Sqlite(t) => t.rollback().await?,
             Tx::Postgres(t) => t.rollback().await?,
+            Tx::Direct(mut t) => t.rollback()?,
         }
         Ok(())
     }

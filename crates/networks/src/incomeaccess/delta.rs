@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use clicktrail_domain::conversion::{ErrorCode, SourceEvent, SourceKind, SourceStatus};
+use clicktrail_domain::conversion::{ErrorCode, RawPayload, SourceEvent, SourceKind, SourceStatus};
 use clicktrail_domain::money::{Currency, parse_amount};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -209,7 +209,7 @@ pub fn diff(
         occurred_at: None,
         adjusts: None,
         // Filled once for all the row's events, below.
-        raw: serde_json::Value::Null,
+        raw: RawPayload::default(),
     };
 
     if !snap.registered && counts_as_registration(row) {
@@ -382,7 +382,7 @@ mod tests {
             Some("ia:QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/p77:2024-05:c1")
         );
         assert_eq!(c.occurred_at, None);
-        assert_eq!(c.raw["totalcommission"], "1.02");
+        assert_eq!(c.raw.value()["totalcommission"], "1.02");
     }
 
     #[test]

@@ -780,7 +780,7 @@ mod tests {
         assert_eq!(r.get("merchantname"), Some("Tom & Jerry"));
         assert_eq!(r.get("creativename"), Some(""));
         assert_eq!(r.period(), Some("2024-05"));
-        assert_eq!(r.raw()["Deposits"], "10.00");
+        assert_eq!(r.raw().value()["Deposits"], "10.00");
         assert_eq!(summary.rows, 1);
         assert_eq!(summary.totals_rows, 1);
         assert_eq!(summary.format, Some(ReportFormat::Xml));

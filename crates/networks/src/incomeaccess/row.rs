@@ -1,6 +1,7 @@
 //! One report row: its fields as received (names matched case-insensitively),
 //! its identity (click id + player) and its period.
 
+use clicktrail_domain::conversion::RawPayload;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, Utc};
@@ -97,13 +98,8 @@ impl ReportRow {
 
     /// The row as a JSON object of strings with the names as received: the
     /// raw payload of the conversion log.
-    pub fn raw(&self) -> serde_json::Value {
-        let map: serde_json::Map<String, serde_json::Value> = self
-            .fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone())))
-            .collect();
-        serde_json::Value::Object(map)
+    pub fn raw(&self) -> RawPayload {
+        RawPayload::from_fields(self.fields.iter().map(|(k, v)| (&**k, v.as_str())))
     }
 
     /// `rowid` 2 marks the totals row of a report.
@@ -244,7 +240,7 @@ mod tests {
         assert_eq!(r.get("rowid"), Some("1"));
         assert_eq!(r.get("TOTALCOMMISSION"), Some("1.5"));
         assert_eq!(r.affcustomid(), Some("abc"));
-        assert_eq!(r.raw()["AffCustomId"], " abc ");
+        assert_eq!(r.raw().value()["AffCustomId"], " abc ");
         assert!(!r.is_totals());
         assert!(row(&[("rowid", "2")]).is_totals());
     }
