@@ -15,10 +15,10 @@ use clicktrail_domain::money::to_micros;
 use clicktrail_domain::{ClickId, PropertyId};
 use clicktrail_store::clicks::{self, Click};
 use clicktrail_store::conversions::{self, ConversionRow, Draft, Effect, Touch, Written, lookup};
-use clicktrail_store::direct::DirectWriter;
+use clicktrail_store::direct::DirectConn;
 use clicktrail_store::integrations::Integration;
 use clicktrail_store::properties::Property;
-use clicktrail_store::{Db, StoreError, Tx};
+use clicktrail_store::{Db, Reads, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -391,9 +391,16 @@ pub fn decide(p: &Pending, f: Facts<'_>) -> Draft {
 }
 
 /// Looks up, in one query per kind of fact, what the batch's decisions
-/// need, and decides them. Runs inside the writer's transaction, so it sees
-/// every click committed before and no conversion can slip in between.
-pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draft>, StoreError> {
+/// need, and decides them, one draft per event in order.
+///
+/// Inside the writer's transaction it sees every click committed before and
+/// no conversion can slip in between. On the pool (a poller deciding its
+/// chunk before queueing it) a decision can be overtaken by a commit in
+/// between; the writer decides those again (see [`settled`]).
+pub async fn decide_batch(
+    reads: &mut Reads<'_, '_>,
+    batch: &[&Pending],
+) -> Result<Vec<Draft>, StoreError> {
     use std::collections::{HashMap, HashSet};
     let mut by_property: HashMap<&str, Vec<usize>> = HashMap::new();
     for (i, p) in batch.iter().enumerate() {
@@ -410,7 +417,7 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
             .filter_map(|&i| batch[i].event.click_id.as_deref().map(str::trim))
             .filter(|c| ClickId::parse(c).is_ok())
             .collect();
-        let mut clicks = lookup::clicks(tx, property, &ids).await?;
+        let mut clicks = lookup::clicks(reads, property, &ids).await?;
         let mut pv_of: HashMap<String, String> = HashMap::new();
         for id in &ids {
             if clicks.contains_key(*id) {
@@ -425,7 +432,7 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
             }
         }
         let pv_ids: Vec<String> = pv_of.keys().cloned().collect();
-        for (pv_id, pv) in lookup::pageviews(tx, property, &pv_ids).await? {
+        for (pv_id, pv) in lookup::pageviews(reads, property, &pv_ids).await? {
             if let Some(cid) = pv_of.get(&pv_id) {
                 clicks.insert(
                     cid.clone(),
@@ -449,7 +456,7 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
         }
         // On-site conversions: their own session stands in for a click.
         let on_site: Vec<i64> = idx.iter().filter_map(|&i| batch[i].session_id).collect();
-        let own_sessions = lookup::sessions(tx, &on_site).await?;
+        let own_sessions = lookup::sessions(reads, &on_site).await?;
         let mut session_clicks: HashMap<usize, Click> = HashMap::new();
         for &i in &idx {
             let p = &batch[i];
@@ -485,7 +492,7 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
-        let sessions = lookup::sessions(tx, &session_ids).await?;
+        let sessions = lookup::sessions(reads, &session_ids).await?;
         let visitors: Vec<&str> = clicks
             .values()
             .chain(session_clicks.values())
@@ -510,7 +517,7 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
             })
             .min()
             .unwrap_or(0);
-        let visitor_sessions = lookup::visitor_sessions(tx, property, &visitors, since).await?;
+        let visitor_sessions = lookup::visitor_sessions(reads, property, &visitors, since).await?;
         // Earlier validated conversions named by adjustments / rejections.
         let mut validated: HashMap<&str, HashSet<String>> = HashMap::new();
         let mut wanted: HashMap<&str, Vec<&str>> = HashMap::new();
@@ -523,7 +530,7 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
             }
         }
         for (int, txs) in wanted {
-            validated.insert(int, lookup::validated_transactions(tx, int, &txs).await?);
+            validated.insert(int, lookup::validated_transactions(reads, int, &txs).await?);
         }
         for &i in &idx {
             let p = &batch[i];
@@ -559,6 +566,25 @@ pub async fn decide_batch(tx: &mut Tx<'_>, batch: &[Pending]) -> Result<Vec<Draf
     Ok(drafts.into_iter().flatten().collect())
 }
 
+/// Whether a draft decided outside the writer's transaction stands: not if
+/// what it was decided on may have changed before the write. A click whose
+/// beacon was committed after the lookup makes an `unknown_click_id` known;
+/// an adjustment or rejection depends on the validated conversions, which
+/// the write before may have just added.
+fn settled(p: &Pending, d: &Draft) -> bool {
+    let unknown = d.row.error_code.as_deref() == Some(ErrorCode::UnknownClickId.as_str());
+    let adjusts = is_adjustment(&p.event) || p.event.status == SourceStatus::Rejected;
+    p.forced_error.is_some() || !(unknown || adjusts)
+}
+
+/// A source event in the writer's queue, with its draft when its caller
+/// decided it already.
+#[derive(Debug)]
+struct Queued {
+    pending: Pending,
+    draft: Option<Draft>,
+}
+
 /// What a job commits with its conversions, in the same transaction.
 #[derive(Debug, Clone)]
 pub enum Extra {
@@ -578,7 +604,7 @@ pub enum Extra {
 }
 
 struct Job {
-    items: Vec<Pending>,
+    items: Vec<Queued>,
     snapshots: Option<Extra>,
     ack: oneshot::Sender<Result<Vec<Written>, IngestFailure>>,
 }
@@ -586,6 +612,10 @@ struct Job {
 /// The conversion writer's queue.
 #[derive(Clone)]
 pub struct ConversionQueue {
+    db: Db,
+    /// SQLite: read-only connections of callers deciding their events
+    /// before queueing them (see [`decide`](Self::decide)), kept for reuse.
+    readers: Arc<std::sync::Mutex<Vec<DirectConn>>>,
     tx: mpsc::Sender<Job>,
     depth: Arc<AtomicUsize>,
 }
@@ -672,7 +702,7 @@ impl ConversionQueue {
             None => (None, None),
         };
         let w = Writer {
-            db,
+            db: db.clone(),
             rx,
             depth: depth.clone(),
             after_write,
@@ -685,7 +715,15 @@ impl ConversionQueue {
             }
             clicktrail_store::Backend::Postgres => tokio::spawn(w.run(cancel)),
         };
-        (ConversionQueue { tx, depth }, handle)
+        (
+            ConversionQueue {
+                db,
+                readers: Arc::default(),
+                tx,
+                depth,
+            },
+            handle,
+        )
     }
 
     /// Queues source events (and connector snapshots) and waits for their
@@ -699,6 +737,13 @@ impl ConversionQueue {
         // Counted before sending: the writer runs on its own thread and may
         // count the job out before `try_send` returns.
         self.depth.fetch_add(1, Ordering::Relaxed);
+        let items = items
+            .into_iter()
+            .map(|pending| Queued {
+                pending,
+                draft: None,
+            })
+            .collect();
         if let Err(e) = self.tx.try_send(Job {
             items,
             snapshots,
@@ -714,10 +759,70 @@ impl ConversionQueue {
     }
 
     /// Like [`submit`](Self::submit), but waits for room instead of failing
-    /// when the queue is full (for background pollers, which can wait).
+    /// when the queue is full, and decides the events first (see
+    /// [`decide`](Self::decide)): for background work, which can wait.
     pub async fn submit_waiting(
         &self,
         items: Vec<Pending>,
+        snapshots: Option<Extra>,
+    ) -> Result<Vec<Written>, IngestFailure> {
+        let decided = self.decide(items).await?;
+        self.submit_decided(decided, snapshots).await
+    }
+
+    /// Decides source events before they are queued, beside the writer
+    /// instead of in it: a poller's chunk of a thousand rows has its
+    /// lookups and decisions made here while the writer commits the chunk
+    /// before, and the writer only decides again the few drafts that may
+    /// have changed in between (see [`settled`]) before writing. Postbacks,
+    /// one or a few events each, leave the deciding to the writer, which
+    /// batches the lookups of many.
+    ///
+    /// On SQLite the lookups run on a read-only connection of their own in
+    /// a blocking task: through sqlx's pool, decoding the rows cost several
+    /// times the queries.
+    pub async fn decide(&self, items: Vec<Pending>) -> Result<Decided, IngestFailure> {
+        let (items, drafts) = match self.db.backend() {
+            clicktrail_store::Backend::Sqlite => {
+                let db = self.db.clone();
+                let readers = self.readers.clone();
+                tokio::task::spawn_blocking(move || {
+                    let drafts = decide_direct(&db, &readers, &items);
+                    (items, drafts)
+                })
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "deciding conversions failed");
+                    IngestFailure::Storage
+                })?
+            }
+            clicktrail_store::Backend::Postgres => {
+                let refs: Vec<&Pending> = items.iter().collect();
+                let drafts = decide_batch(&mut Reads::Pool(&self.db), &refs).await;
+                (items, drafts)
+            }
+        };
+        let drafts = drafts.map_err(|e| {
+            tracing::error!(error = %e, "deciding conversions failed");
+            IngestFailure::Storage
+        })?;
+        Ok(Decided(
+            items
+                .into_iter()
+                .zip(drafts)
+                .map(|(pending, draft)| Queued {
+                    pending,
+                    draft: Some(draft),
+                })
+                .collect(),
+        ))
+    }
+
+    /// Queues events [`decide`](Self::decide)d before (and connector
+    /// snapshots), waiting for room, and waits for their commit.
+    pub async fn submit_decided(
+        &self,
+        decided: Decided,
         snapshots: Option<Extra>,
     ) -> Result<Vec<Written>, IngestFailure> {
         let (ack, rx) = oneshot::channel();
@@ -725,7 +830,7 @@ impl ConversionQueue {
         if self
             .tx
             .send(Job {
-                items,
+                items: decided.0,
                 snapshots,
                 ack,
             })
@@ -739,6 +844,48 @@ impl ConversionQueue {
     }
 }
 
+/// Source events decided before they were queued.
+#[derive(Debug)]
+pub struct Decided(Vec<Queued>);
+
+impl Decided {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Readers kept for reuse at most.
+const KEPT_READERS: usize = 2;
+
+/// [`decide_batch`] on a read-only direct connection, in one read
+/// transaction. Blocking.
+fn decide_direct(
+    db: &Db,
+    readers: &std::sync::Mutex<Vec<DirectConn>>,
+    items: &[Pending],
+) -> Result<Vec<Draft>, StoreError> {
+    let kept = readers.lock().ok().and_then(|mut r| r.pop());
+    let mut conn = match kept {
+        Some(c) => c,
+        None => db
+            .direct_reader()?
+            .ok_or_else(|| StoreError::Corrupt("no direct reader on this backend".into()))?,
+    };
+    let refs: Vec<&Pending> = items.iter().collect();
+    let drafts = {
+        let mut tx = conn.read_transaction()?;
+        // Every read of a direct transaction completes without waiting, so
+        // the future finishes in one poll.
+        futures::executor::block_on(decide_batch(&mut Reads::Tx(&mut tx), &refs))
+    }?;
+    if let Ok(mut r) = readers.lock()
+        && r.len() < KEPT_READERS
+    {
+        r.push(conn);
+    }
+    Ok(drafts)
+}
+
 struct Writer {
     db: Db,
     rx: mpsc::Receiver<Job>,
@@ -747,7 +894,7 @@ struct Writer {
     after_commit: Option<AfterCommit>,
     /// SQLite: the writer's own connection (see `clicktrail_store::direct`),
     /// opened on first use and dropped after a failed batch.
-    direct: Option<DirectWriter>,
+    direct: Option<DirectConn>,
 }
 
 const MAX_BATCH_DRAFTS: usize = 2000;
@@ -781,16 +928,18 @@ impl Writer {
             }
             self.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
             if jobs.len() > 1 {
-                let (items, snaps, acks) = split(jobs);
-                match self.write(&items, snaps.clone()).await {
+                let (mut items, snaps, acks) = split(jobs);
+                match self.write(&mut items, snaps.clone()).await {
                     Ok(written) => ack_all(acks, written),
                     Err(e) => {
-                        // One job must not sink the others: retry each alone.
+                        // One job must not sink the others: retry each alone
+                        // (deciding afresh: the failed write used up the
+                        // drafts).
                         tracing::warn!(error = %e, "conversion group commit failed; committing jobs one by one");
                         let mut rest = items.into_iter();
                         for ((len, ack), snap) in acks.into_iter().zip(snaps) {
-                            let d: Vec<Pending> = rest.by_ref().take(len).collect();
-                            let r = self.write(&d, vec![snap]).await.map_err(|e| {
+                            let mut d: Vec<Queued> = rest.by_ref().take(len).collect();
+                            let r = self.write(&mut d, vec![snap]).await.map_err(|e| {
                                 tracing::error!(error = %e, "conversion commit failed");
                                 IngestFailure::Storage
                             });
@@ -798,8 +947,8 @@ impl Writer {
                         }
                     }
                 }
-            } else if let Some(j) = jobs.pop() {
-                let r = self.write(&j.items, vec![j.snapshots]).await.map_err(|e| {
+            } else if let Some(mut j) = jobs.pop() {
+                let r = self.write(&mut j.items, vec![j.snapshots]).await.map_err(|e| {
                     tracing::error!(error = %e, "conversion commit failed");
                     IngestFailure::Storage
                 });
@@ -819,9 +968,10 @@ impl Writer {
         }
     }
 
+    /// Writes `items` in one transaction; their drafts are used up.
     async fn write(
         &mut self,
-        items: &[Pending],
+        items: &mut [Queued],
         snaps: Vec<Option<Extra>>,
     ) -> Result<Vec<Written>, StoreError> {
         let result = self.write_once(items, snaps).await;
@@ -834,7 +984,7 @@ impl Writer {
 
     async fn write_once(
         &mut self,
-        items: &[Pending],
+        items: &mut [Queued],
         snaps: Vec<Option<Extra>>,
     ) -> Result<Vec<Written>, StoreError> {
         let mut tx = match self.db.backend() {
@@ -849,7 +999,21 @@ impl Writer {
             }
             clicktrail_store::Backend::Postgres => self.db.begin().await?,
         };
-        let mut drafts = decide_batch(&mut tx, items).await?;
+        // Drafts decided by the caller stand unless they may have changed;
+        // the rest are decided here, inside the transaction.
+        let mut drafts: Vec<Option<Draft>> = items
+            .iter_mut()
+            .map(|q| q.draft.take().filter(|d| settled(&q.pending, d)))
+            .collect();
+        let undecided: Vec<usize> = (0..items.len()).filter(|&i| drafts[i].is_none()).collect();
+        if !undecided.is_empty() {
+            let batch: Vec<&Pending> = undecided.iter().map(|&i| &items[i].pending).collect();
+            let decided = decide_batch(&mut Reads::Tx(&mut tx), &batch).await?;
+            for (i, d) in undecided.into_iter().zip(decided) {
+                drafts[i] = Some(d);
+            }
+        }
+        let mut drafts: Vec<Draft> = drafts.into_iter().flatten().collect();
         let written = conversions::write_in(&mut tx, &mut drafts).await?;
         let now = chrono::Utc::now().timestamp_millis();
         for extra in snaps.into_iter().flatten() {
@@ -903,7 +1067,7 @@ impl Writer {
 
 type Acks = Vec<(usize, oneshot::Sender<Result<Vec<Written>, IngestFailure>>)>;
 
-fn split(jobs: Vec<Job>) -> (Vec<Pending>, Vec<Option<Extra>>, Acks) {
+fn split(jobs: Vec<Job>) -> (Vec<Queued>, Vec<Option<Extra>>, Acks) {
     let mut items = Vec::new();
     let mut snaps = Vec::new();
     let mut acks = Vec::new();

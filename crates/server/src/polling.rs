@@ -347,20 +347,26 @@ impl Chunks<'_> {
                 }
             }
         }
+        // Decided while the chunk before is still being written (the writer
+        // decides again what that write may change).
+        let queue = self.state.conversions.clone();
+        let decided = queue
+            .decide(items)
+            .await
+            .map_err(|e| PollFailure::Storage(e.to_string()))?;
         // The chunk before must be committed before this one is queued: the
         // two may hold events of one row key, whose order matters.
         self.settle(report).await?;
-        if items.is_empty() && snaps.is_empty() {
+        if decided.is_empty() && snaps.is_empty() {
             return Ok(());
         }
         self.committing = fresh;
-        let queue = self.state.conversions.clone();
         let extra = Extra::Snapshots {
             integration_id: self.integration.id.clone(),
             rows: snaps,
         };
         self.in_flight = Some(tokio::spawn(async move {
-            queue.submit_waiting(items, Some(extra)).await
+            queue.submit_decided(decided, Some(extra)).await
         }));
         Ok(())
     }

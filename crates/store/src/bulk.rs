@@ -103,7 +103,7 @@ impl Bulk {
     /// Runs the statement once per row on a direct connection.
     pub fn execute_direct<T: Serialize>(
         &self,
-        w: &mut crate::direct::DirectWriter,
+        w: &mut crate::direct::DirectConn,
         rows: &[T],
     ) -> Result<u64> {
         w.execute_rows(&self.sqlite_named, rows)

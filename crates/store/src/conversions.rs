@@ -737,17 +737,18 @@ pub async fn counts(
     .await
 }
 
-/// Batch lookups for deciding many conversions at once inside the writer's
-/// transaction (one query per kind of fact, not per conversion).
+/// Batch lookups for deciding many conversions at once (one query per kind
+/// of fact, not per conversion), on the pool or inside the writer's
+/// transaction.
 pub mod lookup {
     use std::collections::{HashMap, HashSet};
 
     use super::Touch;
     use crate::clicks::{Click, PageviewRef, SESSION_COLS, Session};
-    use crate::{Backend, Result, Tx, args};
+    use crate::{Backend, Reads, Result, args};
 
     pub async fn clicks(
-        tx: &mut Tx<'_>,
+        reads: &mut Reads<'_, '_>,
         property: &str,
         ids: &[&str],
     ) -> Result<HashMap<String, Click>> {
@@ -757,16 +758,16 @@ pub mod lookup {
         let sql = format!(
             "SELECT id, property_id, click_id, origin, ts, session_id, visitor_id, event_id, pageview_id, page_url, \
              link_url, link_group, link_text FROM clicks WHERE property_id = $1 AND click_id IN ({})",
-            crate::json_list(tx.backend(), 2)
+            crate::json_list(reads.backend(), 2)
         );
-        let rows: Vec<Click> = tx
+        let rows: Vec<Click> = reads
             .fetch_all(&sql, args![property, crate::to_json(&ids)?])
             .await?;
         Ok(rows.into_iter().map(|c| (c.click_id.clone(), c)).collect())
     }
 
     pub async fn pageviews(
-        tx: &mut Tx<'_>,
+        reads: &mut Reads<'_, '_>,
         property: &str,
         event_ids: &[String],
     ) -> Result<HashMap<String, PageviewRef>> {
@@ -776,32 +777,32 @@ pub mod lookup {
         let sql = format!(
             "SELECT event_id, session_id, visitor_id, ts, url FROM events \
              WHERE property_id = $1 AND name = 'PageView' AND event_id IN ({})",
-            crate::json_list(tx.backend(), 2)
+            crate::json_list(reads.backend(), 2)
         );
-        let rows: Vec<PageviewRef> = tx
+        let rows: Vec<PageviewRef> = reads
             .fetch_all(&sql, args![property, crate::to_json(&event_ids)?])
             .await?;
         Ok(rows.into_iter().map(|p| (p.event_id.clone(), p)).collect())
     }
 
-    pub async fn sessions(tx: &mut Tx<'_>, ids: &[i64]) -> Result<HashMap<i64, Session>> {
+    pub async fn sessions(reads: &mut Reads<'_, '_>, ids: &[i64]) -> Result<HashMap<i64, Session>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let cast = match tx.backend() {
+        let cast = match reads.backend() {
             Backend::Sqlite => "",
             Backend::Postgres => "::bigint",
         };
-        let inner = format!("{}{cast}", crate::json_list(tx.backend(), 1));
+        let inner = format!("{}{cast}", crate::json_list(reads.backend(), 1));
         let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id IN ({inner})");
-        let rows: Vec<Session> = tx.fetch_all(&sql, args![crate::to_json(&ids)?]).await?;
+        let rows: Vec<Session> = reads.fetch_all(&sql, args![crate::to_json(&ids)?]).await?;
         Ok(rows.into_iter().map(|s| (s.id, s)).collect())
     }
 
     /// Sessions of these visitors started at or after `since`, oldest first:
     /// (visitor, started_at, touch).
     pub async fn visitor_sessions(
-        tx: &mut Tx<'_>,
+        reads: &mut Reads<'_, '_>,
         property: &str,
         visitors: &[&str],
         since: i64,
@@ -817,7 +818,7 @@ pub mod lookup {
         let sql = format!(
             "SELECT visitor_id, started_at, id, channel, source, medium, utm_campaign, utm_content, landing_page \
              FROM sessions WHERE property_id = $1 AND +started_at >= $2 AND visitor_id IN ({})",
-            crate::json_list(tx.backend(), 3)
+            crate::json_list(reads.backend(), 3)
         );
         type Row = (
             String,
@@ -830,7 +831,7 @@ pub mod lookup {
             Option<String>,
             String,
         );
-        let rows: Vec<Row> = tx
+        let rows: Vec<Row> = reads
             .fetch_all(&sql, args![property, since, crate::to_json(&visitors)?])
             .await?;
         let mut out: HashMap<String, Vec<(i64, Touch)>> = HashMap::new();
@@ -857,7 +858,7 @@ pub mod lookup {
     /// Which of these transaction ids of an integration have a validated
     /// conversion.
     pub async fn validated_transactions(
-        tx: &mut Tx<'_>,
+        reads: &mut Reads<'_, '_>,
         integration: &str,
         txs: &[&str],
     ) -> Result<HashSet<String>> {
@@ -867,9 +868,9 @@ pub mod lookup {
         let sql = format!(
             "SELECT DISTINCT transaction_id FROM conversions WHERE integration_id = $1 AND status = 'validated' \
              AND transaction_id IN ({})",
-            crate::json_list(tx.backend(), 2)
+            crate::json_list(reads.backend(), 2)
         );
-        let rows: Vec<(String,)> = tx
+        let rows: Vec<(String,)> = reads
             .fetch_all(&sql, args![integration, crate::to_json(&txs)?])
             .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())

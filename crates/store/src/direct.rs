@@ -36,10 +36,11 @@ pub struct DirectSettings {
     pub(crate) cache_kib: i64,
 }
 
-/// A write connection of its own (see the module docs). A transaction is
-/// begun and ended by hand; after any failure its owner drops it (closing
-/// the connection rolls back whatever was left open).
-pub struct DirectWriter {
+/// A connection of its own (see the module docs): a writer's, or a
+/// read-only one. A transaction is begun and ended by hand; after any
+/// failure its owner drops it (closing the connection rolls back whatever
+/// was left open).
+pub struct DirectConn {
     conn: Connection,
     /// Per statement: the parameter index of each field, in the order the
     /// row type serialises them.
@@ -49,13 +50,13 @@ pub struct DirectWriter {
     restarted_after: u64,
 }
 
-impl std::fmt::Debug for DirectWriter {
+impl std::fmt::Debug for DirectConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("DirectWriter")
+        f.write_str("DirectConn")
     }
 }
 
-impl DirectWriter {
+impl DirectConn {
     pub(crate) fn open(s: &DirectSettings, wal: Arc<WalState>) -> Result<Self> {
         let conn = Connection::open(&s.path)?;
         conn.busy_handler(Some(wait_briefly))?;
@@ -70,12 +71,32 @@ impl DirectWriter {
              PRAGMA cache_size = -{}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES};",
             s.cache_kib
         ))?;
-        Ok(Self {
+        Ok(Self::new(conn, wal))
+    }
+
+    /// A read-only connection, with a quarter of the writer's page cache
+    /// (as the pool's readers have).
+    pub(crate) fn open_read_only(s: &DirectSettings, wal: Arc<WalState>) -> Result<Self> {
+        let conn = Connection::open_with_flags(
+            &s.path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_handler(Some(wait_briefly))?;
+        conn.set_prepared_statement_cache_capacity(64);
+        conn.execute_batch(&format!(
+            "PRAGMA temp_store = MEMORY; PRAGMA cache_size = -{};",
+            (s.cache_kib / 4).max(1024)
+        ))?;
+        Ok(Self::new(conn, wal))
+    }
+
+    fn new(conn: Connection, wal: Arc<WalState>) -> Self {
+        Self {
             conn,
             bindings: HashMap::new(),
             wal,
             restarted_after: 0,
-        })
+        }
     }
 
     /// Restarts the WAL when it has grown past
@@ -146,6 +167,16 @@ impl DirectWriter {
         }))
     }
 
+    /// A read transaction (deferred `BEGIN`): its reads see one snapshot of
+    /// the database. For a reader from [`crate::Db::direct_reader`].
+    pub fn read_transaction(&mut self) -> Result<Tx<'_>> {
+        self.conn.execute_batch("BEGIN")?;
+        Ok(Tx::Direct(DirectTx {
+            w: self,
+            open: true,
+        }))
+    }
+
     /// Runs `sql` with [`Arg`]s bound to its `$n` (or `?`) parameters, as
     /// a sqlx query would bind them.
     pub(crate) fn execute_args(&mut self, sql: &str, args: &[Arg]) -> Result<u64> {
@@ -204,14 +235,14 @@ impl DirectWriter {
     }
 }
 
-/// A transaction on a [`DirectWriter`], as [`Tx::Direct`].
+/// A transaction on a [`DirectConn`], as [`Tx::Direct`].
 pub struct DirectTx<'w> {
-    w: &'w mut DirectWriter,
+    w: &'w mut DirectConn,
     open: bool,
 }
 
 impl DirectTx<'_> {
-    pub(crate) fn writer(&mut self) -> &mut DirectWriter {
+    pub(crate) fn writer(&mut self) -> &mut DirectConn {
         self.w
     }
 
@@ -596,10 +627,10 @@ mod tests {
         inner: Inner<'a>,
     }
 
-    fn writer() -> DirectWriter {
+    fn writer() -> DirectConn {
         let dir = std::env::temp_dir().join(format!("ct-direct-{}", uuid_like()));
         std::fs::create_dir_all(&dir).unwrap();
-        DirectWriter::open(
+        DirectConn::open(
             &DirectSettings {
                 path: dir.join("t.db"),
                 synchronous: SqliteSync::Normal,

@@ -15,7 +15,7 @@ use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
 use crate::bulk::{Bulk, Script};
-use crate::direct::DirectWriter;
+use crate::direct::DirectConn;
 use crate::{Backend, Db, Result, Tx, args};
 use rusqlite::OptionalExtension;
 
@@ -174,7 +174,7 @@ pub struct Ingestor {
     cache_capacity: usize,
     next_session_id: Option<i64>,
     /// SQLite: this writer's own synchronous connection.
-    direct: Option<DirectWriter>,
+    direct: Option<DirectConn>,
 }
 
 #[derive(Serialize)]
@@ -502,7 +502,7 @@ impl Ingestor {
 
     /// Upkeep between batches, after their requests were answered: on
     /// SQLite, restarts a grown WAL (see
-    /// [`DirectWriter::restart_wal_if_large`]). A failure is only logged:
+    /// [`DirectConn::restart_wal_if_large`]). A failure is only logged:
     /// it costs a bigger WAL, nothing committed.
     pub fn maintain(&mut self) {
         if let Some(w) = self.direct.as_mut() {
@@ -995,7 +995,7 @@ impl Rows<'_> {
         script.push(&BULK.upsert_rollups, &self.rollups)
     }
 
-    fn write_direct(&self, w: &mut DirectWriter) -> Result<()> {
+    fn write_direct(&self, w: &mut DirectConn) -> Result<()> {
         BULK.insert_sessions.execute_direct(w, &self.sessions)?;
         BULK.update_sessions.execute_direct(w, &self.updates)?;
         BULK.insert_events.execute_direct(w, &self.events)?;
@@ -1009,7 +1009,7 @@ impl Rows<'_> {
 /// SQLite writer's direct connection, inside its transaction.
 enum Conn<'t, 'c> {
     Tx(&'t mut Tx<'c>),
-    Direct(&'t mut DirectWriter),
+    Direct(&'t mut DirectConn),
 }
 
 /// SQLite, one visitor or event at a time on the direct connection: point

@@ -47,7 +47,7 @@ pub mod users;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// From a [`direct::DirectWriter`].
+    /// From a [`direct::DirectConn`].
     #[error("database error: {0}")]
     Direct(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
@@ -134,7 +134,7 @@ const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// What the background checkpointer last saw of the WAL, shared with the
 /// direct writer, which restarts the WAL itself when it has grown (see
-/// [`direct::DirectWriter::restart_wal_if_large`]).
+/// [`direct::DirectConn::restart_wal_if_large`]).
 #[derive(Debug, Default)]
 pub struct WalState {
     /// Frames in the WAL at the last passive checkpoint.
@@ -355,11 +355,27 @@ impl Db {
     /// A synchronous write connection of its own for the hottest writer
     /// (SQLite only; see [`direct`]). Blocking: call it from that writer's
     /// own thread.
-    pub fn direct_writer(&self) -> Result<Option<direct::DirectWriter>> {
+    pub fn direct_writer(&self) -> Result<Option<direct::DirectConn>> {
         match self {
             Db::Sqlite { direct, wal, .. } => {
-                Ok(Some(direct::DirectWriter::open(direct, wal.clone())?))
+                Ok(Some(direct::DirectConn::open(direct, wal.clone())?))
             }
+            Db::Postgres(_) => Ok(None),
+        }
+    }
+
+    /// A synchronous read-only connection (SQLite only; see [`direct`]),
+    /// for work that reads a lot at once and can block a thread for it (a
+    /// poller deciding a chunk of conversions in `spawn_blocking`): sqlx
+    /// would decode every row on an async task after a hand-off from its
+    /// worker thread, which profiling showed to cost several times the
+    /// query itself.
+    pub fn direct_reader(&self) -> Result<Option<direct::DirectConn>> {
+        match self {
+            Db::Sqlite { direct, wal, .. } => Ok(Some(direct::DirectConn::open_read_only(
+                direct,
+                wal.clone(),
+            )?)),
             Db::Postgres(_) => Ok(None),
         }
     }
@@ -452,7 +468,7 @@ impl Checkpointer {
 }
 
 /// A write transaction on either backend; on SQLite also on a dedicated
-/// writer's own connection ([`direct::DirectWriter::transaction`]), where
+/// writer's own connection ([`direct::DirectConn::transaction`]), where
 /// every call runs synchronously.
 pub enum Tx<'c> {
     Sqlite(Transaction<'c, Sqlite>),
@@ -514,7 +530,7 @@ impl Tx<'_> {
             sql,
             args,
             fetch_all,
-            |w: &mut direct::DirectWriter| w.query_args(sql, &args, usize::MAX)
+            |w: &mut direct::DirectConn| w.query_args(sql, &args, usize::MAX)
         )
     }
 
@@ -524,7 +540,7 @@ impl Tx<'_> {
             sql,
             args,
             fetch_optional,
-            |w: &mut direct::DirectWriter| w
+            |w: &mut direct::DirectConn| w
                 .query_args(sql, &args, 1)
                 .map(|rows| rows.into_iter().next())
         )
@@ -536,7 +552,7 @@ impl Tx<'_> {
             sql,
             args,
             fetch_one,
-            |w: &mut direct::DirectWriter| w
+            |w: &mut direct::DirectConn| w
                 .query_args(sql, &args, 1)?
                 .into_iter()
                 .next()
@@ -560,6 +576,31 @@ impl Tx<'_> {
             Tx::Direct(mut t) => t.rollback()?,
         }
         Ok(())
+    }
+}
+
+/// Where a batch of reads goes: the pool, outside any transaction, or a
+/// write transaction (which sees its own writes and, on SQLite, everything
+/// committed before it took the write lock).
+#[derive(Debug)]
+pub enum Reads<'a, 'c> {
+    Pool(&'a Db),
+    Tx(&'a mut Tx<'c>),
+}
+
+impl Reads<'_, '_> {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Reads::Pool(db) => db.backend(),
+            Reads::Tx(tx) => tx.backend(),
+        }
+    }
+
+    pub async fn fetch_all<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Vec<T>> {
+        match self {
+            Reads::Pool(db) => db.fetch_all(sql, args).await,
+            Reads::Tx(tx) => tx.fetch_all(sql, args).await,
+        }
     }
 }
 
