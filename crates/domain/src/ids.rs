@@ -212,14 +212,29 @@ mod tests {
 
     #[test]
     fn time_ordered_ids_sort_by_time() {
-        let times = [0, 1, 35, 36, 1_700_000_000_000, 1_700_000_000_001, 3_000_000_000_000];
-        let ids: Vec<EntityId> = times.iter().map(|&t| EntityId::generate_at("cv", t)).collect();
+        let times = [
+            0,
+            1,
+            35,
+            36,
+            1_700_000_000_000,
+            1_700_000_000_001,
+            3_000_000_000_000,
+        ];
+        let ids: Vec<EntityId> = times
+            .iter()
+            .map(|&t| EntityId::generate_at("cv", t))
+            .collect();
         for id in &ids {
             assert!(EntityId::parse(id.as_str()).is_ok(), "{id:?}");
             assert_eq!(id.as_str().len(), "cv_".len() + 20);
         }
         assert!(ids.windows(2).all(|w| w[0].as_str() < w[1].as_str()));
-        assert!(EntityId::generate_at("cv", -5).as_str().starts_with("cv_000000000"));
+        assert!(
+            EntityId::generate_at("cv", -5)
+                .as_str()
+                .starts_with("cv_000000000")
+        );
         assert_ne!(
             EntityId::generate_at("cv", 1).as_str(),
             EntityId::generate_at("cv", 1).as_str()

@@ -948,10 +948,13 @@ impl Writer {
                     }
                 }
             } else if let Some(mut j) = jobs.pop() {
-                let r = self.write(&mut j.items, vec![j.snapshots]).await.map_err(|e| {
-                    tracing::error!(error = %e, "conversion commit failed");
-                    IngestFailure::Storage
-                });
+                let r = self
+                    .write(&mut j.items, vec![j.snapshots])
+                    .await
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "conversion commit failed");
+                        IngestFailure::Storage
+                    });
                 let _ = j.ack.send(r);
             }
             maintain = true;

@@ -536,6 +536,71 @@ fn urlenc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
+// A chunk decided beside the writer (a poller's) may be overtaken by a
+// commit before it is written: the writer decides such drafts again.
+both!(
+    drafts_decided_early_are_checked_again,
+    |b: Backend| async move {
+        use clicktrail::conversions::{Pending, decide_batch};
+        use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
+        use std::sync::Arc;
+
+        let s = TestServer::start(b).await;
+        let pid = s.property(&["site.example"]).await;
+        let (iid, _) = install_custom(&s, &pid).await;
+        let state = &s.server.state;
+        let integration = clicktrail_store::integrations::get(&state.db, &iid)
+            .await
+            .unwrap()
+            .unwrap();
+        let property = state
+            .property(&clicktrail_domain::PropertyId::parse(&pid).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        let cid = "AZDxon08eryN7wEjRWeJq0000042";
+        let pending = Pending {
+            property,
+            mapping: Arc::new(serde_json::from_str(&integration.event_mapping).unwrap()),
+            integration: Some(Arc::new(integration)),
+            received_at_ms: support::now_ms(),
+            event_id: None,
+            event: SourceEvent {
+                kind: SourceKind::Postback,
+                source_event: "sale".into(),
+                click_id: Some(cid.into()),
+                transaction_id: Some("T-early".into()),
+                value: Some(Decimal::new(1000, 2)),
+                currency: None,
+                status: SourceStatus::Approved,
+                occurred_at: None,
+                adjusts: None,
+                raw: Default::default(),
+            },
+            forced_error: None,
+            session_id: None,
+        };
+        let early = decide_batch(&mut clicktrail_store::Reads::Pool(&state.db), &[&pending])
+            .await
+            .unwrap();
+        assert_eq!(early[0].row.error_code.as_deref(), Some("unknown_click_id"));
+        let decided = state.conversions.decide(vec![pending]).await.unwrap();
+        // The click is recorded after the decision, before the write.
+        assert_eq!(click(&s, &pid, 42).await, cid);
+        let written = state
+            .conversions
+            .submit_decided(decided, None)
+            .await
+            .unwrap();
+        assert_eq!(written[0].outcome(), ("validated", None));
+        let (_, log) = s
+            .get(&format!("/api/v1/properties/{pid}/conversions"), MASTER_KEY)
+            .await;
+        assert_eq!(log["conversions"][0]["attribution"]["source"], "google");
+        s.stop().await;
+    }
+);
+
 both!(onsite_conversions, |b: Backend| async move {
     let s = TestServer::start(b).await;
     let pid = s.property(&["site.example"]).await;

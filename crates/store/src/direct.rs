@@ -783,4 +783,61 @@ mod tests {
             .unwrap();
         assert_eq!(v, vec![2]);
     }
+
+    #[tokio::test]
+    async fn a_direct_transaction_serves_the_tx_api() {
+        let mut w = writer();
+        w.conn()
+            .execute_batch("CREATE TABLE t (a INTEGER, b TEXT, c INTEGER)")
+            .unwrap();
+        {
+            let mut tx = w.transaction().unwrap();
+            // `$n` out of order and repeated, as sqlx binds them.
+            let n = tx
+                .execute(
+                    "INSERT INTO t (b, a, c) VALUES ($2, $1, $1 + 1)",
+                    crate::args![5i64, "five"],
+                )
+                .await
+                .unwrap();
+            assert_eq!(n, 1);
+            tx.execute(
+                "INSERT INTO t (a, b, c) VALUES (?, ?, ?)",
+                crate::args![6i64, Option::<String>::None, true],
+            )
+            .await
+            .unwrap();
+            let rows: Vec<(i64, Option<String>, i64)> = tx
+                .fetch_all("SELECT a, b, c FROM t ORDER BY a", crate::args![])
+                .await
+                .unwrap();
+            assert_eq!(rows, vec![(5, Some("five".into()), 6), (6, None, 1)]);
+            let none: Option<(i64,)> = tx
+                .fetch_optional("SELECT a FROM t WHERE a = $1", crate::args![7i64])
+                .await
+                .unwrap();
+            assert_eq!(none, None);
+            let missing = tx
+                .fetch_one::<(i64,)>("SELECT a FROM t WHERE a = $1", crate::args![7i64])
+                .await;
+            assert!(missing.is_err());
+            // Too few arguments is an error, not a NULL.
+            let short = tx
+                .execute("INSERT INTO t (a) VALUES ($2)", crate::args![1i64])
+                .await;
+            assert!(matches!(short, Err(StoreError::Corrupt(_))), "{short:?}");
+            tx.commit().await.unwrap();
+        }
+        {
+            // Dropped unfinished: rolled back.
+            let mut tx = w.transaction().unwrap();
+            tx.execute("DELETE FROM t", crate::args![]).await.unwrap();
+        }
+        let mut tx = w.read_transaction().unwrap();
+        let (n,): (i64,) = tx
+            .fetch_one("SELECT COUNT(*) FROM t", crate::args![])
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 }

@@ -525,13 +525,8 @@ impl Tx<'_> {
     }
 
     pub async fn fetch_all<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Vec<T>> {
-        tx_fetch!(
-            self,
-            sql,
-            args,
-            fetch_all,
-            |w: &mut direct::DirectConn| w.query_args(sql, &args, usize::MAX)
-        )
+        tx_fetch!(self, sql, args, fetch_all, |w: &mut direct::DirectConn| w
+            .query_args(sql, &args, usize::MAX))
     }
 
     pub async fn fetch_optional<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Option<T>> {
@@ -547,17 +542,11 @@ impl Tx<'_> {
     }
 
     pub async fn fetch_one<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<T> {
-        tx_fetch!(
-            self,
-            sql,
-            args,
-            fetch_one,
-            |w: &mut direct::DirectConn| w
-                .query_args(sql, &args, 1)?
-                .into_iter()
-                .next()
-                .ok_or(StoreError::Database(sqlx::Error::RowNotFound))
-        )
+        tx_fetch!(self, sql, args, fetch_one, |w: &mut direct::DirectConn| w
+            .query_args(sql, &args, 1)?
+            .into_iter()
+            .next()
+            .ok_or(StoreError::Database(sqlx::Error::RowNotFound)))
     }
 
     pub async fn commit(self) -> Result<()> {
