@@ -13,7 +13,7 @@ use clicktrail_domain::ids::EntityId;
 use clicktrail_domain::mapping::{EventMapping, Mapped, ValueSource, normalise_name};
 use clicktrail_domain::money::to_micros;
 use clicktrail_domain::{ClickId, PropertyId};
-use clicktrail_store::clicks::{self, Click};
+use clicktrail_store::clicks::Click;
 use clicktrail_store::conversions::{self, ConversionRow, Draft, Effect, Touch, Written, lookup};
 use clicktrail_store::direct::DirectConn;
 use clicktrail_store::integrations::Integration;
@@ -171,7 +171,7 @@ fn fail(row: &mut ConversionRow, code: ErrorCode, detail: Option<String>) {
     row.error_detail = detail;
 }
 
-fn apply_touch(row: &mut ConversionRow, s: &clicks::Session) {
+fn apply_touch(row: &mut ConversionRow, s: &lookup::SessionTouch) {
     row.session_id = Some(s.id);
     row.visitor_id = Some(s.visitor_id.clone());
     row.channel = Some(s.channel.clone());
@@ -207,7 +207,7 @@ pub struct Facts<'a> {
     /// The click the click id names (a stored click, or one derived from the
     /// pageview of a tag-minted id whose OutboundClick was lost).
     pub click: Option<&'a Click>,
-    pub session: Option<&'a clicks::Session>,
+    pub session: Option<&'a lookup::SessionTouch>,
     /// The visitor's sessions (oldest first) since the window's start.
     pub visitor_sessions: &'a [(i64, Touch)],
     /// For an adjustment or rejection: whether the transaction it names has

@@ -28,7 +28,7 @@ pub struct Click {
 }
 
 /// A stored session with its traffic source.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Session {
     pub id: i64,
     pub property_id: String,

@@ -744,7 +744,7 @@ pub mod lookup {
     use std::collections::{HashMap, HashSet};
 
     use super::Touch;
-    use crate::clicks::{Click, PageviewRef, SESSION_COLS, Session};
+    use crate::clicks::{Click, PageviewRef};
     use crate::{Backend, Reads, Result, args};
 
     pub async fn clicks(
@@ -785,7 +785,26 @@ pub mod lookup {
         Ok(rows.into_iter().map(|p| (p.event_id.clone(), p)).collect())
     }
 
-    pub async fn sessions(reads: &mut Reads<'_, '_>, ids: &[i64]) -> Result<HashMap<i64, Session>> {
+    /// What deciding a conversion needs of its session: its visitor and
+    /// traffic source (not the whole row: the lookup is made for every
+    /// conversion of a report).
+    #[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
+    pub struct SessionTouch {
+        pub id: i64,
+        pub visitor_id: String,
+        pub channel: String,
+        pub source: String,
+        pub medium: String,
+        pub utm_campaign: Option<String>,
+        pub utm_content: Option<String>,
+        pub landing_page: String,
+        pub is_bot: bool,
+    }
+
+    pub async fn sessions(
+        reads: &mut Reads<'_, '_>,
+        ids: &[i64],
+    ) -> Result<HashMap<i64, SessionTouch>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
@@ -794,8 +813,11 @@ pub mod lookup {
             Backend::Postgres => "::bigint",
         };
         let inner = format!("{}{cast}", crate::json_list(reads.backend(), 1));
-        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE id IN ({inner})");
-        let rows: Vec<Session> = reads.fetch_all(&sql, args![crate::to_json(&ids)?]).await?;
+        let sql = format!(
+            "SELECT id, visitor_id, channel, source, medium, utm_campaign, utm_content, landing_page, is_bot \
+             FROM sessions WHERE id IN ({inner})"
+        );
+        let rows: Vec<SessionTouch> = reads.fetch_all(&sql, args![crate::to_json(&ids)?]).await?;
         Ok(rows.into_iter().map(|s| (s.id, s)).collect())
     }
 
