@@ -1,9 +1,11 @@
 //! Conversions in: from a network's [`SourceEvent`] to one conversion-log
 //! row with a stable outcome. Mapping, click resolution and attribution
-//! are decided here (reads only, in the caller's task); the write goes
-//! through the conversion writer, which group-commits like the ingest
-//! pipeline and de-duplicates inside its transaction, together with the
-//! outbox rows of validated conversions and any connector snapshots.
+//! are decided here ([`decide_batch`]: reads, then the pure [`decide`]),
+//! by the conversion writer inside its transaction, or beforehand by a
+//! caller with a large batch ([`ConversionQueue::decide`]). The writer
+//! group-commits like the ingest pipeline and de-duplicates inside its
+//! transaction, together with the outbox rows of validated conversions
+//! and any connector snapshots.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};

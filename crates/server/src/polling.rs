@@ -3,7 +3,8 @@
 //! from the API. A poll streams the report, diffs each row against its
 //! stored snapshot, and commits the resulting conversions together with
 //! the new snapshots, in chunks, through the conversion writer; so a crash
-//! mid-poll re-derives only what was not committed.
+//! mid-poll re-derives only what was not committed. One chunk is read,
+//! diffed and decided while the one before commits.
 
 use std::collections::HashMap;
 use std::sync::Arc;
