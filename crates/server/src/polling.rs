@@ -18,6 +18,7 @@ use clicktrail_networks::incomeaccess::{
     self, IncomeAccessSettings, PollError, ReportRow, RetryPolicy, SecurityKey, Snapshot,
 };
 use clicktrail_outbound::Outbound;
+use clicktrail_store::conversions::Written;
 use clicktrail_store::integrations::{self, Integration};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,7 +30,6 @@ use crate::error::{ApiError, ApiResult};
 use crate::integrations::next_poll;
 use crate::pipeline::IngestFailure;
 use crate::state::{AppState, outbound_policy};
-use clicktrail_store::conversions::Written;
 
 /// Rows per committed chunk.
 const CHUNK_ROWS: usize = 1000;
