@@ -95,20 +95,6 @@ impl Bulk {
         }
     }
 
-    /// The one-row SQLite statement with named parameters.
-    pub fn sqlite_named(&self) -> &str {
-        &self.sqlite_named
-    }
-
-    /// Runs the statement once per row on a direct connection.
-    pub fn execute_direct<T: Serialize>(
-        &self,
-        w: &mut crate::direct::DirectConn,
-        rows: &[T],
-    ) -> Result<u64> {
-        w.execute_rows(&self.sqlite_named, rows)
-    }
-
     fn chunk_len(&self, remaining: usize) -> usize {
         let max = (MAX_PARAMS / self.cols.len().max(1)).clamp(1, MAX_CHUNK);
         if remaining >= max {
@@ -182,7 +168,7 @@ impl Bulk {
             return Ok(0);
         }
         if let Tx::Direct(t) = tx {
-            return self.execute_direct(t.writer(), rows);
+            return t.writer().execute_rows(&self.sqlite_named, rows);
         }
         match tx.backend() {
             Backend::Postgres => {
@@ -205,67 +191,6 @@ impl Bulk {
                 Ok(total)
             }
         }
-    }
-}
-
-/// Several bulk statements of one transaction, run in order (the
-/// PostgreSQL ingest writer's batch).
-#[derive(Debug)]
-pub struct Script {
-    backend: Backend,
-    statements: Vec<(String, Args)>,
-}
-
-impl Script {
-    pub fn new(backend: Backend) -> Self {
-        Self {
-            backend,
-            statements: Vec::new(),
-        }
-    }
-
-    /// Adds `bulk` over `rows` (nothing for no rows).
-    pub fn push<T: Serialize>(&mut self, bulk: &Bulk, rows: &[T]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        match self.backend {
-            Backend::Postgres => {
-                self.statements.push((
-                    bulk.pg_sql.clone(),
-                    vec![Arg::Text(Some(Bulk::pg_json(rows)?))],
-                ));
-            }
-            Backend::Sqlite => {
-                let mut rest = rows;
-                while !rest.is_empty() {
-                    let n = bulk.chunk_len(rest.len());
-                    let (chunk, tail) = rest.split_at(n);
-                    let mut args = Vec::with_capacity(n * bulk.cols.len());
-                    for r in chunk {
-                        bulk.row_args(r, &mut args)?;
-                    }
-                    self.statements.push((bulk.sqlite_sql(n), args));
-                    rest = tail;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Runs every statement and commits `tx`.
-    pub async fn commit(self, mut tx: Tx<'_>) -> Result<()> {
-        self.execute(&mut tx).await?;
-        tx.commit().await
-    }
-
-    /// Runs every statement; returns the rows they affected in all.
-    pub async fn execute(self, tx: &mut Tx<'_>) -> Result<u64> {
-        let mut total = 0;
-        for (sql, args) in self.statements {
-            total += tx.execute(&sql, args).await?;
-        }
-        Ok(total)
     }
 }
 

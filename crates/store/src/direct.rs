@@ -195,14 +195,19 @@ impl DirectConn {
     ) -> Result<Vec<T>> {
         let mut stmt = self.conn.prepare_cached(sql)?;
         bind_args(&mut stmt, args)?;
-        let names: Vec<String> = stmt.column_names().iter().map(|&n| n.to_owned()).collect();
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while out.len() < limit {
-            let Some(r) = rows.next()? else { break };
-            out.push(decode::row(r, &names)?);
-        }
-        Ok(out)
+        read_rows(stmt.raw_query(), limit)
+    }
+
+    /// [`query_args`](Self::query_args) with rusqlite's own parameters
+    /// (no [`Arg`] built per call: for lookups made once per event).
+    pub(crate) fn query_params<T: serde::de::DeserializeOwned>(
+        &mut self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        read_rows(stmt.query(params)?, limit)
     }
 
     /// Runs the one-row statement `sql` (named parameters `:field`) once per
@@ -265,6 +270,19 @@ impl Drop for DirectTx<'_> {
             tracing::warn!(error = %e, "rolling back an abandoned transaction failed");
         }
     }
+}
+
+/// Reads up to `limit` of `rows` (see [`decode`]).
+fn read_rows<T: serde::de::DeserializeOwned>(
+    mut rows: rusqlite::Rows<'_>,
+    limit: usize,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let Some(r) = rows.next()? else { break };
+        out.push(decode::row(r)?);
+    }
+    Ok(out)
 }
 
 /// Binds `args` to a statement's parameters: `$n` and `?n` take the n-th

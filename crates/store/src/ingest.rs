@@ -14,10 +14,9 @@ use clicktrail_domain::money::to_micros;
 use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
-use crate::bulk::{Bulk, Script};
+use crate::bulk::Bulk;
 use crate::direct::DirectConn;
 use crate::{Backend, Db, Result, Tx, args};
-use rusqlite::OptionalExtension;
 
 /// Where a click record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,23 +516,9 @@ impl Ingestor {
 
     async fn write_tx(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
         let t = std::time::Instant::now();
-        let mut tx = db.begin().await?;
+        let tx = db.begin().await?;
         phase("begin", t);
-        match self.write_in(&mut Conn::Tx(&mut tx), batch).await {
-            Ok((outcomes, staged, rows)) => {
-                let t = std::time::Instant::now();
-                let mut script = Script::new(self.backend);
-                rows.push_to(&mut script)?;
-                script.commit(tx).await?;
-                phase("write_commit", t);
-                self.apply_cache(staged);
-                Ok(outcomes)
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                Err(e)
-            }
-        }
+        self.write_with(tx, batch).await
     }
 
     async fn write_direct(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
@@ -544,33 +529,35 @@ impl Ingestor {
                 .ok_or_else(|| crate::StoreError::Corrupt("no direct writer".into()))?,
         };
         let t = std::time::Instant::now();
-        w.begin()?;
-        phase("begin", t);
-        let result = match self.write_in(&mut Conn::Direct(&mut w), batch).await {
-            Ok((outcomes, staged, rows)) => {
-                let t = std::time::Instant::now();
-                let written = rows.write_direct(&mut w).and_then(|()| w.commit());
-                phase("write_commit", t);
-
-                written.map(|()| (outcomes, staged))
+        let result = match w.transaction() {
+            Ok(tx) => {
+                phase("begin", t);
+                self.write_with(tx, batch).await
             }
             Err(e) => Err(e),
         };
-        match result {
-            Ok((outcomes, staged)) => {
-                self.apply_cache(staged);
-                self.direct = Some(w);
-                Ok(outcomes)
-            }
-            Err(e) => {
-                // A connection whose rollback fails is dropped (closing it
-                // rolls back); the next batch opens another.
-                if w.rollback().is_ok() {
-                    self.direct = Some(w);
-                }
-                Err(e)
-            }
+        // A connection left in a transaction (its rollback failed) is
+        // dropped, which rolls back; the next batch opens another.
+        if result.is_ok() || w.rollback().is_ok() {
+            self.direct = Some(w);
         }
+        result
+    }
+
+    /// The batch in `tx`, committed; on error `tx` is dropped unfinished,
+    /// which rolls it back.
+    async fn write_with(
+        &mut self,
+        mut tx: Tx<'_>,
+        batch: &[IngestEvent],
+    ) -> Result<Vec<EventOutcome>> {
+        let (outcomes, staged, rows) = self.write_in(&mut tx, batch).await?;
+        let t = std::time::Instant::now();
+        rows.write(&mut tx).await?;
+        tx.commit().await?;
+        phase("write_commit", t);
+        self.apply_cache(staged);
+        Ok(outcomes)
     }
 
     fn apply_cache(&mut self, staged: HashMap<(String, String), CachedSession>) {
@@ -590,24 +577,21 @@ impl Ingestor {
         }
     }
 
-    async fn allocate_session_ids(
-        &mut self,
-        conn: &mut Conn<'_, '_>,
-        n: usize,
-    ) -> Result<Vec<i64>> {
+    async fn allocate_session_ids(&mut self, tx: &mut Tx<'_>, n: usize) -> Result<Vec<i64>> {
         if n == 0 {
             return Ok(Vec::new());
         }
         let next = match self.next_session_id {
             Some(n) => n,
-            None => match conn {
-                Conn::Direct(w) => {
+            None => match tx {
+                Tx::Direct(t) => {
                     let max: Option<i64> =
-                        w.conn()
+                        t.writer()
+                            .conn()
                             .query_row("SELECT MAX(id) FROM sessions", [], |r| r.get(0))?;
                     max.unwrap_or(0) + 1
                 }
-                Conn::Tx(tx) => {
+                tx => {
                     let rows: Vec<(i64,)> = tx
                         .fetch_all(
                             "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)",
@@ -626,7 +610,7 @@ impl Ingestor {
 
     async fn write_in<'b>(
         &mut self,
-        conn: &mut Conn<'_, '_>,
+        tx: &mut Tx<'_>,
         batch: &'b [IngestEvent],
     ) -> Result<(
         Vec<EventOutcome>,
@@ -645,7 +629,7 @@ impl Ingestor {
         }
         let mut existing: HashSet<(String, String)> = HashSet::new();
         for (pid, ids) in &by_property {
-            let found = conn.existing_events(pid, ids).await?;
+            let found = existing_events(tx, pid, ids).await?;
             existing.extend(found.into_iter().map(|id| ((*pid).to_owned(), id)));
         }
         let mut seen_in_batch: HashSet<(&str, &str)> = HashSet::new();
@@ -685,7 +669,7 @@ impl Ingestor {
             }
         }
         for (pid, visitors) in misses {
-            let rows = conn.latest_sessions(pid, &visitors).await?;
+            let rows = latest_sessions(tx, pid, &visitors).await?;
             for r in rows {
                 let dims = SessionDims::new(
                     &r.channel,
@@ -751,7 +735,7 @@ impl Ingestor {
             current.insert(key, (a, state, dims.clone()));
             assigned.push(Some(a));
         }
-        let ids = self.allocate_session_ids(conn, new_sessions.len()).await?;
+        let ids = self.allocate_session_ids(tx, new_sessions.len()).await?;
         let session_id_of = |a: Assigned| match a {
             Assigned::Existing(id) => id,
             Assigned::New(n) => ids[n],
@@ -924,8 +908,7 @@ impl Ingestor {
         }
 
         phase("decide_and_build", t0);
-        // 5. The writes, run with the commit: every statement in one round
-        //    trip (see `Script`).
+        // 5. The writes, run with the commit.
         // By id: concurrent writers (PostgreSQL) lock sessions in one order.
         let mut update_rows: Vec<SessionUpdate<'b>> = updates.into_values().collect();
         update_rows.sort_unstable_by_key(|u| u.id);
@@ -983,33 +966,18 @@ struct Rows<'b> {
 }
 
 impl Rows<'_> {
-    fn push_to(&self, script: &mut Script) -> Result<()> {
-        script.push(&BULK.insert_sessions, &self.sessions)?;
-        script.push(&BULK.update_sessions, &self.updates)?;
+    async fn write(&self, tx: &mut Tx<'_>) -> Result<()> {
+        BULK.insert_sessions.execute(tx, &self.sessions).await?;
+        BULK.update_sessions.execute(tx, &self.updates).await?;
         // Step 1 left out stored events, and this transaction holds the
         // write lock (SQLite) or the events' unique index arbitrates
         // (PostgreSQL with several servers: such a row is stored once;
         // only this batch's counters may count it again).
-        script.push(&BULK.insert_events, &self.events)?;
-        script.push(&BULK.insert_clicks, &self.clicks)?;
-        script.push(&BULK.upsert_rollups, &self.rollups)
-    }
-
-    fn write_direct(&self, w: &mut DirectConn) -> Result<()> {
-        BULK.insert_sessions.execute_direct(w, &self.sessions)?;
-        BULK.update_sessions.execute_direct(w, &self.updates)?;
-        BULK.insert_events.execute_direct(w, &self.events)?;
-        BULK.insert_clicks.execute_direct(w, &self.clicks)?;
-        BULK.upsert_rollups.execute_direct(w, &self.rollups)?;
+        BULK.insert_events.execute(tx, &self.events).await?;
+        BULK.insert_clicks.execute(tx, &self.clicks).await?;
+        BULK.upsert_rollups.execute(tx, &self.rollups).await?;
         Ok(())
     }
-}
-
-/// Where a batch's lookups go: a sqlx transaction (PostgreSQL) or the
-/// SQLite writer's direct connection, inside its transaction.
-enum Conn<'t, 'c> {
-    Tx(&'t mut Tx<'c>),
-    Direct(&'t mut DirectConn),
 }
 
 /// SQLite, one visitor or event at a time on the direct connection: point
@@ -1019,70 +987,42 @@ const DIRECT_LATEST_SESSION: &str = "SELECT visitor_id, id, started_at, last_see
      campaign_hash, channel, source, medium, utm_campaign, utm_content, landing_page, is_bot \
      FROM sessions WHERE property_id = ?1 AND visitor_id = ?2 ORDER BY id DESC LIMIT 1";
 
-impl Conn<'_, '_> {
-    /// Which of `ids` are stored already.
-    async fn existing_events(&mut self, pid: &str, ids: &[&str]) -> Result<Vec<String>> {
-        match self {
-            Conn::Tx(tx) => {
-                let st = stmts(tx.backend());
-                let rows: Vec<(String,)> = tx
-                    .fetch_all(&st.existing_events, args![pid, crate::to_json(ids)?])
-                    .await?;
-                Ok(rows.into_iter().map(|(id,)| id).collect())
-            }
-            Conn::Direct(w) => {
-                let mut stmt = w.conn().prepare_cached(DIRECT_EVENT_EXISTS)?;
-                let mut found = Vec::new();
-                for id in ids {
-                    if stmt.exists((pid, id))? {
-                        found.push((*id).to_owned());
-                    }
-                }
-                Ok(found)
+/// Which of `ids` are stored already.
+async fn existing_events(tx: &mut Tx<'_>, pid: &str, ids: &[&str]) -> Result<Vec<String>> {
+    if let Tx::Direct(t) = tx {
+        let mut stmt = t.writer().conn().prepare_cached(DIRECT_EVENT_EXISTS)?;
+        let mut found = Vec::new();
+        for id in ids {
+            if stmt.exists((pid, id))? {
+                found.push((*id).to_owned());
             }
         }
+        return Ok(found);
     }
+    let st = stmts(tx.backend());
+    let rows: Vec<(String,)> = tx
+        .fetch_all(&st.existing_events, args![pid, crate::to_json(ids)?])
+        .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
 
-    /// The newest session of each of `visitors` that has one.
-    async fn latest_sessions(
-        &mut self,
-        pid: &str,
-        visitors: &[&str],
-    ) -> Result<Vec<LatestSession>> {
-        match self {
-            Conn::Tx(tx) => {
-                let st = stmts(tx.backend());
-                tx.fetch_all(&st.latest_sessions, args![pid, crate::to_json(visitors)?])
-                    .await
-            }
-            Conn::Direct(w) => {
-                let mut stmt = w.conn().prepare_cached(DIRECT_LATEST_SESSION)?;
-                let mut out = Vec::with_capacity(visitors.len());
-                for v in visitors {
-                    let row = stmt
-                        .query_row((pid, v), |r| {
-                            Ok(LatestSession {
-                                visitor_id: r.get(0)?,
-                                id: r.get(1)?,
-                                started_at: r.get(2)?,
-                                last_seen_at: r.get(3)?,
-                                campaign_hash: r.get(4)?,
-                                channel: r.get(5)?,
-                                source: r.get(6)?,
-                                medium: r.get(7)?,
-                                utm_campaign: r.get(8)?,
-                                utm_content: r.get(9)?,
-                                landing_page: r.get(10)?,
-                                is_bot: r.get(11)?,
-                            })
-                        })
-                        .optional()?;
-                    out.extend(row);
-                }
-                Ok(out)
-            }
+/// The newest session of each of `visitors` that has one.
+async fn latest_sessions(
+    tx: &mut Tx<'_>,
+    pid: &str,
+    visitors: &[&str],
+) -> Result<Vec<LatestSession>> {
+    if let Tx::Direct(t) = tx {
+        let w = t.writer();
+        let mut out = Vec::with_capacity(visitors.len());
+        for v in visitors {
+            out.extend(w.query_params::<LatestSession>(DIRECT_LATEST_SESSION, (pid, v), 1)?);
         }
+        return Ok(out);
     }
+    let st = stmts(tx.backend());
+    tx.fetch_all(&st.latest_sessions, args![pid, crate::to_json(visitors)?])
+        .await
 }
 
 /// (property, hour, dimension, key, bot) of a traffic rollup row.

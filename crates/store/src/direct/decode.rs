@@ -14,9 +14,9 @@ use serde::forward_to_deserialize_any;
 
 use crate::{Result, StoreError};
 
-/// Reads one row; `names` are the statement's column names.
-pub(super) fn row<T: de::DeserializeOwned>(row: &Row<'_>, names: &[String]) -> Result<T> {
-    T::deserialize(RowDe { row, names })
+/// Reads one row (column names come from its statement, unallocated).
+pub(super) fn row<T: de::DeserializeOwned>(row: &Row<'_>) -> Result<T> {
+    T::deserialize(RowDe { row })
 }
 
 impl de::Error for StoreError {
@@ -27,14 +27,13 @@ impl de::Error for StoreError {
 
 struct RowDe<'a, 'r> {
     row: &'a Row<'r>,
-    names: &'a [String],
 }
 
 impl RowDe<'_, '_> {
     fn columns(&self) -> Columns<'_, '_> {
         Columns {
             row: self.row,
-            names: self.names,
+            count: self.row.as_ref().column_count(),
             next: 0,
         }
     }
@@ -70,7 +69,7 @@ impl<'de> de::Deserializer<'de> for RowDe<'_, '_> {
 /// The columns of a row, as map entries (name, value) or a sequence.
 struct Columns<'a, 'r> {
     row: &'a Row<'r>,
-    names: &'a [String],
+    count: usize,
     next: usize,
 }
 
@@ -86,10 +85,11 @@ impl<'de> de::MapAccess<'de> for Columns<'_, '_> {
     type Error = StoreError;
 
     fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>> {
-        let Some(name) = self.names.get(self.next) else {
+        if self.next >= self.count {
             return Ok(None);
-        };
-        let key: StrDeserializer<'_, StoreError> = name.as_str().into_deserializer();
+        }
+        let name = self.row.as_ref().column_name(self.next)?;
+        let key: StrDeserializer<'_, StoreError> = name.into_deserializer();
         seed.deserialize(key).map(Some)
     }
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value> {
@@ -101,7 +101,7 @@ impl<'de> de::SeqAccess<'de> for Columns<'_, '_> {
     type Error = StoreError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>> {
-        if self.next >= self.names.len() {
+        if self.next >= self.count {
             return Ok(None);
         }
         seed.deserialize(self.value()?).map(Some)
@@ -174,11 +174,10 @@ mod tests {
     fn read<T: de::DeserializeOwned>(sql: &str) -> Result<Vec<T>> {
         let conn = Connection::open_in_memory().unwrap();
         let mut stmt = conn.prepare(sql).unwrap();
-        let names: Vec<String> = stmt.column_names().iter().map(|s| (*s).into()).collect();
         let mut rows = stmt.query([]).unwrap();
         let mut out = Vec::new();
         while let Some(r) = rows.next().unwrap() {
-            out.push(row(r, &names)?);
+            out.push(row(r)?);
         }
         Ok(out)
     }
