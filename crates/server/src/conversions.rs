@@ -788,15 +788,18 @@ impl ConversionQueue {
             clicktrail_store::Backend::Sqlite => {
                 let db = self.db.clone();
                 let readers = self.readers.clone();
-                tokio::task::spawn_blocking(move || {
+                match tokio::task::spawn_blocking(move || {
                     let drafts = decide_direct(&db, &readers, &items);
                     (items, drafts)
                 })
                 .await
-                .map_err(|e| {
-                    tracing::error!(error = %e, "deciding conversions failed");
-                    IngestFailure::Storage
-                })?
+                {
+                    Ok(decided) => decided,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the task deciding conversions failed");
+                        return Err(IngestFailure::Storage);
+                    }
+                }
             }
             clicktrail_store::Backend::Postgres => {
                 let refs: Vec<&Pending> = items.iter().collect();
@@ -992,17 +995,15 @@ impl Writer {
         items: &mut [Queued],
         snaps: Vec<Option<Extra>>,
     ) -> Result<Vec<Written>, StoreError> {
-        let mut tx = match self.db.backend() {
-            clicktrail_store::Backend::Sqlite => {
-                if self.direct.is_none() {
-                    self.direct = self.db.direct_writer()?;
-                }
-                match self.direct.as_mut() {
-                    Some(w) => w.transaction()?,
-                    None => self.db.begin().await?,
-                }
+        let mut tx = match (&mut self.direct, self.db.backend()) {
+            (Some(w), _) => w.transaction()?,
+            (None, clicktrail_store::Backend::Sqlite) => {
+                let w = self.db.direct_writer()?.ok_or_else(|| {
+                    StoreError::Corrupt("no direct writer on this backend".into())
+                })?;
+                self.direct.insert(w).transaction()?
             }
-            clicktrail_store::Backend::Postgres => self.db.begin().await?,
+            (None, clicktrail_store::Backend::Postgres) => self.db.begin().await?,
         };
         // Drafts decided by the caller stand unless they may have changed;
         // the rest are decided here, inside the transaction.

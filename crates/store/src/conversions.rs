@@ -384,6 +384,14 @@ fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<Rollup
         .collect()
 }
 
+/// The validated conversion of an integration's transaction that an
+/// adjustment applies to (through `conversions_validated_tx`).
+const ADJUST_TARGET: &str = "SELECT id, property_id, value_micros, adjusted_micros, currency, occurred_at, \
+     is_bot, channel, source, medium, campaign, ad, landing_page, first_channel, first_source, first_medium, \
+     first_campaign, first_ad, first_landing_page, link_group, offer FROM conversions \
+     WHERE integration_id = $1 AND transaction_id = $2 AND status = 'validated' \
+     ORDER BY received_at DESC LIMIT 1";
+
 /// A validated conversion an adjustment applies to.
 #[derive(serde::Deserialize, sqlx::FromRow)]
 struct AdjustTarget {
@@ -459,15 +467,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
                 full_reversal,
             } => {
                 let target: Option<AdjustTarget> = tx
-                    .fetch_optional(
-                        "SELECT id, property_id, value_micros, adjusted_micros, currency, occurred_at, is_bot, \
-                         channel, source, medium, campaign, ad, landing_page, first_channel, first_source, \
-                         first_medium, first_campaign, first_ad, first_landing_page, link_group, offer \
-                         FROM conversions \
-                         WHERE integration_id = $1 AND transaction_id = $2 AND status = 'validated' \
-                         ORDER BY received_at DESC LIMIT 1",
-                        args![integration_id, transaction_id],
-                    )
+                    .fetch_optional(ADJUST_TARGET, args![integration_id, transaction_id])
                     .await?;
                 match target {
                     Some(t) => {
@@ -887,14 +887,59 @@ pub mod lookup {
         if txs.is_empty() {
             return Ok(HashSet::new());
         }
-        let sql = format!(
-            "SELECT DISTINCT transaction_id FROM conversions WHERE integration_id = $1 AND status = 'validated' \
-             AND transaction_id IN ({})",
-            crate::json_list(reads.backend(), 2)
-        );
+        let sql = validated_transactions_sql(reads.backend());
         let rows: Vec<(String,)> = reads
             .fetch_all(&sql, args![integration, crate::to_json(&txs)?])
             .await?;
         Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+
+    pub(super) fn validated_transactions_sql(backend: Backend) -> String {
+        format!(
+            "SELECT DISTINCT transaction_id FROM conversions WHERE integration_id = $1 AND status = 'validated' \
+             AND transaction_id IN ({})",
+            crate::json_list(backend, 2)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Adjustments find their target through the index of validated
+    /// transactions, not by scanning the integration's conversions.
+    #[tokio::test]
+    async fn adjustment_lookups_use_the_transaction_index() {
+        let dir = std::env::temp_dir().join(format!("ct-conv-plan-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let db = Db::connect(
+            &format!("sqlite://{}/t.db", dir.display()),
+            &crate::DbOptions::default(),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        for sql in [
+            ADJUST_TARGET.to_owned(),
+            lookup::validated_transactions_sql(Backend::Sqlite),
+        ] {
+            let plan: Vec<(i64, i64, i64, String)> = db
+                .fetch_all(
+                    &format!("EXPLAIN QUERY PLAN {sql}"),
+                    args!["int_x", r#"["t1","t2"]"#],
+                )
+                .await
+                .unwrap();
+            let text: Vec<&str> = plan.iter().map(|p| p.3.as_str()).collect();
+            assert!(
+                text.iter().any(|d| d.contains(
+                    "INDEX conversions_validated_tx (integration_id=? AND transaction_id=?)"
+                )),
+                "{sql}: {text:?}"
+            );
+        }
+        db.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -552,6 +552,15 @@ impl ValueBinder<'_, '_> {
     }
 }
 
+/// Methods binding their number as the wider type SQLite stores.
+macro_rules! widened {
+    ($to:ty: $($m:ident($t:ty)),* $(,)?) => {
+        $(fn $m(self, v: $t) -> Result<()> {
+            self.put(<$to>::from(v))
+        })*
+    };
+}
+
 impl ser::Serializer for ValueBinder<'_, '_> {
     serializer_types!(
         (),
@@ -559,42 +568,16 @@ impl ser::Serializer for ValueBinder<'_, '_> {
         Impossible<(), StoreError>
     );
 
-    fn serialize_bool(self, v: bool) -> Result<()> {
-        self.put(i64::from(v))
-    }
-    fn serialize_i8(self, v: i8) -> Result<()> {
-        self.put(i64::from(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<()> {
-        self.put(i64::from(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<()> {
-        self.put(i64::from(v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<()> {
-        self.put(v)
-    }
-    fn serialize_u8(self, v: u8) -> Result<()> {
-        self.put(i64::from(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<()> {
-        self.put(i64::from(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<()> {
-        self.put(i64::from(v))
-    }
+    widened!(i64: serialize_bool(bool), serialize_i8(i8), serialize_i16(i16),
+        serialize_i32(i32), serialize_i64(i64), serialize_u8(u8), serialize_u16(u16),
+        serialize_u32(u32));
     fn serialize_u64(self, v: u64) -> Result<()> {
         match i64::try_from(v) {
             Ok(v) => self.put(v),
             Err(_) => unsupported("an integer above i64"),
         }
     }
-    fn serialize_f32(self, v: f32) -> Result<()> {
-        self.put(f64::from(v))
-    }
-    fn serialize_f64(self, v: f64) -> Result<()> {
-        self.put(v)
-    }
+    widened!(f64: serialize_f32(f32), serialize_f64(f64));
     fn serialize_char(self, v: char) -> Result<()> {
         self.put(v.to_string())
     }
@@ -844,6 +827,11 @@ mod tests {
                 .execute("INSERT INTO t (a) VALUES ($2)", crate::args![1i64])
                 .await;
             assert!(matches!(short, Err(StoreError::Corrupt(_))), "{short:?}");
+            // Named parameters are the row binder's, not an argument list's.
+            let named = tx
+                .execute("INSERT INTO t (a) VALUES (:a)", crate::args![1i64])
+                .await;
+            assert!(matches!(named, Err(StoreError::Corrupt(_))), "{named:?}");
             tx.commit().await.unwrap();
         }
         {
