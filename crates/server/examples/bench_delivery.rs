@@ -24,8 +24,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use clicktrail::app;
-use clicktrail::delivery::{QueueItem, queue_in};
 use clicktrail_domain::PropertyId;
+use clicktrail_engine::conversions::QueueItem;
+use clicktrail_engine::delivery::queue_in;
 use clicktrail_store::{Db, args};
 use clicktrail_testkit::meta::FakeMeta;
 use clicktrail_testkit::tiktok::FakeTiktok;
@@ -96,7 +97,7 @@ struct Run {
 async fn run(bench_db: &BenchDb, rate: usize, seconds: u64, kinds: &[&str]) -> Run {
     let cfg = bench_db.config();
     let server = app::start(cfg).await.expect("server");
-    let state = server.state.clone();
+    let state = &server;
     let base = server.base_url();
     let http = reqwest::Client::new();
 
@@ -136,14 +137,14 @@ async fn run(bench_db: &BenchDb, rate: usize, seconds: u64, kinds: &[&str]) -> R
         )
         .await;
     }
-    preload(&state.db, &property).await;
+    preload(&state.services.db, &property).await;
     let pid = PropertyId::parse(&property).expect("property id");
 
     // The load: one transaction every 10 ms.
     let per_tick = rate.div_ceil(100).max(1);
     let total = rate * seconds as usize;
     let mut accepted: HashMap<String, i64> = HashMap::with_capacity(total);
-    let source = match state.db.backend() {
+    let source = match state.services.db.backend() {
         clicktrail_store::Backend::Sqlite => "(SELECT value ->> 'id' AS id, value ->> 'event_id' AS event_id, \
              value ->> 'at' AS at, value ->> 'click_id' AS click_id, value ->> 'click_ts' AS click_ts, \
              value ->> 'session_id' AS session_id, value ->> 'visitor_id' AS visitor_id FROM json_each($2)) AS x"
@@ -171,7 +172,7 @@ async fn run(bench_db: &BenchDb, rate: usize, seconds: u64, kinds: &[&str]) -> R
         }
         let batch = (due - n).min(2000);
         let now = chrono::Utc::now().timestamp_millis();
-        let mut tx = state.db.begin().await.expect("begin");
+        let mut tx = state.services.db.begin().await.expect("begin");
         let mut ids = Vec::with_capacity(batch);
         let mut rows = Vec::with_capacity(batch);
         for _ in 0..batch {
@@ -201,18 +202,21 @@ async fn run(bench_db: &BenchDb, rate: usize, seconds: u64, kinds: &[&str]) -> R
                 send_to_destinations: true,
             })
             .collect();
-        queue_in(&state, &mut tx, &items).await.expect("queue");
+        queue_in(&state.services.delivery, &mut tx, &items)
+            .await
+            .expect("queue");
         tx.commit().await.expect("commit");
         let at = chrono::Utc::now().timestamp_millis();
         for id in ids {
             accepted.insert(id, at);
         }
-        state.delivery.wake();
+        state.services.delivery.wake();
     }
     let produced_in = started.elapsed();
     let expected = (total * kinds.len()) as i64;
     loop {
         let (done,): (i64,) = state
+            .services
             .db
             .fetch_one(
                 "SELECT COUNT(*) FROM deliveries WHERE status = 'delivered'",
@@ -230,6 +234,7 @@ async fn run(bench_db: &BenchDb, rate: usize, seconds: u64, kinds: &[&str]) -> R
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rows: Vec<(String, i64, i64)> = state
+        .services
         .db
         .fetch_all(
             "SELECT dl.conversion_id, MIN(a.at), MAX(dl.delivered_at) FROM deliveries dl \

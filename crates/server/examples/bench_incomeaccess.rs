@@ -554,8 +554,8 @@ async fn chunk_steps(db: &Db, property: &str, iid: &str, n: u64) {
 async fn run(bench_db: &BenchDb, n: u64, format: &str, fake: &FakeProcess) -> bool {
     let cfg = bench_db.config();
     let server = app::start(cfg).await.expect("server");
-    let state = server.state.clone();
-    let db = state.db.clone();
+    let state = &server;
+    let db = state.services.db.clone();
     let base = server.base_url();
     let http = reqwest::Client::new();
 

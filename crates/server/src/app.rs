@@ -5,26 +5,47 @@
 //! the database.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
+use clicktrail_dashboard::DashState;
+use clicktrail_engine::Services;
+use clicktrail_engine::auth::Auth;
+use clicktrail_engine::autoscan::AutoScan;
+use clicktrail_engine::collector::Collector;
+use clicktrail_engine::config::Config;
+use clicktrail_engine::conversion_log::ConversionLog;
+use clicktrail_engine::conversions::ConversionQueue;
+use clicktrail_engine::crypto::{CryptoError, Keyring};
+use clicktrail_engine::delivery::{self, Delivery};
+use clicktrail_engine::destinations::Destinations;
+use clicktrail_engine::enrich::Enricher;
+use clicktrail_engine::ingest::IngestQueue;
+use clicktrail_engine::integrations::Integrations;
+use clicktrail_engine::links::Links;
+use clicktrail_engine::onsite::{self, OnSite};
+use clicktrail_engine::polling::{self, Poller};
+use clicktrail_engine::properties::Properties;
+use clicktrail_engine::services::outbound_policy;
+use clicktrail_engine::{rt, telemetry};
+use clicktrail_http::HttpState;
+use clicktrail_networks::catalog::Catalog;
 use clicktrail_store::{Db, DbOptions, auth, meta};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use clicktrail_networks::catalog::Catalog;
-
-use crate::config::Config;
-use crate::conversions::ConversionQueue;
-use crate::crypto::{CryptoError, Keyring};
-use crate::enrich::Enricher;
-use crate::pipeline::IngestQueue;
-use crate::state::AppState;
-use crate::{routes, telemetry};
-
 /// A started server.
 pub struct RunningServer {
     pub addr: SocketAddr,
-    pub state: AppState,
+    /// The server's services (tests and the demo call them directly).
+    pub services: Services,
+    /// The ingest queue (the demo submits its simulated history to it).
+    pub ingest: IngestQueue,
+    /// The conversion writer's queue.
+    pub conversions: ConversionQueue,
+    /// The on-site conversion follower (tests run extra passes of it).
+    pub onsite: Arc<OnSite>,
     /// Whether the database had no workspace yet when the server started.
     pub first_run: bool,
     shutdown: CancellationToken,
@@ -138,6 +159,10 @@ pub fn redact_url(url: &str) -> String {
 }
 
 /// Starts the server on `cfg.listen` (port 0 picks a free port).
+///
+/// The wiring: each writer, worker and service is built here with the
+/// few dependencies it needs, writers first (the conversion writer with
+/// its delivery outbox), then the services, the workers and the router.
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let db = open_database(&cfg).await?;
     let keyring = Keyring::load(cfg.master_key.as_ref().map(|k| k.expose()), &cfg.data_dir)?;
@@ -149,27 +174,35 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .into());
     }
     let first_run = auth::workspaces(&db).await?.is_empty();
-    let enricher = Enricher::new(cfg.trusted_proxies.clone(), keyring.clone())?;
-    let catalog =
-        std::sync::Arc::new(Catalog::embedded().context("loading the integration catalog")?);
+    let enricher = Arc::new(Enricher::new(cfg.trusted_proxies.clone(), keyring.clone())?);
+    let catalog = Arc::new(Catalog::embedded().context("loading the integration catalog")?);
+
+    // The writers, which stop last.
     let writers_cancel = CancellationToken::new();
     let (ingest, mut writer_handles) =
         IngestQueue::start(db.clone(), &cfg.ingest, writers_cancel.clone());
-    let state_cell = std::sync::Arc::new(std::sync::OnceLock::new());
+    let delivery = Arc::new(Delivery::new(
+        db.clone(),
+        keyring.clone(),
+        enricher.clone(),
+        cfg.delivery.clone(),
+        cfg.allow_private_networks,
+    ));
     let (conversions, conversion_writer) = ConversionQueue::start(
         db.clone(),
         cfg.ingest.queue_capacity,
-        Some(crate::conversions::outbox_hooks(state_cell.clone())),
+        delivery.clone(),
         writers_cancel.clone(),
     );
     writer_handles.push(conversion_writer);
     if let Some(cp) = db.checkpointer().await? {
         // Stops with the writers, after their last commit.
-        writer_handles.push(crate::rt::spawn_dedicated(
+        writer_handles.push(rt::spawn_dedicated(
             "wal-checkpointer",
             checkpoint_loop(cp, writers_cancel.clone()),
         ));
     }
+
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
@@ -179,28 +212,81 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         // Tests bind port 0: the public URL must name the real port.
         cfg.listen = addr;
     }
-    let state = AppState::new(
-        cfg,
+    let cfg = Arc::new(cfg);
+
+    // The services.
+    let properties = Arc::new(Properties::new(
         db.clone(),
-        keyring,
-        enricher,
-        ingest,
-        conversions,
-        catalog,
-        telemetry::metrics_handle(),
-    )?;
-    let _ = state_cell.set(state.clone());
+        catalog.clone(),
+        &cfg.public_base(),
+    ));
+    let poller = Arc::new(Poller::new(
+        db.clone(),
+        keyring.clone(),
+        properties.clone(),
+        conversions.clone(),
+        outbound_policy(&cfg),
+        Duration::from_secs(cfg.polling.tick_secs),
+    ));
+    let outbound =
+        clicktrail_outbound::Outbound::new(outbound_policy(&cfg), Duration::from_secs(10))?;
+    let services = Services {
+        db: db.clone(),
+        cfg: cfg.clone(),
+        keyring: keyring.clone(),
+        catalog: catalog.clone(),
+        enricher: enricher.clone(),
+        auth: Arc::new(Auth::new(db.clone(), cfg.master_key.clone())),
+        collector: Arc::new(Collector::new(
+            properties.clone(),
+            enricher.clone(),
+            ingest.clone(),
+            cfg.ingest.max_body_bytes,
+        )),
+        integrations: Arc::new(Integrations::new(
+            db.clone(),
+            keyring.clone(),
+            properties.clone(),
+            poller.clone(),
+            conversions.clone(),
+        )),
+        destinations: Arc::new(Destinations::new(
+            db.clone(),
+            keyring.clone(),
+            properties.clone(),
+            delivery.clone(),
+        )),
+        links: Arc::new(Links::new(
+            db.clone(),
+            properties.clone(),
+            enricher.clone(),
+            ingest.clone(),
+        )),
+        conversion_log: Arc::new(ConversionLog::new(db.clone(), properties.clone())),
+        autoscan: Arc::new(AutoScan::new(outbound, properties.clone())),
+        poller: poller.clone(),
+        delivery: delivery.clone(),
+        properties: properties.clone(),
+    };
+
+    // The workers.
     let shutdown = CancellationToken::new();
     let workers_cancel = CancellationToken::new();
     let mut worker_handles = Vec::new();
-    if state.cfg.polling.enabled {
-        worker_handles.push(crate::polling::spawn(state.clone(), workers_cancel.clone()));
+    if cfg.polling.enabled {
+        worker_handles.push(polling::spawn(poller, workers_cancel.clone()));
     }
-    worker_handles.push(crate::onsite::spawn(state.clone(), workers_cancel.clone()));
-    let app = routes::router(state.clone());
+    let onsite = Arc::new(OnSite::new(db.clone(), properties, conversions.clone()));
+    worker_handles.push(onsite::spawn(onsite.clone(), workers_cancel.clone()));
     // Conversions out: the outbox workers, beside the ingest writers.
     let delivery_cancel = CancellationToken::new();
-    let delivery_handles = crate::delivery::worker::spawn(state.clone(), delivery_cancel.clone());
+    let delivery_handles = delivery::worker::spawn(delivery, delivery_cancel.clone());
+
+    let app = clicktrail_http::with_common_layers(
+        clicktrail_http::router(HttpState::new(&services, telemetry::metrics_handle())).merge(
+            clicktrail_dashboard::router(DashState::new(services.clone())),
+        ),
+    );
     let server_shutdown = shutdown.clone();
     let handle = tokio::spawn(async move {
         let served = axum::serve(
@@ -231,7 +317,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     });
     Ok(RunningServer {
         addr,
-        state,
+        services,
+        ingest,
+        conversions,
+        onsite,
         first_run,
         shutdown,
         handle,

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use clicktrail::app;
 use clicktrail::config::Config;
-use clicktrail::telemetry;
+use clicktrail_engine::telemetry;
 use clicktrail_store::auth;
 
 #[derive(Parser)]
@@ -94,7 +94,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let db_url = app::redact_url(&cfg.database_url);
     let server = app::start(cfg).await.context("starting clicktrail")?;
-    let base = server.state.public_base.clone();
+    let base = server.services.properties.public_base().to_owned();
     println!("clicktrail is running at {}", server.base_url());
     println!("  dashboard:  {base}/");
     println!("  API:        {base}/api/v1   (Authorization: Bearer <token>)");
@@ -121,13 +121,13 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn demo(cfg: Config, reset: bool) -> anyhow::Result<()> {
-    let server = clicktrail::dashboard::demo::start(cfg, reset).await?;
-    let base = server.state.public_base.clone();
+    let server = clicktrail::demo::start(cfg, reset).await?;
+    let base = server.services.properties.public_base().to_owned();
     println!("clicktrail demo is running at {base}/");
     println!(
         "  log in with {} / {}",
-        clicktrail::dashboard::demo::DEMO_EMAIL,
-        clicktrail::dashboard::demo::DEMO_PASSWORD
+        clicktrail::demo::DEMO_EMAIL,
+        clicktrail::demo::DEMO_PASSWORD
     );
     println!(
         "  demo database: ./clicktrail-demo-data (separate from your real data; `clicktrail demo --reset` starts over)"

@@ -541,20 +541,22 @@ fn urlenc(s: &str) -> String {
 both!(
     drafts_decided_early_are_checked_again,
     |b: Backend| async move {
-        use clicktrail::conversions::{Pending, decide_batch};
         use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
+        use clicktrail_engine::conversions::{Pending, decide_batch};
         use std::sync::Arc;
 
         let s = TestServer::start(b).await;
         let pid = s.property(&["site.example"]).await;
         let (iid, _) = install_custom(&s, &pid).await;
-        let state = &s.server.state;
-        let integration = clicktrail_store::integrations::get(&state.db, &iid)
+        let state = &s.server;
+        let integration = clicktrail_store::integrations::get(&state.services.db, &iid)
             .await
             .unwrap()
             .unwrap();
         let property = state
-            .property(&clicktrail_domain::PropertyId::parse(&pid).unwrap())
+            .services
+            .properties
+            .get(&clicktrail_domain::PropertyId::parse(&pid).unwrap())
             .await
             .unwrap()
             .unwrap();
@@ -580,9 +582,12 @@ both!(
             forced_error: None,
             session_id: None,
         };
-        let early = decide_batch(&mut clicktrail_store::Reads::Pool(&state.db), &[&pending])
-            .await
-            .unwrap();
+        let early = decide_batch(
+            &mut clicktrail_store::Reads::Pool(&state.services.db),
+            &[&pending],
+        )
+        .await
+        .unwrap();
         assert_eq!(early[0].row.error_code.as_deref(), Some("unknown_click_id"));
         let decided = state.conversions.decide(vec![pending]).await.unwrap();
         // The click is recorded after the decision, before the write.
@@ -650,7 +655,7 @@ both!(onsite_conversions, |b: Backend| async move {
     );
     // A pass of a second follower (as another process would run) may lose
     // the cursor race to the server's own one; either way nothing doubles.
-    let _ = clicktrail::onsite::run_once(&s.server.state, &mut Default::default()).await;
+    let _ = clicktrail_engine::onsite::run_once(&s.server.onsite, &mut Default::default()).await;
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert_eq!(count(&s, &pid).await, 1);
     s.stop().await;

@@ -128,7 +128,7 @@ async fn setup_login_logout() {
     // Only a hash of the token is stored.
     let stored: Vec<(String,)> = t
         .server
-        .state
+        .services
         .db
         .fetch_all(
             "SELECT token_hash FROM web_sessions",
@@ -237,7 +237,7 @@ async fn csrf_is_required_on_every_form() {
     assert!(!props.body.contains(">X<"));
     let settings = b.get(&format!("/p/{pid}/settings")).await;
     assert!(settings.body.contains("value=\"Site\""));
-    let tokens = clicktrail_store::auth::list_tokens(&t.server.state.db, 1)
+    let tokens = clicktrail_store::auth::list_tokens(&t.server.services.db, 1)
         .await
         .expect("tokens");
     assert!(tokens.is_empty());
@@ -407,7 +407,7 @@ async fn members_and_api_tokens() {
     // Revoke: the API refuses it at once.
     let id: (i64,) = t
         .server
-        .state
+        .services
         .db
         .fetch_one(
             "SELECT id FROM api_tokens WHERE name = 'reporting script'",

@@ -42,26 +42,30 @@ const SOURCES: &[&str] = &[
 ];
 
 /// Submits one batch through the collector's decoder, enricher and queue.
-async fn ingest(
-    state: &clicktrail::state::AppState,
-    pid: &str,
-    ua: &str,
-    at_ms: i64,
-    events: Vec<Value>,
-) {
+/// What [`ingest`] needs of the server (cloned into tasks).
+#[derive(Clone)]
+struct Ingest {
+    services: clicktrail_engine::Services,
+    ingest: clicktrail_engine::ingest::IngestQueue,
+}
+
+async fn ingest(state: &Ingest, pid: &str, ua: &str, at_ms: i64, events: Vec<Value>) {
     let body = json!({"property_id": pid, "events": events}).to_string();
     let batch =
         clicktrail_domain::collect::decode(body.as_bytes(), at_ms + 300_000).expect("decode");
     let property = state
-        .property(&batch.property_id)
+        .services
+        .properties
+        .get(&batch.property_id)
         .await
         .expect("db")
         .expect("property");
     let mut headers = axum::http::HeaderMap::new();
     headers.insert(axum::http::header::USER_AGENT, ua.parse().expect("ua"));
     let peer: SocketAddr = ([198, 51, 100, 9], 1234).into();
-    let facts = state.enricher.request_facts(&headers, Some(peer));
+    let facts = state.services.enricher.request_facts(&headers, Some(peer));
     let ip = state
+        .services
         .enricher
         .stored_ip(property.settings.ip_handling, facts.ip);
     let evs: Vec<IngestEvent> = batch
@@ -71,7 +75,11 @@ async fn ingest(
             property_id: pid.to_owned(),
             received_at_ms: ev.client_ts_ms,
             session_timeout_ms: property.settings.session_timeout_ms(),
-            seed: Arc::new(clicktrail::enrich::session_seed(&ev, &facts, ip.clone())),
+            seed: Arc::new(clicktrail_engine::enrich::session_seed(
+                &ev,
+                &facts,
+                ip.clone(),
+            )),
             event: ev,
             click_origin: ClickOrigin::Tag,
         })
@@ -109,28 +117,32 @@ async fn run(backend: Backend) {
     let b = Browser::new(&t.base);
     b.setup_and_login().await;
     let pid = b.create_property("Bench", "bench.example", "EUR").await;
-    let state = t.server.state.clone();
+    let state = &t.server;
     let mut settings = serde_json::Map::new();
     settings.insert("tracking_group".into(), json!("benchnet"));
     settings.insert("subid_param".into(), json!("subid"));
     let property = state
-        .property(&clicktrail_domain::PropertyId::parse(&pid).expect("pid"))
+        .services
+        .properties
+        .get(&clicktrail_domain::PropertyId::parse(&pid).expect("pid"))
         .await
         .expect("db")
         .expect("property");
-    let integration = clicktrail::integrations::install(
-        &state,
-        &property,
-        clicktrail::integrations::InstallRequest {
-            catalog: "custom".into(),
-            name: None,
-            credentials: serde_json::Map::new(),
-            settings,
-            event_mapping: None,
-        },
-    )
-    .await
-    .expect("install");
+    let integration = state
+        .services
+        .integrations
+        .install(
+            &property,
+            clicktrail_engine::integrations::InstallRequest {
+                catalog: "custom".into(),
+                name: None,
+                credentials: serde_json::Map::new(),
+                settings,
+                event_mapping: None,
+            },
+        )
+        .await
+        .expect("install");
 
     // Traffic.
     let mut rng = StdRng::seed_from_u64(42);
@@ -181,7 +193,10 @@ async fn run(backend: Backend) {
         n += batch.len();
         let mut jobs = Vec::new();
         for chunk in batch.chunks(100) {
-            let st = state.clone();
+            let st = Ingest {
+                services: state.services.clone(),
+                ingest: state.ingest.clone(),
+            };
             let pid = pid.clone();
             let chunk = chunk.to_vec();
             jobs.push(tokio::spawn(async move {
@@ -208,15 +223,12 @@ async fn run(backend: Backend) {
             rng.random_range(1..90),
             (at + 600_000) / 1000
         );
-        clicktrail::integrations::receive_postback(
-            &state,
-            &integration.postback_token,
-            Some(&q),
-            None,
-            b"",
-        )
-        .await
-        .expect("postback");
+        state
+            .services
+            .integrations
+            .receive_postback(&integration.postback_token, Some(&q), None, b"")
+            .await
+            .expect("postback");
     }
     println!(
         "{convs} conversions in {:.1} s",

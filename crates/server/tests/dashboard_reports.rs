@@ -98,9 +98,9 @@ both!(
         collect(&t, GOOGLEBOT, json!({"property_id": pid, "events": [pageview("visitor-bot-00004", "https://example.com/landing-a")]})).await;
 
         // Conversions through the postback path of an installed integration.
-        let state = &t.server.state;
+        let state = &t.server;
         let property = clicktrail_store::properties::get(
-            &state.db,
+            &state.services.db,
             &clicktrail_domain::PropertyId::parse(&pid).unwrap(),
         )
         .await
@@ -109,19 +109,21 @@ both!(
         let mut settings = serde_json::Map::new();
         settings.insert("tracking_group".into(), json!("mynet"));
         settings.insert("subid_param".into(), json!("subid"));
-        let integration = clicktrail::integrations::install(
-            state,
-            &property,
-            clicktrail::integrations::InstallRequest {
-                catalog: "custom".into(),
-                name: None,
-                credentials: serde_json::Map::new(),
-                settings,
-                event_mapping: None,
-            },
-        )
-        .await
-        .expect("install");
+        let integration = state
+            .services
+            .integrations
+            .install(
+                &property,
+                clicktrail_engine::integrations::InstallRequest {
+                    catalog: "custom".into(),
+                    name: None,
+                    credentials: serde_json::Map::new(),
+                    settings,
+                    event_mapping: None,
+                },
+            )
+            .await
+            .expect("install");
         for (q, want) in [
             (
                 "click_id=clickone0000000001&value=30&currency=EUR&transaction_id=t1",
@@ -140,15 +142,12 @@ both!(
                 "error",
             ),
         ] {
-            let out = clicktrail::integrations::receive_postback(
-                state,
-                &integration.postback_token,
-                Some(q),
-                None,
-                b"",
-            )
-            .await
-            .expect("postback");
+            let out = state
+                .services
+                .integrations
+                .receive_postback(&integration.postback_token, Some(q), None, b"")
+                .await
+                .expect("postback");
             assert_eq!(out.status, want, "{q}: {out:?}");
         }
 
@@ -405,7 +404,7 @@ async fn spend_import_shows_every_bad_line() {
     assert!(empty.has_error_for("file"));
     let (n,): (i64,) = t
         .server
-        .state
+        .services
         .db
         .fetch_one("SELECT COUNT(*) FROM ad_spend", clicktrail_store::args![])
         .await
@@ -425,7 +424,7 @@ async fn spend_import_shows_every_bad_line() {
     }
     let (sum,): (i64,) = t
         .server
-        .state
+        .services
         .db
         .fetch_one(
             "SELECT CAST(SUM(spend_micros) AS BIGINT) FROM ad_spend",
@@ -505,7 +504,7 @@ async fn property_forms_show_errors_next_to_fields() {
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     let p = clicktrail_store::properties::get(
-        &t.server.state.db,
+        &t.server.services.db,
         &clicktrail_domain::PropertyId::parse(&pid).unwrap(),
     )
     .await

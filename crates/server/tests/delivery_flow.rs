@@ -180,9 +180,9 @@ async fn payloads(backend: Backend) {
     }
 
     // Planning again never queues a conversion twice for one destination.
-    let mut tx = server.state.db.begin().await.unwrap();
-    let planned = clicktrail::delivery::plan(
-        &server.state,
+    let mut tx = server.services.db.begin().await.unwrap();
+    let planned = clicktrail_engine::delivery::plan(
+        &server.services.delivery,
         &clicktrail_domain::PropertyId::parse(&property).unwrap(),
         "Lead",
         true,
@@ -197,8 +197,8 @@ async fn payloads(backend: Backend) {
     assert_eq!(status_counts(&check).await.values().sum::<i64>(), 16);
 
     // Not sent when the mapping says so.
-    let none = clicktrail::delivery::plan(
-        &server.state,
+    let none = clicktrail_engine::delivery::plan(
+        &server.services.delivery,
         &clicktrail_domain::PropertyId::parse(&property).unwrap(),
         "Lead",
         false,

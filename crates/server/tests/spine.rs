@@ -13,10 +13,10 @@ const CLICK: &str = "AZDxon08eryN7wEjRWeJqwAAAAAA";
 const IA_LINK: &str = "https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_&affid=3&siteid=1&adid=2&c=AZDxon08eryN7wEjRWeJqwAAAAAA";
 
 async fn token_for(s: &TestServer, workspace: &str) -> String {
-    let ws = clicktrail_store::auth::ensure_workspace(&s.server.state.db, workspace)
+    let ws = clicktrail_store::auth::ensure_workspace(&s.server.services.db, workspace)
         .await
         .unwrap();
-    clicktrail_store::auth::create_token(&s.server.state.db, ws.id, "test")
+    clicktrail_store::auth::create_token(&s.server.services.db, ws.id, "test")
         .await
         .unwrap()
         .1
@@ -464,7 +464,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     // Every acknowledged event is stored, and only those.
     let n: (i64,) = s
         .server
-        .state
+        .services
         .db
         .fetch_one("SELECT COUNT(*) FROM events", clicktrail_store::args![])
         .await

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use clicktrail::app::{self, RunningServer};
 use clicktrail::config::{Config, Secret};
-use clicktrail::crypto::Keyring;
 use clicktrail_domain::PropertyId;
+use clicktrail_engine::crypto::Keyring;
 use clicktrail_store::deliveries::{self, PlannedDelivery};
 use clicktrail_store::{Db, DbOptions, Tx, args};
 use serde_json::{Value, json};
@@ -433,13 +433,13 @@ pub async fn write_conversion(tx: &mut Tx<'_>, property_id: &str, spec: &ConvSpe
 /// Records validated conversions the way the conversion code does: rows,
 /// then `plan` + `insert_planned` in the same transaction, commit, wake.
 pub async fn convert(server: &RunningServer, property_id: &str, specs: &[ConvSpec]) -> Vec<Conv> {
-    let state = &server.state;
+    let state = &server.services;
     let pid = PropertyId::parse(property_id).expect("property id");
     let mut tx = state.db.begin().await.expect("begin");
     let mut out = Vec::new();
     for spec in specs {
         let conv = write_conversion(&mut tx, property_id, spec).await;
-        let planned = clicktrail::delivery::plan(state, &pid, &spec.event, true)
+        let planned = clicktrail_engine::delivery::plan(&state.delivery, &pid, &spec.event, true)
             .await
             .expect("plan");
         deliveries::insert_planned(&mut tx, &conv.id, property_id, &planned)
@@ -506,8 +506,11 @@ pub async fn count_status(db: &Db, status: &str) -> i64 {
 }
 
 /// One delivery of a conversion, as the conversion log shows it.
-pub async fn delivery_of(db: &Db, conversion_id: &str) -> Vec<clicktrail::delivery::DeliveryView> {
-    clicktrail::delivery::deliveries_for_conversions(db, &[conversion_id])
+pub async fn delivery_of(
+    db: &Db,
+    conversion_id: &str,
+) -> Vec<clicktrail_engine::delivery::DeliveryView> {
+    clicktrail_engine::delivery::deliveries_for_conversions(db, &[conversion_id])
         .await
         .expect("views")
         .remove(conversion_id)

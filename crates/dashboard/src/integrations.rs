@@ -1,0 +1,999 @@
+//! The Integration Catalog (a searchable grid of network cards), each
+//! network's integration page (what it tracks, technical details, standard
+//! conversions, setup steps, the Install form with credentials, settings
+//! and event mapping), and the page of an installed integration (status,
+//! last poll and error, "poll now", postback URL, settings, event mapping).
+//!
+//! Installing and editing go through the engine's `Integrations` service (the code behind
+//! `POST /api/v1/properties/{id}/integrations` and `PUT
+//! /api/v1/integrations/{id}`), polling through `clicktrail_engine::polling::poll_now`.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use clicktrail_domain::Currency;
+use clicktrail_domain::mapping::{EventMapping, MappingRule, ValueSource};
+use clicktrail_domain::money::parse_amount;
+use clicktrail_networks::catalog::{
+    CatalogEntry, Category, DataSource, SettingField, SettingKind, TrackingMethod,
+};
+use clicktrail_store::integrations::{self as store, Integration};
+use clicktrail_store::properties::Property;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::DashState;
+use crate::error::DashResult;
+use crate::properties::owned;
+use crate::session::{Dash, DashForm, FormData};
+use crate::ui::{self, Chrome, Errors, Input, Tab};
+use crate::{DashError, html, see_other};
+use clicktrail_engine::ServiceError;
+use clicktrail_engine::integrations::{InstallRequest, UpdateRequest, is_polled};
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CatalogQuery {
+    pub q: Option<String>,
+    pub done: Option<String>,
+}
+
+fn category_label(c: Category) -> &'static str {
+    match c {
+        Category::Igaming => "iGaming",
+        Category::Ecommerce => "E-commerce",
+        Category::DigitalProducts => "Digital products",
+        Category::CpaNetwork => "CPA network",
+        Category::PartnerPlatform => "Partner platform",
+        Category::Generic => "Generic",
+    }
+}
+
+fn method_label(m: TrackingMethod) -> &'static str {
+    match m {
+        TrackingMethod::Api => "API Integration",
+        TrackingMethod::Postback => "Postback URL",
+    }
+}
+
+fn source_label(s: DataSource) -> &'static str {
+    match s {
+        DataSource::Tag => "clicktrail JS tag",
+        DataSource::Api => "API Integration",
+        DataSource::Postback => "Postback URL",
+    }
+}
+
+fn status_badge(status: &str) -> Markup {
+    let kind = match status {
+        "active" => "good",
+        "paused" => "warn",
+        "error" => "bad",
+        _ => "",
+    };
+    ui::badge(status, kind)
+}
+
+fn entry_or_404<'a>(state: &'a DashState, key: &str) -> Result<&'a CatalogEntry, DashError> {
+    state.services.catalog.get(key).ok_or(DashError::NotFound)
+}
+
+/// The property's installed integration `iid`, or 404.
+async fn owned_integration(
+    state: &DashState,
+    p: &Property,
+    iid: &str,
+) -> Result<Integration, DashError> {
+    if iid.len() > 64 {
+        return Err(DashError::NotFound);
+    }
+    store::get(&state.db, iid)
+        .await?
+        .filter(|i| i.property_id == p.id.as_str())
+        .ok_or(DashError::NotFound)
+}
+
+pub async fn list(
+    State(state): State<DashState>,
+    dash: Dash,
+    Path(pid): Path<String>,
+    Query(q): Query<CatalogQuery>,
+) -> DashResult {
+    let p = owned(&state, &dash, &pid).await?;
+    let installed = store::list_for_property(&state.db, &p.id).await?;
+    let body = html! {
+        div.heading {
+            h1 { "Integrations" }
+            a.button.primary href={ "/p/" (p.id) "/catalog" } { "Open the Integration Catalog" }
+        }
+        p.muted { "Integrations bring conversions in: clicktrail polls the network's reporting API or receives its postbacks, and attributes each conversion to the click that led to it." }
+        table.data {
+            thead { tr { th { "Integration" } th { "Network" } th { "Tracking" } th { "Status" } th { "Last poll" } th { "Last error" } } }
+            tbody {
+                @if installed.is_empty() {
+                    tr { td.muted colspan="6" { "Nothing installed yet. Open the Integration Catalog and install your network." } }
+                }
+                @for i in &installed {
+                    @let entry = state.services.catalog.get(&i.catalog_key);
+                    tr {
+                        td { a href={ "/p/" (p.id) "/integrations/" (i.id) } { (i.name) } }
+                        td { (entry.map(|e| e.name.as_str()).unwrap_or(&i.catalog_key)) }
+                        td { (entry.map(|e| method_label(e.tracking_method)).unwrap_or("")) }
+                        td { (status_badge(&i.status)) }
+                        td { (ui::opt_datetime(i.last_poll_at)) }
+                        td { @if let Some(e) = &i.last_error { span.bad { (e) } } @else { span.muted { "–" } } }
+                    }
+                }
+            }
+        }
+    };
+    let c =
+        Chrome::property(&dash, &p, Tab::Integrations, "Integrations").notice(q.done.as_deref());
+    Ok(html(StatusCode::OK, ui::page(&c, body)))
+}
+
+fn search_text(e: &CatalogEntry) -> String {
+    let mut s = format!(
+        "{} {} {} {} {} {}",
+        e.name,
+        e.key,
+        e.aliases.join(" "),
+        e.tracking_group.key,
+        e.description,
+        category_label(e.category)
+    );
+    s.make_ascii_lowercase();
+    s
+}
+
+pub async fn catalog(
+    State(state): State<DashState>,
+    dash: Dash,
+    Path(pid): Path<String>,
+    Query(q): Query<CatalogQuery>,
+) -> DashResult {
+    let p = owned(&state, &dash, &pid).await?;
+    let installed = store::list_for_property(&state.db, &p.id).await?;
+    let query = q.q.as_deref().unwrap_or("").trim().to_ascii_lowercase();
+    let body = html! {
+        h1 { "Integration Catalog" }
+        p.muted { "Find your affiliate network and click its card to see what it tracks and install it." }
+        form method="get" action={ "/p/" (p.id) "/catalog" } role="search" {
+            label.sr-only for="catalog-search" { "Search the catalog" }
+            input.search id="catalog-search" type="search" name="q" value=(query) placeholder="Search networks, e.g. Gala Partners" data-filter=".netcard" autocomplete="off";
+        }
+        div.grid {
+            @for e in state.services.catalog.entries() {
+                @let st = search_text(e);
+                @let n = installed.iter().filter(|i| i.catalog_key == e.key).count();
+                a.netcard href={ "/p/" (p.id) "/catalog/" (e.key) } data-search=(st) data-key=(e.key) hidden[!query.is_empty() && !st.contains(&query)] {
+                    h3 { (e.name) }
+                    p { (ui::badge(method_label(e.tracking_method), "info")) " " (ui::badge(category_label(e.category), "")) @if n > 0 { " " (ui::badge("Installed", "good")) } }
+                    p { (e.description.chars().take(140).collect::<String>()) @if e.description.chars().count() > 140 { "…" } }
+                    p.small { "Tracking group " code { (e.tracking_group.key) } " · subid " code { (e.subid_param) } }
+                }
+            }
+        }
+        p id="no-match" .muted hidden { "No network matches. Networks outside the catalog can use the Custom postback integration." }
+    };
+    let c = Chrome::property(&dash, &p, Tab::Integrations, "Integration Catalog");
+    Ok(html(StatusCode::OK, ui::page(&c, body)))
+}
+
+// ---------------------------------------------------------------------------
+// Event mapping editor
+// ---------------------------------------------------------------------------
+
+const COMMON_EVENTS: &[&str] = &[
+    "Lead",
+    "Purchase",
+    "CompleteRegistration",
+    "Subscribe",
+    "StartTrial",
+    "AddToCart",
+    "InitiateCheckout",
+];
+
+/// One row of the editor, as typed.
+#[derive(Debug, Clone, Default)]
+struct MapRow {
+    source: String,
+    event: String,
+    value: String,
+    amount: String,
+    currency: String,
+    send: bool,
+}
+
+fn rows_of(m: &EventMapping) -> Vec<MapRow> {
+    m.0.iter()
+        .map(|(k, r)| {
+            let (value, amount, currency) = match &r.value {
+                ValueSource::Reported => ("reported", String::new(), String::new()),
+                ValueSource::None => ("none", String::new(), String::new()),
+                ValueSource::Fixed { amount, currency } => {
+                    ("fixed", amount.to_string(), currency.as_str().to_owned())
+                }
+            };
+            MapRow {
+                source: k.clone(),
+                event: r.event.clone().unwrap_or_default(),
+                value: value.into(),
+                amount,
+                currency,
+                send: r.send_to_destinations,
+            }
+        })
+        .collect()
+}
+
+fn rows_from_form(f: &FormData) -> Vec<MapRow> {
+    let src = f.get_all("m_source");
+    let ev = f.get_all("m_event");
+    let val = f.get_all("m_value");
+    let amt = f.get_all("m_amount");
+    let cur = f.get_all("m_currency");
+    let send = f.get_all("m_send");
+    (0..src.len())
+        .map(|i| MapRow {
+            source: src[i].trim().to_owned(),
+            event: ev.get(i).copied().unwrap_or("").trim().to_owned(),
+            value: val.get(i).copied().unwrap_or("reported").to_owned(),
+            amount: amt.get(i).copied().unwrap_or("").trim().to_owned(),
+            currency: cur
+                .get(i)
+                .copied()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_uppercase(),
+            send: send.get(i).copied().unwrap_or("yes") == "yes",
+        })
+        .filter(|r| !(r.source.is_empty() && r.event.is_empty() && r.amount.is_empty()))
+        .collect()
+}
+
+/// Builds the mapping, with errors under `mapping.<row>` (and `mapping`).
+fn mapping_from_rows(rows: &[MapRow], errors: &mut Errors) -> EventMapping {
+    let mut m = EventMapping::default();
+    for (i, r) in rows.iter().enumerate() {
+        let field = format!("mapping.{i}");
+        if r.source.is_empty() {
+            errors.add(&field, "Name the network's event (e.g. registration, commission, sale, or * for any other).");
+            continue;
+        }
+        if m.0.contains_key(&r.source) {
+            errors.add(&field, "This source event is mapped twice.");
+            continue;
+        }
+        let value = match r.value.as_str() {
+            "none" => ValueSource::None,
+            "fixed" => match (parse_amount(&r.amount), Currency::parse(&r.currency)) {
+                (Ok(amount), Ok(currency)) => ValueSource::Fixed { amount, currency },
+                (Err(_), _) => {
+                    errors.add(&field, "A fixed value needs an amount such as 25.00.");
+                    continue;
+                }
+                (_, Err(_)) => {
+                    errors.add(&field, "A fixed value needs a currency such as EUR.");
+                    continue;
+                }
+            },
+            _ => ValueSource::Reported,
+        };
+        let event = (!r.event.is_empty() && r.event != "(ignore)").then(|| r.event.clone());
+        if let Some(e) = &event {
+            let ok = e.len() <= 40
+                && e.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && e.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+            if !ok {
+                errors.add(&field, "A conversion event name is 1 to 40 letters, digits or _, starting with a letter (e.g. Purchase).");
+                continue;
+            }
+        }
+        m.0.insert(
+            r.source.clone(),
+            MappingRule {
+                event,
+                value,
+                send_to_destinations: r.send,
+            },
+        );
+    }
+    if let Err(e) = m.validate() {
+        errors.add("mapping", e);
+    }
+    m
+}
+
+fn mapping_row(i: Option<usize>, r: &MapRow, errors: &Errors) -> Markup {
+    let err = i.and_then(|i| errors.get(&format!("mapping.{i}")));
+    html! {
+        tr.invalid[err.is_some()] {
+            td { input type="text" name="m_source" value=(r.source) placeholder="registration" aria-label="Network event"; }
+            td {
+                input type="text" name="m_event" value=(r.event) list="common-events" placeholder="Lead (empty: ignore)" aria-label="Conversion event";
+            }
+            td {
+                select name="m_value" aria-label="Value" {
+                    option value="reported" selected[r.value == "reported" || r.value.is_empty()] { "Reported by the network" }
+                    option value="none" selected[r.value == "none"] { "No value" }
+                    option value="fixed" selected[r.value == "fixed"] { "Fixed value" }
+                }
+            }
+            td { input type="text" name="m_amount" value=(r.amount) placeholder="25.00" aria-label="Fixed amount"; }
+            td { input type="text" name="m_currency" value=(r.currency) placeholder="EUR" aria-label="Fixed currency"; }
+            td {
+                select name="m_send" aria-label="Send to ad platforms" {
+                    option value="yes" selected[r.send] { "Yes" }
+                    option value="no" selected[!r.send] { "No" }
+                }
+            }
+            td { button.small type="button" data-remove-row { "Remove" } }
+        }
+        @if let Some(e) = err { tr { td colspan="7" { p.error data-error-for={ "mapping." (i.unwrap_or(0)) } { (e) } } } }
+    }
+}
+
+fn mapping_editor(rows: &[MapRow], errors: &Errors) -> Markup {
+    html! {
+        datalist id="common-events" { @for e in COMMON_EVENTS { option value=(e) {} } }
+        table.data.mapping id="mapping-table" {
+            thead { tr { th { "Network event" } th { "Conversion event" } th { "Value" } th { "Fixed amount" } th { "Currency" } th { "Send to ad platforms" } th {} } }
+            tbody {
+                @for (i, r) in rows.iter().enumerate() { (mapping_row(Some(i), r, errors)) }
+            }
+        }
+        template id="mapping-row" { (mapping_row(None, &MapRow { value: "reported".into(), send: true, ..MapRow::default() }, errors)) }
+        @if let Some(e) = errors.get("mapping") { p.error data-error-for="mapping" { (e) } }
+        p { button.small type="button" data-add-row="mapping-table" data-template="mapping-row" { "Add a row" } }
+        p.help.muted { "Each network event becomes a conversion event (Lead, Purchase, CompleteRegistration or your own name) or is ignored (leave the conversion event empty). The key * applies to any event without its own row." }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Credentials and settings fields
+// ---------------------------------------------------------------------------
+
+fn setting_input(s: &SettingField, value: &str, errors: &Errors) -> Markup {
+    let name = format!("settings.{}", s.name);
+    let help = html! {
+        (s.help)
+        @if let Some(d) = &s.default { " Default: " code { (default_text(d)) } "." }
+    }
+    .into_string();
+    match s.kind {
+        SettingKind::Enum => {
+            let mut opts: Vec<(String, String)> = Vec::new();
+            if !s.required {
+                opts.push((String::new(), "(default)".into()));
+            }
+            opts.extend(s.options.iter().map(|o| (o.clone(), o.clone())));
+            ui::select(&s.label, &name, &opts, value, errors, None)
+        }
+        SettingKind::HostList => {
+            ui::textarea(&s.label, &name, value, errors, 3, Some(&strip_tags(&help)))
+        }
+        kind => ui::input(
+            &s.label,
+            &name,
+            value,
+            errors,
+            Input {
+                kind: match kind {
+                    SettingKind::Url => "url",
+                    SettingKind::Int => "number",
+                    _ => "text",
+                },
+                required: s.required,
+                help: Some(&strip_tags(&help)),
+                ..Input::default()
+            },
+        ),
+    }
+}
+
+fn strip_tags(s: &str) -> String {
+    // The help text was built from escaped parts: drop the <code> tags and
+    // undo the escaping, since the field helper escapes it again.
+    s.replace("<code>", "")
+        .replace("</code>", "")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn default_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Settings as typed into the form, for the install / update request.
+fn settings_from_form(entry: &CatalogEntry, f: &FormData) -> Map<String, Value> {
+    let mut m = Map::new();
+    for s in &entry.settings {
+        let raw = f.get(&format!("settings.{}", s.name));
+        if raw.is_empty() {
+            continue;
+        }
+        let v = match s.kind {
+            SettingKind::Int => raw
+                .parse::<i64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::String(raw.to_owned())),
+            SettingKind::HostList => Value::Array(
+                raw.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|h| !h.is_empty())
+                    .map(|h| Value::String(h.to_owned()))
+                    .collect(),
+            ),
+            _ => Value::String(raw.to_owned()),
+        };
+        m.insert(s.name.clone(), v);
+    }
+    m
+}
+
+fn credentials_from_form(entry: &CatalogEntry, f: &FormData) -> Map<String, Value> {
+    entry
+        .credentials
+        .iter()
+        .filter_map(|c| {
+            let v = f.get(&format!("credentials.{}", c.name));
+            (!v.is_empty()).then(|| (c.name.clone(), Value::String(v.to_owned())))
+        })
+        .collect()
+}
+
+/// Field errors of an API refusal, under the form's field names (which are
+/// the API's: `credentials.security_key`, `settings.api_url`).
+fn api_errors(e: ServiceError) -> Result<Errors, DashError> {
+    if e.status.is_server_error() {
+        return Err(DashError::Internal);
+    }
+    let mut errors = Errors::default();
+    if e.fields.is_empty() {
+        errors.add("_form", e.message);
+    }
+    for f in e.fields {
+        let field = if f.field == "event_mapping" {
+            "mapping".to_owned()
+        } else {
+            f.field
+        };
+        let mut msg = f.message;
+        if let Some(first) = msg.get(..1) {
+            msg = format!("{}{}", first.to_uppercase(), &msg[1..]);
+        }
+        if !msg.ends_with('.') {
+            msg.push('.');
+        }
+        errors.add(&field, msg);
+    }
+    Ok(errors)
+}
+
+fn setting_value_text(settings: &Map<String, Value>, s: &SettingField) -> String {
+    match settings.get(&s.name) {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(t)) => t.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join("\n"),
+        Some(v) => v.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A catalog entry's page, with the Install form
+// ---------------------------------------------------------------------------
+
+fn technical_details(e: &CatalogEntry) -> Markup {
+    html! {
+        table.data.kv id="technical-details" {
+            thead { tr { th { "Reference" } th { "Value" } th { "Information" } } }
+            tbody {
+                tr { td { "Tracking Group" } td { code { (e.tracking_group.key) } @for a in &e.tracking_group.aliases { ", " code { (a) } } } td { "The Tracking Group reference activates AutoTag: " code { "data-tracking-group=\"" (e.tracking_group.key) "\"" } " or " code { "rel=\"" (e.tracking_group.key) "\"" } " on a link puts it in this group." } }
+                tr { td { "Subid Parameter" } td { code { (e.subid_param) } } td { "The link parameter that carries the clicktrail click_id to the network." } }
+                tr { td { "Tracking Method" } td { (method_label(e.tracking_method)) } td { @match e.tracking_method { TrackingMethod::Api => "clicktrail polls the network's reporting API with your credentials.", TrackingMethod::Postback => "The network calls this integration's postback URL for each conversion." } } }
+            }
+        }
+    }
+}
+
+fn standard_conversions(e: &CatalogEntry) -> Markup {
+    html! {
+        table.data id="standard-conversions" {
+            thead { tr { th { "Event Name" } th { "Details" } th { "Data Source" } } }
+            tbody {
+                @for c in &e.standard_conversions {
+                    tr { td { strong { (c.event) } } td { (c.details) } td { (source_label(c.data_source)) } }
+                }
+            }
+        }
+    }
+}
+
+fn link_help(e: &CatalogEntry) -> Markup {
+    html! {
+        h2 { "Link tracking" }
+        p { "Tracking starts when visitors click offer links, so check that your links are AutoTagged." }
+        ul {
+            @if !e.link_patterns.is_empty() {
+                li { strong { "Default: " } "the tag finds and AutoTags " (e.name) " links on your pages (hosts "
+                    @for (i, p) in e.link_patterns.iter().enumerate() { @if i > 0 { ", " } code { (p.hosts.join(", ")) } }
+                    ")." }
+            }
+            li { strong { "AutoScan: " } "links behind your own redirect plugins (" code { "/go/…" } ", " code { "/recommends/…" } ") are resolved by the server and tagged accordingly." }
+            li { strong { "Tracking group attribute: " } code { "<a href=\"…\" data-tracking-group=\"" (e.tracking_group.key) "\">" } " or " code { "rel=\"" (e.tracking_group.key) "\"" } "." }
+            li { strong { "Click id token: " } "append " code { "&" (e.subid_param) "=--CLICK-ID--" } " to the offer link yourself." }
+        }
+    }
+}
+
+fn install_form(
+    p: &Property,
+    e: &CatalogEntry,
+    csrf: &str,
+    f: &FormData,
+    rows: &[MapRow],
+    errors: &Errors,
+) -> Markup {
+    html! {
+        form.card id="install" method="post" action={ "/p/" (p.id) "/catalog/" (e.key) } novalidate autocomplete="off" {
+            (ui::csrf(csrf))
+            h2 { "Install " (e.name) }
+            (ui::form_error(errors.get("_form")))
+            @if !e.credentials.is_empty() {
+                h3 { "Connect your " (e.name) " account" }
+                @for c in &e.credentials {
+                    (ui::input(&c.label, &format!("credentials.{}", c.name), if c.secret { "" } else { f.get(&format!("credentials.{}", c.name)) }, errors, Input { kind: if c.secret { "password" } else { "text" }, required: c.required, help: Some(&c.help), autocomplete: Some("off"), ..Input::default() }))
+                }
+            }
+            @if !e.settings.is_empty() {
+                h3 { "Settings" }
+                @for s in &e.settings { (setting_input(s, f.get(&format!("settings.{}", s.name)), errors)) }
+            }
+            h3 { "Event mapping" }
+            (mapping_editor(rows, errors))
+            button.primary type="submit" data-test="install" { "Install" }
+        }
+    }
+}
+
+async fn entry_body(
+    state: &DashState,
+    dash: &Dash,
+    p: &Property,
+    e: &CatalogEntry,
+    f: &FormData,
+    rows: &[MapRow],
+    errors: &Errors,
+) -> DashResult<Markup> {
+    let installed: Vec<Integration> = store::list_for_property(&state.db, &p.id)
+        .await?
+        .into_iter()
+        .filter(|i| i.catalog_key == e.key)
+        .collect();
+    Ok(html! {
+        p { a href={ "/p/" (p.id) "/catalog" } { "← Integration Catalog" } }
+        div.heading {
+            h1 { (e.name) }
+            @if let Some(w) = &e.website { a.small href=(w) rel="noopener noreferrer" target="_blank" { (w) } }
+        }
+        p { (e.description) }
+        @if !installed.is_empty() {
+            div.notice {
+                "Installed on this property: "
+                @for (n, i) in installed.iter().enumerate() { @if n > 0 { ", " } a href={ "/p/" (p.id) "/integrations/" (i.id) } { (i.name) } }
+                ". Installing again adds another instance (e.g. a second account)."
+            }
+        }
+        h2 { "How the " (e.name) " integration works" }
+        ol {
+            li { strong { "Traffic: " } "when visitors land on your site, the tag records the traffic source (ads, campaign, click ids)." }
+            li { strong { "Engagements: " } "when they click a " (e.name) " link, the tag adds the click id in " code { (e.subid_param) } " and records an OutboundClick." }
+            li { strong { "Conversions: " } (match e.tracking_method { TrackingMethod::Api => "clicktrail reads the conversions from the network's reporting API.", TrackingMethod::Postback => "the network calls your postback URL with the click id." }) }
+            li { strong { "Attribution: " } "each conversion is attributed to its click, session and ad, and shown in the reports." }
+            li { strong { "Conversion API: " } "validated conversions are sent to your ad platforms (Meta, Google Ads, TikTok, GA4)." }
+        }
+        h2 { "Technical details" }
+        (technical_details(e))
+        h2 { "Standard conversions" }
+        (standard_conversions(e))
+        h2 { "Setup guide" }
+        ol.steps id="setup-steps" { @for s in &e.setup_steps { li { (s) } } }
+        @if let Some(pb) = &e.postback {
+            p.muted { "After installing, the integration page shows your postback URL to paste into " (e.name) "." @if let Some(n) = &pb.notes { " " (n) } }
+        }
+        (install_form(p, e, dash.csrf(), f, rows, errors))
+        (link_help(e))
+        h2 { "Troubleshooting" }
+        ul {
+            li { "The most common error is an unknown or missing click_id: AutoTag could not tag the link. Check that links are plain " code { "<a>" } " elements, not hidden behind scripts or double redirects, or set the tracking group attribute." }
+            li { "Conversions from visitors who never passed through a page with the tag cannot be attributed: clicktrail never invents a click." }
+            li { "Open the conversion log to see each conversion's outcome and what to fix." }
+        }
+    })
+}
+
+pub async fn entry_page(
+    State(state): State<DashState>,
+    dash: Dash,
+    Path((pid, key)): Path<(String, String)>,
+) -> DashResult {
+    let p = owned(&state, &dash, &pid).await?;
+    let e = entry_or_404(&state, &key)?;
+    let rows = rows_of(&e.event_mapping);
+    let body = entry_body(
+        &state,
+        &dash,
+        &p,
+        e,
+        &FormData::default(),
+        &rows,
+        &Errors::default(),
+    )
+    .await?;
+    let c = Chrome::property(&dash, &p, Tab::Integrations, e.name.clone());
+    Ok(html(StatusCode::OK, ui::page(&c, body)))
+}
+
+pub async fn install(
+    State(state): State<DashState>,
+    Path((pid, key)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let e = entry_or_404(&state, &key)?;
+    let rows = rows_from_form(&form);
+    let mut errors = Errors::default();
+    let mapping = mapping_from_rows(&rows, &mut errors);
+    if errors.is_empty() {
+        let req = InstallRequest {
+            catalog: e.key.clone(),
+            name: None,
+            credentials: credentials_from_form(e, &form),
+            settings: settings_from_form(e, &form),
+            event_mapping: Some(mapping),
+        };
+        match state.services.integrations.install(&p, req).await {
+            Ok(i) => {
+                return Ok(see_other(&format!(
+                    "/p/{}/integrations/{}?done=installed",
+                    p.id, i.id
+                )));
+            }
+            Err(err) => errors = api_errors(err)?,
+        }
+    }
+    let body = entry_body(&state, &dash, &p, e, &form, &rows, &errors).await?;
+    let c = Chrome::property(&dash, &p, Tab::Integrations, e.name.clone());
+    Ok(html(StatusCode::UNPROCESSABLE_ENTITY, ui::page(&c, body)))
+}
+
+// ---------------------------------------------------------------------------
+// An installed integration
+// ---------------------------------------------------------------------------
+
+async fn integration_body(
+    state: &DashState,
+    dash: &Dash,
+    p: &Property,
+    i: &Integration,
+    form: Option<&FormData>,
+    rows: Option<&[MapRow]>,
+    errors: &Errors,
+) -> DashResult<Markup> {
+    let entry = state.services.catalog.get(&i.catalog_key);
+    let view = state.services.integrations.view(i);
+    let settings: Map<String, Value> = serde_json::from_str(&i.settings).unwrap_or_default();
+    let mapping: EventMapping = serde_json::from_str(&i.event_mapping).unwrap_or_default();
+    let rows_owned;
+    let rows = match rows {
+        Some(r) => r,
+        None => {
+            rows_owned = rows_of(&mapping);
+            &rows_owned
+        }
+    };
+    let postback = state.services.integrations.postback_url(i);
+    let template = view
+        .get("postback_template")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let polled = entry.is_some_and(is_polled);
+    let masked = view.get("credentials").cloned().unwrap_or(Value::Null);
+    let base = format!("/p/{}/integrations/{}", p.id, i.id);
+    Ok(html! {
+        p { a href={ "/p/" (p.id) "/integrations" } { "← Integrations" } }
+        div.heading {
+            h1 { (i.name) }
+            span { (status_badge(&i.status)) }
+        }
+        @if i.status == "error" || (i.last_error.is_some() && i.last_poll_status.as_deref() != Some("ok")) {
+            div.attention role="alert" {
+                strong { "Needs attention: " }
+                (i.last_error.as_deref().unwrap_or("the last poll failed"))
+                @if let Some(code) = &i.last_error_code { " " span.muted { "(" (code) ")" } }
+            }
+        }
+        section.card {
+            h2 { "Status" }
+            table.data.kv {
+                tbody {
+                    tr { th { "Network" } td { (entry.map(|e| e.name.as_str()).unwrap_or(&i.catalog_key)) } }
+                    tr { th { "Tracking" } td { (entry.map(|e| method_label(e.tracking_method)).unwrap_or("")) " · group " code { (i.tracking_group) } " · subid " code { (i.subid_param) } } }
+                    @if polled {
+                        tr { th { "Last poll" } td data-test="last-poll" { (ui::opt_datetime(i.last_poll_at)) @if let Some(s) = &i.last_poll_status { " · " (s) } } }
+                        tr { th { "Next poll" } td { (ui::opt_datetime(i.next_poll_at)) } }
+                    }
+                    tr { th { "Last error" } td data-test="last-error" { @if let Some(e) = &i.last_error { (e) } @else { span.muted { "none" } } } }
+                    tr { th { "Credentials" } td { @if let Value::Object(m) = &masked { @for (k, v) in m { code { (k) ": " (v.as_str().unwrap_or("…")) } " " } } } }
+                }
+            }
+            @if polled {
+                form.inline method="post" action={ (base) "/poll" } {
+                    (ui::csrf(dash.csrf()))
+                    button type="submit" data-test="poll-now" { "Poll now" }
+                }
+            }
+        }
+        section.card {
+            h2 { "Postback URL" }
+            p.muted { @if polled { "This integration reads the network's API; the postback URL is there for networks that can also call back." } @else { "Paste this URL into the network's postback (S2S, server-to-server) settings." } }
+            (ui::copy_box("postback-url", template.as_deref().unwrap_or(&postback), false))
+            @if let Some(n) = entry.and_then(|e| e.postback.as_ref()).and_then(|pb| pb.notes.as_deref()) { p.help { (n) } }
+        }
+        section.card {
+            h2 { "Settings" }
+            form method="post" action=(base) novalidate autocomplete="off" {
+                (ui::csrf(dash.csrf()))
+                (ui::form_error(errors.get("_form")))
+                @if let Some(e) = entry {
+                    @for c in &e.credentials {
+                        (ui::input(&c.label, &format!("credentials.{}", c.name), "", errors, Input { kind: if c.secret { "password" } else { "text" }, help: Some("Leave empty to keep the current value."), autocomplete: Some("off"), ..Input::default() }))
+                    }
+                    @for s in &e.settings {
+                        @let v = match form { Some(f) => f.get(&format!("settings.{}", s.name)).to_owned(), None => setting_value_text(&settings, s) };
+                        (setting_input(s, &v, errors))
+                    }
+                }
+                (ui::select("Status", "status", &[("active".into(), "Active".into()), ("paused".into(), "Paused: no polling, links not tagged".into())], if i.status == "paused" { "paused" } else { "active" }, errors, None))
+                button.primary type="submit" { "Save settings" }
+            }
+        }
+        section.card {
+            h2 { "Event mapping" }
+            form method="post" action={ (base) "/mapping" } novalidate {
+                (ui::csrf(dash.csrf()))
+                (mapping_editor(rows, errors))
+                button.primary type="submit" { "Save event mapping" }
+            }
+        }
+        p { a href={ "/p/" (p.id) "/conversions?integration=" (i.id) } { "This integration's conversions in the conversion log →" } }
+    })
+}
+
+fn render_integration(
+    dash: &Dash,
+    p: &Property,
+    i: &Integration,
+    body: Markup,
+    status: StatusCode,
+    done: Option<&str>,
+) -> axum::response::Response {
+    let c = Chrome::property(dash, p, Tab::Integrations, i.name.clone()).notice(done);
+    html(status, ui::page(&c, body))
+}
+
+pub async fn page(
+    State(state): State<DashState>,
+    dash: Dash,
+    Path((pid, iid)): Path<(String, String)>,
+    Query(q): Query<CatalogQuery>,
+) -> DashResult {
+    let p = owned(&state, &dash, &pid).await?;
+    let i = owned_integration(&state, &p, &iid).await?;
+    let body = integration_body(&state, &dash, &p, &i, None, None, &Errors::default()).await?;
+    Ok(render_integration(
+        &dash,
+        &p,
+        &i,
+        body,
+        StatusCode::OK,
+        q.done.as_deref(),
+    ))
+}
+
+pub async fn update(
+    State(state): State<DashState>,
+    Path((pid, iid)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let i = owned_integration(&state, &p, &iid).await?;
+    let entry = entry_or_404(&state, &i.catalog_key)?;
+    let creds = credentials_from_form(entry, &form);
+    let req = UpdateRequest {
+        name: None,
+        credentials: if creds.is_empty() {
+            None
+        } else {
+            // Only the typed values change; the others are kept.
+            let mut current = match &i.credentials_enc {
+                Some(enc) => match state.services.keyring.decrypt_json(enc) {
+                    Ok(Value::Object(m)) => m,
+                    _ => Map::new(),
+                },
+                None => Map::new(),
+            };
+            current.extend(creds);
+            Some(current)
+        },
+        settings: Some(settings_from_form(entry, &form)),
+        event_mapping: None,
+        status: Some(form.get("status").to_owned()).filter(|s| !s.is_empty()),
+    };
+    match state.services.integrations.update(&i, req).await {
+        Ok(()) => {
+            state.services.properties.forget_tag(&p.id).await;
+            Ok(see_other(&format!(
+                "/p/{}/integrations/{}?done=saved",
+                p.id, i.id
+            )))
+        }
+        Err(e) => {
+            let errors = api_errors(e)?;
+            let body = integration_body(&state, &dash, &p, &i, Some(&form), None, &errors).await?;
+            Ok(render_integration(
+                &dash,
+                &p,
+                &i,
+                body,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+            ))
+        }
+    }
+}
+
+pub async fn update_mapping(
+    State(state): State<DashState>,
+    Path((pid, iid)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let i = owned_integration(&state, &p, &iid).await?;
+    let rows = rows_from_form(&form);
+    let mut errors = Errors::default();
+    let mapping = mapping_from_rows(&rows, &mut errors);
+    if errors.is_empty() {
+        let req = UpdateRequest {
+            name: None,
+            credentials: None,
+            settings: None,
+            event_mapping: Some(mapping),
+            status: None,
+        };
+        match state.services.integrations.update(&i, req).await {
+            Ok(()) => {
+                return Ok(see_other(&format!(
+                    "/p/{}/integrations/{}?done=saved",
+                    p.id, i.id
+                )));
+            }
+            Err(e) => errors = api_errors(e)?,
+        }
+    }
+    let body = integration_body(&state, &dash, &p, &i, None, Some(&rows), &errors).await?;
+    Ok(render_integration(
+        &dash,
+        &p,
+        &i,
+        body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        None,
+    ))
+}
+
+pub async fn poll_now(
+    State(state): State<DashState>,
+    Path((pid, iid)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, .. } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let i = owned_integration(&state, &p, &iid).await?;
+    match clicktrail_engine::polling::poll_now(&state.services.poller, &i).await {
+        Ok(_) => Ok(see_other(&format!(
+            "/p/{}/integrations/{}?done=polled",
+            p.id, i.id
+        ))),
+        Err(e) if e.status.is_client_error() => {
+            let mut errors = Errors::default();
+            errors.add("_form", e.message);
+            let body = integration_body(&state, &dash, &p, &i, None, None, &errors).await?;
+            Ok(render_integration(
+                &dash,
+                &p,
+                &i,
+                body,
+                StatusCode::CONFLICT,
+                None,
+            ))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mapping_rows_round_trip_and_errors() {
+        let rows = vec![
+            MapRow {
+                source: "registration".into(),
+                event: "Lead".into(),
+                value: "none".into(),
+                send: true,
+                ..MapRow::default()
+            },
+            MapRow {
+                source: "commission".into(),
+                event: "Purchase".into(),
+                value: "reported".into(),
+                send: true,
+                ..MapRow::default()
+            },
+            MapRow {
+                source: "cpa".into(),
+                event: "".into(),
+                value: "fixed".into(),
+                amount: "25".into(),
+                currency: "EUR".into(),
+                send: false,
+            },
+        ];
+        let mut errors = Errors::default();
+        let m = mapping_from_rows(&rows, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(m.0.len(), 3);
+        assert!(m.0["cpa"].event.is_none());
+        let back = rows_of(&m);
+        assert_eq!(back.len(), 3);
+
+        let bad = vec![
+            MapRow {
+                source: "".into(),
+                event: "Lead".into(),
+                ..MapRow::default()
+            },
+            MapRow {
+                source: "x".into(),
+                event: "9bad name".into(),
+                ..MapRow::default()
+            },
+            MapRow {
+                source: "y".into(),
+                event: "Lead".into(),
+                value: "fixed".into(),
+                amount: "abc".into(),
+                ..MapRow::default()
+            },
+        ];
+        let mut errors = Errors::default();
+        mapping_from_rows(&bad, &mut errors);
+        assert!(errors.get("mapping.0").is_some());
+        assert!(errors.get("mapping.1").is_some());
+        assert!(errors.get("mapping.2").is_some());
+    }
+}

@@ -1,0 +1,520 @@
+//! Properties: list, create, settings, and each property's overview with
+//! its install snippet and the setup checklist.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use clicktrail_domain::property::{IpHandling, PixelSettings, PropertySettings, normalise_domains};
+use clicktrail_store::properties::{self, Property};
+use clicktrail_store::{integrations as store_integrations, reports};
+use maud::{Markup, html};
+
+use crate::DashState;
+use crate::accounts::DoneQuery;
+use crate::error::DashResult;
+use crate::session::{Dash, DashForm, FormData};
+use crate::ui::{self, Chrome, Errors, Input, Section, Tab};
+use crate::{DashError, html, see_other};
+use clicktrail_engine::tag;
+
+/// The session's property `pid`, or 404 (also for another workspace's).
+pub async fn owned(state: &DashState, dash: &Dash, pid: &str) -> Result<Property, DashError> {
+    Ok(state.services.properties.owned(&dash.caller, pid).await?)
+}
+
+pub async fn list(
+    State(state): State<DashState>,
+    dash: Dash,
+    Query(q): Query<DoneQuery>,
+) -> DashResult {
+    let props = properties::list(&state.db, Some(dash.workspace_id())).await?;
+    let body = html! {
+        div.heading {
+            h1 { "Properties" }
+            a.button.primary href="/properties/new" { "Add a property" }
+        }
+        @if props.is_empty() {
+            div.empty {
+                h2 { "Track your first site" }
+                p { "A property is a site (or a group of landing pages) you track. Add one, paste its tag into the site's " code { "<head>" } ", and clicktrail starts recording visits, tagging your affiliate links and attributing conversions." }
+                a.button.primary href="/properties/new" { "Add a property" }
+            }
+        } @else {
+            table.data {
+                thead { tr { th { "Name" } th { "Domains" } th { "Created" } th {} } }
+                tbody {
+                    @for p in &props {
+                        tr {
+                            td { a href={ "/p/" (p.id) } { (p.name) } }
+                            td { (p.domains.join(", ")) }
+                            td { (ui::datetime(p.created_at)) }
+                            td.actions {
+                                a href={ "/p/" (p.id) "/reports" } { "Reports" } " · "
+                                a href={ "/p/" (p.id) "/conversions" } { "Conversion log" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let c = Chrome::new(&dash, "Properties", Section::Properties).notice(q.done.as_deref());
+    Ok(html(StatusCode::OK, ui::page(&c, body)))
+}
+
+fn window_options() -> Vec<(String, String)> {
+    vec![
+        ("1".into(), "1 day".into()),
+        ("7".into(), "7 days".into()),
+        ("30".into(), "30 days (default)".into()),
+        ("60".into(), "60 days".into()),
+        ("90".into(), "90 days".into()),
+        ("unlimited".into(), "Unlimited".into()),
+    ]
+}
+
+fn ip_options() -> Vec<(String, String)> {
+    vec![
+        ("truncate".into(), "Truncate (IPv4 /24, IPv6 /48): the default".into()),
+        ("hash".into(), "Keyed hash: tells sessions apart, keeps no address".into()),
+        ("encrypt".into(), "Encrypt: sent to Meta and TikTok with late conversions, purged after the attribution window".into()),
+        ("none".into(), "Keep nothing".into()),
+    ]
+}
+
+fn ip_str(h: IpHandling) -> &'static str {
+    match h {
+        IpHandling::Truncate => "truncate",
+        IpHandling::Hash => "hash",
+        IpHandling::Encrypt => "encrypt",
+        IpHandling::None => "none",
+    }
+}
+
+/// The form's values, as typed (to re-show after an error).
+#[derive(Debug, Clone)]
+struct PropertyForm {
+    name: String,
+    domains: String,
+    currency: String,
+    window: String,
+    session_timeout: String,
+    autoscan: bool,
+    prefixes: String,
+    consent: bool,
+    ip: String,
+    pixel_meta: bool,
+    pixel_google: bool,
+    pixel_tiktok: bool,
+}
+
+impl PropertyForm {
+    fn of(p: &Property) -> Self {
+        let s = &p.settings;
+        Self {
+            name: p.name.clone(),
+            domains: p.domains.join("\n"),
+            currency: s.currency.clone(),
+            window: s
+                .attribution_window_days
+                .map(|d| d.to_string())
+                .unwrap_or_else(|| "unlimited".into()),
+            session_timeout: s.session_timeout_min.to_string(),
+            autoscan: s.autoscan,
+            prefixes: s.autoscan_prefixes.join("\n"),
+            consent: s.consent_required,
+            ip: ip_str(s.ip_handling).into(),
+            pixel_meta: s.pixels.meta,
+            pixel_google: s.pixels.google,
+            pixel_tiktok: s.pixels.tiktok,
+        }
+    }
+
+    fn new_default() -> Self {
+        let s = PropertySettings::default();
+        Self {
+            name: String::new(),
+            domains: String::new(),
+            currency: s.currency.clone(),
+            window: "30".into(),
+            session_timeout: s.session_timeout_min.to_string(),
+            autoscan: s.autoscan,
+            prefixes: s.autoscan_prefixes.join("\n"),
+            consent: s.consent_required,
+            ip: "truncate".into(),
+            pixel_meta: true,
+            pixel_google: true,
+            pixel_tiktok: true,
+        }
+    }
+
+    fn from_form(f: &FormData, full: bool) -> Self {
+        let d = Self::new_default();
+        Self {
+            name: f.get("name").to_owned(),
+            domains: f.get("domains").to_owned(),
+            currency: f.get("currency").to_ascii_uppercase(),
+            window: if full {
+                f.get("attribution_window").to_owned()
+            } else {
+                d.window
+            },
+            session_timeout: if full {
+                f.get("session_timeout_min").to_owned()
+            } else {
+                d.session_timeout
+            },
+            autoscan: if full {
+                f.checked("autoscan")
+            } else {
+                d.autoscan
+            },
+            prefixes: if full {
+                f.get("autoscan_prefixes").to_owned()
+            } else {
+                d.prefixes
+            },
+            consent: if full {
+                f.checked("consent_required")
+            } else {
+                d.consent
+            },
+            ip: if full {
+                f.get("ip_handling").to_owned()
+            } else {
+                d.ip
+            },
+            pixel_meta: if full {
+                f.checked("pixel_meta")
+            } else {
+                d.pixel_meta
+            },
+            pixel_google: if full {
+                f.checked("pixel_google")
+            } else {
+                d.pixel_google
+            },
+            pixel_tiktok: if full {
+                f.checked("pixel_tiktok")
+            } else {
+                d.pixel_tiktok
+            },
+        }
+    }
+
+    /// Checks everything with the same rules as the API and reports every
+    /// problem under its field.
+    fn validate(&self) -> Result<(String, Vec<String>, PropertySettings), Errors> {
+        let mut errors = Errors::default();
+        let name = self.name.trim().to_owned();
+        if name.is_empty() || name.chars().count() > 100 {
+            errors.add("name", "Give the property a name of 1 to 100 characters.");
+        }
+        let domain_list: Vec<String> = self
+            .domains
+            .split(|c: char| c == '\n' || c == ',' || c.is_whitespace())
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let domains = match normalise_domains(&domain_list) {
+            Ok(d) => d,
+            Err(e) => {
+                errors.add("domains", e.message);
+                Vec::new()
+            }
+        };
+        let window = match self.window.as_str() {
+            "unlimited" => None,
+            w => match w.parse::<u32>() {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    errors.add("attribution_window", "Choose one of the windows offered.");
+                    None
+                }
+            },
+        };
+        let timeout = match self.session_timeout.trim().parse::<u32>() {
+            Ok(t) => t,
+            Err(_) => {
+                errors.add(
+                    "session_timeout_min",
+                    "Enter a whole number of minutes between 1 and 1440.",
+                );
+                30
+            }
+        };
+        let ip_handling = match self.ip.as_str() {
+            "truncate" => IpHandling::Truncate,
+            "hash" => IpHandling::Hash,
+            "encrypt" => IpHandling::Encrypt,
+            "none" => IpHandling::None,
+            _ => {
+                errors.add("ip_handling", "Choose one of the options offered.");
+                IpHandling::Truncate
+            }
+        };
+        let settings = PropertySettings {
+            attribution_window_days: window,
+            session_timeout_min: timeout,
+            autoscan: self.autoscan,
+            autoscan_prefixes: self
+                .prefixes
+                .lines()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            consent_required: self.consent,
+            ip_handling,
+            pixels: PixelSettings {
+                meta: self.pixel_meta,
+                google: self.pixel_google,
+                tiktok: self.pixel_tiktok,
+            },
+            currency: self.currency.trim().to_owned(),
+        };
+        if let Err(errs) = settings.validate() {
+            for e in errs {
+                let field = match e.field.as_str() {
+                    "settings.attribution_window_days" => "attribution_window",
+                    "settings.session_timeout_min" => "session_timeout_min",
+                    "settings.autoscan_prefixes" => "autoscan_prefixes",
+                    "settings.currency" => "currency",
+                    _ => "_form",
+                };
+                let msg = match field {
+                    "currency" => "Enter a three-letter ISO 4217 currency code such as EUR or USD.".to_owned(),
+                    "session_timeout_min" => "Enter a whole number of minutes between 1 and 1440.".to_owned(),
+                    "autoscan_prefixes" => "Give at most 20 path prefixes, one per line, each starting with / (e.g. /go/).".to_owned(),
+                    _ => e.message,
+                };
+                errors.add(field, msg);
+            }
+        }
+        if errors.is_empty() {
+            Ok((name, domains, settings))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn property_fields(v: &PropertyForm, errors: &Errors, full: bool) -> Markup {
+    html! {
+        (ui::input("Name", "name", &v.name, errors, Input { required: true, placeholder: Some("My review site"), ..Input::default() }))
+        (ui::textarea("Domains", "domains", &v.domains, errors, 3, Some("One per line: example.com also allows www.example.com and every other subdomain. The tag and the collector refuse pages of other domains.")))
+        (ui::input("Reporting currency", "currency", &v.currency, errors, Input { required: true, placeholder: Some("EUR"), help: Some("ISO 4217 code. Revenue in other currencies is listed separately (no conversion)."), ..Input::default() }))
+        @if full {
+            fieldset {
+                legend { "Attribution" }
+                (ui::select("Attribution window", "attribution_window", &window_options(), &v.window, errors, Some("A conversion reported later than this after its click is logged as outside_window and not attributed.")))
+                (ui::input("Session timeout (minutes)", "session_timeout_min", &v.session_timeout, errors, Input { kind: "number", help: Some("A visitor inactive this long starts a new session on the next page (1 to 1440)."), ..Input::default() }))
+            }
+            fieldset {
+                legend { "Links" }
+                (ui::checkbox("AutoScan redirect links", "autoscan", v.autoscan, Some("Let the server resolve links behind your own redirect plugins to learn their network.")))
+                (ui::textarea("AutoScan path prefixes", "autoscan_prefixes", &v.prefixes, errors, 4, Some("One per line, e.g. /go/ or /recommends/.")))
+            }
+            fieldset {
+                legend { "Privacy" }
+                (ui::checkbox("Wait for consent", "consent_required", v.consent, Some("The tag stores and sends nothing until your consent banner calls clicktrail('consent', true).")))
+                (ui::select("Client IP addresses", "ip_handling", &ip_options(), &v.ip, errors, None))
+            }
+            fieldset {
+                legend { "Browser pixels fired with the same event ids" }
+                (ui::checkbox("Meta pixel (fbq)", "pixel_meta", v.pixel_meta, None))
+                (ui::checkbox("Google tag (gtag)", "pixel_google", v.pixel_google, None))
+                (ui::checkbox("TikTok pixel (ttq)", "pixel_tiktok", v.pixel_tiktok, None))
+            }
+        }
+    }
+}
+
+fn new_body(csrf: &str, v: &PropertyForm, errors: &Errors) -> Markup {
+    html! {
+        div.narrow {
+            h1 { "Add a property" }
+            form method="post" action="/properties/new" novalidate {
+                (ui::csrf(csrf))
+                (ui::form_error(errors.get("_form")))
+                (property_fields(v, errors, false))
+                p.muted { "Attribution window, session timeout, AutoScan, consent and IP settings take their defaults; change them later under Settings." }
+                button.primary type="submit" { "Create property" }
+            }
+        }
+    }
+}
+
+pub async fn new_page(dash: Dash) -> DashResult {
+    let c = Chrome::new(&dash, "Add a property", Section::Properties);
+    Ok(html(
+        StatusCode::OK,
+        ui::page(
+            &c,
+            new_body(
+                dash.csrf(),
+                &PropertyForm::new_default(),
+                &Errors::default(),
+            ),
+        ),
+    ))
+}
+
+pub async fn create(State(state): State<DashState>, f: DashForm) -> DashResult {
+    let DashForm { dash, form } = f;
+    let v = PropertyForm::from_form(&form, false);
+    match v.validate() {
+        Err(errors) => {
+            let c = Chrome::new(&dash, "Add a property", Section::Properties);
+            Ok(html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ui::page(&c, new_body(dash.csrf(), &v, &errors)),
+            ))
+        }
+        Ok((name, domains, settings)) => {
+            let p = properties::create(&state.db, dash.workspace_id(), &name, &domains, &settings)
+                .await?;
+            Ok(see_other(&format!("/p/{}?done=created", p.id)))
+        }
+    }
+}
+
+fn settings_body(csrf: &str, p: &Property, v: &PropertyForm, errors: &Errors) -> Markup {
+    html! {
+        div.narrow {
+            h1 { "Settings" }
+            form method="post" action={ "/p/" (p.id) "/settings" } novalidate {
+                (ui::csrf(csrf))
+                (ui::form_error(errors.get("_form")))
+                (property_fields(v, errors, true))
+                button.primary type="submit" { "Save settings" }
+            }
+            p.muted { "Property id: " code { (p.id) } }
+        }
+    }
+}
+
+pub async fn settings_page(
+    State(state): State<DashState>,
+    dash: Dash,
+    Path(pid): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> DashResult {
+    let p = owned(&state, &dash, &pid).await?;
+    let c = Chrome::property(&dash, &p, Tab::Settings, "Settings").notice(q.done.as_deref());
+    let body = settings_body(dash.csrf(), &p, &PropertyForm::of(&p), &Errors::default());
+    Ok(html(StatusCode::OK, ui::page(&c, body)))
+}
+
+pub async fn update(
+    State(state): State<DashState>,
+    Path(pid): Path<String>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let v = PropertyForm::from_form(&form, true);
+    match v.validate() {
+        Err(errors) => {
+            let c = Chrome::property(&dash, &p, Tab::Settings, "Settings");
+            Ok(html(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                ui::page(&c, settings_body(dash.csrf(), &p, &v, &errors)),
+            ))
+        }
+        Ok((name, domains, settings)) => {
+            properties::update(&state.db, &p.id, &name, &domains, &settings).await?;
+            state.services.properties.forget(&p.id).await;
+            Ok(see_other(&format!("/p/{}/settings?done=saved", p.id)))
+        }
+    }
+}
+
+/// One step of the setup checklist.
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub done: bool,
+    pub title: &'static str,
+    pub todo: Markup,
+}
+
+pub async fn checklist(state: &DashState, p: &Property) -> Result<Vec<Step>, DashError> {
+    let pid = p.id.as_str();
+    let ((pv, clicks), installed, converted, delivered) = futures::try_join!(
+        reports::traffic_seen(&state.db, pid),
+        store_integrations::list_for_property(&state.db, &p.id),
+        reports::conversion_seen(&state.db, pid),
+        reports::delivery_seen(&state.db, pid),
+    )?;
+    let base = format!("/p/{pid}");
+    Ok(vec![
+        Step {
+            done: pv,
+            title: "Tag seen on your site",
+            todo: html! { "Paste the snippet above into the " code { "<head>" } " of every page, then open one of them. The first PageView turns this green. Nothing? Open " a href={ (base) "/live" } { "Live events" } "." },
+        },
+        Step {
+            done: clicks,
+            title: "Links AutoTagged",
+            todo: html! { "Click one of your affiliate links on the site. Use the " a href={ (base) "/link-checker" } { "link checker" } " to see which links the tag will tag." },
+        },
+        Step {
+            done: !installed.is_empty(),
+            title: "Integration installed",
+            todo: html! { "Open the " a href={ (base) "/catalog" } { "Integration Catalog" } ", find your network (e.g. Gala Partners) and click Install." },
+        },
+        Step {
+            done: converted,
+            title: "First conversion validated",
+            todo: html! { "Wait for a conversion, or trigger a test one, then check the " a href={ (base) "/conversions" } { "conversion log" } " for errors." },
+        },
+        Step {
+            done: delivered,
+            title: "First conversion delivered to an ad platform",
+            todo: html! { "Add a " a href={ (base) "/destinations" } { "destination" } " (Meta, Google Ads, TikTok or GA4)." },
+        },
+    ])
+}
+
+pub fn checklist_markup(steps: &[Step]) -> Markup {
+    let done = steps.iter().filter(|s| s.done).count();
+    html! {
+        section.checklist {
+            h2 { "Setup checklist " span.muted { (done) " of " (steps.len()) } }
+            ol {
+                @for s in steps {
+                    li class=(if s.done { "done" } else { "todo" }) data-done=(s.done) {
+                        span.mark aria-hidden="true" { (if s.done { "✓" } else { "○" }) }
+                        div {
+                            strong { (s.title) }
+                            @if !s.done { p.muted { (s.todo) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn overview(
+    State(state): State<DashState>,
+    dash: Dash,
+    Path(pid): Path<String>,
+    Query(q): Query<DoneQuery>,
+) -> DashResult {
+    let p = owned(&state, &dash, &pid).await?;
+    let steps = checklist(&state, &p).await?;
+    let tag_url = state.services.properties.tag_url(&p.id);
+    let snippet = tag::snippet(&tag_url);
+    let body = html! {
+        h1 { (p.name) }
+        section.card {
+            h2 { "Install the tag" }
+            p { "Paste this snippet into the " code { "<head>" } " of every page of " (p.domains.join(", ")) ", as high as possible. It loads asynchronously and never blocks your page." }
+            (ui::copy_box("snippet", &snippet, true))
+        }
+        (checklist_markup(&steps))
+    };
+    let c = Chrome::property(&dash, &p, Tab::Overview, p.name.clone()).notice(q.done.as_deref());
+    Ok(html(StatusCode::OK, ui::page(&c, body)))
+}

@@ -1,0 +1,206 @@
+//! The collector service: a `POST /collect` body in, committed events out.
+//! Decode (domain), find the property, enforce its domains, enrich, queue,
+//! and wait for the commit. Every refusal has a stable code and is counted
+//! by reason.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clicktrail_domain::collect::{self, CollectError};
+use clicktrail_domain::property::host_allowed;
+use clicktrail_store::ingest::{ClickOrigin, IngestEvent};
+use http::{HeaderMap, StatusCode};
+
+use crate::enrich::{self, Enricher};
+use crate::error::ServiceError;
+use crate::ingest::{IngestFailure, IngestQueue};
+use crate::properties::Properties;
+
+/// The collector service.
+#[derive(Debug)]
+pub struct Collector {
+    properties: Arc<Properties>,
+    enricher: Arc<Enricher>,
+    ingest: IngestQueue,
+    max_body_bytes: usize,
+}
+
+/// What a committed request reports back.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Accepted {
+    pub accepted: usize,
+    pub duplicates: usize,
+}
+
+fn reject(code: &'static str, status: StatusCode, message: impl Into<String>) -> ServiceError {
+    metrics::counter!("clicktrail_collect_rejected_total", "reason" => code).increment(1);
+    ServiceError::new(status, code, message)
+}
+
+impl From<CollectError> for ServiceError {
+    fn from(e: CollectError) -> Self {
+        reject(e.code.as_str(), StatusCode::BAD_REQUEST, e.message)
+    }
+}
+
+/// Checks the body's media type: JSON, or `text/plain` (what
+/// `navigator.sendBeacon` sends for a string or text Blob). A missing type
+/// is taken as JSON.
+pub fn check_content_type(headers: &HeaderMap) -> Result<(), ServiceError> {
+    let Some(ct) = headers.get(http::header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if matches!(ct.as_str(), "application/json" | "text/plain" | "") {
+        Ok(())
+    } else {
+        Err(reject(
+            "unsupported_media_type",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send JSON as application/json or text/plain",
+        ))
+    }
+}
+
+pub fn body_too_large(limit: usize) -> ServiceError {
+    reject(
+        "body_too_large",
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the body is larger than {limit} bytes"),
+    )
+}
+
+/// The `Origin` header's host, when the request has one.
+pub fn origin_host(headers: &HeaderMap) -> Option<String> {
+    let o = headers.get(http::header::ORIGIN)?.to_str().ok()?;
+    if o == "null" {
+        return Some(String::new());
+    }
+    url::Url::parse(o).ok()?.host_str().map(str::to_owned)
+}
+
+impl Collector {
+    pub fn new(
+        properties: Arc<Properties>,
+        enricher: Arc<Enricher>,
+        ingest: IngestQueue,
+        max_body_bytes: usize,
+    ) -> Self {
+        Self {
+            properties,
+            enricher,
+            ingest,
+            max_body_bytes,
+        }
+    }
+
+    /// The largest body `collect` takes.
+    pub fn max_body_bytes(&self) -> usize {
+        self.max_body_bytes
+    }
+
+    /// Requests waiting for the ingest writer.
+    pub fn queue_depth(&self) -> usize {
+        self.ingest.depth()
+    }
+
+    /// Decodes, checks and commits one request.
+    pub async fn collect(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        body: &[u8],
+    ) -> Result<Accepted, ServiceError> {
+        let state = self;
+        let now = chrono::Utc::now().timestamp_millis();
+        let batch = collect::decode(body, now)?;
+        let property = state
+            .properties
+            .get(&batch.property_id)
+            .await?
+            .ok_or_else(|| {
+                reject(
+                    "unknown_property",
+                    StatusCode::NOT_FOUND,
+                    "no property has this id",
+                )
+            })?;
+        if let Some(host) = origin_host(headers)
+            && !host_allowed(&property.domains, &host)
+        {
+            return Err(reject(
+                "domain_not_allowed",
+                StatusCode::FORBIDDEN,
+                "the request's Origin is not one of the property's domains",
+            ));
+        }
+        for (i, e) in batch.events.iter().enumerate() {
+            if !e
+                .url
+                .host_str()
+                .is_some_and(|h| host_allowed(&property.domains, h))
+            {
+                return Err(reject(
+                    "domain_not_allowed",
+                    StatusCode::FORBIDDEN,
+                    format!("events[{i}].url is not on one of the property's domains"),
+                ));
+            }
+        }
+        let facts = state.enricher.request_facts(headers, peer);
+        let stored_ip = state
+            .enricher
+            .stored_ip(property.settings.ip_handling, facts.ip);
+        let timeout = property.settings.session_timeout_ms();
+        let property_id = property.id.as_str().to_owned();
+        let events: Vec<IngestEvent> = batch
+            .events
+            .into_iter()
+            .map(|ev| {
+                let seed = Arc::new(enrich::session_seed(&ev, &facts, stored_ip.clone()));
+                IngestEvent {
+                    property_id: property_id.clone(),
+                    received_at_ms: now,
+                    session_timeout_ms: timeout,
+                    event: ev,
+                    seed,
+                    click_origin: ClickOrigin::Tag,
+                }
+            })
+            .collect();
+        let total = events.len();
+        let outcomes = state.ingest.submit(events).await.map_err(|f| match f {
+        IngestFailure::Overloaded => {
+            metrics::counter!("clicktrail_collect_rejected_total", "reason" => "overloaded").increment(1);
+            ServiceError::unavailable("overloaded", "the write queue is full; nothing was stored, send again", 1)
+        }
+        IngestFailure::Storage => {
+            metrics::counter!("clicktrail_collect_rejected_total", "reason" => "storage_unavailable").increment(1);
+            ServiceError::unavailable("storage_unavailable", "the database did not commit the events; send again", 2)
+        }
+        IngestFailure::ShuttingDown => {
+            metrics::counter!("clicktrail_collect_rejected_total", "reason" => "shutting_down").increment(1);
+            ServiceError::unavailable("shutting_down", "the server is shutting down; send again", 2)
+        }
+    })?;
+        let accepted = outcomes.iter().filter(|o| o.inserted).count();
+        let duplicates = total - accepted;
+        metrics::counter!("clicktrail_collect_events_total", "outcome" => "accepted")
+            .increment(accepted as u64);
+        if duplicates > 0 {
+            metrics::counter!("clicktrail_collect_events_total", "outcome" => "duplicate")
+                .increment(duplicates as u64);
+        }
+        Ok(Accepted {
+            accepted,
+            duplicates,
+        })
+    }
+}

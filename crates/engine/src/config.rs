@@ -1,0 +1,343 @@
+//! Configuration: defaults, then an optional `clicktrail.toml`, then
+//! `CLICKTRAIL_*` environment variables (nested keys with `__`, e.g.
+//! `CLICKTRAIL_INGEST__QUEUE_CAPACITY`). Validated at start; unknown keys
+//! are rejected with a message naming the key and where it came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use ipnet::IpNet;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+/// A secret from the configuration (the master key): never printed, never
+/// serialised in clear (it serialises as `***`), zeroed when dropped, and
+/// compared in constant time.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+
+    /// Whether `candidate` is this secret, in constant time (digests are
+    /// compared, so not even the length leaks).
+    pub fn matches(&self, candidate: &str) -> bool {
+        crate::auth::same_secret(self.expose(), candidate)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.matches(other.expose())
+    }
+}
+
+impl Eq for Secret {}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to serve on.
+    pub listen: SocketAddr,
+    /// `sqlite://path` or `postgres://...`.
+    pub database_url: String,
+    /// SQLite only: `full` (default; every acknowledged write is fsynced)
+    /// or `normal` (survives a process crash, not a power cut; faster).
+    pub sqlite_synchronous: clicktrail_store::SqliteSync,
+    /// Base URL written into the tag and postback URLs; `http://<listen>`
+    /// when unset.
+    pub public_url: Option<Url>,
+    /// Bearer token with full API rights; also keys the encryption of
+    /// stored credentials.
+    pub master_key: Option<Secret>,
+    /// Let server-side fetches reach loopback and private addresses.
+    pub allow_private_networks: bool,
+    /// Peers whose `X-Forwarded-For` is trusted (CIDRs), e.g.
+    /// `["127.0.0.1/32", "10.0.0.0/8"]`.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Where the generated key file lives (and the SQLite database by
+    /// default).
+    pub data_dir: PathBuf,
+    /// `tracing` filter, e.g. `info` or `clicktrail=debug,info`.
+    pub log: String,
+    /// `text` or `json`.
+    pub log_format: LogFormat,
+    pub ingest: IngestConfig,
+    pub delivery: DeliveryConfig,
+    pub polling: PollingConfig,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Requests waiting for the writer before the collector answers 503.
+    pub queue_capacity: usize,
+    /// Most events committed in one transaction.
+    pub max_batch_events: usize,
+    /// Writer tasks (PostgreSQL only; SQLite always has one). 0: automatic.
+    pub writers: usize,
+    /// Largest `/collect` body in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 2048,
+            max_batch_events: 2000,
+            writers: 0,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Attempts before a delivery is `dead`.
+    pub max_attempts: u32,
+    /// First retry delay, seconds; doubles each attempt (with jitter).
+    pub backoff_base_secs: u64,
+    /// Longest retry delay, seconds (also the clamp of `Retry-After`).
+    pub backoff_max_secs: u64,
+    /// How often idle workers look for due deliveries, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Per-request timeout to ad platforms, seconds.
+    pub timeout_secs: u64,
+    /// Concurrent batches in flight.
+    pub concurrency: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 12,
+            backoff_base_secs: 10,
+            backoff_max_secs: 6 * 3600,
+            poll_interval_ms: 200,
+            timeout_secs: 10,
+            concurrency: 8,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PollingConfig {
+    /// Run scheduled API polls (Income Access) at all.
+    pub enabled: bool,
+    /// How often the scheduler looks for integrations due a poll, seconds.
+    pub tick_secs: u64,
+}
+
+impl Default for PollingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            tick_secs: 30,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            database_url: "sqlite://clicktrail-data/clicktrail.db".into(),
+            sqlite_synchronous: clicktrail_store::SqliteSync::Full,
+            public_url: None,
+            master_key: None,
+            allow_private_networks: false,
+            trusted_proxies: Vec::new(),
+            data_dir: PathBuf::from("clicktrail-data"),
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            ingest: IngestConfig::default(),
+            delivery: DeliveryConfig::default(),
+            polling: PollingConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads defaults, then `file` (or `./clicktrail.toml` when present),
+    /// then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(f) => {
+                if !f.exists() {
+                    return Err(ConfigError::Invalid(format!(
+                        "config file {} does not exist",
+                        f.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file(f));
+            }
+            None => {
+                if Path::new("clicktrail.toml").exists() {
+                    fig = fig.merge(Toml::file("clicktrail.toml"));
+                }
+            }
+        }
+        fig = fig.merge(Env::prefixed("CLICKTRAIL_").split("__"));
+        Self::from_figment(fig)
+    }
+
+    pub fn from_figment(fig: Figment) -> Result<Config, ConfigError> {
+        let c: Config = fig.extract().map_err(Box::new)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(k) = &self.master_key
+            && k.expose().len() < 16
+        {
+            return Err(ConfigError::Invalid(
+                "master_key must be at least 16 characters".into(),
+            ));
+        }
+        if let Some(u) = &self.public_url
+            && !matches!(u.scheme(), "http" | "https")
+        {
+            return Err(ConfigError::Invalid(
+                "public_url must be an http(s) URL".into(),
+            ));
+        }
+        if self.ingest.queue_capacity == 0 || self.ingest.max_batch_events == 0 {
+            return Err(ConfigError::Invalid(
+                "ingest.queue_capacity and ingest.max_batch_events must be > 0".into(),
+            ));
+        }
+        if self.delivery.max_attempts == 0 || self.delivery.concurrency == 0 {
+            return Err(ConfigError::Invalid(
+                "delivery.max_attempts and delivery.concurrency must be > 0".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public base URL without a trailing slash.
+    pub fn public_base(&self) -> String {
+        match &self.public_url {
+            Some(u) => u.as_str().trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+#[cfg(test)]
+#[expect(
+    clippy::result_large_err,
+    reason = "figment's Jail closures return figment::Error"
+)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_and_env() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CLICKTRAIL_LISTEN", "127.0.0.1:9999");
+            jail.set_env("CLICKTRAIL_INGEST__QUEUE_CAPACITY", "10");
+            jail.set_env("CLICKTRAIL_ALLOW_PRIVATE_NETWORKS", "true");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.listen.port(), 9999);
+            assert_eq!(c.ingest.queue_capacity, 10);
+            assert!(c.allow_private_networks);
+            assert_eq!(c.public_base(), "http://127.0.0.1:9999");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CLICKTRAIL_LISTN", "127.0.0.1:9999");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("listn"), "{err}");
+            jail.clear_env();
+            jail.create_file("clicktrail.toml", "[ingest]\nqueue_capacty = 3\n")?;
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("queue_capacty"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_full_unless_set() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.sqlite_synchronous, clicktrail_store::SqliteSync::Full);
+            jail.set_env("CLICKTRAIL_SQLITE_SYNCHRONOUS", "normal");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.sqlite_synchronous, clicktrail_store::SqliteSync::Normal);
+            jail.set_env("CLICKTRAIL_SQLITE_SYNCHRONOUS", "off");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("off"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_master_key_never_serialises_in_clear() {
+        let cfg = Config {
+            master_key: Some(Secret::new("a-very-secret-master-key")),
+            ..Config::default()
+        };
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert!(!text.contains("a-very-secret"), "{text}");
+        assert!(format!("{cfg:?}").contains("Secret(***)"));
+        let k = cfg.master_key.unwrap();
+        assert!(k.matches("a-very-secret-master-key"));
+        assert!(!k.matches("a-very-secret-master-kez"));
+        assert!(!k.matches(""));
+    }
+
+    #[test]
+    fn short_master_key_is_rejected() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CLICKTRAIL_MASTER_KEY", "short");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,550 @@
+//! Installed integrations: installing a catalog entry on a property
+//! (validated settings, encrypted credentials, a postback token), showing
+//! it with masked credentials, editing its settings and event mapping, and
+//! receiving its postbacks.
+
+use std::sync::Arc;
+
+use clicktrail_domain::conversion::SourceEvent;
+use clicktrail_domain::ids::{EntityId, secret_token};
+use clicktrail_domain::mapping::EventMapping;
+use clicktrail_networks::catalog::{CatalogEntry, TrackingMethod};
+use clicktrail_networks::incomeaccess::IncomeAccessSettings;
+use clicktrail_networks::postback::{self, PostbackBody, PostbackOptions};
+use clicktrail_store::integrations::{self, Integration, NewIntegration};
+use clicktrail_store::properties::Property;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use std::time::Duration;
+
+use clicktrail_networks::catalog::Catalog;
+use clicktrail_store::Db;
+
+use crate::auth::Caller;
+use crate::conversions::{ConversionQueue, Pending};
+use crate::crypto::Keyring;
+use crate::error::{FieldProblem, ServiceError, ServiceResult};
+use crate::ingest::IngestFailure;
+use crate::polling::{self, PollReport, Poller};
+use crate::properties::Properties;
+
+/// The integrations service.
+pub struct Integrations {
+    db: Db,
+    keyring: Keyring,
+    catalog: Arc<Catalog>,
+    properties: Arc<Properties>,
+    poller: Arc<Poller>,
+    conversions: ConversionQueue,
+    /// Integrations by postback token, briefly cached (postbacks come in
+    /// bursts).
+    by_token: moka::future::Cache<String, Option<Arc<Integration>>>,
+}
+
+impl std::fmt::Debug for Integrations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Integrations")
+    }
+}
+
+/// `POST /api/v1/properties/{id}/integrations`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallRequest {
+    pub catalog: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub credentials: Map<String, Value>,
+    #[serde(default)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    pub event_mapping: Option<EventMapping>,
+}
+
+/// `PUT /api/v1/integrations/{id}`: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRequest {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub credentials: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub settings: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub event_mapping: Option<EventMapping>,
+    /// `active` or `paused`.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// How often an API integration is polled, from its settings.
+fn poll_interval_ms(settings: &Map<String, Value>) -> i64 {
+    let minutes = settings
+        .get("poll_interval_minutes")
+        .and_then(Value::as_i64)
+        .unwrap_or(30)
+        .clamp(5, 24 * 60);
+    minutes * 60_000
+}
+
+pub fn is_polled(entry: &CatalogEntry) -> bool {
+    entry.tracking_method == TrackingMethod::Api
+        && entry.connector.as_deref() == Some("incomeaccess")
+}
+
+fn field_problems(errs: Vec<clicktrail_networks::catalog::FieldError>) -> ServiceError {
+    ServiceError::validation(
+        errs.into_iter()
+            .map(|e| FieldProblem {
+                field: e.field,
+                code: e.code.as_str().to_owned(),
+                message: e.message,
+            })
+            .collect(),
+    )
+}
+
+fn mask(v: &Value) -> Value {
+    match v {
+        Value::String(s) => {
+            let n = s.chars().count();
+            if n >= 10 {
+                let head: String = s.chars().take(2).collect();
+                let tail: String = s.chars().skip(n - 2).collect();
+                Value::String(format!("{head}…{tail}"))
+            } else {
+                Value::String("…".into())
+            }
+        }
+        Value::Null => Value::Null,
+        _ => Value::String("…".into()),
+    }
+}
+
+/// A postback's answer: 200 with a small JSON outcome for everything that
+/// was understood (networks retry on non-2xx), 4xx for what cannot be read.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PostbackOutcome {
+    pub conversion_id: String,
+    pub status: String,
+    pub error_code: Option<String>,
+}
+
+/// Validates credentials, settings and mapping against the catalog entry.
+fn validate(
+    entry: &CatalogEntry,
+    credentials: &Map<String, Value>,
+    settings: &Map<String, Value>,
+    mapping: &EventMapping,
+) -> ServiceResult<clicktrail_networks::catalog::ValidatedInstall> {
+    let validated = entry
+        .validate_install(credentials, settings)
+        .map_err(field_problems)?;
+    if let Err(m) = mapping.validate() {
+        return Err(ServiceError::validation(vec![FieldProblem {
+            field: "event_mapping".into(),
+            code: "invalid_mapping".into(),
+            message: m,
+        }]));
+    }
+    if is_polled(entry)
+        && let Err(e) = IncomeAccessSettings::from_json(&Value::Object(validated.settings.clone()))
+    {
+        return Err(ServiceError::validation(vec![FieldProblem {
+            field: "settings".into(),
+            code: e.code().into(),
+            message: e.to_string(),
+        }]));
+    }
+    Ok(validated)
+}
+
+impl Integrations {
+    pub fn new(
+        db: Db,
+        keyring: Keyring,
+        properties: Arc<Properties>,
+        poller: Arc<Poller>,
+        conversions: ConversionQueue,
+    ) -> Self {
+        Self {
+            db,
+            keyring,
+            catalog: properties.catalog().clone(),
+            properties,
+            poller,
+            conversions,
+            by_token: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(10))
+                .build(),
+        }
+    }
+
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The caller's integration, or `not_found`.
+    pub async fn owned(&self, caller: &Caller, id: &str) -> ServiceResult<Integration> {
+        let i = integrations::get(&self.db, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("integration"))?;
+        self.properties
+            .owned(caller, &i.property_id)
+            .await
+            .map_err(|_| ServiceError::not_found("integration"))?;
+        Ok(i)
+    }
+
+    /// The integrations installed on the caller's property.
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        property_id: &str,
+    ) -> ServiceResult<Vec<Integration>> {
+        let p = self.properties.owned(caller, property_id).await?;
+        Ok(integrations::list_for_property(&self.db, &p.id).await?)
+    }
+
+    /// Installs a catalog entry on the caller's property.
+    pub async fn install_on(
+        &self,
+        caller: &Caller,
+        property_id: &str,
+        req: InstallRequest,
+    ) -> ServiceResult<Integration> {
+        let p = self.properties.owned(caller, property_id).await?;
+        self.install(&p, req).await
+    }
+
+    /// Edits the caller's integration; returns it as it is now.
+    pub async fn edit(
+        &self,
+        caller: &Caller,
+        id: &str,
+        req: UpdateRequest,
+    ) -> ServiceResult<Integration> {
+        let i = self.owned(caller, id).await?;
+        self.update(&i, req).await?;
+        self.owned(caller, id).await
+    }
+
+    /// Polls the caller's integration now; returns the poll's report and
+    /// the integration as it is after it.
+    pub async fn poll_now(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> ServiceResult<(PollReport, Integration)> {
+        let i = self.owned(caller, id).await?;
+        let report = polling::poll_now(&self.poller, &i).await?;
+        Ok((report, self.owned(caller, id).await?))
+    }
+
+    pub async fn install(
+        &self,
+        property: &Property,
+        req: InstallRequest,
+    ) -> ServiceResult<Integration> {
+        let state = self;
+        let entry = state.catalog.get(&req.catalog).ok_or_else(|| {
+            ServiceError::validation(vec![FieldProblem {
+                field: "catalog".into(),
+                code: "unknown_catalog_entry".into(),
+                message: format!(
+                    "no catalog entry {:?}; see GET /api/v1/catalog",
+                    req.catalog
+                ),
+            }])
+        })?;
+        let mapping = req
+            .event_mapping
+            .unwrap_or_else(|| entry.event_mapping.clone());
+        let validated = validate(entry, &req.credentials, &req.settings, &mapping)?;
+        let name = req
+            .name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| entry.name.clone());
+        if name.chars().count() > 100 {
+            return Err(ServiceError::validation(vec![FieldProblem {
+                field: "name".into(),
+                code: "too_long".into(),
+                message: "at most 100 characters".into(),
+            }]));
+        }
+        let credentials_enc = (!validated.credentials.is_empty()).then(|| {
+            state
+                .keyring
+                .encrypt_json(&Value::Object(validated.credentials.clone()))
+        });
+        let now = chrono::Utc::now().timestamp_millis();
+        let id = EntityId::generate("int");
+        let token = secret_token();
+        let settings_json = Value::Object(validated.settings.clone()).to_string();
+        let mapping_json = serde_json::to_string(&mapping).map_err(ServiceError::internal)?;
+        let integration = integrations::create(
+            &state.db,
+            NewIntegration {
+                id: id.as_str(),
+                property_id: property.id.as_str(),
+                catalog_key: &entry.key,
+                name: &name,
+                tracking_group: &validated.tracking_group.key,
+                subid_param: &validated.tracking_group.param,
+                postback_token: &token,
+                credentials_enc,
+                settings: settings_json,
+                event_mapping: mapping_json,
+                next_poll_at: is_polled(entry).then_some(now),
+            },
+        )
+        .await?;
+        state.properties.forget_tag(&property.id).await;
+        state.poller.wake();
+        Ok(integration)
+    }
+
+    /// Edits an integration (already checked to be the caller's).
+    pub async fn update(&self, integration: &Integration, req: UpdateRequest) -> ServiceResult<()> {
+        let state = self;
+        let entry = state.catalog.get(&integration.catalog_key).ok_or_else(|| {
+            ServiceError::internal(format!(
+                "catalog entry {} vanished",
+                integration.catalog_key
+            ))
+        })?;
+        let current_settings: Map<String, Value> =
+            serde_json::from_str(&integration.settings).map_err(ServiceError::internal)?;
+        let current_mapping: EventMapping =
+            serde_json::from_str(&integration.event_mapping).map_err(ServiceError::internal)?;
+        let current_credentials = match &integration.credentials_enc {
+            Some(enc) => match state
+                .keyring
+                .decrypt_json(enc)
+                .map_err(ServiceError::internal)?
+            {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        };
+        let settings = req.settings.unwrap_or(current_settings);
+        let mapping = req.event_mapping.unwrap_or(current_mapping);
+        let credentials_changed = req.credentials.is_some();
+        let credentials = req.credentials.unwrap_or(current_credentials);
+        let validated = validate(entry, &credentials, &settings, &mapping)?;
+        let status = match req.status.as_deref() {
+            None => integration.status.clone(),
+            Some(s @ ("active" | "paused")) => s.to_owned(),
+            Some(_) => {
+                return Err(ServiceError::validation(vec![FieldProblem {
+                    field: "status".into(),
+                    code: "invalid_option".into(),
+                    message: "status is active or paused".into(),
+                }]));
+            }
+        };
+        let credentials_enc = credentials_changed.then(|| {
+            state
+                .keyring
+                .encrypt_json(&Value::Object(validated.credentials.clone()))
+        });
+        let name = req
+            .name
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or(integration.name.clone());
+        integrations::update_config(
+            &state.db,
+            &integration.id,
+            &name,
+            &Value::Object(validated.settings).to_string(),
+            &serde_json::to_string(&mapping).map_err(ServiceError::internal)?,
+            credentials_enc,
+            &status,
+        )
+        .await?;
+        state.by_token.invalidate(&integration.postback_token).await;
+        if let Ok(pid) = clicktrail_domain::PropertyId::parse(&integration.property_id) {
+            state.properties.forget_tag(&pid).await;
+        }
+        state.poller.wake();
+        Ok(())
+    }
+
+    pub fn postback_url(&self, i: &Integration) -> String {
+        format!(
+            "{}/postback/{}",
+            self.properties.public_base(),
+            i.postback_token
+        )
+    }
+
+    /// An integration as the API shows it: credentials masked.
+    pub fn view(&self, i: &Integration) -> Value {
+        let state = self;
+        let credentials: Value = match &i.credentials_enc {
+            Some(enc) => match state.keyring.decrypt_json(enc) {
+                Ok(Value::Object(m)) => {
+                    Value::Object(m.iter().map(|(k, v)| (k.clone(), mask(v))).collect())
+                }
+                Ok(_) => json!({}),
+                Err(e) => {
+                    tracing::error!(integration = %i.id, error = %e, "stored credentials cannot be decrypted");
+                    json!({"error": "stored credentials cannot be decrypted; enter them again"})
+                }
+            },
+            None => json!({}),
+        };
+        let postback = state.postback_url(i);
+        let template = state
+            .catalog
+            .get(&i.catalog_key)
+            .and_then(|e| e.postback_url(&postback));
+        json!({
+            "id": i.id,
+            "property_id": i.property_id,
+            "catalog": i.catalog_key,
+            "name": i.name,
+            "tracking_group": i.tracking_group,
+            "subid_param": i.subid_param,
+            "settings": serde_json::from_str::<Value>(&i.settings).unwrap_or(Value::Null),
+            "credentials": credentials,
+            "event_mapping": serde_json::from_str::<Value>(&i.event_mapping).unwrap_or(Value::Null),
+            "status": i.status,
+            "last_poll_at": i.last_poll_at,
+            "last_poll_status": i.last_poll_status,
+            "last_error_code": i.last_error_code,
+            "last_error": i.last_error,
+            "next_poll_at": i.next_poll_at,
+            "postback_url": postback,
+            "postback_template": template,
+            "created_at": i.created_at,
+            "updated_at": i.updated_at,
+        })
+    }
+
+    /// The integration behind a postback token, through a short cache.
+    async fn integration_by_token(&self, token: &str) -> ServiceResult<Option<Arc<Integration>>> {
+        let state = self;
+        if let Some(hit) = state.by_token.get(token).await {
+            return Ok(hit);
+        }
+        let i = integrations::by_token(&state.db, token)
+            .await?
+            .map(Arc::new);
+        state.by_token.insert(token.to_owned(), i.clone()).await;
+        Ok(i)
+    }
+}
+
+fn postback_reject(
+    code: &'static str,
+    status: StatusCode,
+    message: impl Into<String>,
+) -> ServiceError {
+    metrics::counter!("clicktrail_postbacks_total", "outcome" => code).increment(1);
+    ServiceError::new(status, code, message)
+}
+
+impl Integrations {
+    /// Receives one postback.
+    pub async fn receive_postback(
+        &self,
+        token: &str,
+        query: Option<&str>,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> ServiceResult<PostbackOutcome> {
+        let state = self;
+        if token.len() > 64
+            || !token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(postback_reject(
+                "unknown_postback_token",
+                StatusCode::NOT_FOUND,
+                "no integration has this token",
+            ));
+        }
+        let integration = state.integration_by_token(token).await?.ok_or_else(|| {
+            postback_reject(
+                "unknown_postback_token",
+                StatusCode::NOT_FOUND,
+                "no integration has this token",
+            )
+        })?;
+        let property = state
+            .properties
+            .get(
+                &clicktrail_domain::PropertyId::parse(&integration.property_id)
+                    .map_err(ServiceError::internal)?,
+            )
+            .await?
+            .ok_or_else(|| ServiceError::internal("integration without property"))?;
+        let default_event = state
+            .catalog
+            .get(&integration.catalog_key)
+            .map(|e| e.default_postback_event.clone())
+            .unwrap_or_else(|| "conversion".into());
+        let opts = PostbackOptions {
+            subid_param: Some(&integration.subid_param),
+            default_event: &default_event,
+        };
+        let event: SourceEvent =
+            postback::parse_request(query, PostbackBody::detect(content_type, body), &opts)
+                .map_err(|e| postback_reject(e.code(), StatusCode::BAD_REQUEST, e.to_string()))?;
+        let mapping: EventMapping =
+            serde_json::from_str(&integration.event_mapping).map_err(ServiceError::internal)?;
+        let pending = Pending {
+            property,
+            integration: Some(integration),
+            mapping: Arc::new(mapping),
+            received_at_ms: chrono::Utc::now().timestamp_millis(),
+            event_id: None,
+            event,
+            forced_error: None,
+            session_id: None,
+        };
+        let written = state
+            .conversions
+            .submit(vec![pending], None)
+            .await
+            .map_err(|f| match f {
+                IngestFailure::Overloaded => {
+                    ServiceError::unavailable("overloaded", "too many postbacks at once; retry", 1)
+                }
+                IngestFailure::Storage => {
+                    ServiceError::unavailable("storage_unavailable", "could not store; retry", 2)
+                }
+                IngestFailure::ShuttingDown => {
+                    ServiceError::unavailable("shutting_down", "restarting; retry", 2)
+                }
+            })?;
+        let w = written
+            .into_iter()
+            .next()
+            .ok_or_else(|| ServiceError::internal("no outcome for a postback"))?;
+        let (status, code) = w.outcome();
+        metrics::counter!("clicktrail_postbacks_total", "outcome" => code.unwrap_or(status).to_owned())
+        .increment(1);
+        Ok(PostbackOutcome {
+            conversion_id: w.id().to_owned(),
+            status: status.to_owned(),
+            error_code: code.map(str::to_owned),
+        })
+    }
+}
+
+/// When to poll next after `now`.
+pub fn next_poll(settings_json: &str, now: i64) -> i64 {
+    let settings: Map<String, Value> = serde_json::from_str(settings_json).unwrap_or_default();
+    now + poll_interval_ms(&settings)
+}

@@ -1,0 +1,77 @@
+//! `POST /collect` and its CORS preflight.
+
+use std::net::SocketAddr;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use clicktrail_engine::collector::{self, Collector};
+
+use crate::error::ApiError;
+
+pub async fn collect(
+    State(collector): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let limit = collector.max_body_bytes();
+    let result = async {
+        collector::check_content_type(&headers)?;
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        if declared.is_some_and(|n| n > limit) {
+            return Err(collector::body_too_large(limit));
+        }
+        let bytes = axum::body::to_bytes(body, limit)
+            .await
+            .map_err(|_| collector::body_too_large(limit))?;
+        collector.collect(&headers, Some(peer), &bytes).await
+    }
+    .await;
+    let mut resp = match result {
+        Ok(accepted) => (StatusCode::ACCEPTED, axum::Json(accepted)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    };
+    // The origin was checked against the property's domains inside
+    // `collect`; a refused request gets no CORS headers.
+    if resp.status().is_success()
+        && let Some(origin) = headers.get(header::ORIGIN)
+    {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    resp
+}
+
+/// Preflight for `fetch` with `application/json`. The property (and so its
+/// domains) is only known from the body, so the preflight allows the
+/// method; the actual request is checked and refused without CORS headers
+/// when its origin is not allowed.
+pub async fn preflight(headers: HeaderMap) -> Response {
+    let mut resp = StatusCode::NO_CONTENT.into_response();
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let h = resp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_METHODS,
+            HeaderValue::from_static("POST, OPTIONS"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            HeaderValue::from_static("content-type"),
+        );
+        h.insert(
+            header::ACCESS_CONTROL_MAX_AGE,
+            HeaderValue::from_static("86400"),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    resp
+}

@@ -1,0 +1,92 @@
+//! Installed integrations: install, list, show, edit, poll now.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use clicktrail_domain::mapping::EventMapping;
+use clicktrail_engine::integrations::{InstallRequest, Integrations, UpdateRequest};
+use serde_json::{Value, json};
+
+use crate::auth::ApiCaller;
+use crate::error::ApiResult;
+use crate::{ApiJson, HttpState};
+
+pub fn router() -> Router<HttpState> {
+    Router::new()
+        .route("/properties/{id}/integrations", get(list).post(install))
+        .route("/integrations/{id}", get(show).put(update).patch(update))
+        .route("/integrations/{id}/event_mapping", put(put_mapping))
+        .route("/integrations/{id}/poll", post(poll_now))
+}
+
+async fn install(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<InstallRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let i = svc.install_on(&caller, &id, req).await?;
+    Ok((StatusCode::CREATED, axum::Json(svc.view(&i))))
+}
+
+async fn list(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let items: Vec<Value> = svc
+        .list(&caller, &id)
+        .await?
+        .iter()
+        .map(|i| svc.view(i))
+        .collect();
+    Ok(axum::Json(json!({ "integrations": items })))
+}
+
+async fn show(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let i = svc.owned(&caller, &id).await?;
+    Ok(axum::Json(svc.view(&i)))
+}
+
+async fn update(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let i = svc.edit(&caller, &id, req).await?;
+    Ok(axum::Json(svc.view(&i)))
+}
+
+async fn put_mapping(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(mapping): ApiJson<EventMapping>,
+) -> ApiResult<impl IntoResponse> {
+    let req = UpdateRequest {
+        event_mapping: Some(mapping),
+        ..UpdateRequest::default()
+    };
+    let i = svc.edit(&caller, &id, req).await?;
+    Ok(axum::Json(svc.view(&i)))
+}
+
+async fn poll_now(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let (report, i) = svc.poll_now(&caller, &id).await?;
+    Ok(axum::Json(
+        json!({ "poll": report, "integration": svc.view(&i) }),
+    ))
+}

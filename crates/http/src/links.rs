@@ -1,0 +1,79 @@
+//! Tracked redirect links for direct linking: `POST /api/v1/properties/{id}/links`
+//! and `GET /go/{slug}`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use clicktrail_engine::links::{CreateLink, Links};
+use serde_json::json;
+
+use crate::auth::ApiCaller;
+use crate::error::{ApiError, ApiResult};
+use crate::{ApiJson, HttpState};
+
+pub fn router() -> Router<HttpState> {
+    Router::new().route("/properties/{id}/links", get(list).post(create))
+}
+
+async fn create(
+    State(links): State<Arc<Links>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateLink>,
+) -> ApiResult<impl IntoResponse> {
+    let l = links.create(&caller, &id, body).await?;
+    Ok((StatusCode::CREATED, axum::Json(l)))
+}
+
+async fn list(
+    State(links): State<Arc<Links>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let items = links.list(&caller, &id).await?;
+    Ok(axum::Json(json!({ "links": items })))
+}
+
+fn not_found_page() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Html("<!doctype html><title>Link not found</title><h1>Link not found</h1><p>This tracked link does not exist.</p>"),
+    )
+        .into_response()
+}
+
+/// `GET /go/{slug}`: records a session and a click, then 302 to the offer
+/// with the subid set to the click id.
+pub async fn go(
+    State(links): State<Arc<Links>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(slug): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    match links.follow(&slug, query.as_deref(), &headers, peer).await {
+        Ok(Some(r)) => {
+            let mut resp = StatusCode::FOUND.into_response();
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(&r.location) {
+                h.insert(header::LOCATION, v);
+            }
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer-when-downgrade"),
+            );
+            if let Some(c) = r.set_cookie.and_then(|c| HeaderValue::from_str(&c).ok()) {
+                h.insert(header::SET_COOKIE, c);
+            }
+            resp
+        }
+        Ok(None) => not_found_page(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

@@ -1,0 +1,41 @@
+//! `GET|POST /postback/{token}`: conversions reported by networks.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use clicktrail_engine::integrations::Integrations;
+
+use crate::error::ApiError;
+
+/// Largest postback body.
+const MAX_BODY: usize = 64 * 1024;
+
+pub async fn postback(
+    State(integrations): State<Arc<Integrations>>,
+    Path(token): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the body is larger than 64 KiB",
+        )
+        .into_response();
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match integrations
+        .receive_postback(&token, query.as_deref(), content_type, &bytes)
+        .await
+    {
+        Ok(outcome) => (StatusCode::OK, axum::Json(outcome)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
