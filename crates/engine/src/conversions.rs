@@ -10,19 +10,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use clicktrail_domain::conversion::{ErrorCode, SourceEvent, SourceKind, SourceStatus};
+use clicktrail_domain::attribution::{self, ClickOrigin, adjustment_target, names_earlier};
+use clicktrail_domain::conversion::{ErrorCode, SourceEvent};
 use clicktrail_domain::ids::EntityId;
-use clicktrail_domain::mapping::{EventMapping, Mapped, ValueSource, normalise_name};
-use clicktrail_domain::money::to_micros;
-use clicktrail_domain::{ClickId, PropertyId};
+use clicktrail_domain::mapping::EventMapping;
+use clicktrail_domain::{ClickId, Currency, PropertyId};
 use clicktrail_store::Tx;
 use clicktrail_store::clicks::Click;
-use clicktrail_store::conversions::{self, ConversionRow, Draft, Effect, Touch, Written, lookup};
+use clicktrail_store::conversions::{self, Draft, Effect, Touch, Written, lookup};
 use clicktrail_store::direct::DirectConn;
 use clicktrail_store::integrations::Integration;
 use clicktrail_store::properties::Property;
 use clicktrail_store::{Db, Reads, StoreError};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,13 +30,6 @@ use crate::ingest::IngestFailure;
 
 /// The `origin` of the stand-in click of an on-site conversion.
 const ON_SITE: &str = "session";
-
-/// Tolerance for a conversion dated slightly before its click (clock skew):
-/// such conversions are dated at the click instead of refused.
-const SKEW_TOLERANCE_MS: i64 = 10 * 60 * 1000;
-/// Reports of API connectors carry dates, not times: a registration on the
-/// click's day may be dated at midnight before it.
-const DATE_ONLY_TOLERANCE_MS: i64 = 36 * 3600 * 1000;
 
 /// A source event waiting to be decided and written, with where it came
 /// from.
@@ -62,146 +54,6 @@ pub struct Pending {
     pub session_id: Option<i64>,
 }
 
-fn blank_row(p: &Pending) -> ConversionRow {
-    let ev = &p.event;
-    // Time-ordered: a batch's rows share the pages of the id index.
-    let id = EntityId::generate_at("cv", p.received_at_ms).into_string();
-    ConversionRow {
-        event_id: p.event_id.clone().unwrap_or_else(|| id.clone()),
-        id,
-        property_id: p.property.id.as_str().to_owned(),
-        integration_id: p.integration.as_ref().map(|i| i.id.clone()),
-        source_kind: match ev.kind {
-            SourceKind::Postback => "postback",
-            SourceKind::Api => "api",
-            SourceKind::Collector => "collector",
-            SourceKind::Test => "test",
-        }
-        .into(),
-        source_event: ev.source_event.clone(),
-        transaction_id: ev.transaction_id.clone(),
-        dedup_key: Some(dedup_key(p)),
-        duplicate_of: None,
-        status: "error".into(),
-        error_code: None,
-        error_detail: None,
-        event_name: None,
-        value_micros: ev.value.map(to_micros),
-        currency: ev.currency.map(|c| c.as_str().to_owned()),
-        adjusted_micros: 0,
-        adjusts_id: None,
-        source_status: ev.status.as_str().into(),
-        send_to_destinations: false,
-        occurred_at: ev
-            .occurred_at
-            .map(|t| t.timestamp_millis())
-            .unwrap_or(p.received_at_ms),
-        received_at: p.received_at_ms,
-        click_id: ev
-            .click_id
-            .as_deref()
-            .map(str::trim)
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned),
-        click_ts: None,
-        session_id: None,
-        visitor_id: None,
-        link_group: p.integration.as_ref().map(|i| i.tracking_group.clone()),
-        offer: None,
-        channel: None,
-        source: None,
-        medium: None,
-        campaign: None,
-        ad: None,
-        landing_page: None,
-        first_session_id: None,
-        first_channel: None,
-        first_source: None,
-        first_medium: None,
-        first_campaign: None,
-        first_ad: None,
-        first_landing_page: None,
-        is_bot: false,
-        raw: ev.raw.as_str().to_owned(),
-    }
-}
-
-/// The idempotency key: integration + transaction + source event. Without a
-/// transaction id, the click id stands in (one conversion per click and
-/// event), and without either, the payload itself (exact repeats only).
-fn dedup_key(p: &Pending) -> String {
-    let ev = &p.event;
-    let scope = match &p.integration {
-        Some(i) => i.id.clone(),
-        None => format!("collector:{}", p.property.id),
-    };
-    let tx = match (&ev.transaction_id, &ev.click_id) {
-        (Some(t), _) if !t.trim().is_empty() => format!("tx:{t}"),
-        (_, Some(c)) if !c.trim().is_empty() => format!("click:{}", c.trim()),
-        _ => format!(
-            "raw:{}",
-            hex::encode(&Sha256::digest(ev.raw.as_str().as_bytes())[..16])
-        ),
-    };
-    let adjustment = if is_adjustment(ev) || ev.status == SourceStatus::Rejected {
-        "|adjustment"
-    } else {
-        ""
-    };
-    format!(
-        "{scope}|{tx}|{}{adjustment}",
-        normalise_name(&ev.source_event)
-    )
-}
-
-fn is_adjustment(ev: &SourceEvent) -> bool {
-    ev.adjusts.is_some() || ev.status == SourceStatus::Reversed
-}
-
-/// The transaction an adjustment or rejection applies to.
-fn adjustment_target(ev: &SourceEvent) -> Option<&str> {
-    ev.adjusts
-        .as_deref()
-        .or(ev.transaction_id.as_deref())
-        .filter(|t| !t.trim().is_empty())
-}
-
-fn fail(row: &mut ConversionRow, code: ErrorCode, detail: Option<String>) {
-    row.status = "error".into();
-    row.error_code = Some(code.as_str().into());
-    row.error_detail = detail;
-}
-
-fn apply_touch(row: &mut ConversionRow, s: &lookup::SessionTouch) {
-    row.session_id = Some(s.id);
-    row.visitor_id = Some(s.visitor_id.clone());
-    row.channel = Some(s.channel.clone());
-    row.source = Some(s.source.clone());
-    row.medium = Some(s.medium.clone());
-    row.campaign = s.utm_campaign.clone();
-    row.ad = s.utm_content.clone();
-    row.landing_page = Some(s.landing_page.clone());
-    row.is_bot = s.is_bot;
-}
-
-fn apply_first(row: &mut ConversionRow, t: Touch) {
-    row.first_session_id = t.session_id;
-    row.first_channel = t.channel;
-    row.first_source = t.source;
-    row.first_medium = t.medium;
-    row.first_campaign = t.campaign;
-    row.first_ad = t.ad;
-    row.first_landing_page = t.landing_page;
-}
-
-fn offer_of(click: &Click) -> Option<String> {
-    click
-        .link_url
-        .as_deref()
-        .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(str::to_owned))
-}
-
 /// What the database knows that one decision needs.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Facts<'a> {
@@ -216,179 +68,80 @@ pub struct Facts<'a> {
     pub target_validated: bool,
 }
 
-/// Decides one source event's outcome from what is known. Pure.
+/// Decides one source event's outcome from what is known: the domain's
+/// attribution rule on the looked-up facts, under a conversion id minted
+/// here (the rule itself is pure).
 pub fn decide(p: &Pending, f: Facts<'_>) -> Draft {
-    let ev = &p.event;
-    let mut row = blank_row(p);
-    let mut effect = Effect::None;
-    let none = |row| Draft {
-        row,
-        effect: Effect::None,
-        materialise_click: None,
+    // Time-ordered: a batch's rows share the pages of the id index.
+    let id = EntityId::generate_at("cv", p.received_at_ms);
+    let settings = &p.property.settings;
+    let pending = attribution::PendingConversion {
+        conversion_id: &id,
+        event_id: p.event_id.as_deref(),
+        property_id: &p.property.id,
+        attribution_window_ms: settings.attribution_window_ms(),
+        // Settings are validated when saved, so the code parses.
+        reporting_currency: Currency::parse(&settings.currency).ok(),
+        integration: p
+            .integration
+            .as_deref()
+            .map(|i| attribution::IntegrationRef {
+                id: &i.id,
+                name: &i.name,
+                tracking_group: &i.tracking_group,
+            }),
+        mapping: &p.mapping,
+        received_at_ms: p.received_at_ms,
+        event: &p.event,
+        forced_error: p.forced_error.as_ref().map(|(c, d)| (*c, d.as_str())),
+        session_id: p.session_id,
     };
-    if let Some((code, detail)) = &p.forced_error {
-        fail(&mut row, *code, Some(detail.clone()));
-        return none(row);
-    }
-
-    // 1. Adjustments (reversals, rejections of earlier conversions, falls of
-    //    running totals) change an earlier conversion, never add one.
-    let rejected = ev.status == SourceStatus::Rejected;
-    if is_adjustment(ev) || rejected {
-        match (adjustment_target(ev), &p.integration) {
-            (Some(_), Some(_)) if rejected && !f.target_validated => {
-                row.status = "ignored".into();
-                row.error_detail = Some("the network reports this conversion as rejected".into());
-                return none(row);
-            }
-            (Some(target), Some(int)) => {
-                row.status = "adjustment".into();
-                effect = Effect::Adjust {
-                    integration_id: int.id.clone(),
-                    transaction_id: target.to_owned(),
-                    delta_micros: ev.value.map(to_micros),
-                    full_reversal: ev.adjusts.is_none(),
-                };
-            }
-            _ if rejected => {
-                row.status = "ignored".into();
-                row.error_detail = Some("the network reports this conversion as rejected".into());
-                return none(row);
-            }
-            _ => {
-                fail(
-                    &mut row,
-                    ErrorCode::InvalidPayload,
-                    Some(
-                        "a reversal must name the transaction id of the conversion it reverses"
-                            .into(),
-                    ),
-                );
-                return none(row);
-            }
-        }
-    }
-
-    // 2. Mapping.
-    let mut send = false;
-    if !matches!(effect, Effect::Adjust { .. }) {
-        match p.mapping.map(&ev.source_event) {
-            Mapped::Unmapped => {
-                fail(
-                    &mut row,
-                    ErrorCode::UnmappedEvent,
-                    Some(format!("no mapping for {:?}", ev.source_event)),
-                );
-            }
-            Mapped::Ignored => {
-                row.status = "ignored".into();
-                row.error_detail = Some("the event mapping ignores this event".into());
-            }
-            Mapped::Event { name, rule } => {
-                row.event_name = Some(name.to_owned());
-                send = rule.send_to_destinations;
-                match &rule.value {
-                    ValueSource::Reported => {}
-                    ValueSource::Fixed { amount, currency } => {
-                        row.value_micros = Some(to_micros(*amount));
-                        row.currency = Some(currency.as_str().to_owned());
-                    }
-                    ValueSource::None => {
-                        row.value_micros = None;
-                        row.currency = None;
-                    }
-                }
-                row.status = "validated".into();
-            }
-        }
-    }
-    if row.value_micros.is_some() && row.currency.is_none() {
-        row.currency = Some(p.property.settings.currency.clone());
-    }
-
-    // 3. The click, its session and traffic source; filled in even for
-    //    errors, so the log shows what is known.
-    let mut materialise = None;
-    if let Some(c) = f.click {
-        row.click_ts = Some(c.ts);
-        if c.origin != ON_SITE {
-            row.click_id = Some(c.click_id.clone());
-        }
-        if let Some(g) = &c.link_group {
-            row.link_group = Some(g.clone());
-        }
-        row.offer = offer_of(c).or_else(|| p.integration.as_ref().map(|i| i.name.clone()));
-        if let Some(s) = f.session {
-            apply_touch(&mut row, s);
-        }
-        if c.origin == "pageview" {
-            materialise = Some(c.clone());
-        }
-    }
-    if row.status == "ignored" || row.error_code.is_some() {
-        return none(row);
-    }
-    let Some(click) = f.click else {
-        let code = if row.click_id.is_none() {
-            ErrorCode::MissingClickId
-        } else {
-            ErrorCode::UnknownClickId
-        };
-        fail(&mut row, code, None);
-        return none(row);
+    let facts = attribution::Facts {
+        click: f.click.and_then(click_facts),
+        session: f.session.map(|s| attribution::ClickSession {
+            visitor_id: s.visitor_id.clone(),
+            touch: Touch {
+                session_id: Some(s.id),
+                channel: Some(s.channel.clone()),
+                source: Some(s.source.clone()),
+                medium: Some(s.medium.clone()),
+                campaign: s.utm_campaign.clone(),
+                ad: s.utm_content.clone(),
+                landing_page: Some(s.landing_page.clone()),
+            },
+            is_bot: s.is_bot,
+        }),
+        visitor_sessions: f.visitor_sessions,
+        target_validated: f.target_validated,
     };
+    Draft::from_decision(&p.event, attribution::decide(&pending, facts))
+}
 
-    // 4. Time rules.
-    let tolerance = if ev.kind == SourceKind::Api {
-        DATE_ONLY_TOLERANCE_MS
-    } else {
-        SKEW_TOLERANCE_MS
+/// The domain's view of a looked-up click or stand-in (`None` if its
+/// property id does not parse, which no stored click has).
+fn click_facts(c: &Click) -> Option<attribution::Click> {
+    let origin = match (c.origin.as_str(), &c.pageview_id) {
+        (ON_SITE, _) => ClickOrigin::Session,
+        ("pageview", Some(pageview_id)) => ClickOrigin::Pageview {
+            pageview_id: pageview_id.clone(),
+            page_url: c.page_url.clone(),
+        },
+        _ => ClickOrigin::Recorded,
     };
-    if row.occurred_at < click.ts - tolerance {
-        fail(&mut row, ErrorCode::BeforeClick, None);
-        return none(row);
-    }
-    row.occurred_at = row.occurred_at.max(click.ts);
-    let window = p.property.settings.attribution_window_ms();
-    if let Some(w) = window
-        && row.occurred_at - click.ts > w
-    {
-        fail(&mut row, ErrorCode::OutsideWindow, None);
-        return none(row);
-    }
-
-    // 5. First touch: the visitor's earliest session within the window,
-    //    up to the click.
-    let since = window.map(|w| row.occurred_at - w).unwrap_or(i64::MIN);
-    let first = f
-        .visitor_sessions
-        .iter()
-        .find(|(started, _)| *started >= since && *started <= click.ts)
-        .map(|(_, t)| t.clone());
-    let last = Touch {
-        session_id: row.session_id,
-        channel: row.channel.clone(),
-        source: row.source.clone(),
-        medium: row.medium.clone(),
-        campaign: row.campaign.clone(),
-        ad: row.ad.clone(),
-        landing_page: row.landing_page.clone(),
-    };
-    apply_first(&mut row, first.unwrap_or(last));
-
-    if matches!(effect, Effect::Adjust { .. }) {
-        return Draft {
-            row,
-            effect,
-            materialise_click: materialise,
-        };
-    }
-    row.send_to_destinations = send;
-    Draft {
-        row,
-        effect: Effect::Count,
-        materialise_click: materialise,
-    }
+    Some(attribution::Click {
+        property_id: PropertyId::parse(&c.property_id).ok()?,
+        // The on-site stand-in names no click.
+        click_id: match origin {
+            ClickOrigin::Session => None,
+            _ => ClickId::parse(&c.click_id).ok(),
+        },
+        origin,
+        ts_ms: c.ts,
+        session_id: c.session_id,
+        visitor_id: c.visitor_id.clone(),
+        link_url: c.link_url.clone(),
+        link_group: c.link_group.clone(),
+    })
 }
 
 /// Looks up, in one query per kind of fact, what the batch's decisions
@@ -525,7 +278,7 @@ pub async fn decide_batch(
         for &i in &idx {
             let p = &batch[i];
             if let (Some(int), Some(t)) = (&p.integration, adjustment_target(&p.event))
-                && (is_adjustment(&p.event) || p.event.status == SourceStatus::Rejected)
+                && names_earlier(&p.event)
             {
                 wanted.entry(int.id.as_str()).or_default().push(t);
             }
@@ -574,7 +327,7 @@ pub async fn decide_batch(
 /// the write before may have just added.
 fn settled(p: &Pending, d: &Draft) -> bool {
     let unknown = d.row.error_code.as_deref() == Some(ErrorCode::UnknownClickId.as_str());
-    let adjusts = is_adjustment(&p.event) || p.event.status == SourceStatus::Rejected;
+    let adjusts = names_earlier(&p.event);
     p.forced_error.is_some() || !(unknown || adjusts)
 }
 
@@ -1085,8 +838,12 @@ fn ack_all(acks: Acks, written: Vec<Written>) {
 
 #[cfg(test)]
 mod tests {
+    //! The adapter only: the rule's own tests are in
+    //! `clicktrail_domain::attribution`.
+
     use super::*;
-    use clicktrail_domain::mapping::MappingRule;
+    use clicktrail_domain::conversion::{SourceKind, SourceStatus};
+    use clicktrail_domain::mapping::{MappingRule, ValueSource};
 
     fn property() -> Arc<Property> {
         Arc::new(Property {
@@ -1155,108 +912,133 @@ mod tests {
         }
     }
 
-    #[test]
-    fn dedup_keys() {
-        let mut p = pending(sale());
-        let k1 = dedup_key(&p);
-        p.event.source_event = "sale".into();
-        assert_eq!(dedup_key(&p), k1, "event names match case-insensitively");
-        p.event.status = SourceStatus::Reversed;
-        assert_ne!(dedup_key(&p), k1, "a reversal is not a repeat of the sale");
-        p.event.status = SourceStatus::Approved;
-        p.event.transaction_id = None;
-        assert!(dedup_key(&p).contains("click:"));
+    fn session() -> lookup::SessionTouch {
+        lookup::SessionTouch {
+            id: 7,
+            visitor_id: "v12345678".into(),
+            channel: "paid_social".into(),
+            source: "facebook".into(),
+            medium: "cpc".into(),
+            utm_campaign: Some("spring".into()),
+            utm_content: None,
+            landing_page: "a.com/".into(),
+            is_bot: true,
+        }
     }
 
     #[test]
-    fn outcomes() {
+    fn validated_rows() {
         let c = click(9_000_000);
-        let facts = Facts {
-            click: Some(&c),
-            ..Facts::default()
-        };
-        let d = decide(&pending(sale()), facts);
-        assert_eq!(d.row.status, "validated");
-        assert_eq!(d.row.event_name.as_deref(), Some("Purchase"));
-        assert_eq!(
-            d.row.currency.as_deref(),
-            Some("USD"),
-            "property currency fills in"
-        );
-        assert_eq!(d.row.offer.as_deref(), Some("wlx.adsrv.eacdn.com"));
-        assert!(d.row.send_to_destinations);
-
-        let mut ev = sale();
-        ev.click_id = None;
-        assert_eq!(
-            decide(&pending(ev), Facts::default())
-                .row
-                .error_code
-                .as_deref(),
-            Some("missing_click_id")
-        );
-        assert_eq!(
-            decide(&pending(sale()), Facts::default())
-                .row
-                .error_code
-                .as_deref(),
-            Some("unknown_click_id")
-        );
-
-        let mut ev = sale();
-        ev.source_event = "lead".into();
-        assert_eq!(
-            decide(&pending(ev), facts).row.error_code.as_deref(),
-            Some("unmapped_event")
-        );
-
-        let late = click(10_000_000 + SKEW_TOLERANCE_MS + 1);
+        let s = session();
+        let p = pending(sale());
         let d = decide(
-            &pending(sale()),
-            Facts {
-                click: Some(&late),
-                ..Facts::default()
-            },
-        );
-        assert_eq!(d.row.error_code.as_deref(), Some("before_click"));
-
-        let old = click(10_000_000 - 31 * 86_400_000);
-        let d = decide(
-            &pending(sale()),
-            Facts {
-                click: Some(&old),
-                ..Facts::default()
-            },
-        );
-        assert_eq!(d.row.error_code.as_deref(), Some("outside_window"));
-
-        let mut ev = sale();
-        ev.status = SourceStatus::Reversed;
-        ev.transaction_id = None;
-        assert_eq!(
-            decide(&pending(ev), facts).row.error_code.as_deref(),
-            Some("invalid_payload")
-        );
-    }
-
-    #[test]
-    fn first_touch_within_window() {
-        let c = click(9_000_000);
-        let early = Touch {
-            session_id: Some(1),
-            channel: Some("organic_search".into()),
-            ..Touch::default()
-        };
-        let sessions = vec![(8_000_000, early)];
-        let d = decide(
-            &pending(sale()),
+            &p,
             Facts {
                 click: Some(&c),
-                visitor_sessions: &sessions,
+                session: Some(&s),
                 ..Facts::default()
             },
         );
-        assert_eq!(d.row.first_channel.as_deref(), Some("organic_search"));
-        assert_eq!(d.row.first_session_id, Some(1));
+        let row = &d.row;
+        assert!(row.id.starts_with("cv_"));
+        assert_eq!(row.event_id, row.id, "the conversion id stands in");
+        assert_eq!(row.status, "validated");
+        assert_eq!(
+            (row.error_code.as_deref(), row.error_detail.as_deref()),
+            (None, None)
+        );
+        assert_eq!(row.source_kind, "postback");
+        assert_eq!(row.source_status, "approved");
+        assert_eq!(row.event_name.as_deref(), Some("Purchase"));
+        assert_eq!(row.value_micros, Some(12_500_000));
+        assert_eq!(row.currency.as_deref(), Some("USD"));
+        assert_eq!(row.offer.as_deref(), Some("wlx.adsrv.eacdn.com"));
+        assert_eq!(row.link_group.as_deref(), Some("incomeaccess"));
+        assert_eq!(row.click_ts, Some(9_000_000));
+        assert_eq!(row.occurred_at, 10_000_000);
+        assert_eq!((row.session_id, row.first_session_id), (Some(7), Some(7)));
+        assert_eq!(row.channel.as_deref(), Some("paid_social"));
+        assert_eq!(row.first_campaign.as_deref(), Some("spring"));
+        assert!(row.is_bot);
+        assert!(row.send_to_destinations);
+        assert_eq!(
+            row.dedup_key.as_deref(),
+            Some(attribution::dedup_key(&p.property.id, None, &p.event).as_str())
+        );
+        assert!(matches!(d.effect, Effect::Count));
+        assert!(d.materialise_click.is_none());
+    }
+
+    #[test]
+    fn errors_and_ignored_rows() {
+        let d = decide(&pending(sale()), Facts::default());
+        assert_eq!(d.row.status, "error");
+        assert_eq!(d.row.error_code.as_deref(), Some("unknown_click_id"));
+        assert!(matches!(d.effect, Effect::None));
+
+        let mut ev = sale();
+        ev.status = SourceStatus::Rejected;
+        let d = decide(&pending(ev), Facts::default());
+        assert_eq!(d.row.status, "ignored");
+        assert_eq!(d.row.error_code, None);
+        assert_eq!(
+            d.row.error_detail.as_deref(),
+            Some("the network reports this conversion as rejected")
+        );
+    }
+
+    #[test]
+    fn a_pageview_click_is_materialised() {
+        let mut pv = click(9_000_000);
+        pv.id = 0;
+        pv.origin = "pageview".into();
+        pv.pageview_id = Some("0190f1a2-7d3c-7abc-8def-0123456789ab".into());
+        pv.page_url = Some("https://a.com/review".into());
+        pv.link_url = None;
+        pv.link_group = None;
+        let d = decide(
+            &pending(sale()),
+            Facts {
+                click: Some(&pv),
+                ..Facts::default()
+            },
+        );
+        assert_eq!(d.row.status, "validated");
+        let m = d.materialise_click.expect("the click is recorded");
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            serde_json::to_value(&pv).unwrap()
+        );
+    }
+
+    #[test]
+    fn on_site_rows_name_no_click() {
+        let mut ev = sale();
+        ev.kind = SourceKind::Collector;
+        ev.click_id = None;
+        let mut p = pending(ev);
+        p.session_id = Some(7);
+        p.event_id = Some("0190f1a2-7d3c-7abc-8def-0123456789ab".into());
+        let stand_in = Click {
+            id: 0,
+            click_id: String::new(),
+            origin: ON_SITE.into(),
+            ts: 10_000_000,
+            link_url: None,
+            link_group: None,
+            ..click(0)
+        };
+        let d = decide(
+            &p,
+            Facts {
+                click: Some(&stand_in),
+                ..Facts::default()
+            },
+        );
+        assert_eq!(d.row.status, "validated");
+        assert_eq!(d.row.source_kind, "collector");
+        assert_eq!(d.row.click_id, None);
+        assert_eq!(d.row.event_id, "0190f1a2-7d3c-7abc-8def-0123456789ab");
+        assert!(d.materialise_click.is_none());
     }
 }

@@ -9,22 +9,17 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use clicktrail_domain::PropertyId;
+use clicktrail_domain::attribution::{ClickOrigin, Decision, Outcome};
+use clicktrail_domain::conversion::{SourceEvent, SourceKind};
+use clicktrail_domain::money::to_micros;
 use serde::Serialize;
 
 use crate::bulk::Bulk;
 use crate::{Backend, Db, Result, Tx, args};
 
-/// Attribution facts of one session, as a conversion row keeps them.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
-pub struct Touch {
-    pub session_id: Option<i64>,
-    pub channel: Option<String>,
-    pub source: Option<String>,
-    pub medium: Option<String>,
-    pub campaign: Option<String>,
-    pub ad: Option<String>,
-    pub landing_page: Option<String>,
-}
+/// Attribution facts of one session, as a conversion row keeps them (its
+/// last-click and first-click columns).
+pub use clicktrail_domain::attribution::Touch;
 
 /// One conversion-log row, decided by the server before the write (only
 /// de-duplication is decided inside the write).
@@ -100,6 +95,102 @@ pub struct Draft {
     /// For a lost-beacon click id resolved from its pageview: the click
     /// record to materialise with the conversion.
     pub materialise_click: Option<crate::clicks::Click>,
+}
+
+impl Draft {
+    /// The row, effect and click to record of an attribution decision about
+    /// `event` (the rule lives in `clicktrail_domain::attribution`; this is
+    /// only its storage form).
+    pub fn from_decision(event: &SourceEvent, d: Decision) -> Draft {
+        let effect = match &d.outcome {
+            Outcome::Validated { .. } => Effect::Count,
+            Outcome::Adjustment(a) => Effect::Adjust {
+                integration_id: a.integration_id.clone(),
+                transaction_id: a.transaction_id.clone(),
+                delta_micros: a.delta.map(to_micros),
+                full_reversal: a.full_reversal,
+            },
+            Outcome::Ignored(_) | Outcome::Error { .. } => Effect::None,
+        };
+        let materialise_click = d.click_to_materialise().and_then(|c| match &c.origin {
+            ClickOrigin::Pageview {
+                pageview_id,
+                page_url,
+            } => Some(crate::clicks::Click {
+                id: 0,
+                property_id: c.property_id.as_str().to_owned(),
+                click_id: c.click_id.as_ref()?.as_str().to_owned(),
+                origin: "pageview".into(),
+                ts: c.ts_ms,
+                session_id: c.session_id,
+                visitor_id: c.visitor_id.clone(),
+                event_id: None,
+                pageview_id: Some(pageview_id.clone()),
+                page_url: page_url.clone(),
+                link_url: c.link_url.clone(),
+                link_group: c.link_group.clone(),
+                link_text: None,
+            }),
+            ClickOrigin::Recorded | ClickOrigin::Session => None,
+        });
+        let last = d.last_click.unwrap_or_default();
+        let first = d.first_click.unwrap_or_default();
+        let row = ConversionRow {
+            id: d.conversion_id.into_string(),
+            property_id: d.property_id.into_string(),
+            integration_id: d.integration_id,
+            source_kind: match event.kind {
+                SourceKind::Postback => "postback",
+                SourceKind::Api => "api",
+                SourceKind::Collector => "collector",
+                SourceKind::Test => "test",
+            }
+            .into(),
+            source_event: event.source_event.clone(),
+            transaction_id: event.transaction_id.clone(),
+            dedup_key: Some(d.dedup_key),
+            duplicate_of: None,
+            status: d.outcome.status().as_str().into(),
+            error_code: d.outcome.error_code().map(|c| c.as_str().into()),
+            error_detail: d.outcome.detail().map(str::to_owned),
+            event_name: d.event_name,
+            event_id: d.event_id,
+            value_micros: d.value.map(to_micros),
+            currency: d.currency.map(|c| c.as_str().to_owned()),
+            adjusted_micros: 0,
+            adjusts_id: None,
+            source_status: event.status.as_str().into(),
+            send_to_destinations: d.outcome.send_to_destinations(),
+            occurred_at: d.occurred_at_ms,
+            received_at: d.received_at_ms,
+            click_id: d.click_id,
+            click_ts: d.click.as_ref().map(|c| c.ts_ms),
+            session_id: last.session_id,
+            visitor_id: d.visitor_id,
+            link_group: d.link_group,
+            offer: d.offer,
+            channel: last.channel,
+            source: last.source,
+            medium: last.medium,
+            campaign: last.campaign,
+            ad: last.ad,
+            landing_page: last.landing_page,
+            first_session_id: first.session_id,
+            first_channel: first.channel,
+            first_source: first.source,
+            first_medium: first.medium,
+            first_campaign: first.campaign,
+            first_ad: first.ad,
+            first_landing_page: first.landing_page,
+            is_bot: d.is_bot,
+            raw: event.raw.as_str().to_owned(),
+        };
+        Draft {
+            row,
+            effect,
+            materialise_click,
+        }
+    }
 }
 
 /// The result of writing one draft.
