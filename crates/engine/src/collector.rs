@@ -11,9 +11,10 @@ use clicktrail_domain::property::host_allowed;
 use clicktrail_store::ingest::{ClickOrigin, IngestEvent};
 use http::{HeaderMap, StatusCode};
 
+use crate::commit::CommitFailure;
 use crate::enrich::{self, Enricher};
 use crate::error::ServiceError;
-use crate::ingest::{IngestFailure, IngestQueue};
+use crate::ingest::IngestQueue;
 use crate::properties::Properties;
 
 /// The collector service.
@@ -177,15 +178,15 @@ impl Collector {
             .collect();
         let total = events.len();
         let outcomes = state.ingest.submit(events).await.map_err(|f| match f {
-        IngestFailure::Overloaded => {
+        CommitFailure::Overloaded => {
             metrics::counter!("clicktrail_collect_rejected_total", "reason" => "overloaded").increment(1);
             ServiceError::unavailable("overloaded", "the write queue is full; nothing was stored, send again", 1)
         }
-        IngestFailure::Storage => {
+        CommitFailure::Storage => {
             metrics::counter!("clicktrail_collect_rejected_total", "reason" => "storage_unavailable").increment(1);
             ServiceError::unavailable("storage_unavailable", "the database did not commit the events; send again", 2)
         }
-        IngestFailure::ShuttingDown => {
+        CommitFailure::ShuttingDown => {
             metrics::counter!("clicktrail_collect_rejected_total", "reason" => "shutting_down").increment(1);
             ServiceError::unavailable("shutting_down", "the server is shutting down; send again", 2)
         }

@@ -8,7 +8,6 @@
 //! and any connector snapshots.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use clicktrail_domain::attribution::{self, ClickOrigin, adjustment_target, names_earlier};
 use clicktrail_domain::conversion::{ErrorCode, SourceEvent};
@@ -22,11 +21,10 @@ use clicktrail_store::direct::DirectConn;
 use clicktrail_store::integrations::Integration;
 use clicktrail_store::properties::Property;
 use clicktrail_store::{Db, Reads, StoreError};
-use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::ingest::IngestFailure;
+use crate::commit::{self, CommitFailure, Loop, Queue};
 
 /// The `origin` of the stand-in click of an on-site conversion.
 const ON_SITE: &str = "session";
@@ -357,10 +355,12 @@ pub enum Extra {
     },
 }
 
-struct Job {
+/// One job of the conversion writer: source events, and what commits with
+/// them.
+#[derive(Debug)]
+struct Batch {
     items: Vec<Queued>,
-    snapshots: Option<Extra>,
-    ack: oneshot::Sender<Result<Vec<Written>, IngestFailure>>,
+    extra: Option<Extra>,
 }
 
 /// The conversion writer's queue.
@@ -370,14 +370,13 @@ pub struct ConversionQueue {
     /// SQLite: read-only connections of callers deciding their events
     /// before queueing them (see [`decide`](Self::decide)), kept for reuse.
     readers: Arc<std::sync::Mutex<Vec<DirectConn>>>,
-    tx: mpsc::Sender<Job>,
-    depth: Arc<AtomicUsize>,
+    queue: Queue<Batch, Vec<Written>>,
 }
 
 impl std::fmt::Debug for ConversionQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConversionQueue")
-            .field("depth", &self.depth.load(Ordering::Relaxed))
+            .field("depth", &self.queue.depth())
             .finish()
     }
 }
@@ -442,27 +441,31 @@ impl ConversionQueue {
         outbox: Arc<dyn Outbox>,
         cancel: CancellationToken,
     ) -> (ConversionQueue, JoinHandle<()>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let depth = Arc::new(AtomicUsize::new(0));
         let w = Writer {
             db: db.clone(),
-            rx,
-            depth: depth.clone(),
             outbox,
             direct: None,
         };
-        let handle = match w.db.backend() {
+        let (run, queue) = Loop::new(
+            w,
+            capacity,
+            MAX_BATCH_DRAFTS,
+            "conversions",
+            Arc::default(),
+            None,
+        );
+        let run = run.run(cancel);
+        let handle = match db.backend() {
             clicktrail_store::Backend::Sqlite => {
-                crate::rt::spawn_dedicated("conversion-writer", w.run(cancel))
+                crate::rt::spawn_dedicated("conversion-writer", run)
             }
-            clicktrail_store::Backend::Postgres => tokio::spawn(w.run(cancel)),
+            clicktrail_store::Backend::Postgres => tokio::spawn(run),
         };
         (
             ConversionQueue {
                 db,
                 readers: Arc::default(),
-                tx,
-                depth,
+                queue,
             },
             handle,
         )
@@ -474,11 +477,7 @@ impl ConversionQueue {
         &self,
         items: Vec<Pending>,
         snapshots: Option<Extra>,
-    ) -> Result<Vec<Written>, IngestFailure> {
-        let (ack, rx) = oneshot::channel();
-        // Counted before sending: the writer runs on its own thread and may
-        // count the job out before `try_send` returns.
-        self.depth.fetch_add(1, Ordering::Relaxed);
+    ) -> Result<Vec<Written>, CommitFailure> {
         let items = items
             .into_iter()
             .map(|pending| Queued {
@@ -486,18 +485,12 @@ impl ConversionQueue {
                 draft: None,
             })
             .collect();
-        if let Err(e) = self.tx.try_send(Job {
-            items,
-            snapshots,
-            ack,
-        }) {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(match e {
-                mpsc::error::TrySendError::Full(_) => IngestFailure::Overloaded,
-                mpsc::error::TrySendError::Closed(_) => IngestFailure::ShuttingDown,
-            });
-        }
-        rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
+        self.queue
+            .try_push(Batch {
+                items,
+                extra: snapshots,
+            })
+            .await
     }
 
     /// Like [`submit`](Self::submit), but waits for room instead of failing
@@ -507,7 +500,7 @@ impl ConversionQueue {
         &self,
         items: Vec<Pending>,
         snapshots: Option<Extra>,
-    ) -> Result<Vec<Written>, IngestFailure> {
+    ) -> Result<Vec<Written>, CommitFailure> {
         let decided = self.decide(items).await?;
         self.submit_decided(decided, snapshots).await
     }
@@ -523,7 +516,7 @@ impl ConversionQueue {
     /// On SQLite the lookups run on a read-only connection of their own in
     /// a blocking task: through sqlx's pool, decoding the rows cost several
     /// times the queries.
-    pub async fn decide(&self, items: Vec<Pending>) -> Result<Decided, IngestFailure> {
+    pub async fn decide(&self, items: Vec<Pending>) -> Result<Decided, CommitFailure> {
         let (items, drafts) = match self.db.backend() {
             clicktrail_store::Backend::Sqlite => {
                 let db = self.db.clone();
@@ -537,7 +530,7 @@ impl ConversionQueue {
                     Ok(decided) => decided,
                     Err(e) => {
                         tracing::error!(error = %e, "the task deciding conversions failed");
-                        return Err(IngestFailure::Storage);
+                        return Err(CommitFailure::Storage);
                     }
                 }
             }
@@ -549,7 +542,7 @@ impl ConversionQueue {
         };
         let drafts = drafts.map_err(|e| {
             tracing::error!(error = %e, "deciding conversions failed");
-            IngestFailure::Storage
+            CommitFailure::Storage
         })?;
         Ok(Decided(
             items
@@ -569,23 +562,13 @@ impl ConversionQueue {
         &self,
         decided: Decided,
         snapshots: Option<Extra>,
-    ) -> Result<Vec<Written>, IngestFailure> {
-        let (ack, rx) = oneshot::channel();
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        if self
-            .tx
-            .send(Job {
+    ) -> Result<Vec<Written>, CommitFailure> {
+        self.queue
+            .push(Batch {
                 items: decided.0,
-                snapshots,
-                ack,
+                extra: snapshots,
             })
             .await
-            .is_err()
-        {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-            return Err(IngestFailure::ShuttingDown);
-        }
-        rx.await.unwrap_or(Err(IngestFailure::ShuttingDown))
     }
 }
 
@@ -633,8 +616,6 @@ fn decide_direct(
 
 struct Writer {
     db: Db,
-    rx: mpsc::Receiver<Job>,
-    depth: Arc<AtomicUsize>,
     outbox: Arc<dyn Outbox>,
     /// SQLite: the writer's own connection (see `clicktrail_store::direct`),
     /// opened on first use and dropped after a failed batch.
@@ -643,71 +624,45 @@ struct Writer {
 
 const MAX_BATCH_DRAFTS: usize = 2000;
 
-impl Writer {
-    async fn run(mut self, cancel: CancellationToken) {
-        let mut maintain = false;
-        loop {
-            let first = tokio::select! {
-                biased;
-                j = self.rx.recv() => j,
-                () = cancel.cancelled() => {
-                    self.rx.close();
-                    self.rx.recv().await
-                }
-            };
-            let Some(first) = first else { break };
-            if std::mem::take(&mut maintain) {
-                self.maintain();
-            }
-            let mut jobs = vec![first];
-            let mut n = jobs[0].items.len();
-            while n < MAX_BATCH_DRAFTS {
-                match self.rx.try_recv() {
-                    Ok(j) => {
-                        n += j.items.len();
-                        jobs.push(j);
-                    }
-                    Err(_) => break,
-                }
-            }
-            self.depth.fetch_sub(jobs.len(), Ordering::Relaxed);
-            if jobs.len() > 1 {
-                let (mut items, snaps, acks) = split(jobs);
-                match self.write(&mut items, snaps.clone()).await {
-                    Ok(written) => ack_all(acks, written),
-                    Err(e) => {
-                        // One job must not sink the others: retry each alone
-                        // (deciding afresh: the failed write used up the
-                        // drafts).
-                        tracing::warn!(error = %e, "conversion group commit failed; committing jobs one by one");
-                        let mut rest = items.into_iter();
-                        for ((len, ack), snap) in acks.into_iter().zip(snaps) {
-                            let mut d: Vec<Queued> = rest.by_ref().take(len).collect();
-                            let r = self.write(&mut d, vec![snap]).await.map_err(|e| {
-                                tracing::error!(error = %e, "conversion commit failed");
-                                IngestFailure::Storage
-                            });
-                            let _ = ack.send(r);
-                        }
-                    }
-                }
-            } else if let Some(mut j) = jobs.pop() {
-                let r = self
-                    .write(&mut j.items, vec![j.snapshots])
-                    .await
-                    .map_err(|e| {
-                        tracing::error!(error = %e, "conversion commit failed");
-                        IngestFailure::Storage
-                    });
-                let _ = j.ack.send(r);
-            }
-            maintain = true;
-        }
+impl commit::Writer for Writer {
+    type Work = Batch;
+    type Output = Vec<Written>;
+    type Error = StoreError;
+
+    fn size(b: &Batch) -> usize {
+        b.items.len()
     }
 
+    async fn write(&mut self, jobs: &mut [Batch]) -> Result<Vec<Vec<Written>>, StoreError> {
+        let lens: Vec<usize> = jobs.iter().map(|b| b.items.len()).collect();
+        let mut items: Vec<Queued> = jobs
+            .iter_mut()
+            .flat_map(|b| std::mem::take(&mut b.items))
+            .collect();
+        let extras: Vec<&Extra> = jobs.iter().filter_map(|b| b.extra.as_ref()).collect();
+        let result = self.write_all(&mut items, extras).await;
+        // The items go back to their jobs (their drafts used up, so a job
+        // written again alone is decided afresh).
+        let mut rest = items.into_iter();
+        for (b, len) in jobs.iter_mut().zip(&lens) {
+            b.items.extend(rest.by_ref().take(*len));
+        }
+        let mut written = result?.into_iter();
+        Ok(lens
+            .iter()
+            .map(|&len| written.by_ref().take(len).collect())
+            .collect())
+    }
+
+    fn maintain(&mut self) {
+        self.restart_wal();
+    }
+}
+
+impl Writer {
     /// Upkeep between batches, once their callers have their answers: on
     /// SQLite, restarts a grown WAL, as the ingest writer does.
-    fn maintain(&mut self) {
+    fn restart_wal(&mut self) {
         if let Some(w) = self.direct.as_mut()
             && let Err(e) = w.restart_wal_if_large()
         {
@@ -716,10 +671,10 @@ impl Writer {
     }
 
     /// Writes `items` in one transaction; their drafts are used up.
-    async fn write(
+    async fn write_all(
         &mut self,
         items: &mut [Queued],
-        snaps: Vec<Option<Extra>>,
+        snaps: Vec<&Extra>,
     ) -> Result<Vec<Written>, StoreError> {
         let result = self.write_once(items, snaps).await;
         if result.is_err() {
@@ -732,7 +687,7 @@ impl Writer {
     async fn write_once(
         &mut self,
         items: &mut [Queued],
-        snaps: Vec<Option<Extra>>,
+        snaps: Vec<&Extra>,
     ) -> Result<Vec<Written>, StoreError> {
         let mut tx = match (&mut self.direct, self.db.backend()) {
             (Some(w), _) => w.transaction()?,
@@ -761,7 +716,7 @@ impl Writer {
         let mut drafts: Vec<Draft> = drafts.into_iter().flatten().collect();
         let written = conversions::write_in(&mut tx, &mut drafts).await?;
         let now = chrono::Utc::now().timestamp_millis();
-        for extra in snaps.into_iter().flatten() {
+        for extra in snaps {
             match extra {
                 Extra::Snapshots {
                     integration_id,
@@ -769,8 +724,8 @@ impl Writer {
                 } => {
                     clicktrail_store::integrations::put_snapshots(
                         &mut tx,
-                        &integration_id,
-                        &rows,
+                        integration_id,
+                        rows,
                         now,
                     )
                     .await?;
@@ -779,7 +734,7 @@ impl Writer {
                     let moved = tx
                         .execute(
                             "UPDATE server_meta SET value = $3 WHERE key = $1 AND value = $2",
-                            clicktrail_store::args![key, from.to_string(), to.to_string()],
+                            clicktrail_store::args![*key, from.to_string(), to.to_string()],
                         )
                         .await?;
                     if moved != 1 {
@@ -812,27 +767,6 @@ impl Writer {
             .increment(1);
         }
         Ok(written)
-    }
-}
-
-type Acks = Vec<(usize, oneshot::Sender<Result<Vec<Written>, IngestFailure>>)>;
-
-fn split(jobs: Vec<Job>) -> (Vec<Queued>, Vec<Option<Extra>>, Acks) {
-    let mut items = Vec::new();
-    let mut snaps = Vec::new();
-    let mut acks = Vec::new();
-    for j in jobs {
-        acks.push((j.items.len(), j.ack));
-        items.extend(j.items);
-        snaps.push(j.snapshots);
-    }
-    (items, snaps, acks)
-}
-
-fn ack_all(acks: Acks, written: Vec<Written>) {
-    let mut rest = written.into_iter();
-    for (len, ack) in acks {
-        let _ = ack.send(Ok(rest.by_ref().take(len).collect()));
     }
 }
 

@@ -1,9 +1,9 @@
 //! The ingest pipeline (after Sentry relay's shape): request handlers
 //! validate and enrich, then hand events to a bounded queue; writer tasks
-//! drain it, commit many requests' events in one transaction (group
-//! commit), and only then acknowledge each request. A 2xx therefore means
-//! "committed". A full queue is answered 503 + `Retry-After` by the caller,
-//! never dropped silently.
+//! drain it, commit many requests' events in one transaction (the group
+//! commit of [`crate::commit`]), and only then acknowledge each request. A
+//! 2xx therefore means "committed". A full queue is answered 503 +
+//! `Retry-After` by the caller, never dropped silently.
 //!
 //! SQLite has one writer. PostgreSQL may have several, sharded by visitor,
 //! so one visitor's events are still decided in order by one writer.
@@ -14,33 +14,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use clicktrail_store::ingest::{EventOutcome, IngestEvent, Ingestor};
-use clicktrail_store::{Backend, Db};
-use tokio::sync::{mpsc, oneshot};
+use clicktrail_store::{Backend, Db, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::commit::{self, CommitFailure, Loop, Queue};
 use crate::config::IngestConfig;
 
-/// Why a submitted request was not committed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum IngestFailure {
-    #[error("the write queue is full")]
-    Overloaded,
-    #[error("the database did not commit the events")]
-    Storage,
-    #[error("the server is shutting down")]
-    ShuttingDown,
-}
-
-struct Job {
-    events: Vec<IngestEvent>,
-    ack: oneshot::Sender<Result<Vec<EventOutcome>, IngestFailure>>,
-}
+/// What a request's events became, one outcome per event.
+type Outcomes = Vec<EventOutcome>;
 
 /// Handle used by request handlers.
 #[derive(Clone)]
 pub struct IngestQueue {
-    shards: Arc<Vec<mpsc::Sender<Job>>>,
+    shards: Arc<Vec<Queue<Vec<IngestEvent>, Outcomes>>>,
     depth: Arc<AtomicUsize>,
 }
 
@@ -72,18 +59,21 @@ impl IngestQueue {
         let per_shard = (cfg.queue_capacity / writers).max(1);
         let mut shards = Vec::with_capacity(writers);
         let mut handles = Vec::with_capacity(writers);
-        for n in 0..writers {
-            let (tx, rx) = mpsc::channel(per_shard);
-            shards.push(tx);
+        for _ in 0..writers {
             let writer = Writer {
                 db: db.clone(),
                 ingestor: Ingestor::new(db.backend()),
-                rx,
-                depth: depth.clone(),
-                max_batch: cfg.max_batch_events,
-                shard: n,
             };
-            let run = writer.run(cancel.clone());
+            let (run, queue) = Loop::new(
+                writer,
+                per_shard,
+                cfg.max_batch_events,
+                "ingest",
+                depth.clone(),
+                Some("clicktrail_ingest_queue_depth"),
+            );
+            shards.push(queue);
+            let run = run.run(cancel.clone());
             handles.push(match db.backend() {
                 // PostgreSQL connections belong to the shared runtime's
                 // reactor; several writers there already overlap waits.
@@ -106,10 +96,7 @@ impl IngestQueue {
     }
 
     /// Queues one request's events and waits for their commit.
-    pub async fn submit(
-        &self,
-        events: Vec<IngestEvent>,
-    ) -> Result<Vec<EventOutcome>, IngestFailure> {
+    pub async fn submit(&self, events: Vec<IngestEvent>) -> Result<Outcomes, CommitFailure> {
         let shard = match events.first() {
             Some(e) if self.shards.len() > 1 => {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -118,115 +105,63 @@ impl IngestQueue {
             }
             _ => 0,
         };
-        let (ack, rx) = oneshot::channel();
-        let sender = self.shards.get(shard).ok_or(IngestFailure::ShuttingDown)?;
-        // Counted before sending: the writer (on its own thread) may take
-        // the job and count it out before `try_send` even returns.
-        let d = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
-        match sender.try_send(Job { events, ack }) {
-            Ok(()) => {
-                metrics::gauge!("clicktrail_ingest_queue_depth").set(d as f64);
-            }
-            Err(e) => {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                return Err(match e {
-                    mpsc::error::TrySendError::Full(_) => IngestFailure::Overloaded,
-                    mpsc::error::TrySendError::Closed(_) => IngestFailure::ShuttingDown,
-                });
-            }
-        }
+        let queue = self.shards.get(shard).ok_or(CommitFailure::ShuttingDown)?;
         let waited = Instant::now();
-        let r = rx.await.unwrap_or(Err(IngestFailure::ShuttingDown));
-        metrics::histogram!("clicktrail_ingest_wait_seconds")
-            .record(waited.elapsed().as_secs_f64());
+        let r = queue.try_push(events).await;
+        if r != Err(CommitFailure::Overloaded) {
+            metrics::histogram!("clicktrail_ingest_wait_seconds")
+                .record(waited.elapsed().as_secs_f64());
+        }
         r
     }
 }
 
+/// The ingest writer: a batch of requests' events in one transaction.
 struct Writer {
     db: Db,
     ingestor: Ingestor,
-    rx: mpsc::Receiver<Job>,
-    depth: Arc<AtomicUsize>,
-    max_batch: usize,
-    shard: usize,
 }
 
-impl Writer {
-    async fn run(mut self, cancel: CancellationToken) {
-        loop {
-            let first = tokio::select! {
-                biased;
-                job = self.rx.recv() => job,
-                () = cancel.cancelled() => {
-                    // Whatever is queued was submitted before shutdown
-                    // began: commit it, then stop.
-                    self.rx.close();
-                    self.rx.recv().await
-                }
-            };
-            let Some(first) = first else { break };
-            let mut jobs = vec![first];
-            let mut n = jobs[0].events.len();
-            while n < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(j) => {
-                        n += j.events.len();
-                        jobs.push(j);
-                    }
-                    Err(_) => break,
-                }
-            }
-            let d = self
-                .depth
-                .fetch_sub(jobs.len(), Ordering::Relaxed)
-                .saturating_sub(jobs.len());
-            metrics::gauge!("clicktrail_ingest_queue_depth").set(d as f64);
-            self.commit(jobs).await;
-        }
-        tracing::debug!(shard = self.shard, "ingest writer stopped");
+impl commit::Writer for Writer {
+    type Work = Vec<IngestEvent>;
+    type Output = Outcomes;
+    type Error = StoreError;
+
+    fn size(events: &Vec<IngestEvent>) -> usize {
+        events.len()
     }
 
-    async fn commit(&mut self, jobs: Vec<Job>) {
-        let mut events = Vec::with_capacity(jobs.iter().map(|j| j.events.len()).sum());
-        let mut acks = Vec::with_capacity(jobs.len());
-        for j in jobs {
-            acks.push((j.events.len(), j.ack));
-            events.extend(j.events);
-        }
+    async fn write(&mut self, jobs: &mut [Vec<IngestEvent>]) -> Result<Vec<Outcomes>, StoreError> {
+        let lens: Vec<usize> = jobs.iter().map(Vec::len).collect();
+        let events: Vec<IngestEvent> = jobs.iter_mut().flat_map(std::mem::take).collect();
         let started = Instant::now();
-        match self.ingestor.write(&self.db, &events).await {
+        let result = self.ingestor.write(&self.db, &events).await;
+        let n = events.len();
+        // The events go back to their jobs: a failed group is written
+        // again job by job.
+        let mut rest = events.into_iter();
+        for (job, len) in jobs.iter_mut().zip(&lens) {
+            job.extend(rest.by_ref().take(*len));
+        }
+        match result {
             Ok(outcomes) => {
-                metrics::histogram!("clicktrail_ingest_batch_events").record(events.len() as f64);
+                metrics::histogram!("clicktrail_ingest_batch_events").record(n as f64);
                 metrics::histogram!("clicktrail_ingest_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 let mut rest = outcomes.into_iter();
-                for (len, ack) in acks {
-                    let _ = ack.send(Ok(rest.by_ref().take(len).collect()));
-                }
-                self.ingestor.maintain();
-            }
-            Err(e) if acks.len() == 1 => {
-                tracing::error!(error = %e, events = events.len(), "ingest commit failed");
-                metrics::counter!("clicktrail_ingest_commit_failures_total").increment(1);
-                for (_, ack) in acks {
-                    let _ = ack.send(Err(IngestFailure::Storage));
-                }
+                Ok(lens
+                    .iter()
+                    .map(|&len| rest.by_ref().take(len).collect())
+                    .collect())
             }
             Err(e) => {
-                // One request must not sink the others: retry each alone.
-                tracing::warn!(error = %e, requests = acks.len(), "group commit failed; committing requests one by one");
-                let mut rest = events.into_iter();
-                for (len, ack) in acks {
-                    let evs: Vec<IngestEvent> = rest.by_ref().take(len).collect();
-                    let r = self.ingestor.write(&self.db, &evs).await.map_err(|e| {
-                        tracing::error!(error = %e, events = evs.len(), "ingest commit failed");
-                        metrics::counter!("clicktrail_ingest_commit_failures_total").increment(1);
-                        IngestFailure::Storage
-                    });
-                    let _ = ack.send(r);
-                }
+                metrics::counter!("clicktrail_ingest_commit_failures_total").increment(1);
+                Err(e)
             }
         }
+    }
+
+    fn maintain(&mut self) {
+        self.ingestor.maintain();
     }
 }

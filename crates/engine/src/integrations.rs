@@ -23,10 +23,10 @@ use clicktrail_networks::catalog::Catalog;
 use clicktrail_store::Db;
 
 use crate::auth::Caller;
+use crate::commit::CommitFailure;
 use crate::conversions::{ConversionQueue, Pending};
 use crate::crypto::Keyring;
 use crate::error::{FieldProblem, ServiceError, ServiceResult};
-use crate::ingest::IngestFailure;
 use crate::polling::{self, PollReport, Poller};
 use crate::properties::Properties;
 
@@ -518,13 +518,13 @@ impl Integrations {
             .submit(vec![pending], None)
             .await
             .map_err(|f| match f {
-                IngestFailure::Overloaded => {
+                CommitFailure::Overloaded => {
                     ServiceError::unavailable("overloaded", "too many postbacks at once; retry", 1)
                 }
-                IngestFailure::Storage => {
+                CommitFailure::Storage => {
                     ServiceError::unavailable("storage_unavailable", "could not store; retry", 2)
                 }
-                IngestFailure::ShuttingDown => {
+                CommitFailure::ShuttingDown => {
                     ServiceError::unavailable("shutting_down", "restarting; retry", 2)
                 }
             })?;

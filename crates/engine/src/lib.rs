@@ -1,8 +1,8 @@
 #![recursion_limit = "256"]
 //! clicktrail's engine: everything between the HTTP edge and the store.
 //!
-//! - The write paths: the ingest queue and its group-commit writer
-//!   ([`ingest`]), the conversion writer that decides and records
+//! - The write paths, all through one group-commit loop ([`commit`]): the
+//!   ingest queue and its writer ([`ingest`]), the conversion writer that decides and records
 //!   conversions ([`conversions`]) together with their deliveries (the
 //!   transactional outbox, [`conversions::Outbox`]), the delivery workers
 //!   ([`delivery`]), the API connectors' poller ([`polling`]) and the
@@ -24,6 +24,7 @@
 pub mod auth;
 pub mod autoscan;
 pub mod collector;
+pub mod commit;
 pub mod config;
 pub mod conversion_log;
 pub mod conversions;

@@ -30,10 +30,10 @@ use clicktrail_outbound::OutboundPolicy;
 use clicktrail_store::Db;
 use tokio::sync::Notify;
 
+use crate::commit::CommitFailure;
 use crate::conversions::{ConversionQueue, Extra, Pending};
 use crate::crypto::Keyring;
 use crate::error::{ServiceError, ServiceResult};
-use crate::ingest::IngestFailure;
 use crate::integrations::next_poll;
 use crate::properties::Properties;
 
@@ -318,7 +318,7 @@ async fn run(
 }
 
 /// A chunk handed to the conversion writer and not yet acknowledged.
-type InFlight = JoinHandle<Result<Vec<Written>, IngestFailure>>;
+type InFlight = JoinHandle<Result<Vec<Written>, CommitFailure>>;
 
 /// Applies a report's rows chunk by chunk, one chunk committing while the
 /// next is read and diffed: reading (network, XML) and the writer's

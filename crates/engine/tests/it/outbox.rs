@@ -9,11 +9,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
 use clicktrail_domain::mapping::{EventMapping, MappingRule, ValueSource};
+use clicktrail_engine::commit::CommitFailure;
 use clicktrail_engine::config::IngestConfig;
 use clicktrail_engine::conversions::{ConversionQueue, Outbox, Pending, QueueItem};
 use clicktrail_engine::crypto::Keyring;
 use clicktrail_engine::enrich::{self, Enricher};
-use clicktrail_engine::ingest::{IngestFailure, IngestQueue};
+use clicktrail_engine::ingest::IngestQueue;
 use clicktrail_store::conversions::Written;
 use clicktrail_store::ingest::{ClickOrigin, IngestEvent};
 use clicktrail_store::{Db, DbOptions, StoreError, Tx, args, properties};
@@ -188,7 +189,7 @@ both!(
         // transaction, rolled back whole.
         probe.fail.store(true, Ordering::SeqCst);
         let refused = queue.submit(vec![purchase(&property, "T2")], None).await;
-        assert_eq!(refused, Err(IngestFailure::Storage));
+        assert_eq!(refused, Err(CommitFailure::Storage));
         assert_eq!(probe.calls.load(Ordering::SeqCst), 2);
         assert_eq!(
             probe.committed.load(Ordering::SeqCst),
