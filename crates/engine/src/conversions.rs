@@ -17,10 +17,9 @@ use clicktrail_domain::{ClickId, Currency, PropertyId};
 use clicktrail_store::Tx;
 use clicktrail_store::clicks::Click;
 use clicktrail_store::conversions::{self, Draft, Effect, Touch, Written, lookup};
-use clicktrail_store::direct::DirectConn;
 use clicktrail_store::integrations::Integration;
 use clicktrail_store::properties::Property;
-use clicktrail_store::{Db, Reads, StoreError};
+use clicktrail_store::{Db, Reads, StoreError, WriterConn};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -367,9 +366,6 @@ struct Batch {
 #[derive(Clone)]
 pub struct ConversionQueue {
     db: Db,
-    /// SQLite: read-only connections of callers deciding their events
-    /// before queueing them (see [`decide`](Self::decide)), kept for reuse.
-    readers: Arc<std::sync::Mutex<Vec<DirectConn>>>,
     queue: Queue<Batch, Vec<Written>>,
 }
 
@@ -461,14 +457,7 @@ impl ConversionQueue {
             }
             clicktrail_store::Backend::Postgres => tokio::spawn(run),
         };
-        (
-            ConversionQueue {
-                db,
-                readers: Arc::default(),
-                queue,
-            },
-            handle,
-        )
+        (ConversionQueue { db, queue }, handle)
     }
 
     /// Queues source events (and connector snapshots) and waits for their
@@ -513,37 +502,25 @@ impl ConversionQueue {
     /// one or a few events each, leave the deciding to the writer, which
     /// batches the lookups of many.
     ///
-    /// On SQLite the lookups run on a read-only connection of their own in
-    /// a blocking task: through sqlx's pool, decoding the rows cost several
-    /// times the queries.
+    /// The lookups run as one batch of reads ([`Db::read_batch`]): on
+    /// SQLite all of them in one blocking task, on one read-only
+    /// connection, with no hand-off per query.
     pub async fn decide(&self, items: Vec<Pending>) -> Result<Decided, CommitFailure> {
-        let (items, drafts) = match self.db.backend() {
-            clicktrail_store::Backend::Sqlite => {
-                let db = self.db.clone();
-                let readers = self.readers.clone();
-                match tokio::task::spawn_blocking(move || {
-                    let drafts = decide_direct(&db, &readers, &items);
-                    (items, drafts)
+        let (items, drafts) = self
+            .db
+            .read_batch(move |reads| {
+                Box::pin(async move {
+                    let refs: Vec<&Pending> = items.iter().collect();
+                    let drafts = decide_batch(reads, &refs).await?;
+                    drop(refs);
+                    Ok((items, drafts))
                 })
-                .await
-                {
-                    Ok(decided) => decided,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the task deciding conversions failed");
-                        return Err(CommitFailure::Storage);
-                    }
-                }
-            }
-            clicktrail_store::Backend::Postgres => {
-                let refs: Vec<&Pending> = items.iter().collect();
-                let drafts = decide_batch(&mut Reads::Pool(&self.db), &refs).await;
-                (items, drafts)
-            }
-        };
-        let drafts = drafts.map_err(|e| {
-            tracing::error!(error = %e, "deciding conversions failed");
-            CommitFailure::Storage
-        })?;
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "deciding conversions failed");
+                CommitFailure::Storage
+            })?;
         Ok(Decided(
             items
                 .into_iter()
@@ -582,44 +559,12 @@ impl Decided {
     }
 }
 
-/// Readers kept for reuse at most.
-const KEPT_READERS: usize = 2;
-
-/// [`decide_batch`] on a read-only direct connection, in one read
-/// transaction. Blocking.
-fn decide_direct(
-    db: &Db,
-    readers: &std::sync::Mutex<Vec<DirectConn>>,
-    items: &[Pending],
-) -> Result<Vec<Draft>, StoreError> {
-    let kept = readers.lock().ok().and_then(|mut r| r.pop());
-    let mut conn = match kept {
-        Some(c) => c,
-        None => db
-            .direct_reader()?
-            .ok_or_else(|| StoreError::Corrupt("no direct reader on this backend".into()))?,
-    };
-    let refs: Vec<&Pending> = items.iter().collect();
-    let drafts = {
-        let mut tx = conn.read_transaction()?;
-        // Every read of a direct transaction completes without waiting, so
-        // the future finishes in one poll.
-        futures::executor::block_on(decide_batch(&mut Reads::Tx(&mut tx), &refs))
-    }?;
-    if let Ok(mut r) = readers.lock()
-        && r.len() < KEPT_READERS
-    {
-        r.push(conn);
-    }
-    Ok(drafts)
-}
-
 struct Writer {
     db: Db,
     outbox: Arc<dyn Outbox>,
-    /// SQLite: the writer's own connection (see `clicktrail_store::direct`),
-    /// opened on first use and dropped after a failed batch.
-    direct: Option<DirectConn>,
+    /// The writer's own connection (see [`WriterConn`]), opened on first
+    /// use and dropped after a failed batch.
+    direct: Option<WriterConn>,
 }
 
 const MAX_BATCH_DRAFTS: usize = 2000;
@@ -689,16 +634,11 @@ impl Writer {
         items: &mut [Queued],
         snaps: Vec<&Extra>,
     ) -> Result<Vec<Written>, StoreError> {
-        let mut tx = match (&mut self.direct, self.db.backend()) {
-            (Some(w), _) => w.transaction()?,
-            (None, clicktrail_store::Backend::Sqlite) => {
-                let w = self.db.direct_writer()?.ok_or_else(|| {
-                    StoreError::Corrupt("no direct writer on this backend".into())
-                })?;
-                self.direct.insert(w).transaction()?
-            }
-            (None, clicktrail_store::Backend::Postgres) => self.db.begin().await?,
+        let w = match &mut self.direct {
+            Some(w) => w,
+            None => self.direct.insert(self.db.dedicated_writer()?),
         };
+        let mut tx = w.begin().await?;
         // Drafts decided by the caller stand unless they may have changed;
         // the rest are decided here, inside the transaction.
         let mut drafts: Vec<Option<Draft>> = items

@@ -99,7 +99,7 @@ pub async fn open_database(cfg: &Config) -> anyhow::Result<Db> {
 /// [`Db::checkpointer`]), and once more on the way out.
 ///
 /// Passive checkpoints only, while the ingest writer restarts the WAL
-/// after them (see `DirectConn::restart_wal_if_large`). The loop
+/// after them (see `WriterConn::restart_wal_if_large`). The loop
 /// restarts it itself only when that writer has not for a while although
 /// the WAL grew (it is idle and others write), and when shutting down: a
 /// restart from here makes the writer wait for it.

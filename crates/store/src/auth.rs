@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{Db, Result, args, now_ms};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct Workspace {
     pub id: i64,
     pub name: String,
@@ -50,7 +50,7 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// An API token as listed (never the token itself).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct TokenInfo {
     pub id: i64,
     pub workspace_id: i64,

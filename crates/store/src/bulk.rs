@@ -26,7 +26,7 @@ pub struct Bulk {
     /// PostgreSQL: the statement with the rows as JSON in `$1`.
     pg_sql: String,
     /// SQLite, one row at a time: the statement with a named parameter
-    /// (`:column`) per column (see [`crate::direct`]).
+    /// (`:column`) per column (see `crate::direct`).
     sqlite_named: String,
 }
 
@@ -167,8 +167,8 @@ impl Bulk {
         if rows.is_empty() {
             return Ok(0);
         }
-        if let Tx::Direct(t) = tx {
-            return t.writer().execute_rows(&self.sqlite_named, rows);
+        if let Some(w) = tx.direct() {
+            return w.execute_rows(&self.sqlite_named, rows);
         }
         match tx.backend() {
             Backend::Postgres => {

@@ -28,7 +28,7 @@ pub struct Click {
 }
 
 /// A stored session with its traffic source.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct Session {
     pub id: i64,
     pub property_id: String,
@@ -64,13 +64,13 @@ pub struct Session {
     pub os_version: Option<String>,
     pub device: String,
     pub is_bot: bool,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub user_agent: Option<String>,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub ip: Option<String>,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub em_hash: Option<String>,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub ph_hash: Option<String>,
     pub pageviews: i64,
     pub events: i64,

@@ -703,7 +703,7 @@ pub async fn first_touch(
 }
 
 /// A conversion-log entry as read back.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct LogEntry {
     pub id: String,
     pub property_id: String,

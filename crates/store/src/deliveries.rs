@@ -448,7 +448,7 @@ pub async fn release(db: &Db, destination_id: &str, claims: &[(&str, i64)]) -> R
 
 /// Everything known of a conversion and its click's session that a
 /// platform payload may carry.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct ConversionFacts {
     pub conversion_id: String,
     pub property_id: String,
@@ -762,7 +762,7 @@ pub async fn replay_destination(
 }
 
 /// A delivery as the log shows it, with its destination's kind and name.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct DeliveryRow {
     pub id: String,
     pub conversion_id: String,
@@ -856,7 +856,7 @@ pub async fn deliveries_of_conversions(
 }
 
 /// A stored attempt.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct AttemptRow {
     pub id: i64,
     pub delivery_id: String,

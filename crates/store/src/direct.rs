@@ -1,18 +1,19 @@
-//! A synchronous SQLite connection for a hot writer: rusqlite, used on the
-//! writer's own thread.
+//! The store's SQLite connection: rusqlite, with a statement cache, rows
+//! bound straight from serde structs (see [`RowBinder`]) and read back
+//! through serde (see [`decode`]). Every use of SQLite goes through one:
+//! the hot writers (ingest, conversions) each keep one on their own thread
+//! and run whole batches on it synchronously (see [`crate::WriterConn`]);
+//! async callers reach pooled ones through blocking tasks (see
+//! [`crate::sqlite`]).
 //!
-//! Why: with sqlx, every statement travels to the connection's worker
-//! thread and its result back, and a batch's multi-row statements are
-//! parsed again whenever the batch's shape changes. Profiled under load,
-//! the ingest writer spent more time in those hand-offs, in the parser and
-//! in allocating arguments than in SQLite's B-trees, and each hand-off
-//! waited for a CPU shared with the request handlers. Here a batch runs
-//! start to finish on one thread with cached one-row statements, bound
-//! straight from the row structs (see [`RowBinder`]).
-//!
-//! Both libraries link the same SQLite (one `libsqlite3-sys` in the build),
-//! so this connection and the pools' share its file locks and WAL index as
-//! any two connections of one process do.
+//! Why synchronous batches: with sqlx, every statement travelled to the
+//! connection's worker thread and its result back, and a batch's multi-row
+//! statements were parsed again whenever the batch's shape changed.
+//! Profiled under load, the ingest writer spent more time in those
+//! hand-offs, in the parser and in allocating arguments than in SQLite's
+//! B-trees, and each hand-off waited for a CPU shared with the request
+//! handlers. Here a batch runs start to finish on one thread with cached
+//! one-row statements, bound straight from the row structs.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -24,23 +25,22 @@ use rusqlite::{Connection, Statement};
 use serde::Serialize;
 use serde::ser::{self, Impossible};
 
-use crate::{Arg, Result, SqliteSync, StoreError, Tx, WAL_AUTOCHECKPOINT_PAGES, WalState};
+use crate::{Arg, Result, SqliteSync, StoreError, Tx, TxInner, WAL_AUTOCHECKPOINT_PAGES, WalState};
 
 mod decode;
 
-/// What a direct connection needs to open the database like the pools do.
+/// What a connection needs to open the database.
 #[derive(Debug, Clone)]
-pub struct DirectSettings {
+pub(crate) struct DirectSettings {
     pub(crate) path: PathBuf,
     pub(crate) synchronous: SqliteSync,
     pub(crate) cache_kib: i64,
 }
 
-/// A connection of its own (see the module docs): a writer's, or a
-/// read-only one. A transaction is begun and ended by hand; after any
-/// failure its owner drops it (closing the connection rolls back whatever
-/// was left open).
-pub struct DirectConn {
+/// A connection (see the module docs): a writer's, or a read-only one. A
+/// transaction is begun and ended by hand; after any failure its owner
+/// drops it (closing the connection rolls back whatever was left open).
+pub(crate) struct DirectConn {
     conn: Connection,
     /// Per statement: the parameter index of each field, in the order the
     /// row type serialises them.
@@ -111,7 +111,7 @@ impl DirectConn {
     /// copies what the passive checkpoint left, and with no busy timeout a
     /// reader in the way turns the restart into one more passive copy
     /// instead of a wait.
-    pub fn restart_wal_if_large(&mut self) -> Result<bool> {
+    pub(crate) fn restart_wal_if_large(&mut self) -> Result<bool> {
         let passes = self.wal.passes.load(Relaxed);
         if passes == self.restarted_after
             || self.wal.frames.load(Relaxed) <= WalState::RESTART_ABOVE_FRAMES
@@ -134,17 +134,17 @@ impl DirectConn {
 
     /// `BEGIN IMMEDIATE`: takes the write lock now, so the transaction can
     /// never fail half-way on a lock upgrade.
-    pub fn begin(&mut self) -> Result<()> {
+    pub(crate) fn begin(&mut self) -> Result<()> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
     }
 
-    pub fn commit(&mut self) -> Result<()> {
+    pub(crate) fn commit(&mut self) -> Result<()> {
         self.conn.execute_batch("COMMIT")?;
         Ok(())
     }
 
-    pub fn rollback(&mut self) -> Result<()> {
+    pub(crate) fn rollback(&mut self) -> Result<()> {
         if !self.conn.is_autocommit() {
             self.conn.execute_batch("ROLLBACK")?;
         }
@@ -155,26 +155,30 @@ impl DirectConn {
         &self.conn
     }
 
+    /// Whether no transaction is open.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.conn.is_autocommit()
+    }
+
     /// Begins a transaction (as [`begin`](Self::begin)) that the store's
-    /// functions taking a [`Tx`] run in, synchronously on this connection:
-    /// for a writer whose work is those functions (the conversion writer).
+    /// functions taking a [`Tx`] run in, synchronously on this connection.
     /// Dropped unfinished, it rolls back.
-    pub fn transaction(&mut self) -> Result<Tx<'_>> {
+    pub(crate) fn transaction(&mut self) -> Result<Tx<'_>> {
         self.begin()?;
-        Ok(Tx::Direct(DirectTx {
+        Ok(Tx(TxInner::Direct(DirectTx {
             w: self,
             open: true,
-        }))
+        })))
     }
 
     /// A read transaction (deferred `BEGIN`): its reads see one snapshot of
-    /// the database. For a reader from [`crate::Db::direct_reader`].
-    pub fn read_transaction(&mut self) -> Result<Tx<'_>> {
+    /// the database.
+    pub(crate) fn read_transaction(&mut self) -> Result<Tx<'_>> {
         self.conn.execute_batch("BEGIN")?;
-        Ok(Tx::Direct(DirectTx {
+        Ok(Tx(TxInner::Direct(DirectTx {
             w: self,
             open: true,
-        }))
+        })))
     }
 
     /// Runs `sql` with [`Arg`]s bound to its `$n` (or `?`) parameters, as
@@ -240,8 +244,8 @@ impl DirectConn {
     }
 }
 
-/// A transaction on a [`DirectConn`], as [`Tx::Direct`].
-pub struct DirectTx<'w> {
+/// A transaction on a [`DirectConn`], run synchronously by a [`Tx`].
+pub(crate) struct DirectTx<'w> {
     w: &'w mut DirectConn,
     open: bool,
 }

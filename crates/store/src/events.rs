@@ -5,7 +5,7 @@ use serde::Serialize;
 use crate::{Db, Result, args};
 
 /// A stored event.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct StoredEvent {
     pub id: i64,
     pub property_id: String,

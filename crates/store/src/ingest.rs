@@ -15,8 +15,7 @@ use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
 use crate::bulk::Bulk;
-use crate::direct::DirectConn;
-use crate::{Backend, Db, Result, Tx, args};
+use crate::{Backend, Db, Result, Tx, WriterConn, args};
 
 /// Where a click record came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,8 +171,8 @@ pub struct Ingestor {
     /// Both generations together hold at most about this many visitors.
     cache_capacity: usize,
     next_session_id: Option<i64>,
-    /// SQLite: this writer's own synchronous connection.
-    direct: Option<DirectConn>,
+    /// The writer's own connection (see [`WriterConn`]).
+    conn: Option<WriterConn>,
 }
 
 #[derive(Serialize)]
@@ -464,7 +463,7 @@ impl Ingestor {
             previous: HashMap::new(),
             cache_capacity: 50_000,
             next_session_id: None,
-            direct: None,
+            conn: None,
         }
     }
 
@@ -485,12 +484,9 @@ impl Ingestor {
     /// in order. On error nothing is written and the cache is unchanged.
     ///
     /// On SQLite the work is synchronous, on a connection of the writer's
-    /// own (see [`crate::direct`]): call it from a thread that may block.
+    /// own (see [`WriterConn`]): call it from a thread that may block.
     pub async fn write(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
-        let result = match self.backend {
-            Backend::Sqlite => self.write_direct(db, batch).await,
-            Backend::Postgres => self.write_tx(db, batch).await,
-        };
+        let result = self.write_on_own_conn(db, batch).await;
         if result.is_err() {
             // The allocator may have handed out ids of rolled-back sessions;
             // re-read it next time.
@@ -501,10 +497,10 @@ impl Ingestor {
 
     /// Upkeep between batches, after their requests were answered: on
     /// SQLite, restarts a grown WAL (see
-    /// [`DirectConn::restart_wal_if_large`]). A failure is only logged:
+    /// [`WriterConn::restart_wal_if_large`]). A failure is only logged:
     /// it costs a bigger WAL, nothing committed.
     pub fn maintain(&mut self) {
-        if let Some(w) = self.direct.as_mut() {
+        if let Some(w) = self.conn.as_mut() {
             let t = std::time::Instant::now();
             match w.restart_wal_if_large() {
                 Ok(true) => phase("wal_restart", t),
@@ -514,22 +510,17 @@ impl Ingestor {
         }
     }
 
-    async fn write_tx(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
-        let t = std::time::Instant::now();
-        let tx = db.begin().await?;
-        phase("begin", t);
-        self.write_with(tx, batch).await
-    }
-
-    async fn write_direct(&mut self, db: &Db, batch: &[IngestEvent]) -> Result<Vec<EventOutcome>> {
-        let mut w = match self.direct.take() {
+    async fn write_on_own_conn(
+        &mut self,
+        db: &Db,
+        batch: &[IngestEvent],
+    ) -> Result<Vec<EventOutcome>> {
+        let mut w = match self.conn.take() {
             Some(w) => w,
-            None => db
-                .direct_writer()?
-                .ok_or_else(|| crate::StoreError::Corrupt("no direct writer".into()))?,
+            None => db.dedicated_writer()?,
         };
         let t = std::time::Instant::now();
-        let result = match w.transaction() {
+        let result = match w.begin().await {
             Ok(tx) => {
                 phase("begin", t);
                 self.write_with(tx, batch).await
@@ -538,8 +529,8 @@ impl Ingestor {
         };
         // A connection left in a transaction (its rollback failed) is
         // dropped, which rolls back; the next batch opens another.
-        if result.is_ok() || w.rollback().is_ok() {
-            self.direct = Some(w);
+        if result.is_ok() || w.is_reusable() {
+            self.conn = Some(w);
         }
         result
     }
@@ -583,15 +574,14 @@ impl Ingestor {
         }
         let next = match self.next_session_id {
             Some(n) => n,
-            None => match tx {
-                Tx::Direct(t) => {
+            None => match tx.direct() {
+                Some(w) => {
                     let max: Option<i64> =
-                        t.writer()
-                            .conn()
+                        w.conn()
                             .query_row("SELECT MAX(id) FROM sessions", [], |r| r.get(0))?;
                     max.unwrap_or(0) + 1
                 }
-                tx => {
+                None => {
                     let rows: Vec<(i64,)> = tx
                         .fetch_all(
                             "SELECT nextval('sessions_id_seq') FROM generate_series(1, $1)",
@@ -989,8 +979,8 @@ const DIRECT_LATEST_SESSION: &str = "SELECT visitor_id, id, started_at, last_see
 
 /// Which of `ids` are stored already.
 async fn existing_events(tx: &mut Tx<'_>, pid: &str, ids: &[&str]) -> Result<Vec<String>> {
-    if let Tx::Direct(t) = tx {
-        let mut stmt = t.writer().conn().prepare_cached(DIRECT_EVENT_EXISTS)?;
+    if let Some(w) = tx.direct() {
+        let mut stmt = w.conn().prepare_cached(DIRECT_EVENT_EXISTS)?;
         let mut found = Vec::new();
         for id in ids {
             if stmt.exists((pid, id))? {
@@ -1012,8 +1002,7 @@ async fn latest_sessions(
     pid: &str,
     visitors: &[&str],
 ) -> Result<Vec<LatestSession>> {
-    if let Tx::Direct(t) = tx {
-        let w = t.writer();
+    if let Some(w) = tx.direct() {
         let mut out = Vec::with_capacity(visitors.len());
         for v in visitors {
             out.extend(w.query_params::<LatestSession>(DIRECT_LATEST_SESSION, (pid, v), 1)?);

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::{Db, Result, args, now_ms};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct Integration {
     pub id: String,
     pub property_id: String,
@@ -15,9 +15,9 @@ pub struct Integration {
     pub name: String,
     pub tracking_group: String,
     pub subid_param: String,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub postback_token: String,
-    #[serde(skip)]
+    #[serde(skip_serializing)]
     pub credentials_enc: Option<String>,
     pub settings: String,
     pub event_mapping: String,

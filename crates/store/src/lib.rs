@@ -7,30 +7,29 @@
 //! statements (bulk inserts from a JSON parameter, `FOR UPDATE SKIP LOCKED`)
 //! are written per backend next to each other.
 //!
-//! SQLite has one writer: all writes go through a pool of one connection, so
-//! write transactions queue in the process instead of failing with
-//! `SQLITE_BUSY`; reads use a separate pool (WAL lets them run beside the
-//! writer).
+//! SQLite is driven by rusqlite (see `direct`): a pool of read-only
+//! connections beside one write connection, so write transactions queue in
+//! the process instead of failing with `SQLITE_BUSY`, and connections of
+//! their own for the hot writers ([`WriterConn`]). PostgreSQL is driven by
+//! sqlx. Rows are read through serde on SQLite and sqlx's `FromRow` on
+//! PostgreSQL, so a row type derives both (see [`TxRow`]).
 
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
-};
-use sqlx::{FromRow, Postgres, Sqlite, Transaction};
+use sqlx::{FromRow, Postgres, Transaction};
 
 pub mod auth;
 pub mod bulk;
 pub mod clicks;
 pub mod conversions;
 pub mod deliveries;
-pub mod direct;
+mod direct;
 pub mod events;
 pub mod ingest;
 pub mod integrations;
@@ -39,19 +38,30 @@ pub mod meta;
 pub mod properties;
 pub mod reports;
 pub mod spend;
+mod sqlite;
 pub mod users;
+
+pub use sqlite::{CheckpointStats, Checkpointer};
 
 /// Storage errors. Callers map them to opaque 500s; `Conflict` is the one a
 /// caller may want to turn into a 409.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// From PostgreSQL.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// From a [`direct::DirectConn`].
+    /// From SQLite.
     #[error("database error: {0}")]
-    Direct(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
+    /// PostgreSQL's migrations.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// SQLite's migrations.
+    #[error("migration {version}: {problem}")]
+    Migration {
+        version: i64,
+        problem: MigrationProblem,
+    },
     #[error("unsupported database URL {0:?}: use sqlite://path or postgres://...")]
     UnsupportedUrl(String),
     #[error("could not create the database directory {path}: {source}")]
@@ -66,6 +76,35 @@ pub enum StoreError {
     /// An error shared by several waiters on one load (a coalescing cache).
     #[error("{0}")]
     Shared(std::sync::Arc<StoreError>),
+    /// No connection became free in time.
+    #[error("timed out waiting for a database connection")]
+    PoolTimedOut,
+    /// The database was closed.
+    #[error("the database is closed")]
+    Closed,
+    /// The blocking task running a SQLite call failed (it panicked), or the
+    /// transaction it ran in is gone.
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Why a SQLite migration was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrationProblem {
+    /// Recorded as failed half-way (sqlx's "dirty" migration): the
+    /// database needs a look by hand.
+    #[error("a previous attempt failed part-way; repair the database by hand")]
+    Dirty,
+    /// Applied to this database but unknown to this build (a newer build
+    /// migrated it).
+    #[error("applied to this database but unknown to this build")]
+    Unknown,
+    /// Its SQL changed since it was applied.
+    #[error("changed since it was applied (checksum mismatch)")]
+    Changed,
+    /// Its SQL failed; nothing of it was applied.
+    #[error("{0}")]
+    Failed(rusqlite::Error),
 }
 
 impl StoreError {
@@ -73,7 +112,7 @@ impl StoreError {
     pub fn is_unique_violation(&self) -> bool {
         match self {
             StoreError::Database(sqlx::Error::Database(e)) => e.is_unique_violation(),
-            StoreError::Direct(rusqlite::Error::SqliteFailure(e, _)) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => {
                 e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
                     || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             }
@@ -133,82 +172,39 @@ pub enum SqliteSync {
 const WAL_AUTOCHECKPOINT_PAGES: u32 = 16_384;
 
 /// What the background checkpointer last saw of the WAL, shared with the
-/// direct writer, which restarts the WAL itself when it has grown (see
-/// [`direct::DirectConn::restart_wal_if_large`]).
+/// dedicated writers, which restart the WAL themselves when it has grown
+/// (see [`WriterConn::restart_wal_if_large`]).
 #[derive(Debug, Default)]
 pub struct WalState {
     /// Frames in the WAL at the last passive checkpoint.
     frames: std::sync::atomic::AtomicI64,
     /// Passive checkpoints so far.
     passes: std::sync::atomic::AtomicU64,
-    /// Restarts of the WAL by the direct writer so far.
+    /// Restarts of the WAL by the dedicated writers so far.
     writer_restarts: std::sync::atomic::AtomicU64,
 }
 
 impl WalState {
-    /// WAL frames above which the writer restarts the WAL: about 16 MB.
+    /// WAL frames above which a writer restarts the WAL: about 16 MB.
     pub const RESTART_ABOVE_FRAMES: i64 = 4096;
-}
-
-impl Checkpointer {
-    /// How many times the direct writer restarted the WAL so far: while
-    /// this moves, that writer keeps the WAL short and a restart from
-    /// here would only stall it.
-    pub fn writer_restarts(&self) -> u64 {
-        self.wal
-            .writer_restarts
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-}
-
-/// The body of [`Db`]'s typed fetches: the same call on either pool.
-macro_rules! db_fetch {
-    ($db:ident, $sql:ident, $args:ident, $method:ident) => {
-        Ok(match $db {
-            Db::Sqlite { read, .. } => {
-                bind_sqlite_as(sqlx::query_as($sql), $args)
-                    .$method(read)
-                    .await?
-            }
-            Db::Postgres(p) => bind_pg_as(sqlx::query_as($sql), $args).$method(p).await?,
-        })
-    };
-}
-
-/// The body of [`Tx`]'s typed fetches: the same call on each backend.
-macro_rules! tx_fetch {
-    ($tx:ident, $sql:ident, $args:ident, $method:ident, $direct:expr) => {
-        Ok(match $tx {
-            Tx::Sqlite(t) => {
-                bind_sqlite_as(sqlx::query_as($sql), $args)
-                    .$method(&mut **t)
-                    .await?
-            }
-            Tx::Postgres(t) => {
-                bind_pg_as(sqlx::query_as($sql), $args)
-                    .$method(&mut **t)
-                    .await?
-            }
-            Tx::Direct(t) => $direct(t.writer())?,
-        })
-    };
 }
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
-pub enum Db {
-    Sqlite {
-        read: SqlitePool,
-        write: SqlitePool,
-        options: Box<SqliteConnectOptions>,
-        direct: Box<direct::DirectSettings>,
-        wal: Arc<WalState>,
-    },
+pub struct Db(Backing);
+
+#[derive(Clone, Debug)]
+enum Backing {
+    Sqlite(Arc<sqlite::Sqlite>),
     Postgres(PgPool),
 }
 
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The error of a `fetch_one` that found no row, on either backend.
+fn row_not_found() -> StoreError {
+    StoreError::Database(sqlx::Error::RowNotFound)
+}
 
 impl Db {
     /// Connects to `sqlite://path` (creating the file and its directory) or
@@ -229,49 +225,17 @@ impl Db {
                     source,
                 })?;
             }
-            let base = SqliteConnectOptions::new()
-                .filename(path)
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                // FULL by default: a commit is on disk before we acknowledge
-                // it (the collector's 2xx means durable). Group commit keeps
-                // it fast.
-                .synchronous(match opts.sqlite_synchronous {
-                    SqliteSync::Full => SqliteSynchronous::Full,
-                    SqliteSync::Normal => SqliteSynchronous::Normal,
-                })
-                .pragma("wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES.to_string())
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                .pragma("cache_size", format!("-{}", opts.sqlite_cache_kib))
-                .pragma("temp_store", "memory");
-            let write = SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(base.clone())
-                .await?;
-            // Readers share the OS page cache; a smaller page cache each
-            // keeps memory bounded with many of them.
-            let read = SqlitePoolOptions::new()
-                .max_connections(opts.max_connections.max(1))
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(base.clone().read_only(true).pragma(
-                    "cache_size",
-                    format!("-{}", (opts.sqlite_cache_kib / 4).max(1024)),
-                ))
-                .await?;
-            Ok(Db::Sqlite {
-                read,
-                write,
-                options: Box::new(base),
-                direct: Box::new(direct::DirectSettings {
-                    path: Path::new(path).to_owned(),
-                    synchronous: opts.sqlite_synchronous,
-                    cache_kib: opts.sqlite_cache_kib,
-                }),
-                wal: Arc::default(),
-            })
+            let settings = direct::DirectSettings {
+                path: Path::new(path).to_owned(),
+                // FULL by default: a commit is on disk before we
+                // acknowledge it (the collector's 2xx means durable).
+                // Group commit keeps it fast.
+                synchronous: opts.sqlite_synchronous,
+                cache_kib: opts.sqlite_cache_kib,
+            };
+            let max_readers = usize::try_from(opts.max_connections).unwrap_or(usize::MAX);
+            let db = sqlite::Sqlite::open(settings, max_readers).await?;
+            Ok(Db(Backing::Sqlite(Arc::new(db))))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let co = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -279,7 +243,7 @@ impl Db {
                 .acquire_timeout(Duration::from_secs(30))
                 .connect_with(co)
                 .await?;
-            Ok(Db::Postgres(pool))
+            Ok(Db(Backing::Postgres(pool)))
         } else {
             Err(StoreError::UnsupportedUrl(url.to_owned()))
         }
@@ -287,27 +251,27 @@ impl Db {
 
     /// Runs pending migrations.
     pub async fn migrate(&self) -> Result<()> {
-        match self {
-            Db::Sqlite { write, .. } => SQLITE_MIGRATIONS.run(write).await?,
-            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
+        match &self.0 {
+            Backing::Sqlite(s) => {
+                let all = sqlite::migrate::embedded()?;
+                s.write(move |c| sqlite::migrate::run(c, &all)).await?;
+            }
+            Backing::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await?,
         }
         Ok(())
     }
 
     pub fn backend(&self) -> Backend {
-        match self {
-            Db::Sqlite { .. } => Backend::Sqlite,
-            Db::Postgres(_) => Backend::Postgres,
+        match &self.0 {
+            Backing::Sqlite(_) => Backend::Sqlite,
+            Backing::Postgres(_) => Backend::Postgres,
         }
     }
 
     pub async fn close(&self) {
-        match self {
-            Db::Sqlite { read, write, .. } => {
-                read.close().await;
-                write.close().await;
-            }
-            Db::Postgres(p) => p.close().await,
+        match &self.0 {
+            Backing::Sqlite(s) => s.close().await,
+            Backing::Postgres(p) => p.close().await,
         }
     }
 
@@ -319,65 +283,96 @@ impl Db {
 
     /// Runs a statement outside any transaction (on SQLite, on the writer).
     pub async fn execute(&self, sql: &str, args: Args) -> Result<u64> {
-        Ok(match self {
-            Db::Sqlite { write, .. } => bind_sqlite(sqlx::query(sql), args)
-                .execute(write)
-                .await?
-                .rows_affected(),
-            Db::Postgres(p) => bind_pg(sqlx::query(sql), args)
+        match &self.0 {
+            Backing::Sqlite(s) => {
+                let sql = sql.to_owned();
+                s.write(move |c| c.execute_args(&sql, &args)).await
+            }
+            Backing::Postgres(p) => Ok(bind_pg(sqlx::query(sql), args)
                 .execute(p)
                 .await?
-                .rows_affected(),
-        })
+                .rows_affected()),
+        }
     }
 
-    pub async fn fetch_all<T>(&self, sql: &str, args: Args) -> Result<Vec<T>>
+    /// Up to `limit` rows of a query, on SQLite from a read-only connection.
+    async fn sqlite_rows<T: TxRow>(
+        s: &Arc<sqlite::Sqlite>,
+        sql: &str,
+        args: Args,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        let sql = sql.to_owned();
+        s.read(move |c| c.query_args(&sql, &args, limit)).await
+    }
+
+    pub async fn fetch_all<T: TxRow>(&self, sql: &str, args: Args) -> Result<Vec<T>> {
+        match &self.0 {
+            Backing::Sqlite(s) => Self::sqlite_rows(s, sql, args, usize::MAX).await,
+            Backing::Postgres(p) => Ok(bind_pg_as(sqlx::query_as(sql), args).fetch_all(p).await?),
+        }
+    }
+
+    pub async fn fetch_optional<T: TxRow>(&self, sql: &str, args: Args) -> Result<Option<T>> {
+        match &self.0 {
+            Backing::Sqlite(s) => Ok(Self::sqlite_rows(s, sql, args, 1).await?.into_iter().next()),
+            Backing::Postgres(p) => Ok(bind_pg_as(sqlx::query_as(sql), args)
+                .fetch_optional(p)
+                .await?),
+        }
+    }
+
+    pub async fn fetch_one<T: TxRow>(&self, sql: &str, args: Args) -> Result<T> {
+        match &self.0 {
+            Backing::Sqlite(s) => Self::sqlite_rows(s, sql, args, 1)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(row_not_found),
+            Backing::Postgres(p) => Ok(bind_pg_as(sqlx::query_as(sql), args).fetch_one(p).await?),
+        }
+    }
+
+    /// Runs a batch of reads that `f` makes: on SQLite on a read-only
+    /// connection of the pool, in one read transaction (one snapshot), on
+    /// a blocking thread, where every read completes at once (the future
+    /// `f` returns is run to completion there); on PostgreSQL through the
+    /// pool.
+    ///
+    /// For work that reads a lot at once (a poller deciding a chunk of
+    /// conversions): read one by one through the pool, each call would pay
+    /// a hand-off to a blocking thread and back.
+    pub async fn read_batch<T, F>(&self, f: F) -> Result<T>
     where
-        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
+        T: Send + 'static,
+        F: for<'r> FnOnce(&'r mut Reads<'_, '_>) -> BoxFuture<'r, Result<T>> + Send + 'static,
     {
-        db_fetch!(self, sql, args, fetch_all)
-    }
-
-    pub async fn fetch_optional<T>(&self, sql: &str, args: Args) -> Result<Option<T>>
-    where
-        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        db_fetch!(self, sql, args, fetch_optional)
-    }
-
-    pub async fn fetch_one<T>(&self, sql: &str, args: Args) -> Result<T>
-    where
-        T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin,
-    {
-        db_fetch!(self, sql, args, fetch_one)
-    }
-
-    /// A synchronous write connection of its own for the hottest writer
-    /// (SQLite only; see [`direct`]). Blocking: call it from that writer's
-    /// own thread.
-    pub fn direct_writer(&self) -> Result<Option<direct::DirectConn>> {
-        match self {
-            Db::Sqlite { direct, wal, .. } => {
-                Ok(Some(direct::DirectConn::open(direct, wal.clone())?))
+        match &self.0 {
+            Backing::Sqlite(s) => {
+                s.read(move |c| {
+                    let mut tx = c.read_transaction()?;
+                    let r = futures::executor::block_on(f(&mut Reads::Tx(&mut tx)));
+                    // Ends the read transaction (it changed nothing).
+                    drop(tx);
+                    r
+                })
+                .await
             }
-            Db::Postgres(_) => Ok(None),
+            Backing::Postgres(_) => f(&mut Reads::Pool(self)).await,
         }
     }
 
-    /// A synchronous read-only connection (SQLite only; see [`direct`]),
-    /// for work that reads a lot at once and can block a thread for it (a
-    /// poller deciding a chunk of conversions in `spawn_blocking`): sqlx
-    /// would decode every row on an async task after a hand-off from its
-    /// worker thread, which profiling showed to cost several times the
-    /// query itself.
-    pub fn direct_reader(&self) -> Result<Option<direct::DirectConn>> {
-        match self {
-            Db::Sqlite { direct, wal, .. } => Ok(Some(direct::DirectConn::open_read_only(
-                direct,
-                wal.clone(),
-            )?)),
-            Db::Postgres(_) => Ok(None),
-        }
+    /// A write connection of its own, for a writer that commits batch
+    /// after batch from one thread (the ingest and conversion writers; see
+    /// [`WriterConn`]). On SQLite it opens the connection: blocking, call
+    /// it from that writer's thread.
+    pub fn dedicated_writer(&self) -> Result<WriterConn> {
+        Ok(WriterConn(match &self.0 {
+            Backing::Sqlite(s) => {
+                WriterBacking::Sqlite(direct::DirectConn::open(s.settings(), s.wal().clone())?)
+            }
+            Backing::Postgres(p) => WriterBacking::Postgres(p.clone()),
+        }))
     }
 
     /// A connection of its own that checkpoints the WAL (SQLite only).
@@ -388,189 +383,214 @@ impl Db {
     /// passive checkpoint from another connection runs beside the writer
     /// instead of in its way.
     pub async fn checkpointer(&self) -> Result<Option<Checkpointer>> {
-        match self {
-            Db::Sqlite { options, wal, .. } => {
-                use sqlx::ConnectOptions;
-                // It reads no tables: a small page cache.
-                let opts = (**options).clone().pragma("cache_size", "-1024");
-                Ok(Some(Checkpointer {
-                    conn: opts.connect().await?,
-                    wal: wal.clone(),
-                }))
-            }
-            Db::Postgres(_) => Ok(None),
+        match &self.0 {
+            Backing::Sqlite(s) => Ok(Some(Checkpointer::open(s).await?)),
+            Backing::Postgres(_) => Ok(None),
         }
     }
 
     /// Starts a write transaction. On SQLite it takes the single writer
-    /// connection and holds the write lock from the start (`BEGIN IMMEDIATE`
-    /// semantics), so it can never fail half-way on a lock upgrade.
+    /// connection and holds the write lock from the start (`BEGIN
+    /// IMMEDIATE`), so it can never fail half-way on a lock upgrade.
     pub async fn begin(&self) -> Result<Tx<'static>> {
-        Ok(match self {
-            Db::Sqlite { write, .. } => Tx::Sqlite(write.begin_with("BEGIN IMMEDIATE").await?),
-            Db::Postgres(p) => Tx::Postgres(p.begin().await?),
-        })
+        Ok(Tx(match &self.0 {
+            Backing::Sqlite(s) => TxInner::Shared(s.begin().await?),
+            Backing::Postgres(p) => TxInner::Postgres(p.begin().await?),
+        }))
     }
 }
 
-/// See [`Db::checkpointer`].
-pub struct Checkpointer {
-    conn: sqlx::SqliteConnection,
-    wal: Arc<WalState>,
+/// A write connection of a writer's own (see [`Db::dedicated_writer`]).
+///
+/// On SQLite it is a connection kept open beside the pool's, and its
+/// transactions run synchronously on the caller's thread: statements come
+/// from its cache and rows are bound straight from their structs, with no
+/// hand-off per statement (see `direct`), which doubled the hot writers'
+/// throughput. Block that thread only: run the writer on a thread of its
+/// own. On PostgreSQL it begins transactions on the pool.
+pub struct WriterConn(WriterBacking);
+
+enum WriterBacking {
+    Sqlite(direct::DirectConn),
+    Postgres(PgPool),
 }
 
-impl std::fmt::Debug for Checkpointer {
+impl std::fmt::Debug for WriterConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Checkpointer")
-    }
-}
-
-/// What one checkpoint did, in WAL frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckpointStats {
-    /// Frames in the WAL.
-    pub wal_frames: i64,
-    /// Frames copied into the database so far.
-    pub checkpointed: i64,
-}
-
-impl Checkpointer {
-    /// `PRAGMA wal_checkpoint(PASSIVE)`: copies what it can without waiting
-    /// for readers or the writer.
-    pub async fn passive(&mut self) -> Result<CheckpointStats> {
-        let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut self.conn)
-            .await?;
-        use std::sync::atomic::Ordering::Relaxed;
-        self.wal.frames.store(log, Relaxed);
-        self.wal.passes.fetch_add(1, Relaxed);
-        Ok(CheckpointStats {
-            wal_frames: log,
-            checkpointed: done,
-        })
-    }
-
-    /// `PRAGMA wal_checkpoint(RESTART)`: waits for the writer (through the
-    /// busy timeout) and checkpoints the rest, so the next write starts the
-    /// WAL over. Under continuous writes passive checkpoints never catch up
-    /// with the end of the WAL and it would grow until a writer's own
-    /// automatic checkpoint stalls a commit; right after a passive one, the
-    /// rest is small and the writer waits only briefly.
-    pub async fn restart(&mut self) -> Result<CheckpointStats> {
-        let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(RESTART)")
-            .fetch_one(&mut self.conn)
-            .await?;
-        Ok(CheckpointStats {
-            wal_frames: log,
-            checkpointed: done,
+        f.write_str(match self.0 {
+            WriterBacking::Sqlite(_) => "WriterConn(Sqlite)",
+            WriterBacking::Postgres(_) => "WriterConn(Postgres)",
         })
     }
 }
 
-/// A write transaction on either backend; on SQLite also on a dedicated
-/// writer's own connection ([`direct::DirectConn::transaction`]), where
-/// every call runs synchronously.
-pub enum Tx<'c> {
-    Sqlite(Transaction<'c, Sqlite>),
+impl WriterConn {
+    /// Begins a write transaction: on SQLite `BEGIN IMMEDIATE`, taking the
+    /// write lock now (synchronously), so it can never fail half-way on a
+    /// lock upgrade. Dropped unfinished, it rolls back.
+    pub async fn begin(&mut self) -> Result<Tx<'_>> {
+        match &mut self.0 {
+            WriterBacking::Sqlite(c) => c.transaction(),
+            WriterBacking::Postgres(p) => Ok(Tx(TxInner::Postgres(p.begin().await?))),
+        }
+    }
+
+    /// SQLite: restarts the WAL when it has grown past
+    /// [`WalState::RESTART_ABOVE_FRAMES`], right after a background passive
+    /// checkpoint copied most of it; returns whether it did. Call it
+    /// between transactions. PostgreSQL: nothing to do.
+    pub fn restart_wal_if_large(&mut self) -> Result<bool> {
+        match &mut self.0 {
+            WriterBacking::Sqlite(c) => c.restart_wal_if_large(),
+            WriterBacking::Postgres(_) => Ok(false),
+        }
+    }
+
+    /// Whether no transaction is left open on it, rolling back one that
+    /// is: a writer keeps a connection only while this holds.
+    pub(crate) fn is_reusable(&mut self) -> bool {
+        match &mut self.0 {
+            WriterBacking::Sqlite(c) => c.rollback().is_ok(),
+            WriterBacking::Postgres(_) => true,
+        }
+    }
+}
+
+/// A write transaction on either backend (see [`Db::begin`] and
+/// [`WriterConn::begin`]), or a read transaction of [`Db::read_batch`].
+pub struct Tx<'c>(TxInner<'c>);
+
+enum TxInner<'c> {
     Postgres(Transaction<'c, Postgres>),
+    /// SQLite, on the pool's write connection: each call on a blocking
+    /// thread.
+    Shared(sqlite::SharedTx),
+    /// SQLite, on a connection the caller's thread holds: each call runs
+    /// there, synchronously.
     Direct(direct::DirectTx<'c>),
 }
 
 impl std::fmt::Debug for Tx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Tx::Sqlite(_) => "Tx::Sqlite",
-            Tx::Postgres(_) => "Tx::Postgres",
-            Tx::Direct(_) => "Tx::Direct",
+        f.write_str(match self.0 {
+            TxInner::Postgres(_) => "Tx(Postgres)",
+            TxInner::Shared(_) => "Tx(Sqlite)",
+            TxInner::Direct(_) => "Tx(Sqlite, direct)",
         })
     }
 }
 
-/// What a transaction's query can return: a sqlx row type of both backends
-/// that a direct connection can read too (through serde).
-pub trait TxRow:
-    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + DeserializeOwned + Send + Unpin
-{
-}
+/// What a query can return: a row type that sqlx reads on PostgreSQL and
+/// serde reads on SQLite (see `direct/decode.rs`): derive both `FromRow`
+/// and `Deserialize`, or use a tuple.
+pub trait TxRow: for<'r> FromRow<'r, PgRow> + DeserializeOwned + Send + Unpin + 'static {}
 
-impl<T> TxRow for T where
-    T: for<'r> FromRow<'r, SqliteRow>
-        + for<'r> FromRow<'r, PgRow>
-        + DeserializeOwned
-        + Send
-        + Unpin
-{
-}
+impl<T> TxRow for T where T: for<'r> FromRow<'r, PgRow> + DeserializeOwned + Send + Unpin + 'static {}
 
 impl Tx<'_> {
     pub fn backend(&self) -> Backend {
-        match self {
-            Tx::Sqlite(_) | Tx::Direct(_) => Backend::Sqlite,
-            Tx::Postgres(_) => Backend::Postgres,
+        match self.0 {
+            TxInner::Shared(_) | TxInner::Direct(_) => Backend::Sqlite,
+            TxInner::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The connection of a transaction that runs synchronously, for the
+    /// statements the hot writers run straight on it.
+    pub(crate) fn direct(&mut self) -> Option<&mut direct::DirectConn> {
+        match &mut self.0 {
+            TxInner::Direct(t) => Some(t.writer()),
+            _ => None,
         }
     }
 
     pub async fn execute(&mut self, sql: &str, args: Args) -> Result<u64> {
-        Ok(match self {
-            Tx::Sqlite(t) => bind_sqlite(sqlx::query(sql), args)
+        match &mut self.0 {
+            TxInner::Postgres(t) => Ok(bind_pg(sqlx::query(sql), args)
                 .execute(&mut **t)
                 .await?
-                .rows_affected(),
-            Tx::Postgres(t) => bind_pg(sqlx::query(sql), args)
-                .execute(&mut **t)
-                .await?
-                .rows_affected(),
-            Tx::Direct(t) => t.writer().execute_args(sql, &args)?,
-        })
+                .rows_affected()),
+            TxInner::Shared(t) => {
+                let sql = sql.to_owned();
+                t.run(move |c| c.execute_args(&sql, &args)).await
+            }
+            TxInner::Direct(t) => t.writer().execute_args(sql, &args),
+        }
+    }
+
+    /// Up to `limit` rows of a query on SQLite.
+    async fn sqlite_rows<T: TxRow>(
+        &mut self,
+        sql: &str,
+        args: Args,
+        limit: usize,
+    ) -> Result<Vec<T>> {
+        match &mut self.0 {
+            TxInner::Shared(t) => {
+                let sql = sql.to_owned();
+                t.run(move |c| c.query_args(&sql, &args, limit)).await
+            }
+            TxInner::Direct(t) => t.writer().query_args(sql, &args, limit),
+            TxInner::Postgres(_) => Err(StoreError::Corrupt(
+                "a SQLite read on a PostgreSQL transaction".into(),
+            )),
+        }
     }
 
     pub async fn fetch_all<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Vec<T>> {
-        tx_fetch!(self, sql, args, fetch_all, |w: &mut direct::DirectConn| w
-            .query_args(sql, &args, usize::MAX))
+        match &mut self.0 {
+            TxInner::Postgres(t) => Ok(bind_pg_as(sqlx::query_as(sql), args)
+                .fetch_all(&mut **t)
+                .await?),
+            _ => self.sqlite_rows(sql, args, usize::MAX).await,
+        }
     }
 
     pub async fn fetch_optional<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<Option<T>> {
-        tx_fetch!(
-            self,
-            sql,
-            args,
-            fetch_optional,
-            |w: &mut direct::DirectConn| w
-                .query_args(sql, &args, 1)
-                .map(|rows| rows.into_iter().next())
-        )
+        match &mut self.0 {
+            TxInner::Postgres(t) => Ok(bind_pg_as(sqlx::query_as(sql), args)
+                .fetch_optional(&mut **t)
+                .await?),
+            _ => Ok(self.sqlite_rows(sql, args, 1).await?.into_iter().next()),
+        }
     }
 
     pub async fn fetch_one<T: TxRow>(&mut self, sql: &str, args: Args) -> Result<T> {
-        tx_fetch!(self, sql, args, fetch_one, |w: &mut direct::DirectConn| w
-            .query_args(sql, &args, 1)?
-            .into_iter()
-            .next()
-            .ok_or(StoreError::Database(sqlx::Error::RowNotFound)))
+        match &mut self.0 {
+            TxInner::Postgres(t) => Ok(bind_pg_as(sqlx::query_as(sql), args)
+                .fetch_one(&mut **t)
+                .await?),
+            _ => self
+                .sqlite_rows(sql, args, 1)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(row_not_found),
+        }
     }
 
     pub async fn commit(self) -> Result<()> {
-        match self {
-            Tx::Sqlite(t) => t.commit().await?,
-            Tx::Postgres(t) => t.commit().await?,
-            Tx::Direct(mut t) => t.commit()?,
+        match self.0 {
+            TxInner::Postgres(t) => t.commit().await?,
+            TxInner::Shared(t) => t.commit().await?,
+            TxInner::Direct(mut t) => t.commit()?,
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<()> {
-        match self {
-            Tx::Sqlite(t) => t.rollback().await?,
-            Tx::Postgres(t) => t.rollback().await?,
-            Tx::Direct(mut t) => t.rollback()?,
+        match self.0 {
+            TxInner::Postgres(t) => t.rollback().await?,
+            TxInner::Shared(t) => t.rollback().await?,
+            TxInner::Direct(mut t) => t.rollback()?,
         }
         Ok(())
     }
 }
 
 /// Where a batch of reads goes: the pool, outside any transaction, or a
-/// write transaction (which sees its own writes and, on SQLite, everything
-/// committed before it took the write lock).
+/// transaction (a write transaction sees its own writes and, on SQLite,
+/// everything committed before it took the write lock).
 #[derive(Debug)]
 pub enum Reads<'a, 'c> {
     Pool(&'a Db),
@@ -670,9 +690,7 @@ impl From<&Option<String>> for Arg {
     }
 }
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments<'q>>;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
-type SqliteQueryAs<'q, T> = sqlx::query::QueryAs<'q, Sqlite, T, sqlx::sqlite::SqliteArguments<'q>>;
 type PgQueryAs<'q, T> = sqlx::query::QueryAs<'q, Postgres, T, sqlx::postgres::PgArguments>;
 
 macro_rules! bind_all {
@@ -691,13 +709,7 @@ macro_rules! bind_all {
     }};
 }
 
-fn bind_sqlite(q: SqliteQuery<'_>, args: Args) -> SqliteQuery<'_> {
-    bind_all!(q, args)
-}
 fn bind_pg(q: PgQuery<'_>, args: Args) -> PgQuery<'_> {
-    bind_all!(q, args)
-}
-fn bind_sqlite_as<T>(q: SqliteQueryAs<'_, T>, args: Args) -> SqliteQueryAs<'_, T> {
     bind_all!(q, args)
 }
 fn bind_pg_as<T>(q: PgQueryAs<'_, T>, args: Args) -> PgQueryAs<'_, T> {

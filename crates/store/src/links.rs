@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use crate::{Db, Result, args, now_ms};
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct TrackedLink {
     pub id: String,
     pub property_id: String,

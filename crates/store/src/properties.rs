@@ -17,7 +17,7 @@ pub struct Property {
     pub updated_at: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct PropertyRow {
     id: String,
     workspace_id: i64,

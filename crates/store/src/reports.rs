@@ -115,7 +115,7 @@ impl Dim {
 }
 
 /// Traffic counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct Traffic {
     pub visits: i64,
     pub pageviews: i64,
@@ -123,7 +123,7 @@ pub struct Traffic {
 }
 
 /// Traffic of one breakdown key.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct TrafficRow {
     pub key: String,
     pub visits: i64,
@@ -132,7 +132,7 @@ pub struct TrafficRow {
 }
 
 /// Traffic of one time bucket (`bucket` = first hour of the bucket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct TrafficPoint {
     pub bucket: i64,
     pub visits: i64,
@@ -141,7 +141,7 @@ pub struct TrafficPoint {
 }
 
 /// Conversions and revenue in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct Revenue {
     pub currency: String,
     pub conversions: i64,
@@ -149,7 +149,7 @@ pub struct Revenue {
 }
 
 /// Conversions and revenue of one breakdown key in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct RevenueRow {
     pub key: String,
     pub currency: String,
@@ -158,7 +158,7 @@ pub struct RevenueRow {
 }
 
 /// Conversions and revenue of one time bucket in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct RevenuePoint {
     pub bucket: i64,
     pub currency: String,
@@ -413,7 +413,7 @@ pub async fn delivery_seen(db: &Db, property_id: &str) -> Result<bool> {
 }
 
 /// An event for the live debugger, with its session's source.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct LiveEventRow {
     pub id: i64,
     pub ts: i64,
@@ -452,7 +452,7 @@ pub async fn live_events(
 }
 
 /// A conversion for the live debugger.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct LiveConversionRow {
     pub id: String,
     pub received_at: i64,

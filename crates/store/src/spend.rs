@@ -45,7 +45,7 @@ impl SpendSource {
 }
 
 /// A past import.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct SpendImport {
     pub id: String,
     pub property_id: String,
@@ -181,14 +181,14 @@ pub async fn imports(db: &Db, property_id: &str, limit: i64) -> Result<Vec<Spend
 }
 
 /// Spend in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct SpendTotal {
     pub currency: String,
     pub spend_micros: i64,
 }
 
 /// Spend of one key (campaign or ad) in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct SpendRow {
     pub key: String,
     pub platform: String,
@@ -197,7 +197,7 @@ pub struct SpendRow {
 }
 
 /// Spend of one day in one currency.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct SpendPoint {
     pub day: i64,
     pub currency: String,

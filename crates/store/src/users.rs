@@ -34,7 +34,7 @@ impl Role {
 }
 
 /// A stored user (with the password hash, for verification only).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, serde::Deserialize, sqlx::FromRow)]
 pub struct User {
     pub id: i64,
     pub email: String,
@@ -53,7 +53,7 @@ pub struct Member {
     pub last_login_at: Option<i64>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct MemberRow {
     user_id: i64,
     email: String,
@@ -291,7 +291,7 @@ pub struct WebSession {
     pub expires_at: i64,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(serde::Deserialize, sqlx::FromRow)]
 struct WebSessionRow {
     token_hash: String,
     user_id: i64,

@@ -1,6 +1,6 @@
-//! The SQLite writers' own mechanisms: the background checkpointer, the
-//! ingest writer's direct connection restarting the WAL, and its bounded
-//! session cache.
+//! The SQLite writers' own mechanisms: the background checkpointer, a
+//! dedicated writer's connection restarting the WAL, and the ingest
+//! writer's bounded session cache.
 
 use clicktrail_store::{Db, DbOptions, args};
 
@@ -55,10 +55,10 @@ async fn the_checkpointer_copies_the_wal_and_restarts_it() {
 }
 
 #[tokio::test]
-async fn the_direct_writer_restarts_the_wal_after_a_passive_checkpoint() {
+async fn a_dedicated_writer_restarts_the_wal_after_a_passive_checkpoint() {
     let (db, dir) = open("restart").await;
     let mut cp = db.checkpointer().await.unwrap().expect("SQLite has one");
-    let mut w = db.direct_writer().unwrap().expect("SQLite has one");
+    let mut w = db.dedicated_writer().unwrap();
     // About 18 MB of pages: past the writer's threshold of 4,096 frames.
     let mut tx = db.begin().await.unwrap();
     for i in 0..2300 {
