@@ -10,6 +10,9 @@
 //! knows nothing of storage: the server's outbox worker claims delivery
 //! rows, calls [`send_batch`] per destination with at most [`max_batch`]
 //! conversions, and records the outcome and [`RequestRecord`] per row.
+//!
+//! Depends on `domain` only, and takes its HTTP client from its caller: it
+//! must never depend on storage, the affiliate networks or the engine.
 
 pub mod config;
 pub mod ga4;

@@ -13,6 +13,10 @@
 //! their own for the hot writers ([`WriterConn`]). PostgreSQL is driven by
 //! sqlx. Rows are read through serde on SQLite and sqlx's `FromRow` on
 //! PostgreSQL, so a row type derives both (see [`TxRow`]).
+//!
+//! Depends on `domain` only. It must never know HTTP, the services above
+//! it, or any outside API; it takes time as a parameter wherever time
+//! matters for logic.
 
 use std::path::Path;
 use std::str::FromStr;
