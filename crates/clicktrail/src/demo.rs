@@ -240,7 +240,7 @@ async fn ingest_at(state: &Seeder<'_>, v: &Visit) -> anyhow::Result<()> {
     // The decoder checks client times against "now": the visit's own time.
     let batch = clicktrail_domain::collect::decode(body.as_bytes(), v.at_ms + 300_000)
         .map_err(|e| anyhow::anyhow!("demo event refused: {}", e.message))?;
-    let property = properties::get(&state.db, &batch.property_id)
+    let property = properties::get(state.db, &batch.property_id)
         .await?
         .context("demo property")?;
     let mut headers = axum::http::HeaderMap::new();
