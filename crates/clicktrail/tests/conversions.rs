@@ -597,7 +597,10 @@ both!(
             .submit_decided(decided, None)
             .await
             .unwrap();
-        assert_eq!(written[0].outcome(), ("validated", None));
+        assert_eq!(
+            written[0].outcome(),
+            (clicktrail_domain::conversion::LogStatus::Validated, None)
+        );
         let (_, log) = s
             .get(&format!("/api/v1/properties/{pid}/conversions"), MASTER_KEY)
             .await;

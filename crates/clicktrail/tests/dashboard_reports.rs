@@ -148,7 +148,7 @@ both!(
                 .receive_postback(&integration.postback_token, Some(q), None, b"")
                 .await
                 .expect("postback");
-            assert_eq!(out.status, want, "{q}: {out:?}");
+            assert_eq!(out.status.as_str(), want, "{q}: {out:?}");
         }
 
         // Spend through the dashboard (file upload).

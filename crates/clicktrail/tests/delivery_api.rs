@@ -216,7 +216,10 @@ async fn crud_masking_pause_and_test() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(meta.events().len(), before, "paused: nothing sent");
     let v = delivery_of(&check, &held[0].id).await.remove(0);
-    assert_eq!(v.status, "pending");
+    assert_eq!(
+        v.status,
+        clicktrail_domain::delivery::DeliveryStatus::Pending
+    );
     assert!(v.waiting_for_destination, "{v:?}");
     let (_, d) = api.get(&format!("/destinations/{id}")).await;
     assert_eq!(d["deliveries"]["pending"], 1, "{d}");

@@ -128,7 +128,7 @@ async fn payloads(backend: Backend) {
         .iter()
         .find(|v| v.destination_kind == "google_ads")
         .unwrap();
-    assert_eq!(g.status, "skipped");
+    assert_eq!(g.status.as_str(), "skipped");
     assert_eq!(g.reason.as_deref(), Some("no_google_click_id"));
 
     // TikTok: mapped names, click id and cookie, address and agent.
@@ -171,7 +171,7 @@ async fn payloads(backend: Backend) {
     let views = delivery_of(&check, &convs[1].id).await;
     assert_eq!(views.len(), 4);
     for v in &views {
-        assert_eq!(v.status, "delivered", "{v:?}");
+        assert_eq!(v.status.as_str(), "delivered", "{v:?}");
         assert_eq!(v.attempts, 1);
         let log = v.attempt_log.as_ref().unwrap();
         assert_eq!(log.len(), 1);

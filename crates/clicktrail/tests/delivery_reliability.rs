@@ -6,6 +6,7 @@ mod delivery_support;
 
 use std::time::{Duration, Instant};
 
+use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount, GoogleFault};
 use clicktrail_testkit::meta::{FakeMeta, MetaFault};
 use clicktrail_testkit::tiktok::{FakeTiktok, TiktokFault};
@@ -170,7 +171,7 @@ async fn expired_token(backend: Backend) {
         "no sends while flagged"
     );
     for v in delivery_of(&check, &convs[0].id).await {
-        assert_eq!(v.status, "pending");
+        assert_eq!(v.status, DeliveryStatus::Pending);
         assert_eq!(v.attempts, 0, "a credentials failure burns no attempt");
         assert!(v.waiting_for_destination);
         assert_eq!(v.attempt_log.unwrap()[0].outcome, "auth_failed");
@@ -244,7 +245,7 @@ async fn partial_failure_and_window(backend: Backend) {
         .iter()
         .find(|v| v.destination_kind == "google_ads")
         .unwrap();
-    assert_eq!(g.status, "failed");
+    assert_eq!(g.status, DeliveryStatus::Failed);
     assert_eq!(g.reason.as_deref(), Some("unparseable_gclid"));
     assert_eq!(g.last_http_status, Some(200));
     assert_eq!(google.count_order_id(&convs[0].id), 1);
@@ -258,7 +259,7 @@ async fn partial_failure_and_window(backend: Backend) {
         .iter()
         .find(|v| v.destination_kind == "meta_capi")
         .unwrap();
-    assert_eq!(m.status, "dead");
+    assert_eq!(m.status, DeliveryStatus::Dead);
     assert_eq!(m.reason.as_deref(), Some("outside_window"));
     assert_eq!(meta.count_event_id(&convs[3].event_id), 0);
     server.stop().await.unwrap();

@@ -13,7 +13,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::NaiveDate;
-use clicktrail_domain::conversion::ErrorCode;
+use clicktrail_domain::conversion::{ErrorCode, LogStatus};
+use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_domain::links::{LinkAttrs, LinkTag, tag_link};
 use clicktrail_domain::money::from_micros;
 use clicktrail_domain::property::host_allowed;
@@ -59,15 +60,27 @@ fn day_ms(s: &str) -> Option<i64> {
     Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
 }
 
-pub fn status_badge(status: &str) -> Markup {
+/// A conversion's status as a badge; the match is exhaustive so a new
+/// status has to choose its tone here.
+pub fn log_badge(status: LogStatus) -> Markup {
     let kind = match status {
-        "validated" | "delivered" => "good",
-        "error" | "failed" | "dead" => "bad",
-        "adjustment" | "pending" | "retrying" => "info",
-        "skipped" | "ignored" => "",
-        _ => "warn",
+        LogStatus::Validated => "good",
+        LogStatus::Error => "bad",
+        LogStatus::Adjustment => "info",
+        LogStatus::Ignored => "",
     };
-    ui::badge(status, kind)
+    ui::badge(status.as_str(), kind)
+}
+
+/// A delivery's status as a badge.
+pub fn delivery_badge(status: DeliveryStatus) -> Markup {
+    let kind = match status {
+        DeliveryStatus::Delivered => "good",
+        DeliveryStatus::Failed | DeliveryStatus::Dead => "bad",
+        DeliveryStatus::Pending | DeliveryStatus::Retrying => "info",
+        DeliveryStatus::Skipped => "",
+    };
+    ui::badge(status.as_str(), kind)
 }
 
 fn value_text(micros: Option<i64>, currency: Option<&str>) -> String {
@@ -176,7 +189,7 @@ pub async fn log(
                 "Last 30 days: "
                 @for (status, code, n) in &counts {
                     a href={ "/p/" (p.id) "/conversions?status=" (status) @if let Some(c) = code { "&error_code=" (c) } } {
-                        (status_badge(status)) @if let Some(c) = code { " " code { (c) } } " " (n)
+                        (LogStatus::parse(status).map_or_else(|| ui::badge(status, "warn"), log_badge)) @if let Some(c) = code { " " code { (c) } } " " (n)
                     } " "
                 }
             }
@@ -199,7 +212,7 @@ pub async fn log(
                     tr data-status=(e.status) data-conversion=(e.id) {
                         td { a href={ "/p/" (p.id) "/conversions/" (e.id) } { (ui::datetime(e.received_at)) } br; span.muted.small { (int_name(&e.integration_id)) } }
                         td {
-                            (status_badge(&e.status))
+                            (log_badge(e.status))
                             @if let Some(c) = &e.error_code {
                                 br; code { (c) }
                                 @if let Some(h) = hint(Some(c)) { p.hint.small.muted { (h) } }
@@ -209,14 +222,14 @@ pub async fn log(
                         td.num { (value_text(e.value_micros.map(|v| v + e.adjusted_micros), e.currency.as_deref())) }
                         td { @if let Some(c) = &e.click_id { code.small { (c) } } @else { span.muted { "none" } } }
                         td.small {
-                            @if e.status == "validated" {
+                            @if e.status == LogStatus::Validated {
                                 (e.source.as_deref().unwrap_or("")) " / " (e.medium.as_deref().unwrap_or(""))
                                 @if let Some(c) = &e.campaign { br; "campaign " (c) }
                             } @else { span.muted { "–" } }
                         }
                         td {
                             @for d in deliveries.get(&e.id).map(Vec::as_slice).unwrap_or(&[]) {
-                                span title=(d.last_message.clone().unwrap_or_default()) { (d.destination_name) " " (status_badge(&d.status)) } br;
+                                span title=(d.last_message.clone().unwrap_or_default()) { (d.destination_name) " " (delivery_badge(d.status)) } br;
                             }
                         }
                     }
@@ -273,7 +286,7 @@ fn deliveries_markup(p: &Property, dash: &Dash, list: &[DeliveryView]) -> Markup
             section.card.delivery data-delivery=(d.id) {
                 div.heading {
                     h3 { (d.destination_name) " " span.muted.small { (d.destination_kind) " · " (d.event_name) } }
-                    span { (status_badge(&d.status)) }
+                    span { (delivery_badge(d.status)) }
                 }
                 p.small {
                     "Attempts: " (d.attempts)
@@ -301,7 +314,7 @@ fn deliveries_markup(p: &Property, dash: &Dash, list: &[DeliveryView]) -> Markup
                         }
                     }
                 }
-                @if matches!(d.status.as_str(), "failed" | "dead") {
+                @if matches!(d.status, DeliveryStatus::Failed | DeliveryStatus::Dead) {
                     form.inline method="post" action={ "/p/" (p.id) "/deliveries/" (d.id) "/retry" } {
                         (ui::csrf(dash.csrf()))
                         button type="submit" data-test="retry" { "Retry" }
@@ -336,7 +349,7 @@ pub async fn detail(
         p { a href={ "/p/" (p.id) "/conversions" } { "← Conversion log" } }
         div.heading {
             h1 { (e.source_event) @if let Some(n) = &e.event_name { " → " (n) } }
-            span { (status_badge(&e.status)) }
+            span { (log_badge(e.status)) }
         }
         @if let Some(c) = &e.error_code {
             div.alert role="alert" {

@@ -235,8 +235,10 @@ impl fmt::Display for ErrorCode {
 }
 
 /// The status column of the conversion log.
+// Read through `TryFrom<String>` so that every reader (JSON, the SQLite
+// row decoder, sqlx) accepts exactly the names `as_str` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum LogStatus {
     /// Attributed to a click; counts in reports; queued for destinations.
     Validated,
@@ -247,6 +249,25 @@ pub enum LogStatus {
     Adjustment,
     /// The event mapping says to ignore this event.
     Ignored,
+}
+
+/// A status name that is not one of the known ones (stored data from a
+/// newer version, or corruption).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown status {0:?}")]
+pub struct UnknownStatus(pub String);
+
+impl TryFrom<String> for LogStatus {
+    type Error = UnknownStatus;
+    fn try_from(s: String) -> Result<Self, UnknownStatus> {
+        Self::parse(&s).ok_or(UnknownStatus(s))
+    }
+}
+
+impl std::fmt::Display for LogStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl LogStatus {

@@ -65,8 +65,10 @@ pub struct OutboundConversion {
 
 /// Status of one delivery (one conversion to one destination), as the API
 /// and the dashboard show it. Stable snake_case names.
+// Read through `TryFrom<String>` so that every reader (JSON, the SQLite
+// row decoder, sqlx) accepts exactly the names `as_str` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", try_from = "String")]
 pub enum DeliveryStatus {
     Pending,
     Delivered,
@@ -74,6 +76,19 @@ pub enum DeliveryStatus {
     Failed,
     Dead,
     Skipped,
+}
+
+impl TryFrom<String> for DeliveryStatus {
+    type Error = crate::conversion::UnknownStatus;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s).ok_or(crate::conversion::UnknownStatus(s))
+    }
+}
+
+impl std::fmt::Display for DeliveryStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl DeliveryStatus {

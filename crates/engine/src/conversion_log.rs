@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use clicktrail_domain::PropertyId;
-use clicktrail_domain::conversion::ErrorCode;
+use clicktrail_domain::conversion::{ErrorCode, LogStatus};
 use clicktrail_domain::money::from_micros;
 use clicktrail_store::Db;
 use clicktrail_store::conversions::{self, LogEntry, LogFilter};
@@ -96,15 +96,18 @@ fn time_param(field: &str, v: &Option<String>) -> Result<Option<i64>, FieldProbl
 /// Parses the log's query into a store filter.
 pub fn filter_of(q: &LogQuery) -> ServiceResult<LogFilter> {
     let mut problems = Vec::new();
-    if let Some(s) = &q.status
-        && !["validated", "error", "adjustment", "ignored"].contains(&s.as_str())
-    {
-        problems.push(FieldProblem {
-            field: "status".into(),
-            code: "invalid_option".into(),
-            message: "validated, error, adjustment or ignored".into(),
-        });
-    }
+    let status = match q.status.as_deref().map(|s| (s, LogStatus::parse(s))) {
+        None => None,
+        Some((_, Some(s))) => Some(s),
+        Some((_, None)) => {
+            problems.push(FieldProblem {
+                field: "status".into(),
+                code: "invalid_option".into(),
+                message: "validated, error, adjustment or ignored".into(),
+            });
+            None
+        }
+    };
     if let Some(c) = &q.error_code
         && ErrorCode::parse(c).is_none()
     {
@@ -143,7 +146,7 @@ pub fn filter_of(q: &LogQuery) -> ServiceResult<LogFilter> {
         return Err(ServiceError::validation(problems));
     }
     Ok(LogFilter {
-        status: q.status.clone(),
+        status,
         error_code: q.error_code.clone(),
         integration_id: q.integration.clone(),
         from,

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use clicktrail_domain::attribution::{self, ClickOrigin, adjustment_target, names_earlier};
-use clicktrail_domain::conversion::{ErrorCode, SourceEvent};
+use clicktrail_domain::conversion::{ErrorCode, LogStatus, SourceEvent};
 use clicktrail_domain::ids::EntityId;
 use clicktrail_domain::mapping::EventMapping;
 use clicktrail_domain::{ClickId, Currency, PropertyId};
@@ -417,7 +417,7 @@ fn outbox_items<'a>(
         .zip(ids)
         .filter_map(|((d, w), pid)| {
             let counted = matches!(d.effect, Effect::Count)
-                && matches!(w, Written::Recorded { status, .. } if status == "validated");
+                && matches!(w, Written::Recorded { status, .. } if *status == LogStatus::Validated);
             Some(QueueItem {
                 conversion_id: w.id(),
                 property_id: pid.as_ref()?,
@@ -701,7 +701,7 @@ impl Writer {
             let (status, code) = w.outcome();
             metrics::counter!(
                 "clicktrail_conversions_total",
-                "status" => status.to_owned(),
+                "status" => status.as_str(),
                 "error_code" => code.unwrap_or("none").to_owned()
             )
             .increment(1);
@@ -816,7 +816,7 @@ mod tests {
         let row = &d.row;
         assert!(row.id.starts_with("cv_"));
         assert_eq!(row.event_id, row.id, "the conversion id stands in");
-        assert_eq!(row.status, "validated");
+        assert_eq!(row.status, LogStatus::Validated);
         assert_eq!(
             (row.error_code.as_deref(), row.error_detail.as_deref()),
             (None, None)
@@ -846,14 +846,14 @@ mod tests {
     #[test]
     fn errors_and_ignored_rows() {
         let d = decide(&pending(sale()), Facts::default());
-        assert_eq!(d.row.status, "error");
+        assert_eq!(d.row.status, LogStatus::Error);
         assert_eq!(d.row.error_code.as_deref(), Some("unknown_click_id"));
         assert!(matches!(d.effect, Effect::None));
 
         let mut ev = sale();
         ev.status = SourceStatus::Rejected;
         let d = decide(&pending(ev), Facts::default());
-        assert_eq!(d.row.status, "ignored");
+        assert_eq!(d.row.status, LogStatus::Ignored);
         assert_eq!(d.row.error_code, None);
         assert_eq!(
             d.row.error_detail.as_deref(),
@@ -877,7 +877,7 @@ mod tests {
                 ..Facts::default()
             },
         );
-        assert_eq!(d.row.status, "validated");
+        assert_eq!(d.row.status, LogStatus::Validated);
         let m = d.materialise_click.expect("the click is recorded");
         assert_eq!(
             serde_json::to_value(&m).unwrap(),
@@ -909,7 +909,7 @@ mod tests {
                 ..Facts::default()
             },
         );
-        assert_eq!(d.row.status, "validated");
+        assert_eq!(d.row.status, LogStatus::Validated);
         assert_eq!(d.row.source_kind, "collector");
         assert_eq!(d.row.click_id, None);
         assert_eq!(d.row.event_id, "0190f1a2-7d3c-7abc-8def-0123456789ab");

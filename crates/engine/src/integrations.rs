@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use clicktrail_domain::conversion::SourceEvent;
+use clicktrail_domain::conversion::{LogStatus, SourceEvent};
 use clicktrail_domain::ids::{EntityId, secret_token};
 use clicktrail_domain::mapping::EventMapping;
 use clicktrail_networks::catalog::{CatalogEntry, TrackingMethod};
@@ -130,7 +130,7 @@ fn mask(v: &Value) -> Value {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PostbackOutcome {
     pub conversion_id: String,
-    pub status: String,
+    pub status: LogStatus,
     pub error_code: Option<String>,
 }
 
@@ -533,11 +533,11 @@ impl Integrations {
             .next()
             .ok_or_else(|| ServiceError::internal("no outcome for a postback"))?;
         let (status, code) = w.outcome();
-        metrics::counter!("clicktrail_postbacks_total", "outcome" => code.unwrap_or(status).to_owned())
+        metrics::counter!("clicktrail_postbacks_total", "outcome" => code.unwrap_or(status.as_str()).to_owned())
         .increment(1);
         Ok(PostbackOutcome {
             conversion_id: w.id().to_owned(),
-            status: status.to_owned(),
+            status,
             error_code: code.map(str::to_owned),
         })
     }

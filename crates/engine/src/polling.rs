@@ -443,7 +443,7 @@ impl Chunks<'_> {
             let (status, code) = w.outcome();
             *report
                 .outcomes
-                .entry(code.unwrap_or(status).to_owned())
+                .entry(code.unwrap_or(status.as_str()).to_owned())
                 .or_default() += 1;
         }
         Ok(())

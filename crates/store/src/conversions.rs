@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use clicktrail_domain::PropertyId;
 use clicktrail_domain::attribution::{ClickOrigin, Decision, Outcome};
-use clicktrail_domain::conversion::{SourceEvent, SourceKind};
+use clicktrail_domain::conversion::{LogStatus, SourceEvent, SourceKind};
 use clicktrail_domain::money::to_micros;
 use serde::Serialize;
 
@@ -33,7 +33,7 @@ pub struct ConversionRow {
     pub transaction_id: Option<String>,
     pub dedup_key: Option<String>,
     pub duplicate_of: Option<String>,
-    pub status: String,
+    pub status: LogStatus,
     pub error_code: Option<String>,
     pub error_detail: Option<String>,
     pub event_name: Option<String>,
@@ -150,7 +150,7 @@ impl Draft {
             transaction_id: event.transaction_id.clone(),
             dedup_key: Some(d.dedup_key),
             duplicate_of: None,
-            status: d.outcome.status().as_str().into(),
+            status: d.outcome.status(),
             error_code: d.outcome.error_code().map(|c| c.as_str().into()),
             error_detail: d.outcome.detail().map(str::to_owned),
             event_name: d.event_name,
@@ -199,7 +199,7 @@ pub enum Written {
     /// Stored as decided.
     Recorded {
         id: String,
-        status: String,
+        status: LogStatus,
         error_code: Option<String>,
     },
     /// A repeat of `original`: stored as an error row with code `duplicate`.
@@ -211,13 +211,13 @@ pub enum Written {
 
 impl Written {
     /// (status, error code) as the conversion log records them.
-    pub fn outcome(&self) -> (&str, Option<&str>) {
+    pub fn outcome(&self) -> (LogStatus, Option<&str>) {
         match self {
             Written::Recorded {
                 status, error_code, ..
-            } => (status, error_code.as_deref()),
-            Written::Duplicate { .. } => ("error", Some("duplicate")),
-            Written::Unmatched { code, .. } => ("error", Some(code)),
+            } => (*status, error_code.as_deref()),
+            Written::Duplicate { .. } => (LogStatus::Error, Some("duplicate")),
+            Written::Unmatched { code, .. } => (LogStatus::Error, Some(code)),
         }
     }
 
@@ -536,7 +536,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
         if let Some(key) = row.dedup_key.take() {
             if let Some(original) = seen.get(&key) {
                 row.duplicate_of = Some(original.clone());
-                row.status = "error".into();
+                row.status = LogStatus::Error;
                 row.error_code = Some("duplicate".into());
                 row.send_to_destinations = false;
                 results.push(Written::Duplicate {
@@ -566,7 +566,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
                         adjustments.push((i, t, *delta_micros, *full_reversal));
                     }
                     None => {
-                        row.status = "error".into();
+                        row.status = LogStatus::Error;
                         row.error_code = Some("invalid_payload".into());
                         row.error_detail = Some(
                             "an adjustment (reversal or fall of a running total) names a conversion clicktrail \
@@ -584,7 +584,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
         }
         results.push(Written::Recorded {
             id: row.id.clone(),
-            status: row.status.clone(),
+            status: row.status,
             error_code: row.error_code.clone(),
         });
         if let Some(c) = &d.materialise_click
@@ -712,7 +712,8 @@ pub struct LogEntry {
     pub source_event: String,
     pub transaction_id: Option<String>,
     pub duplicate_of: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: LogStatus,
     pub error_code: Option<String>,
     pub error_detail: Option<String>,
     pub event_name: Option<String>,
@@ -757,7 +758,7 @@ const LOG_COLS: &str = "id, property_id, integration_id, source_kind, source_eve
 /// Filters of the conversion log.
 #[derive(Debug, Clone, Default)]
 pub struct LogFilter {
-    pub status: Option<String>,
+    pub status: Option<LogStatus>,
     pub error_code: Option<String>,
     pub integration_id: Option<String>,
     /// received_at >= from (ms)
@@ -780,7 +781,7 @@ pub async fn list(db: &Db, property: &PropertyId, f: &LogFilter) -> Result<Vec<L
         a.push(v);
     };
     if let Some(s) = &f.status {
-        push(&mut sql, " AND status = ?", s.clone().into());
+        push(&mut sql, " AND status = ?", s.as_str().into());
     }
     if let Some(c) = &f.error_code {
         push(&mut sql, " AND error_code = ?", c.clone().into());

@@ -16,6 +16,7 @@
 //! them in the same transaction that changes its status.
 
 use clicktrail_domain::EntityId;
+use clicktrail_domain::conversion::LogStatus;
 use clicktrail_domain::delivery::DeliveryStatus;
 use serde::Serialize;
 
@@ -452,7 +453,8 @@ pub async fn release(db: &Db, destination_id: &str, claims: &[(&str, i64)]) -> R
 pub struct ConversionFacts {
     pub conversion_id: String,
     pub property_id: String,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: LogStatus,
     pub event_name: Option<String>,
     pub event_id: String,
     pub occurred_at: i64,
@@ -714,7 +716,7 @@ pub enum Requeue {
     NotFound,
     /// Not in a state that can be retried (delivered, pending, in flight).
     NotRetryable {
-        status: String,
+        status: DeliveryStatus,
     },
 }
 
@@ -770,7 +772,8 @@ pub struct DeliveryRow {
     pub property_id: String,
     pub event_name: String,
     pub conversion_action: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DeliveryStatus,
     pub reason: Option<String>,
     pub attempts: i64,
     pub next_attempt_at: i64,

@@ -456,7 +456,8 @@ pub async fn live_events(
 pub struct LiveConversionRow {
     pub id: String,
     pub received_at: i64,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: clicktrail_domain::conversion::LogStatus,
     pub error_code: Option<String>,
     pub source_event: String,
     pub event_name: Option<String>,

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_store::deliveries::{self as store, AttemptRow, DeliveryRow, PARKED_AT};
 use clicktrail_store::{Db, StoreError};
 use serde::Serialize;
@@ -21,8 +22,7 @@ pub struct DeliveryView {
     pub event_name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversion_action: Option<String>,
-    /// `pending`, `delivered`, `retrying`, `failed`, `dead`, `skipped`.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Stable snake_case code: why it was skipped, failed, died or waits.
     pub reason: Option<String>,
     pub attempts: i64,
@@ -73,7 +73,7 @@ impl From<AttemptRow> for AttemptView {
 
 impl DeliveryView {
     pub fn from_row(r: DeliveryRow, attempt_log: Option<Vec<AttemptView>>) -> Self {
-        let waiting = matches!(r.status.as_str(), "pending" | "retrying");
+        let waiting = matches!(r.status, DeliveryStatus::Pending | DeliveryStatus::Retrying);
         let parked = waiting && r.next_attempt_at >= PARKED_AT;
         DeliveryView {
             id: r.id,

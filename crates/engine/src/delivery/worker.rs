@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use clicktrail_destinations::{
     BatchResult, DestinationKind, RequestRecord, SendOptions, max_batch, send_batch, window_passed,
 };
+use clicktrail_domain::conversion::LogStatus;
 use clicktrail_domain::delivery::{DeliveryStatus, OutboundConversion};
 use clicktrail_store::deliveries::{
     self as store, AttemptRecord, Attention, ClaimedDelivery, ConversionFacts, DeliveryResult,
@@ -336,7 +337,7 @@ async fn process(state: &Delivery, shared: &Shared, mut batch: Batch) -> Result<
                     "permanent",
                 ),
             )),
-            Some(f) if f.status != "validated" => early.push((
+            Some(f) if f.status != LogStatus::Validated => early.push((
                 i,
                 local(
                     DeliveryStatus::Skipped,

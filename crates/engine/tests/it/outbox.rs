@@ -173,7 +173,7 @@ both!(
         let Written::Recorded { id, status, .. } = &written[0] else {
             panic!("not recorded: {written:?}");
         };
-        assert_eq!(status, "validated");
+        assert_eq!(status.as_str(), "validated");
         assert_eq!(probe.calls.load(Ordering::SeqCst), 1);
         assert_eq!(probe.committed.load(Ordering::SeqCst), 1);
         let marker: Option<(String,)> = db
@@ -212,7 +212,9 @@ both!(
             .submit(vec![purchase(&property, "T2")], None)
             .await
             .expect("written");
-        assert!(matches!(&written[0], Written::Recorded { status, .. } if status == "validated"));
+        assert!(
+            matches!(&written[0], Written::Recorded { status, .. } if status.as_str() == "validated")
+        );
         assert_eq!(count(&db, "SELECT COUNT(*) FROM conversions").await, 2);
 
         cancel.cancel();
