@@ -39,16 +39,12 @@ both!(
         // One valid CSRF cookie and field pair, sent 64 times at once.
         let page = b.get("/login").await;
         let csrf = page.csrf();
-        let posts = (0..64).map(|_| {
-            b.post(
-                "/login",
-                &[
-                    ("_csrf", csrf.as_str()),
-                    ("email", ADMIN_EMAIL),
-                    ("password", "wrong password!"),
-                ],
-            )
-        });
+        let fields = [
+            ("_csrf", csrf.as_str()),
+            ("email", ADMIN_EMAIL),
+            ("password", "wrong password!"),
+        ];
+        let posts = (0..64).map(|_| b.post("/login", &fields));
         let pages = futures::future::join_all(posts).await;
         let (checked, refused, other) = statuses(&pages);
         // Exactly the limit (5 per account and address) reached a check.
