@@ -391,7 +391,7 @@ impl Throttle {
             }
         }
         for v in [&mut out.addresses, &mut out.pairs, &mut out.paced] {
-            v.sort_by(|a, b| b.until_ms.cmp(&a.until_ms));
+            v.sort_by_key(|l| std::cmp::Reverse(l.until_ms));
         }
         out
     }
