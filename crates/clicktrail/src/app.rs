@@ -31,7 +31,7 @@ use clicktrail_engine::services::outbound_policy;
 use clicktrail_engine::{rt, telemetry};
 use clicktrail_http::HttpState;
 use clicktrail_networks::catalog::Catalog;
-use clicktrail_store::{Db, DbOptions, auth, meta};
+use clicktrail_store::{Db, DbOptions, auth, meta, users};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,9 @@ pub struct RunningServer {
     pub onsite: Arc<OnSite>,
     /// Whether the database had no workspace yet when the server started.
     pub first_run: bool,
+    /// The one-time code `/setup` asks for beyond loopback; `None` when the
+    /// server had a dashboard account at start (setup is done).
+    pub setup_code: Option<String>,
     shutdown: CancellationToken,
     handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -174,6 +177,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .into());
     }
     let first_run = auth::workspaces(&db).await?.is_empty();
+    let setup_code =
+        (users::count_users(&db).await? == 0).then(|| clicktrail_domain::ids::random_token(24));
     let enricher = Arc::new(Enricher::new(cfg.trusted_proxies.clone(), keyring.clone())?);
     let catalog = Arc::new(Catalog::embedded().context("loading the integration catalog")?);
 
@@ -284,7 +289,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
 
     let app = clicktrail_http::with_common_layers(
         clicktrail_http::router(HttpState::new(&services, telemetry::metrics_handle())).merge(
-            clicktrail_dashboard::router(DashState::new(services.clone())),
+            clicktrail_dashboard::router(DashState::with_setup_code(
+                services.clone(),
+                setup_code.clone(),
+            )),
         ),
     );
     let server_shutdown = shutdown.clone();
@@ -322,6 +330,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         conversions,
         onsite,
         first_run,
+        setup_code,
         shutdown,
         handle,
     })

@@ -111,6 +111,18 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         println!("       -d '{{\"name\": \"My site\", \"domains\": [\"example.com\"]}}'");
         println!("  3. paste the returned snippet into your site's <head>.");
     }
+    if let Some(code) = &server.setup_code {
+        // The first admin is whoever opens /setup first: beyond loopback
+        // only whoever reads this output may.
+        println!();
+        if clicktrail_dashboard::accounts::SetupGuard::listen_exposed(server.addr) {
+            println!("Setup code (asked by {base}/setup): {code}");
+        } else {
+            println!(
+                "Setup code (asked by {base}/setup only through a proxy or from another machine): {code}"
+            );
+        }
+    }
     let token = server.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

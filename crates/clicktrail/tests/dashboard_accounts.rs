@@ -279,7 +279,8 @@ async fn logins_are_throttled_per_account_and_per_client() {
     b.setup_and_login().await;
     b.forget_cookies();
 
-    // Five failures lock the account, even for the right password.
+    // Five failures lock this address out of the account, even for the
+    // right password (other addresses: dashboard_login_limits.rs).
     for i in 0..5 {
         let r = b
             .submit(

@@ -1,16 +1,15 @@
 //! First run, login and logout, password change, workspace members and API
 //! tokens.
 //!
-//! Passwords are hashed with Argon2id (the `argon2` crate's defaults, OWASP's
-//! recommended parameters) on the blocking pool. A login for an unknown
-//! email still verifies against a dummy hash, so response times do not tell
-//! which emails have accounts.
+//! Passwords are hashed and checked with Argon2id on a small pool of
+//! threads ([`crate::passwords`]); logins are throttled
+//! ([`crate::throttle`]) before their password is looked at.
 
-use std::sync::LazyLock;
+use std::net::SocketAddr;
 
 use argon2::Argon2;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use axum::extract::{Path, Query, Request, State};
+use argon2::password_hash::{PasswordHasher, SaltString};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clicktrail_store::users::{self, Role};
@@ -20,14 +19,19 @@ use serde::Deserialize;
 
 use crate::DashState;
 use crate::error::DashResult;
-use crate::session::{AnonForm, Dash, DashForm, FormData, anon_csrf, session_cookie};
+use crate::passwords::Busy;
+use crate::session::{
+    AnonForm, Dash, DashForm, FormData, anon_csrf, same_secret, session_cookie, via_proxy,
+};
+use crate::throttle::{Blocked, Locks, Reason};
 use crate::ui::{self, Chrome, Errors, Input, Section};
 use crate::{DashError, html, see_other};
 
 pub const MIN_PASSWORD: usize = 10;
 pub const MAX_PASSWORD: usize = 256;
 
-/// Hashes a password (Argon2id, random salt) off the async threads.
+/// Hashes a password (Argon2id, random salt) off the async threads, outside
+/// any server's pool (the demo's seeding).
 pub async fn hash_password(password: String) -> Result<String, DashError> {
     tokio::task::spawn_blocking(move || {
         let mut salt = [0u8; 16];
@@ -40,34 +44,6 @@ pub async fn hash_password(password: String) -> Result<String, DashError> {
     })
     .await
     .map_err(DashError::internal)?
-}
-
-static DUMMY_HASH: LazyLock<Option<String>> = LazyLock::new(|| {
-    let salt = SaltString::encode_b64(b"clicktrail-dummy").ok()?;
-    Argon2::default()
-        .hash_password(b"not a password of anyone", &salt)
-        .ok()
-        .map(|h| h.to_string())
-});
-
-/// Checks a password against a stored hash (or the dummy one, to spend the
-/// same time when there is no user).
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let known = hash.is_some();
-        let Some(h) = hash.or_else(|| DUMMY_HASH.clone()) else {
-            return false;
-        };
-        let Ok(parsed) = PasswordHash::new(&h) else {
-            return false;
-        };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-            && known
-    })
-    .await
-    .unwrap_or(false)
 }
 
 /// Checks an email address's shape (delivery is never attempted).
@@ -137,7 +113,48 @@ pub async fn home(State(state): State<DashState>, req: Request) -> Response {
 // Setup
 // ---------------------------------------------------------------------------
 
-fn setup_form(csrf: &str, email: &str, errors: &Errors) -> Markup {
+/// Who may create the first admin on a fresh server. Whoever reaches
+/// `/setup` first owns the server, so beyond loopback `/setup` asks for a
+/// one-time code printed in the first-run message: only someone who can
+/// read the server's output can set it up. On a loopback listener a
+/// direct request (from the same machine) needs none, but one through a
+/// proxy (a forwarding header, a non-loopback peer) does, as the proxy may
+/// carry anyone's.
+#[derive(Debug)]
+pub struct SetupGuard {
+    listen_loopback: bool,
+    /// `None` when the server had an account at start: `/setup` is closed
+    /// then, except on loopback.
+    code: Option<String>,
+}
+
+impl SetupGuard {
+    pub fn new(listen: SocketAddr, code: Option<String>) -> Self {
+        Self {
+            listen_loopback: listen.ip().is_loopback(),
+            code,
+        }
+    }
+
+    /// Whether the listener is beyond loopback (the first-run message then
+    /// says the code is required).
+    pub fn listen_exposed(listen: SocketAddr) -> bool {
+        !listen.ip().is_loopback()
+    }
+
+    /// Whether a request from `peer` must give the code.
+    fn required(&self, peer: Option<SocketAddr>, via_proxy: bool) -> bool {
+        !self.listen_loopback || via_proxy || peer.is_none_or(|p| !p.ip().is_loopback())
+    }
+
+    fn accepts(&self, given: &str) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| same_secret(given.trim(), c))
+    }
+}
+
+fn setup_form(csrf: &str, email: &str, errors: &Errors, ask_code: bool) -> Markup {
     html! {
         div.narrow {
             h1 { "Welcome to clicktrail" }
@@ -145,6 +162,9 @@ fn setup_form(csrf: &str, email: &str, errors: &Errors) -> Markup {
             form method="post" action="/setup" novalidate {
                 (ui::csrf(csrf))
                 (ui::form_error(errors.get("_form")))
+                @if ask_code {
+                    (ui::input("Setup code", "setup_code", "", errors, Input { required: true, autocomplete: Some("off"), help: Some("Printed by the server when it started (its first-run message), so only whoever runs it can set it up."), ..Input::default() }))
+                }
                 (ui::input("Email", "email", email, errors, Input { kind: "email", required: true, autocomplete: Some("username"), ..Input::default() }))
                 (ui::input("Password", "password", "", errors, Input { kind: "password", required: true, autocomplete: Some("new-password"), help: Some("At least 10 characters. Stored as an Argon2 hash."), ..Input::default() }))
                 (ui::input("Repeat the password", "password_confirm", "", errors, Input { kind: "password", required: true, autocomplete: Some("new-password"), ..Input::default() }))
@@ -154,21 +174,45 @@ fn setup_form(csrf: &str, email: &str, errors: &Errors) -> Markup {
     }
 }
 
-pub async fn setup_page(State(state): State<DashState>, headers: HeaderMap) -> DashResult {
+pub async fn setup_page(State(state): State<DashState>, req: Request) -> DashResult {
     if setup_done(&state).await? {
         return Ok(see_other("/login"));
     }
-    let (csrf, cookie) = anon_csrf(&state, &headers);
-    let page = ui::bare_page("Set up", setup_form(&csrf, "", &Errors::default()));
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let headers = req.headers();
+    let ask_code = state.setup.required(peer, via_proxy(headers));
+    let (csrf, cookie) = anon_csrf(&state, headers);
+    let page = ui::bare_page(
+        "Set up",
+        setup_form(&csrf, "", &Errors::default(), ask_code),
+    );
     Ok(with_cookie(html(StatusCode::OK, page), cookie))
 }
 
-pub async fn setup(State(state): State<DashState>, AnonForm { form, .. }: AnonForm) -> DashResult {
+pub async fn setup(
+    State(state): State<DashState>,
+    AnonForm {
+        form,
+        peer,
+        via_proxy,
+        ..
+    }: AnonForm,
+) -> DashResult {
     if setup_done(&state).await? {
         return Ok(see_other("/login"));
     }
+    let ask_code = state.setup.required(peer, via_proxy);
     let email = form.get("email").to_owned();
     let mut errors = Errors::default();
+    if ask_code && !state.setup.accepts(form.get("setup_code")) {
+        errors.add(
+            "setup_code",
+            "This is not the setup code the server printed when it started (restarting it prints a new one).",
+        );
+    }
     check_email(&email, &mut errors, "email");
     check_password(
         form.raw("password"),
@@ -177,10 +221,17 @@ pub async fn setup(State(state): State<DashState>, AnonForm { form, .. }: AnonFo
         "password",
     );
     if !errors.is_empty() {
-        let page = ui::bare_page("Set up", setup_form(form.get("_csrf"), &email, &errors));
+        let page = ui::bare_page(
+            "Set up",
+            setup_form(form.get("_csrf"), &email, &errors, ask_code),
+        );
         return Ok(html(StatusCode::UNPROCESSABLE_ENTITY, page));
     }
-    let hash = hash_password(form.raw("password").to_owned()).await?;
+    let hash = state
+        .passwords
+        .hash(form.raw("password").to_owned())
+        .await
+        .map_err(DashError::internal)?;
     let ws = store_auth::ensure_workspace(&state.db, "default").await?;
     match users::create_first_admin(&state.db, ws.id, &email, &hash).await {
         Ok(_) => Ok(see_other("/login?done=setup")),
@@ -199,10 +250,30 @@ pub struct LoginQuery {
     done: Option<String>,
 }
 
-/// A local path to go to after login (never another site).
-fn safe_next(next: &str) -> Option<&str> {
-    (next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') && next.len() < 2000)
-        .then_some(next)
+/// A local path to go to after login (never another site): what the URL
+/// parser makes of `next` against this origin, if that stays on it. The
+/// parser's own normalisation (tabs and newlines dropped, `\\` read as
+/// `/` and so on, as browsers do) runs before the origin is compared, and
+/// the normalised path is what is used, so `/\t/evil.example` is
+/// `//evil.example`, another host, and refused.
+pub fn safe_next(next: &str) -> Option<String> {
+    static BASE: std::sync::LazyLock<Option<url::Url>> =
+        std::sync::LazyLock::new(|| url::Url::parse("http://clicktrail.invalid/").ok());
+    if !next.starts_with('/') || next.len() >= 2000 {
+        return None;
+    }
+    let base = BASE.as_ref()?;
+    let joined = base.join(next).ok()?;
+    if joined.origin() != base.origin()
+        || !joined.username().is_empty()
+        || joined.password().is_some()
+    {
+        return None;
+    }
+    let path = &joined[url::Position::BeforePath..];
+    // Belt and braces: a path the browser could read as a host.
+    (path.starts_with('/') && !path.starts_with("//") && !path.starts_with("/\\"))
+        .then(|| path.to_owned())
 }
 
 fn login_form(
@@ -237,7 +308,7 @@ pub async fn login_page(
         return Ok(see_other("/setup"));
     }
     let (csrf, cookie) = anon_csrf(&state, &headers);
-    let next = q.next.as_deref().and_then(safe_next).unwrap_or("");
+    let next = q.next.as_deref().and_then(safe_next).unwrap_or_default();
     let notice = match q.done.as_deref() {
         Some("setup") => Some("Your admin account is ready: log in with it."),
         Some("logout") => Some("You are logged out."),
@@ -245,7 +316,7 @@ pub async fn login_page(
     };
     let page = ui::bare_page(
         "Log in",
-        login_form(&csrf, "", next, &Errors::default(), notice),
+        login_form(&csrf, "", &next, &Errors::default(), notice),
     );
     Ok(with_cookie(html(StatusCode::OK, page), cookie))
 }
@@ -272,10 +343,10 @@ async fn start_session(state: &DashState, user_id: i64, workspace_id: i64, to: &
 
 pub async fn login(
     State(state): State<DashState>,
-    AnonForm { form, client }: AnonForm,
+    AnonForm { form, client, .. }: AnonForm,
 ) -> DashResult {
     let email = form.get("email").to_owned();
-    let next = safe_next(form.get("next")).unwrap_or("/").to_owned();
+    let next = safe_next(form.get("next")).unwrap_or_else(|| "/".to_owned());
     let csrf = form.get("_csrf").to_owned();
     let render = |status: StatusCode, errors: &Errors| {
         html(
@@ -291,52 +362,100 @@ pub async fn login(
         errors.add("password", "Enter your password.");
     }
     if !errors.is_empty() {
+        count_login("invalid_form");
         return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &errors));
     }
-    if let Some(b) = state.throttle.check(&email, client) {
-        let minutes = b.retry_after.as_secs().div_ceil(60).max(1);
-        errors.add(
-            "_form",
-            format!("Too many failed logins. Try again in {minutes} minute(s)."),
-        );
-        let mut resp = render(StatusCode::TOO_MANY_REQUESTS, &errors);
-        if let Ok(v) =
-            axum::http::HeaderValue::from_str(&b.retry_after.as_secs().max(1).to_string())
-        {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
+    // Counted before the (slow) check, so concurrent attempts cannot all
+    // slip under the limits.
+    let attempt = match state.throttle.reserve(&email, client) {
+        Ok(a) => a,
+        Err(b) => {
+            count_login(b.reason.outcome());
+            errors.add("_form", throttled_message(b));
+            return Ok(retry_after(
+                render(StatusCode::TOO_MANY_REQUESTS, &errors),
+                b.retry_after.as_secs().max(1),
+            ));
         }
-        return Ok(resp);
-    }
+    };
     let password = form.raw("password");
     if password.len() > MAX_PASSWORD * 4 {
+        count_login("invalid_credentials");
         errors.add("_form", "The email or the password is wrong.");
         return Ok(render(StatusCode::UNAUTHORIZED, &errors));
     }
     let user = users::user_by_email(&state.db, &email).await?;
-    let ok = verify_password(
-        password.to_owned(),
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await;
-    let user = match (ok, user) {
-        (true, Some(u)) => u,
+    let checked = state
+        .passwords
+        .verify_login(
+            password.to_owned(),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
+    let user = match (checked, user) {
+        (Ok(true), Some(u)) => u,
+        (Err(Busy), _) => {
+            // Not checked: the attempt does not count against anyone.
+            state.throttle.refund(attempt);
+            count_login("busy");
+            errors.add(
+                "_form",
+                "The server is busy checking other logins. Try again in a moment.",
+            );
+            return Ok(retry_after(
+                render(StatusCode::TOO_MANY_REQUESTS, &errors),
+                1,
+            ));
+        }
         _ => {
-            state.throttle.failed(&email, client);
-            tracing::info!("dashboard: failed login");
+            count_login("invalid_credentials");
             errors.add("_form", "The email or the password is wrong.");
             return Ok(render(StatusCode::UNAUTHORIZED, &errors));
         }
     };
+    state.throttle.succeeded(attempt);
     let memberships = users::memberships(&state.db, user.id).await?;
     let Some((workspace_id, _, _)) = memberships.first() else {
+        count_login("no_workspace");
         errors.add(
             "_form",
             "This account is not a member of any workspace any more.",
         );
         return Ok(render(StatusCode::FORBIDDEN, &errors));
     };
-    state.throttle.succeeded(&email);
+    count_login("succeeded");
     start_session(&state, user.id, *workspace_id, &next).await
+}
+
+/// Counts a login's outcome (`clicktrail_login_attempts_total`); the
+/// outcome names are stable.
+fn count_login(outcome: &'static str) {
+    metrics::counter!("clicktrail_login_attempts_total", "outcome" => outcome).increment(1);
+    tracing::info!(outcome, "dashboard: login");
+}
+
+fn throttled_message(b: Blocked) -> String {
+    let secs = b.retry_after.as_secs().max(1);
+    let wait = if secs < 90 {
+        format!("{secs} second(s)")
+    } else {
+        format!("{} minute(s)", secs.div_ceil(60))
+    };
+    match b.reason {
+        Reason::Address => {
+            format!("Too many failed logins from your network. Try again in {wait}.")
+        }
+        Reason::Account => format!("Too many failed logins. Try again in {wait}."),
+        Reason::Paced => format!(
+            "Too many failed logins for this account: logins are slowed down. Try again in {wait}."
+        ),
+    }
+}
+
+fn retry_after(mut resp: Response, secs: u64) -> Response {
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, axum::http::HeaderValue::from(secs));
+    resp
 }
 
 pub async fn logout(State(state): State<DashState>, f: DashForm) -> DashResult {
@@ -402,7 +521,11 @@ pub async fn change_password(State(state): State<DashState>, f: DashForm) -> Das
     let user = users::user(&state.db, dash.user_id())
         .await?
         .ok_or(DashError::NotFound)?;
-    if !verify_password(form.raw("current").to_owned(), Some(user.password_hash)).await {
+    if !state
+        .passwords
+        .verify(form.raw("current").to_owned(), user.password_hash)
+        .await
+    {
         errors.add("current", "This is not your current password.");
     }
     if !errors.is_empty() {
@@ -412,7 +535,11 @@ pub async fn change_password(State(state): State<DashState>, f: DashForm) -> Das
             ui::page(&c, password_body(dash.csrf(), &errors)),
         ));
     }
-    let hash = hash_password(form.raw("password").to_owned()).await?;
+    let hash = state
+        .passwords
+        .hash(form.raw("password").to_owned())
+        .await
+        .map_err(DashError::internal)?;
     users::set_password(&state.db, dash.user_id(), &hash).await?;
     users::delete_user_sessions(&state.db, dash.user_id()).await?;
     start_session(
@@ -445,6 +572,9 @@ async fn members_body(
     errors: &Errors,
 ) -> DashResult<Markup> {
     let members = users::members(&state.db, dash.workspace_id()).await?;
+    let locks = state
+        .throttle
+        .locks(members.iter().map(|m| m.email.as_str()));
     Ok(html! {
         h1 { "Members of " (dash.session.workspace_name) }
         table.data {
@@ -468,6 +598,7 @@ async fn members_body(
                 }
             }
         }
+        (locks_section(dash, &locks))
         h2 { "Add a member" }
         p.muted { "Set their first password here and give it to them; they can change it after logging in. An existing user (of another workspace) keeps their password." }
         form.card method="post" action="/settings/members" novalidate {
@@ -515,7 +646,11 @@ pub async fn add_member(State(state): State<DashState>, f: DashForm) -> DashResu
     };
     let hash = match existing {
         Some(u) => u.password_hash,
-        None => hash_password(form.raw("password").to_owned()).await?,
+        None => state
+            .passwords
+            .hash(form.raw("password").to_owned())
+            .await
+            .map_err(DashError::internal)?,
     };
     match users::add_member(&state.db, dash.workspace_id(), email, &hash, role).await {
         Ok(_) => Ok(see_other("/settings/members?done=member_added")),
@@ -526,6 +661,50 @@ pub async fn add_member(State(state): State<DashState>, f: DashForm) -> DashResu
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Login locks and slowdowns (see docs/DASHBOARD.md, "Login limits").
+fn locks_section(dash: &Dash, locks: &Locks) -> Markup {
+    let per_account = !locks.pairs.is_empty() || !locks.paced.is_empty();
+    html! {
+        h2 { "Login locks" }
+        @if locks.addresses.is_empty() && !per_account {
+            p.muted data-test="no-locks" { "No account or address is locked out of logging in." }
+        } @else {
+            p.muted { "Repeated failed logins lock out the address they come from, for one account or for all; an account failing from many addresses is slowed down for everyone but the first try from a new address. Locks end by themselves; they never keep a member out from their own address." }
+            table.data data-test="login-locks" {
+                thead { tr { th { "Account" } th { "Address (network)" } th { "Failures" } th { "Lock" } th { "Until" } } }
+                tbody {
+                    @for l in &locks.pairs {
+                        tr { td { (l.account.as_deref().unwrap_or("")) } td { (l.network.as_deref().unwrap_or("")) } td { (l.attempts) } td { (ui::badge("locked for this account", "bad")) } td { (ui::datetime(l.until_ms)) } }
+                    }
+                    @for l in &locks.paced {
+                        tr { td { (l.account.as_deref().unwrap_or("")) } td.muted { "all" } td { (l.attempts) } td { (ui::badge("slowed down", "warn")) } td { (ui::datetime(l.until_ms)) } }
+                    }
+                    @for l in &locks.addresses {
+                        tr { td.muted { "all" } td { (l.network.as_deref().unwrap_or("")) } td { (l.attempts) } td { (ui::badge("address locked", "bad")) } td { (ui::datetime(l.until_ms)) } }
+                    }
+                }
+            }
+            @if per_account {
+                form.inline method="post" action="/settings/members/unlock" {
+                    (ui::csrf(dash.csrf()))
+                    button.small type="submit" { "Unlock this workspace's accounts" }
+                }
+            }
+        }
+    }
+}
+
+/// Clears the login locks and slowdowns of the workspace's members (not
+/// address locks: an address may be trying other workspaces' accounts).
+pub async fn unlock_members(State(state): State<DashState>, f: DashForm) -> DashResult {
+    f.dash.require_admin()?;
+    let members = users::members(&state.db, f.dash.workspace_id()).await?;
+    state
+        .throttle
+        .clear_accounts(members.iter().map(|m| m.email.as_str()));
+    Ok(see_other("/settings/members?done=unlocked"))
 }
 
 async fn members_invalid(

@@ -9,8 +9,10 @@
 //!   the [`session::Dash`] extractor, CSRF (synchronizer token per session,
 //!   double-submit cookie before login) and the [`session::DashForm`]
 //!   extractor that refuses any POST without a valid token;
-//! - [`throttle`]: brute-force throttling of logins, per account and per
-//!   client address (in memory);
+//! - [`throttle`]: brute-force throttling of logins, per client address,
+//!   per account and address, and a slower pace for accounts under attack
+//!   (in memory);
+//! - [`passwords`]: Argon2 hashing and checking on a small bounded pool;
 //! - [`ui`]: the page shell, form fields with their errors, formatting;
 //! - one module per area: [`accounts`] (setup, login, members, API tokens),
 //!   [`properties`], [`reports`], [`spend`], [`integrations`],
@@ -38,6 +40,7 @@ pub mod conversions;
 pub mod destinations;
 pub mod error;
 pub mod integrations;
+pub mod passwords;
 pub mod properties;
 pub mod reports;
 pub mod session;
@@ -47,7 +50,8 @@ pub mod ui;
 
 pub use error::DashError;
 
-/// The dashboard's state: the engine's services and the login throttle.
+/// The dashboard's state: the engine's services, the login throttle and
+/// the password pool.
 #[derive(Clone, Debug)]
 pub struct DashState(Arc<DashInner>);
 
@@ -58,6 +62,9 @@ pub struct DashInner {
     /// Public base URL, no trailing slash.
     pub public_base: String,
     pub throttle: throttle::Throttle,
+    pub passwords: passwords::Passwords,
+    /// What `/setup` asks for on a fresh server.
+    pub setup: accounts::SetupGuard,
 }
 
 impl Deref for DashState {
@@ -68,12 +75,23 @@ impl Deref for DashState {
 }
 
 impl DashState {
+    /// The state of a server whose `/setup` never asks for a setup code
+    /// beyond loopback listeners (see [`accounts::SetupGuard`]).
     pub fn new(services: Services) -> Self {
+        Self::with_setup_code(services, None)
+    }
+
+    /// The state, with the setup code printed at first start (`None` when
+    /// the server already had an account).
+    pub fn with_setup_code(services: Services, setup_code: Option<String>) -> Self {
+        let setup = accounts::SetupGuard::new(services.cfg.listen, setup_code);
         Self(Arc::new(DashInner {
             db: services.db.clone(),
             public_base: services.properties.public_base().to_owned(),
             services,
             throttle: throttle::Throttle::new(throttle::Limits::default()),
+            passwords: passwords::Passwords::new(passwords::WORKERS, passwords::QUEUE),
+            setup,
         }))
     }
 }
@@ -99,6 +117,7 @@ fn routes() -> Router<DashState> {
             "/settings/members",
             get(accounts::members_page).post(accounts::add_member),
         )
+        .route("/settings/members/unlock", post(accounts::unlock_members))
         .route(
             "/settings/members/{user_id}/remove",
             post(accounts::remove_member),

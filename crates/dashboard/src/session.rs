@@ -333,6 +333,18 @@ impl FromRequest<DashState> for DashForm {
 pub struct AnonForm {
     pub form: FormData,
     pub client: Option<IpAddr>,
+    /// The TCP peer, and whether the request names a proxy's client
+    /// (`/setup` asks such requests for the setup code).
+    pub peer: Option<SocketAddr>,
+    pub via_proxy: bool,
+}
+
+/// Whether a request came through a proxy (it carries a forwarding
+/// header), so its TCP peer says nothing of who sent it.
+pub fn via_proxy(headers: &HeaderMap) -> bool {
+    ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|h| headers.contains_key(*h))
 }
 
 impl FromRequest<DashState> for AnonForm {
@@ -345,13 +357,19 @@ impl FromRequest<DashState> for AnonForm {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0);
         let client = client_addr(state, req.headers(), peer);
+        let via_proxy = via_proxy(req.headers());
         let form = read_form(req, state)
             .await
             .map_err(IntoResponse::into_response)?;
         if !same_secret(form.get("_csrf"), &cookie) {
             return Err(DashError::Csrf.into_response());
         }
-        Ok(AnonForm { form, client })
+        Ok(AnonForm {
+            form,
+            client,
+            peer,
+            via_proxy,
+        })
     }
 }
 

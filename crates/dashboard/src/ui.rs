@@ -117,6 +117,7 @@ fn notice_text(key: &str) -> Option<&'static str> {
         "revoked" => "The token was revoked; requests using it are refused from now on.",
         "member_added" => "Member added. Give them their email and password.",
         "member_removed" => "Member removed; their sessions in this workspace have ended.",
+        "unlocked" => "The login locks of this workspace's accounts are cleared.",
         "password" => "Password changed. Your other sessions have ended.",
         "paused" => "Paused: nothing will be sent until you resume.",
         "resumed" => "Resumed.",
