@@ -944,11 +944,23 @@ fn any_host_patterns_need_a_distinctive_shape() {
     assert!(base.contains(shape), "the entry's shape pattern moved");
     assert!(Catalog::from_files([("incomeaccess.toml", base.as_str())]).is_ok());
     for (bad, why) in [
-        ("hosts = [\"*\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\"]", "one parameter"),
+        (
+            "hosts = [\"*\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\"]",
+            "one parameter",
+        ),
         ("hosts = [\"*\"]\nquery = [\"pid\", \"bid\"]", "no path"),
-        ("hosts = [\"*\"]\npaths = [\"/r*\"]\nquery = [\"pid\", \"bid\"]", "path glob"),
-        ("hosts = [\"*\", \"x.example.com\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]", "not alone"),
-        ("hosts = [\"*.com\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]", "too generic"),
+        (
+            "hosts = [\"*\"]\npaths = [\"/r*\"]\nquery = [\"pid\", \"bid\"]",
+            "path glob",
+        ),
+        (
+            "hosts = [\"*\", \"x.example.com\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]",
+            "not alone",
+        ),
+        (
+            "hosts = [\"*.com\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]",
+            "too generic",
+        ),
     ] {
         let toml = base.replace(shape, bad);
         assert!(
