@@ -232,7 +232,12 @@ test("a newcomer sets up, installs Gala Partners and Meta, and sees a conversion
     await page.waitForLoadState("load");
     await snap(name);
   }
-  assert.equal(await page.locator(".checklist li.done").count(), 5, "every checklist step is green");
+  // Every step is green but the public URL's: this server is on loopback
+  // while the property's domain is not, and the page says so.
+  assert.equal(await page.locator(".checklist li.done").count(), 5, "every other checklist step is green");
+  assert.equal(await page.locator(".checklist li.todo").count(), 1);
+  assert.match(await page.locator(".checklist li.todo").innerText(), /Tracking address reachable/);
+  assert.equal(await page.locator("[data-test=public-url-warning]").count(), 1);
   await page.click("nav.main >> text=API tokens");
   await snap("tokens");
   await page.click("nav.main >> text=Members");

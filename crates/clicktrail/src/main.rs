@@ -6,6 +6,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use clicktrail::app;
 use clicktrail::config::Config;
+use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url};
 use clicktrail_engine::telemetry;
 use clicktrail_store::auth;
 
@@ -93,6 +94,7 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
     let db_url = app::redact_url(&cfg.database_url);
+    let public_url_is_default = cfg.public_url.is_none();
     let server = app::start(cfg).await.context("starting clicktrail")?;
     let base = server.services.properties.public_base().to_owned();
     println!("clicktrail is running at {}", server.base_url());
@@ -122,6 +124,25 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
                 "Setup code (asked by {base}/setup only through a proxy or from another machine): {code}"
             );
         }
+    }
+    if let Some(problem) = check_public_url(&base) {
+        // Said at every start: a live site pasted with this snippet tracks
+        // nothing, and nothing else would tell.
+        let default = if public_url_is_default {
+            " (the default: http://<listen address>)"
+        } else {
+            ""
+        };
+        println!();
+        println!("WARNING: the public URL is {base}{default}.");
+        println!("  {}", problem.explain(&base));
+        println!("  {PUBLIC_URL_FIX}");
+        println!("  (Fine for trying clicktrail on this machine or a local network.)");
+        tracing::warn!(
+            code = problem.code(),
+            public_url = %base,
+            "the public URL cannot serve a live site"
+        );
     }
     let token = server.shutdown_token();
     tokio::spawn(async move {

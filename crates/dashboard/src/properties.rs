@@ -4,6 +4,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use clicktrail_domain::property::{IpHandling, PixelSettings, PropertySettings, normalise_domains};
+use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url_for};
 use clicktrail_store::properties::{self, Property};
 use clicktrail_store::{integrations as store_integrations, reports};
 use maud::{Markup, html};
@@ -447,7 +448,16 @@ pub async fn checklist(state: &DashState, p: &Property) -> Result<Vec<Step>, Das
         reports::delivery_seen(&state.db, pid),
     )?;
     let base = format!("/p/{pid}");
+    let public_url = check_public_url_for(&state.public_base, &p.domains);
     Ok(vec![
+        Step {
+            done: public_url.is_none(),
+            title: "Tracking address reachable from your site",
+            todo: html! {
+                @if let Some(problem) = public_url { (problem.explain(&state.public_base)) " " }
+                (PUBLIC_URL_FIX)
+            },
+        },
         Step {
             done: pv,
             title: "Tag seen on your site",
@@ -506,10 +516,17 @@ pub async fn overview(
     let steps = checklist(&state, &p).await?;
     let tag_url = state.services.properties.tag_url(&p.id);
     let snippet = tag::snippet(&tag_url);
+    let public_url = check_public_url_for(&state.public_base, &p.domains);
     let body = html! {
         h1 { (p.name) }
         section.card {
             h2 { "Install the tag" }
+            @if let Some(problem) = public_url {
+                div.attention role="alert" data-test="public-url-warning" data-code=(problem.code()) {
+                    p { strong { "This snippet will not track " (p.domains.join(", ")) " yet." } " " (problem.explain(&state.public_base)) }
+                    p { (PUBLIC_URL_FIX) }
+                }
+            }
             p { "Paste this snippet into the " code { "<head>" } " of every page of " (p.domains.join(", ")) ", as high as possible. It loads asynchronously and never blocks your page." }
             (ui::copy_box("snippet", &snippet, true))
         }

@@ -22,6 +22,7 @@ pub mod links;
 pub mod mapping;
 pub mod money;
 pub mod property;
+pub mod public_url;
 pub mod session;
 pub mod traffic;
 pub mod useragent;

@@ -9,7 +9,7 @@ use clicktrail_domain::conversion::{LogStatus, SourceEvent};
 use clicktrail_domain::ids::{EntityId, secret_token};
 use clicktrail_domain::mapping::EventMapping;
 use clicktrail_networks::catalog::{CatalogEntry, TrackingMethod};
-use clicktrail_networks::incomeaccess::IncomeAccessSettings;
+use clicktrail_networks::incomeaccess::{IncomeAccessSettings, split_generated_url};
 use clicktrail_networks::postback::{self, PostbackBody, PostbackOptions};
 use clicktrail_store::integrations::{self, Integration, NewIntegration};
 use clicktrail_store::properties::Property;
@@ -132,6 +132,56 @@ pub struct PostbackOutcome {
     pub conversion_id: String,
     pub status: LogStatus,
     pub error_code: Option<String>,
+}
+
+/// An Income Access report URL pasted whole from the back office carries
+/// the security key: the key moves into `credentials` (stored encrypted),
+/// the report name, format and merchant into `settings` (the URL's values
+/// win: they are what the back office generated), and the API URL is kept
+/// without them. Returns whether `credentials` took a key from the URL.
+fn absorb_generated_url(
+    entry: &CatalogEntry,
+    credentials: &mut Map<String, Value>,
+    settings: &mut Map<String, Value>,
+) -> ServiceResult<bool> {
+    if !is_polled(entry) {
+        return Ok(false);
+    }
+    let Some(g) = settings
+        .get("api_url")
+        .and_then(Value::as_str)
+        .and_then(split_generated_url)
+    else {
+        return Ok(false);
+    };
+    settings.insert("api_url".into(), Value::String(g.api_url));
+    for (name, value) in [
+        ("report_name", g.report_name),
+        ("report_format", g.report_format),
+        ("merchant_id", g.merchant_id),
+    ] {
+        if let Some(v) = value {
+            settings.insert(name.into(), Value::String(v));
+        }
+    }
+    let Some(key) = g.key else {
+        return Ok(false);
+    };
+    let given = credentials
+        .get("security_key")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|k| !k.is_empty());
+    if given.is_some_and(|k| k != key) {
+        return Err(ServiceError::validation(vec![FieldProblem {
+            field: "credentials.security_key".into(),
+            code: "conflicting_key".into(),
+            message: "differs from the key inside the API URL: give the key in one place only"
+                .into(),
+        }]));
+    }
+    credentials.insert("security_key".into(), Value::String(key));
+    Ok(true)
 }
 
 /// Validates credentials, settings and mapping against the catalog entry.
@@ -265,7 +315,9 @@ impl Integrations {
         let mapping = req
             .event_mapping
             .unwrap_or_else(|| entry.event_mapping.clone());
-        let validated = validate(entry, &req.credentials, &req.settings, &mapping)?;
+        let (mut credentials, mut settings) = (req.credentials, req.settings);
+        absorb_generated_url(entry, &mut credentials, &mut settings)?;
+        let validated = validate(entry, &credentials, &settings, &mapping)?;
         let name = req
             .name
             .map(|n| n.trim().to_owned())
@@ -334,10 +386,18 @@ impl Integrations {
             },
             None => Map::new(),
         };
-        let settings = req.settings.unwrap_or(current_settings);
+        let mut settings = req.settings.unwrap_or(current_settings);
         let mapping = req.event_mapping.unwrap_or(current_mapping);
-        let credentials_changed = req.credentials.is_some();
-        let credentials = req.credentials.unwrap_or(current_credentials);
+        // A key inside a newly pasted API URL replaces the stored one (a new
+        // key invalidates the old URLs); it conflicts only with a key given
+        // in the same request.
+        let mut given = req.credentials.clone().unwrap_or_default();
+        let key_from_url = absorb_generated_url(entry, &mut given, &mut settings)?;
+        let credentials_changed = req.credentials.is_some() || key_from_url;
+        let mut credentials = req.credentials.unwrap_or(current_credentials);
+        if key_from_url && let Some(k) = given.get("security_key") {
+            credentials.insert("security_key".into(), k.clone());
+        }
         let validated = validate(entry, &credentials, &settings, &mapping)?;
         let status = match req.status.as_deref() {
             None => integration.status.clone(),

@@ -499,12 +499,45 @@ pub fn check_host_glob(host: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The host of a pattern that matches links on any host by their shape
+/// alone (Income Access programs' own media domains:
+/// `<any host>/redirect.aspx?pid=..&bid=..`).
+pub const ANY_HOST: &str = "*";
+
+/// Fewest required query parameters of an [`ANY_HOST`] pattern.
+pub const ANY_HOST_MIN_QUERY: usize = 2;
+
+/// Whether a pattern is an [`ANY_HOST`] (shape-only) pattern.
+pub fn is_any_host_pattern(p: &LinkPattern) -> bool {
+    p.hosts.iter().any(|h| h == ANY_HOST)
+}
+
 fn check_pattern(p: &LinkPattern) -> Result<(), String> {
     if p.hosts.is_empty() {
         return Err("a link pattern needs at least one host".into());
     }
-    for h in &p.hosts {
-        check_host_glob(h)?;
+    if is_any_host_pattern(p) {
+        // A shape that claims every host must be one no ordinary link has:
+        // a literal path and at least two required parameters.
+        if p.hosts.len() != 1 {
+            return Err(format!(
+                "a {ANY_HOST:?} host stands alone in its pattern's hosts"
+            ));
+        }
+        if p.paths.is_empty() || p.paths.iter().any(|x| x.contains('*')) {
+            return Err(format!(
+                "a pattern on any host ({ANY_HOST:?}) needs literal paths, without '*'"
+            ));
+        }
+        if p.query.len() < ANY_HOST_MIN_QUERY {
+            return Err(format!(
+                "a pattern on any host ({ANY_HOST:?}) needs at least {ANY_HOST_MIN_QUERY} required query parameters"
+            ));
+        }
+    } else {
+        for h in &p.hosts {
+            check_host_glob(h)?;
+        }
     }
     for path in &p.paths {
         if !path.starts_with('/')

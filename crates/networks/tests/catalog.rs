@@ -6,10 +6,11 @@
 use std::collections::BTreeSet;
 
 use clicktrail_domain::conversion::SourceStatus;
+use clicktrail_domain::links::LinkPattern;
 use clicktrail_domain::mapping::{Mapped, ValueSource};
 use clicktrail_networks::catalog::{
     CUSTOM_KEY, Catalog, CatalogEntry, CatalogError, DataSource, FieldErrorCode, SettingKind,
-    SubidPlacement, TrackingMethod, check_host_glob, embedded_file_names,
+    SubidPlacement, TrackingMethod, check_host_glob, embedded_file_names, is_any_host_pattern,
 };
 use clicktrail_networks::postback::{
     CLICK_ID_ALIASES, CURRENCY_ALIASES, EVENT_ALIASES, PostbackBody, PostbackOptions,
@@ -214,14 +215,15 @@ fn income_access_group_is_shared_and_merged() {
     let ia = entry(&c, "incomeaccess");
     assert_eq!(ia.subid_param, "c");
     assert_eq!(ia.tracking_method, TrackingMethod::Api);
-    // Media-domain redirects are listed host by host, never as a generic path.
+    // Media-domain redirects are recognised by their shape on any host
+    // (every program has its own media domain), never by the path alone.
     let redirect = ia
         .link_patterns
         .iter()
         .find(|p| p.paths.iter().any(|p| p == "/redirect.aspx"))
         .expect("redirect pattern");
-    assert!(redirect.hosts.iter().all(|h| !h.contains('*')));
-    assert_eq!(redirect.query, ["pid"]);
+    assert!(is_any_host_pattern(redirect));
+    assert_eq!(redirect.query, ["pid", "bid"]);
 
     let groups = c.tracking_groups();
     let keys: Vec<&str> = groups.iter().map(|g| g.key.as_str()).collect();
@@ -254,6 +256,9 @@ fn every_non_custom_entry_documents_its_facts() {
             assert!(e.postback.is_some(), "{}", e.key);
         }
         for p in &e.link_patterns {
+            if is_any_host_pattern(p) {
+                continue;
+            }
             for h in &p.hosts {
                 assert!(check_host_glob(h).is_ok(), "{}: {h}", e.key);
             }
@@ -531,14 +536,16 @@ fn custom_install_builds_its_tracking_group() {
             .validate_install(&Map::new(), &obj(settings))
             .expect_err("invalid")
     };
-    assert!(codes(&bad(json!({}))).contains(&(
-        "settings.tracking_group".to_owned(),
-        FieldErrorCode::Required
-    )));
-    assert!(
-        codes(&bad(json!({})))
-            .contains(&("settings.subid_param".to_owned(), FieldErrorCode::Required))
-    );
+    // A bare install takes the entry's own group and subid parameter,
+    // which are the settings' defaults.
+    let bare = custom
+        .validate_install(&Map::new(), &Map::new())
+        .expect("a bare install is valid");
+    assert_eq!(bare.tracking_group.key, custom.tracking_group.key);
+    assert_eq!(bare.tracking_group.param, custom.subid_param);
+    assert_eq!(bare.settings["tracking_group"], json!("custom"));
+    assert_eq!(bare.settings["subid_param"], json!("subid"));
+    assert!(bare.tracking_group.patterns.is_empty());
     assert!(
         codes(&bad(
             json!({"tracking_group": "My Group", "subid_param": "s1"})
@@ -892,5 +899,73 @@ fn validated_income_access_settings_are_what_the_connector_reads() {
         assert_eq!(settings.value_field, "totalcommission");
         let security_key = ok.credentials["security_key"].as_str().expect("string");
         assert!(SecurityKey::new(security_key).is_ok());
+    }
+}
+
+/// The link rules' shared fixture (`tests/fixtures/links.json`) tests the
+/// Income Access group the tag and the server really use: the catalog's.
+#[test]
+fn income_access_links_are_the_shared_fixtures() {
+    let fixture: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{CATALOG_DIR}/../tests/fixtures/links.json"))
+            .expect("tests/fixtures/links.json"),
+    )
+    .expect("fixture JSON");
+    let group = fixture["groups"]
+        .as_array()
+        .and_then(|gs| gs.iter().find(|g| g["key"] == "incomeaccess"))
+        .expect("the fixture's incomeaccess group");
+    let want: Vec<LinkPattern> =
+        serde_json::from_value(group["patterns"].clone()).expect("patterns");
+    let c = catalog();
+    for key in ["incomeaccess", "galapartners"] {
+        let g = entry(&c, key).tracking_group();
+        assert_eq!(g.key, "incomeaccess");
+        assert_eq!(g.param, group["param"].as_str().unwrap_or_default());
+        assert_eq!(g.patterns, want, "{key}: catalog and fixture disagree");
+        // Every program's links, on its own media domain too.
+        for link in [
+            "https://media.galapartners.co.uk/redirect.aspx?pid=91731&bid=1195",
+            "https://media.highaffiliates.com/redirect.aspx?pid=15225&lpid=245&bid=1825",
+            "https://ads.betfair.com/redirect.aspx?pid=1260644&bid=8663",
+            "https://wlpinnacle.adsrv.eacdn.com/C.ashx?btag=a_31512b_18926c_&affid=25020&c=",
+        ] {
+            let url = url::Url::parse(link).expect("url");
+            assert!(g.matches_url(&url), "{key}: {link}");
+        }
+    }
+}
+
+#[test]
+fn any_host_patterns_need_a_distinctive_shape() {
+    let base = std::fs::read_to_string(format!("{CATALOG_DIR}/incomeaccess.toml"))
+        .expect("incomeaccess.toml");
+    let shape = "hosts = [\"*\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]";
+    assert!(base.contains(shape), "the entry's shape pattern moved");
+    assert!(Catalog::from_files([("incomeaccess.toml", base.as_str())]).is_ok());
+    for (bad, why) in [
+        (
+            "hosts = [\"*\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\"]",
+            "one parameter",
+        ),
+        ("hosts = [\"*\"]\nquery = [\"pid\", \"bid\"]", "no path"),
+        (
+            "hosts = [\"*\"]\npaths = [\"/r*\"]\nquery = [\"pid\", \"bid\"]",
+            "path glob",
+        ),
+        (
+            "hosts = [\"*\", \"x.example.com\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]",
+            "not alone",
+        ),
+        (
+            "hosts = [\"*.com\"]\npaths = [\"/redirect.aspx\"]\nquery = [\"pid\", \"bid\"]",
+            "too generic",
+        ),
+    ] {
+        let toml = base.replace(shape, bad);
+        assert!(
+            Catalog::from_files([("incomeaccess.toml", toml.as_str())]).is_err(),
+            "{why} accepted"
+        );
     }
 }

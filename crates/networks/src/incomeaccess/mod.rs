@@ -60,6 +60,7 @@
 mod delta;
 mod error;
 mod fetch;
+mod generated;
 mod parse;
 mod row;
 mod settings;
@@ -70,6 +71,7 @@ pub use delta::{
 };
 pub use error::{PollError, RetryPolicy};
 pub use fetch::{BodyReader, ReportReader, fetch_report, open_report};
+pub use generated::{GeneratedUrl, split_generated_url};
 pub use parse::{FetchSummary, MAX_FIELDS, MAX_ROW_BYTES, MAX_RUN_BYTES, RowReader};
 pub use row::{PlayerRef, ReportRow, parse_report_date, registration_time};
 pub use settings::{

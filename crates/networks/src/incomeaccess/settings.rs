@@ -356,7 +356,7 @@ pub struct ReportRequest {
 }
 
 /// Parameters we set; any of them already in `api_url` is replaced.
-const OUR_PARAMS: [&str; 7] = [
+pub(super) const OUR_PARAMS: [&str; 7] = [
     "key",
     "reportname",
     "reportformat",
