@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use crate::extract::{Path, Query};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use clicktrail_engine::conversion_log::{ConversionLog, LogQuery};
