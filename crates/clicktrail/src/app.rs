@@ -328,8 +328,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         shutdown.clone(),
     ))];
     if let Some(l) = metrics_listener {
-        let metrics_app =
-            clicktrail_http::with_common_layers(clicktrail_http::metrics_router(http_state), limits);
+        let metrics_app = clicktrail_http::with_common_layers(
+            clicktrail_http::metrics_router(http_state),
+            limits,
+        );
         let metrics_opts = ServeOptions {
             max_connections: METRICS_CONNECTIONS,
             ..opts

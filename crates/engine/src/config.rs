@@ -439,7 +439,11 @@ mod tests {
             let c = Config::load(None).map_err(|e| e.to_string())?;
             assert_eq!(c.http.header_read_timeout_secs, 3);
             assert_eq!(c.http.connection_cap(1024), 100);
-            assert!(c.metrics.token.is_some_and(|t| t.matches("metrics-token-0123456789")));
+            assert!(
+                c.metrics
+                    .token
+                    .is_some_and(|t| t.matches("metrics-token-0123456789"))
+            );
             assert_eq!(c.metrics.listen, Some("127.0.0.1:9090".parse().unwrap()));
             jail.set_env("CLICKTRAIL_METRICS__TOKEN", "short");
             assert!(Config::load(None).is_err());

@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::extract::{Path, Query};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use crate::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};

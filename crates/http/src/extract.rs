@@ -3,8 +3,8 @@
 //! `invalid_path`, a query string that does not parse (a bad number, an
 //! unknown parameter) is `invalid_query`.
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::FromRequestParts;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;

@@ -19,9 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRef, FromRequest, MatchedPath, Request};
-use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -106,19 +106,19 @@ pub fn router(state: HttpState) -> Router {
         r = r.route("/metrics", get(health::metrics));
     }
     r.route(
-            "/collect",
-            post(collect::collect).options(collect::preflight),
-        )
-        .route("/t/{file}", get(tag::tag))
-        .route("/t/ext/{file}", get(tag::ext))
-        .route("/t/{id}/scan", get(tag::scan))
-        .route(
-            "/postback/{token}",
-            get(postback::postback).post(postback::postback),
-        )
-        .route("/go/{slug}", get(links::go))
-        .nest("/api/v1", api::router())
-        .with_state(state)
+        "/collect",
+        post(collect::collect).options(collect::preflight),
+    )
+    .route("/t/{file}", get(tag::tag))
+    .route("/t/ext/{file}", get(tag::ext))
+    .route("/t/{id}/scan", get(tag::scan))
+    .route(
+        "/postback/{token}",
+        get(postback::postback).post(postback::postback),
+    )
+    .route("/go/{slug}", get(links::go))
+    .nest("/api/v1", api::router())
+    .with_state(state)
 }
 
 /// `/metrics` alone, for its own listener (`metrics.listen`).

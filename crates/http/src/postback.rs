@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::Path;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
-use crate::extract::Path;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clicktrail_engine::integrations::Integrations;
