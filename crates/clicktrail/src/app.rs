@@ -1,8 +1,9 @@
 //! Assembling and running the server: database, migrations, keys, ingest
-//! writers, workers and the HTTP listener, with a graceful shutdown that
-//! stops accepting requests, lets in-flight ones finish (their events are
-//! committed before they are answered), drains the write queue, and closes
-//! the database.
+//! writers, workers and the HTTP listener (see [`crate::serve`]), with a
+//! graceful shutdown that stops accepting requests, lets in-flight ones
+//! finish within `http.shutdown_grace_secs` (their events are committed
+//! before they are answered), drains the write queue, and closes the
+//! database.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,15 +30,22 @@ use clicktrail_engine::polling::{self, Poller};
 use clicktrail_engine::properties::Properties;
 use clicktrail_engine::services::outbound_policy;
 use clicktrail_engine::{rt, telemetry};
-use clicktrail_http::HttpState;
+use clicktrail_http::{HttpState, Limits};
 use clicktrail_networks::catalog::Catalog;
 use clicktrail_store::{Db, DbOptions, auth, meta, users};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::serve::{self, ServeOptions};
+
+/// Connections the `metrics.listen` listener serves at once.
+const METRICS_CONNECTIONS: usize = 64;
+
 /// A started server.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `metrics.listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     /// The server's services (tests and the demo call them directly).
     pub services: Services,
     /// The ingest queue (the demo submits its simulated history to it).
@@ -212,6 +220,18 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         .await
         .with_context(|| format!("binding {}", cfg.listen))?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match cfg.metrics.listen {
+        Some(m) => Some(
+            tokio::net::TcpListener::bind(m)
+                .await
+                .with_context(|| format!("binding metrics.listen {m}"))?,
+        ),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let mut cfg = cfg;
     if cfg.listen.port() == 0 && cfg.public_url.is_none() {
         // Tests bind port 0: the public URL must name the real port.
@@ -287,22 +307,54 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let delivery_cancel = CancellationToken::new();
     let delivery_handles = delivery::worker::spawn(delivery, delivery_cancel.clone());
 
+    let http_state = HttpState::new(&services, telemetry::metrics_handle());
+    let limits = Limits::from_config(&cfg.http);
     let app = clicktrail_http::with_common_layers(
-        clicktrail_http::router(HttpState::new(&services, telemetry::metrics_handle())).merge(
-            clicktrail_dashboard::router(DashState::with_setup_code(
-                services.clone(),
-                setup_code.clone(),
-            )),
-        ),
+        clicktrail_http::router(http_state.clone()).merge(clicktrail_dashboard::router(
+            DashState::with_setup_code(services.clone(), setup_code.clone()),
+        )),
+        limits,
     );
-    let server_shutdown = shutdown.clone();
+    let opts = ServeOptions {
+        header_read_timeout: Duration::from_secs(cfg.http.header_read_timeout_secs),
+        max_connections: cfg.http.connection_cap(serve::open_files_limit()),
+        shutdown_grace: Duration::from_secs(cfg.http.shutdown_grace_secs),
+    };
+    tracing::info!(
+        %addr,
+        max_connections = opts.max_connections,
+        metrics_listen = metrics_addr.map(|a| a.to_string()),
+        "listening"
+    );
+    let mut listeners = vec![tokio::spawn(serve::serve(
+        listener,
+        app,
+        opts,
+        shutdown.clone(),
+    ))];
+    if let Some(l) = metrics_listener {
+        let metrics_app = clicktrail_http::with_common_layers(
+            clicktrail_http::metrics_router(http_state),
+            limits,
+        );
+        let metrics_opts = ServeOptions {
+            max_connections: METRICS_CONNECTIONS,
+            ..opts
+        };
+        listeners.push(tokio::spawn(serve::serve(
+            l,
+            metrics_app,
+            metrics_opts,
+            shutdown.clone(),
+        )));
+    }
     let handle = tokio::spawn(async move {
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
-        .await;
+        let mut served = Ok(());
+        for l in listeners {
+            if let Err(e) = l.await {
+                served = Err(e);
+            }
+        }
         // Delivery batches in flight finish and are recorded; rows claimed
         // but not sent are given back.
         delivery_cancel.cancel();
@@ -325,6 +377,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     });
     Ok(RunningServer {
         addr,
+        metrics_addr,
         services,
         ingest,
         conversions,

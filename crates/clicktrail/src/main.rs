@@ -93,6 +93,8 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let open_files = clicktrail::serve::raise_open_files_limit();
+    tracing::info!(open_files, "open-file limit");
     let db_url = app::redact_url(&cfg.database_url);
     let public_url_is_default = cfg.public_url.is_none();
     let server = app::start(cfg).await.context("starting clicktrail")?;
@@ -154,6 +156,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 }
 
 async fn demo(cfg: Config, reset: bool) -> anyhow::Result<()> {
+    clicktrail::serve::raise_open_files_limit();
     let server = clicktrail::demo::start(cfg, reset).await?;
     let base = server.services.properties.public_base().to_owned();
     println!("clicktrail demo is running at {base}/");

@@ -87,6 +87,8 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub delivery: DeliveryConfig,
     pub polling: PollingConfig,
+    pub http: HttpConfig,
+    pub metrics: MetricsConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -168,6 +170,73 @@ impl Default for PollingConfig {
     }
 }
 
+/// The HTTP server's own limits: how long a client may take, how many
+/// connections are served at once, and how long shutdown waits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Seconds a connection may take to send a request's headers; also how
+    /// long an idle keep-alive connection is kept.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request body may go without sending data.
+    pub body_read_timeout_secs: u64,
+    /// Seconds a request may take from its headers to the response's.
+    pub request_timeout_secs: u64,
+    /// Connections served at once; more are answered 503 + `Retry-After`
+    /// (or closed at once when many are waiting for that answer). 0: half
+    /// of the open-file limit left after 256 kept for everything else, at
+    /// most 16,384.
+    pub max_connections: usize,
+    /// Longest request target (path and query) in bytes; longer: 414.
+    pub max_uri_bytes: usize,
+    /// Seconds in-flight requests get to finish at shutdown before their
+    /// connections are closed.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_secs: 20,
+            body_read_timeout_secs: 20,
+            request_timeout_secs: 60,
+            max_connections: 0,
+            max_uri_bytes: 8 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Open-file descriptors kept for the database, logs, outbound requests
+    /// and the like when `max_connections` is automatic.
+    pub const RESERVED_FILES: u64 = 256;
+    /// The automatic connection cap's ceiling.
+    pub const AUTO_MAX_CONNECTIONS: usize = 16_384;
+
+    /// The connection cap, given the process's open-file soft limit.
+    pub fn connection_cap(&self, open_files_limit: u64) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        let half = open_files_limit.saturating_sub(Self::RESERVED_FILES) / 2;
+        usize::try_from(half)
+            .unwrap_or(usize::MAX)
+            .clamp(16, Self::AUTO_MAX_CONNECTIONS)
+    }
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// When set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub token: Option<Secret>,
+    /// When set, `/metrics` is served only on this address (and not on
+    /// `listen`), e.g. `127.0.0.1:9090` for a local Prometheus.
+    pub listen: Option<SocketAddr>,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -184,6 +253,8 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             delivery: DeliveryConfig::default(),
             polling: PollingConfig::default(),
+            http: HttpConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -250,6 +321,32 @@ impl Config {
         if self.delivery.max_attempts == 0 || self.delivery.concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "delivery.max_attempts and delivery.concurrency must be > 0".into(),
+            ));
+        }
+        let h = &self.http;
+        if h.header_read_timeout_secs == 0
+            || h.body_read_timeout_secs == 0
+            || h.request_timeout_secs == 0
+        {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_secs, http.body_read_timeout_secs and http.request_timeout_secs must be > 0".into(),
+            ));
+        }
+        if h.max_uri_bytes < 256 {
+            return Err(ConfigError::Invalid(
+                "http.max_uri_bytes must be at least 256".into(),
+            ));
+        }
+        if let Some(t) = &self.metrics.token
+            && t.expose().len() < 16
+        {
+            return Err(ConfigError::Invalid(
+                "metrics.token must be at least 16 characters".into(),
+            ));
+        }
+        if self.metrics.listen.is_some_and(|m| m == self.listen) {
+            return Err(ConfigError::Invalid(
+                "metrics.listen must differ from listen".into(),
             ));
         }
         Ok(())
@@ -330,6 +427,40 @@ mod tests {
         assert!(k.matches("a-very-secret-master-key"));
         assert!(!k.matches("a-very-secret-master-kez"));
         assert!(!k.matches(""));
+    }
+
+    #[test]
+    fn http_and_metrics_settings_load_from_env() {
+        Jail::expect_with(|jail| {
+            jail.set_env("CLICKTRAIL_HTTP__HEADER_READ_TIMEOUT_SECS", "3");
+            jail.set_env("CLICKTRAIL_HTTP__MAX_CONNECTIONS", "100");
+            jail.set_env("CLICKTRAIL_METRICS__TOKEN", "metrics-token-0123456789");
+            jail.set_env("CLICKTRAIL_METRICS__LISTEN", "127.0.0.1:9090");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.http.header_read_timeout_secs, 3);
+            assert_eq!(c.http.connection_cap(1024), 100);
+            assert!(
+                c.metrics
+                    .token
+                    .is_some_and(|t| t.matches("metrics-token-0123456789"))
+            );
+            assert_eq!(c.metrics.listen, Some("127.0.0.1:9090".parse().unwrap()));
+            jail.set_env("CLICKTRAIL_METRICS__TOKEN", "short");
+            assert!(Config::load(None).is_err());
+            jail.set_env("CLICKTRAIL_METRICS__TOKEN", "metrics-token-0123456789");
+            jail.set_env("CLICKTRAIL_HTTP__REQUEST_TIMEOUT_SECS", "0");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_automatic_connection_cap_stays_below_the_open_file_limit() {
+        let h = HttpConfig::default();
+        assert_eq!(h.connection_cap(1024), 384);
+        assert_eq!(h.connection_cap(512), 128);
+        assert_eq!(h.connection_cap(100), 16);
+        assert_eq!(h.connection_cap(1 << 20), HttpConfig::AUTO_MAX_CONNECTIONS);
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::Path;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use crate::extract::Path;
+use axum::extract::State;
 use axum::response::IntoResponse;
 use clicktrail_engine::integrations::Integrations;
 use serde_json::json;

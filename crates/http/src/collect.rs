@@ -28,9 +28,13 @@ pub async fn collect(
         if declared.is_some_and(|n| n > limit) {
             return Err(collector::body_too_large(limit));
         }
-        let bytes = axum::body::to_bytes(body, limit)
-            .await
-            .map_err(|_| collector::body_too_large(limit))?;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            if crate::body_timed_out(&e) {
+                crate::body_timeout()
+            } else {
+                collector::body_too_large(limit)
+            }
+        })?;
         collector.collect(&headers, Some(peer), &bytes).await
     }
     .await;

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::{Path, Query};
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use clicktrail_engine::conversion_log::{ConversionLog, LogQuery};

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
+use crate::extract::{Path, Query};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};

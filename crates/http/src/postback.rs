@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::extract::Path;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use clicktrail_engine::integrations::Integrations;
@@ -20,13 +21,19 @@ pub async fn postback(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the body is larger than 64 KiB",
-        )
-        .into_response();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(e) if crate::body_timed_out(&e) => {
+            return ApiError::from(crate::body_timeout()).into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the body is larger than 64 KiB",
+            )
+            .into_response();
+        }
     };
     let content_type = headers
         .get(header::CONTENT_TYPE)
