@@ -219,8 +219,12 @@ pub async fn put_snapshots(
              updated_at = excluded.updated_at",
         )
     });
+    // By key: two transactions upserting overlapping snapshots lock them in
+    // one order (no deadlock).
+    let mut rows: Vec<&(String, String)> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let rows: Vec<Row<'_>> = rows
-        .iter()
+        .into_iter()
         .map(|(key, snap)| Row {
             integration_id: integration,
             row_key: key,

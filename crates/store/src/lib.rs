@@ -126,6 +126,27 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the transaction failed only because of another one running
+    /// at the same time, so running it again is expected to succeed:
+    /// PostgreSQL's serialization failure (SQLSTATE 40001) and deadlock
+    /// (40P01), SQLite's `BUSY` / `LOCKED` (another process holds the
+    /// database). The whole transaction must be run again, not a statement.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Shared(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which backend a [`Db`] talks to.
