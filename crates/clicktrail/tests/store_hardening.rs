@@ -127,3 +127,227 @@ mod two_processes {
         two_processes_share_rollups(Backend::Sqlite).await
     }
 }
+
+/// Finding 8: a poll cut short by a crash leaves its claim in the
+/// database; the restarted instance releases it at once, so "poll now"
+/// runs at once (it used to wait 60 s, then answer 409 for 15 minutes).
+/// Another instance's live claim is left alone.
+async fn restart_releases_poll_claims(b: Backend) {
+    use clicktrail_store::integrations;
+    let fake = clicktrail_testkit::income_access::FakeIncomeAccess::start()
+        .await
+        .unwrap();
+    let s = TestServer::start(b).await;
+    let pid = s.property(&["site.example"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (st, v) = s
+            .post(
+                &format!("/api/v1/properties/{pid}/integrations"),
+                MASTER_KEY,
+                json!({"catalog": "galapartners", "credentials": {"security_key": fake.key()},
+                       "settings": {"api_url": fake.report_url}}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let instance = std::fs::read_to_string(s.db.dir.join("instance.id")).expect("instance id");
+    let db = s.server.services.db.clone();
+    // The crash: this instance's claim on the first, another's on the
+    // second (taken once the scheduler's first polls are over).
+    let hour = 3_600_000;
+    for (id, owner) in [(&ids[0], instance.trim()), (&ids[1], "another-instance")] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = support::now_ms();
+            if integrations::claim_poll(&db, id, owner, now, now + hour)
+                .await
+                .unwrap()
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never claimed");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let TestServer {
+        server,
+        db: test_db,
+        ..
+    } = s;
+    server.stop().await.expect("stops");
+    let cfg = support::config(&test_db);
+    let s = TestServer::start_with(test_db, cfg).await;
+    let started = std::time::Instant::now();
+    let (st, v) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/integrations/{}/poll", ids[0]),
+            MASTER_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "poll now waited {:?}",
+        started.elapsed()
+    );
+    let held: Option<(Option<i64>, Option<String>)> = s
+        .server
+        .services
+        .db
+        .fetch_optional(
+            "SELECT polling_until, polling_owner FROM integrations WHERE id = $1",
+            clicktrail_store::args![ids[1].as_str()],
+        )
+        .await
+        .unwrap();
+    let (until, owner) = held.expect("integration");
+    assert!(
+        until.is_some(),
+        "another instance's live claim was released"
+    );
+    assert_eq!(owner.as_deref(), Some("another-instance"));
+    s.stop().await;
+}
+
+mod poll_claims {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        restart_releases_poll_claims(Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        restart_releases_poll_claims(Backend::Sqlite).await
+    }
+}
+
+/// Finding 9: the data directory is created 0700 and the database, its
+/// `-wal` and `-shm`, and the instance id 0600; wider ones are reported
+/// (and warned about at start).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let test_db = support::TestDb::new(Backend::Sqlite).await;
+    let mut cfg = support::config(&test_db);
+    // A data directory the server creates (the test's own already exists).
+    cfg.data_dir = test_db.dir.join("data");
+    cfg.database_url = format!("sqlite://{}/ct.db", cfg.data_dir.display());
+    let s = TestServer::start_with(test_db, cfg.clone()).await;
+    // A write, so the WAL and its index exist.
+    s.property(&["site.example"]).await;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&cfg.data_dir), 0o700);
+    for f in ["ct.db", "ct.db-wal", "ct.db-shm", "instance.id"] {
+        assert_eq!(mode(&cfg.data_dir.join(f)), 0o600, "{f}");
+    }
+    assert!(clicktrail::datadir::too_open(&cfg).is_empty());
+    // Files made wider by hand are reported.
+    let set = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(&cfg.data_dir, 0o755);
+    set(&cfg.data_dir.join("ct.db"), 0o644);
+    let open: Vec<_> = clicktrail::datadir::too_open(&cfg);
+    assert!(open.contains(&(cfg.data_dir.clone(), 0o755)), "{open:?}");
+    assert!(
+        open.contains(&(cfg.data_dir.join("ct.db"), 0o644)),
+        "{open:?}"
+    );
+    s.stop().await;
+}
+
+/// Finding 12: slugs belong to a property. Two workspaces use the same
+/// slug, each link answers at `/go/{property_id}/{slug}` (the URL the API
+/// gives), and the short `/go/{slug}` still means the older link.
+async fn slugs_per_property(b: Backend) {
+    use clicktrail_store::auth;
+    let s = TestServer::start(b).await;
+    let db = s.server.services.db.clone();
+    let mut tokens = Vec::new();
+    for name in ["alpha", "beta"] {
+        let ws = auth::ensure_workspace(&db, name).await.unwrap();
+        tokens.push(auth::create_token(&db, ws.id, "t").await.unwrap().1);
+    }
+    let mut made = Vec::new();
+    for (token, offer) in tokens
+        .iter()
+        .zip(["https://alpha.example/", "https://beta.example/"])
+    {
+        let (st, p) = s
+            .post(
+                "/api/v1/properties",
+                token,
+                json!({"name": "Site", "domains": ["site.example"]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+        let pid = p["id"].as_str().unwrap().to_owned();
+        let (st, l) = s
+            .post(
+                &format!("/api/v1/properties/{pid}/links"),
+                token,
+                json!({"slug": "black-friday", "destination_url": offer}),
+            )
+            .await;
+        assert_eq!(st, 201, "{l}");
+        let url = l["url"].as_str().unwrap().to_owned();
+        assert_eq!(url, s.url(&format!("/go/{pid}/black-friday")));
+        made.push((url, offer));
+        // Within one property a slug is still taken once.
+        let (st, v) = s
+            .post(
+                &format!("/api/v1/properties/{pid}/links"),
+                token,
+                json!({"slug": "black-friday", "destination_url": offer}),
+            )
+            .await;
+        assert_eq!((st, v["error"]["code"].as_str()), (409, Some("slug_taken")));
+    }
+    let location = |r: reqwest::Response| {
+        assert_eq!(r.status(), 302);
+        r.headers()["location"].to_str().unwrap().to_owned()
+    };
+    for (url, offer) in &made {
+        let r = s
+            .http
+            .get(url)
+            .header("user-agent", CHROME_UA)
+            .send()
+            .await
+            .unwrap();
+        let loc = location(r);
+        assert!(loc.starts_with(offer), "{url} went to {loc}");
+    }
+    let r = s
+        .http
+        .get(s.url("/go/black-friday"))
+        .header("user-agent", CHROME_UA)
+        .send()
+        .await
+        .unwrap();
+    assert!(location(r).starts_with("https://alpha.example/"));
+    s.stop().await;
+}
+
+mod link_slugs {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        slugs_per_property(Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        slugs_per_property(Backend::Sqlite).await
+    }
+}

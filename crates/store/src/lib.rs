@@ -245,11 +245,15 @@ impl Db {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                private_dir(dir).map_err(|source| StoreError::CreateDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
             }
+            private_file(Path::new(path)).map_err(|source| StoreError::CreateDir {
+                path: path.to_owned(),
+                source,
+            })?;
             let settings = direct::DirectSettings {
                 path: Path::new(path).to_owned(),
                 // FULL by default: a commit is on disk before we
@@ -422,6 +426,34 @@ impl Db {
             Backing::Sqlite(s) => TxInner::Shared(s.begin().await?),
             Backing::Postgres(p) => TxInner::Postgres(p.begin().await?),
         }))
+    }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only (0700 on
+/// Unix) if it does not exist: the database holds tokens, emails and
+/// password hashes. An existing directory is left as it is (the server
+/// warns when it is wider).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates an empty file readable by its owner only (0600 on Unix) if it
+/// does not exist. SQLite creates its `-wal` and `-shm` files with the
+/// mode of the database file, so creating the database this way first
+/// makes them private too.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
