@@ -116,7 +116,7 @@ impl Links {
             slug: l.slug.clone(),
             destination_url: l.destination_url.clone(),
             integration_id: l.integration_id.clone(),
-            url: link_url(&self.properties.public_base(), l),
+            url: link_url(self.properties.public_base(), l),
             created_at: l.created_at,
         }
     }
@@ -268,7 +268,7 @@ impl Links {
                 true,
             ),
         };
-        let url = link_url(&state.properties.public_base(), &link);
+        let url = link_url(state.properties.public_base(), &link);
         let landing = match query.filter(|q| !q.is_empty()) {
             Some(q) => format!("{url}?{q}"),
             None => url,
