@@ -175,7 +175,13 @@ pub fn redact_url(url: &str) -> String {
 /// few dependencies it needs, writers first (the conversion writer with
 /// its delivery outbox), then the services, the workers and the router.
 pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
+    crate::datadir::prepare(&cfg)?;
+    let instance = crate::datadir::instance_id(&cfg)?;
     let db = open_database(&cfg).await?;
+    // The database files exist now: check them too.
+    for (path, mode) in crate::datadir::too_open(&cfg) {
+        tracing::warn!(path = %path.display(), mode = format_args!("{mode:04o}"), "readable by other local users");
+    }
     let keyring = Keyring::load(cfg.master_key.as_ref().map(|k| k.expose()), &cfg.data_dir)?;
     let stored_check = meta::get_or_init(&db, "key_check", keyring.check_value()).await?;
     if stored_check != keyring.check_value() {
@@ -252,7 +258,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         conversions.clone(),
         outbound_policy(&cfg),
         Duration::from_secs(cfg.polling.tick_secs),
+        instance,
     ));
+    // Claims this instance held when it last stopped (a crash mid-poll)
+    // are given back before anything polls.
+    poller.release_own_claims().await?;
     let outbound =
         clicktrail_outbound::Outbound::new(outbound_policy(&cfg), Duration::from_secs(10))?;
     let services = Services {

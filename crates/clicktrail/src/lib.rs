@@ -6,6 +6,7 @@
 //! so the integration tests can start the real server in-process.
 
 pub mod app;
+pub mod datadir;
 pub mod demo;
 pub mod serve;
 

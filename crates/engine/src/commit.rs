@@ -63,6 +63,27 @@ pub trait Writer: Send {
     /// Upkeep between groups, once their callers have their answers (on
     /// SQLite, restarting a grown WAL).
     fn maintain(&mut self) {}
+
+    /// Whether a failed write failed only because of a concurrent
+    /// transaction (another process's: a deadlock, a serialization
+    /// failure, a busy database), so writing the same jobs again is
+    /// expected to succeed. The loop then writes them again, a bounded
+    /// number of times after a jittered pause, before answering.
+    fn is_transient(_error: &Self::Error) -> bool {
+        false
+    }
+}
+
+/// How many times a group that failed transiently is written again.
+const TRANSIENT_RETRIES: u32 = 5;
+
+/// The pause before the `attempt`th retry (from 1): exponential from
+/// 4 ms, with full jitter, so two processes that deadlocked do not meet
+/// again in step.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    use rand::Rng as _;
+    let cap_ms = 4u64 << attempt.min(6);
+    std::time::Duration::from_millis(rand::rng().random_range(1..=cap_ms))
 }
 
 /// The callers' side of a writer's queue. Cheap to clone.
@@ -211,12 +232,30 @@ impl<W: Writer> Loop<W> {
         tracing::debug!(writer = self.name, "writer stopped");
     }
 
+    /// Writes `works` in one transaction, again after a transient failure
+    /// (see [`Writer::is_transient`]), at most [`TRANSIENT_RETRIES`] times.
+    async fn write(&mut self, works: &mut [W::Work]) -> Result<Vec<W::Output>, W::Error> {
+        let mut attempt = 0;
+        loop {
+            match self.writer.write(works).await {
+                Err(e) if attempt < TRANSIENT_RETRIES && W::is_transient(&e) => {
+                    attempt += 1;
+                    metrics::counter!("clicktrail_commit_retries_total", "writer" => self.name)
+                        .increment(1);
+                    tracing::info!(writer = self.name, attempt, error = %e, "transaction conflicted with a concurrent one; writing it again");
+                    tokio::time::sleep(retry_pause(attempt)).await;
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// Commits a group and answers its callers; a failed group is retried
     /// job by job.
     async fn commit(&mut self, jobs: Vec<Job<W::Work, W::Output>>) {
         let (mut works, answers): (Vec<W::Work>, Vec<_>) =
             jobs.into_iter().map(|j| (j.work, j.answer)).unzip();
-        match self.writer.write(&mut works).await {
+        match self.write(&mut works).await {
             Ok(outputs) => {
                 for (answer, out) in answers.into_iter().zip(outputs) {
                     let _ = answer.send(Ok(out));
@@ -233,7 +272,7 @@ impl<W: Writer> Loop<W> {
                 tracing::warn!(writer = self.name, error = %e, jobs = works.len(), "group commit failed; committing jobs one by one");
                 for (work, answer) in works.into_iter().zip(answers) {
                     let mut one = [work];
-                    let r = match self.writer.write(&mut one).await {
+                    let r = match self.write(&mut one).await {
                         Ok(mut out) => out.pop().ok_or(CommitFailure::Storage),
                         Err(e) => {
                             tracing::error!(writer = self.name, error = %e, "commit failed");
@@ -306,6 +345,55 @@ mod tests {
         assert!(answers.contains(&Err(CommitFailure::Storage)));
         assert!(answers.contains(&Ok(40)) && answers.contains(&Ok(50)));
         assert_eq!(q.depth(), 0);
+    }
+
+    /// Fails its first `conflicts` writes as another process's deadlock
+    /// would; after that, sums.
+    struct Conflicted {
+        conflicts: usize,
+        writes: usize,
+    }
+
+    impl Writer for Conflicted {
+        type Work = i64;
+        type Output = i64;
+        type Error = String;
+
+        fn size(_: &i64) -> usize {
+            1
+        }
+
+        async fn write(&mut self, jobs: &mut [i64]) -> Result<Vec<i64>, String> {
+            self.writes += 1;
+            if self.writes <= self.conflicts {
+                return Err("deadlock detected".into());
+            }
+            Ok(jobs.to_vec())
+        }
+
+        fn is_transient(e: &String) -> bool {
+            e.starts_with("deadlock")
+        }
+    }
+
+    /// A group that met a concurrent transaction is written again before
+    /// its callers are answered; one that keeps failing is refused after
+    /// a bounded number of tries.
+    #[tokio::test]
+    async fn a_transient_failure_is_written_again() {
+        for (conflicts, ok) in [(3, true), (100, false)] {
+            let w = Conflicted {
+                conflicts,
+                writes: 0,
+            };
+            let (l, q) = Loop::new(w, 4, 4, "test", Arc::default(), None);
+            let cancel = CancellationToken::new();
+            let run = tokio::spawn(l.run(cancel.clone()));
+            let answer = q.push(7).await;
+            assert_eq!(answer.is_ok(), ok, "{conflicts} conflicts: {answer:?}");
+            cancel.cancel();
+            run.await.unwrap();
+        }
     }
 
     #[tokio::test]

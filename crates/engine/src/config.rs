@@ -80,6 +80,11 @@ pub struct Config {
     /// Where the generated key file lives (and the SQLite database by
     /// default).
     pub data_dir: PathBuf,
+    /// This process's id in claims shared through the database (poll
+    /// claims). Unset: an id generated once and kept in
+    /// `<data_dir>/instance.id`. Set it when processes share a data
+    /// directory (each its own) or the data directory is not kept.
+    pub instance_id: Option<String>,
     /// `tracing` filter, e.g. `info` or `clicktrail=debug,info`.
     pub log: String,
     /// `text` or `json`.
@@ -248,6 +253,7 @@ impl Default for Config {
             allow_private_networks: false,
             trusted_proxies: Vec::new(),
             data_dir: PathBuf::from("clicktrail-data"),
+            instance_id: None,
             log: "info".into(),
             log_format: LogFormat::Text,
             ingest: IngestConfig::default(),

@@ -574,6 +574,14 @@ impl commit::Writer for Writer {
     type Output = Vec<Written>;
     type Error = StoreError;
 
+    /// A deadlock or serialization failure with another process, or a
+    /// unique violation: with two processes, a conversion's dedup key (or
+    /// a materialised click) committed by the other after this
+    /// transaction looked; written again, it is found and recorded as a
+    /// duplicate.
+    fn is_transient(e: &StoreError) -> bool {
+        e.is_transient() || (e.is_unique_violation() && !matches!(e, StoreError::Conflict(_)))
+    }
     fn size(b: &Batch) -> usize {
         b.items.len()
     }

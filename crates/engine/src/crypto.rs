@@ -152,7 +152,7 @@ fn read_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(err)?;
+                clicktrail_store::private_dir(dir).map_err(err)?;
             }
             let mut key = [0u8; 32];
             rand::rng().fill_bytes(&mut key);

@@ -127,6 +127,10 @@ impl commit::Writer for Writer {
     type Output = Outcomes;
     type Error = StoreError;
 
+    /// A deadlock or serialization failure with another process.
+    fn is_transient(e: &StoreError) -> bool {
+        e.is_transient()
+    }
     fn size(events: &Vec<IngestEvent>) -> usize {
         events.len()
     }

@@ -1,5 +1,10 @@
 //! Tracked links for direct linking: creating them, and following one.
-//! `GET /go/{slug}` records a session (utm and ad click ids of the `/go`
+//! Slugs belong to a property: a link's URL is `/go/{property_id}/{slug}`.
+//! The short `/go/{slug}` of links made before that still works: it means
+//! the oldest link of that slug (slugs were unique across the server
+//! then, so that is the link it always meant).
+//!
+//! Following a link records a session (utm and ad click ids of the `/go`
 //! URL, referrer, user agent) and a click through the same ingest pipeline
 //! as the tag, then sends the visitor on to the offer with the subid set to
 //! the click id.
@@ -55,8 +60,9 @@ pub struct Links {
     properties: Arc<Properties>,
     enricher: Arc<Enricher>,
     ingest: IngestQueue,
-    /// Tracked links by slug (`/go/{slug}` must answer within milliseconds).
-    cache: moka::future::Cache<String, Option<Arc<TrackedLink>>>,
+    /// Tracked links by (property, slug) (`/go/...` must answer within
+    /// milliseconds); no property for the short `/go/{slug}`.
+    cache: moka::future::Cache<(Option<String>, String), Option<Arc<TrackedLink>>>,
 }
 
 impl std::fmt::Debug for Links {
@@ -110,7 +116,7 @@ impl Links {
             slug: l.slug.clone(),
             destination_url: l.destination_url.clone(),
             integration_id: l.integration_id.clone(),
-            url: format!("{}/go/{}", self.properties.public_base(), l.slug),
+            url: link_url(self.properties.public_base(), l),
             created_at: l.created_at,
         }
     }
@@ -195,29 +201,40 @@ impl Links {
             .collect())
     }
 
-    async fn by_slug(&self, slug: &str) -> ServiceResult<Option<Arc<TrackedLink>>> {
-        if slug.is_empty() || slug.len() > 64 {
+    async fn by_slug(
+        &self,
+        property: Option<&str>,
+        slug: &str,
+    ) -> ServiceResult<Option<Arc<TrackedLink>>> {
+        if slug.is_empty() || slug.len() > 64 || property.is_some_and(|p| p.len() > 64) {
             return Ok(None);
         }
-        if let Some(hit) = self.cache.get(slug).await {
+        let key = (property.map(str::to_owned), slug.to_owned());
+        if let Some(hit) = self.cache.get(&key).await {
             return Ok(hit);
         }
-        let l = links::by_slug(&self.db, slug).await?.map(Arc::new);
-        self.cache.insert(slug.to_owned(), l.clone()).await;
+        let l = match property {
+            Some(p) => links::by_property_slug(&self.db, p, slug).await?,
+            None => links::by_slug(&self.db, slug).await?,
+        }
+        .map(Arc::new);
+        self.cache.insert(key, l.clone()).await;
         Ok(l)
     }
 
-    /// Follows `/go/{slug}`: records the visit and the click, and says where
-    /// to send the visitor; `None` for an unknown link.
+    /// Follows `/go/{property_id}/{slug}` (or the short `/go/{slug}`, with
+    /// no property: see the module's doc): records the visit and the click,
+    /// and says where to send the visitor; `None` for an unknown link.
     pub async fn follow(
         &self,
+        property: Option<&str>,
         slug: &str,
         query: Option<&str>,
         headers: &HeaderMap,
         peer: SocketAddr,
     ) -> ServiceResult<Option<Redirect>> {
         let state = self;
-        let Some(link) = state.by_slug(slug).await? else {
+        let Some(link) = state.by_slug(property, slug).await? else {
             return Ok(None);
         };
         let pid = PropertyId::parse(&link.property_id).map_err(ServiceError::internal)?;
@@ -251,9 +268,10 @@ impl Links {
                 true,
             ),
         };
+        let url = link_url(state.properties.public_base(), &link);
         let landing = match query.filter(|q| !q.is_empty()) {
-            Some(q) => format!("{}/go/{}?{}", state.properties.public_base(), link.slug, q),
-            None => format!("{}/go/{}", state.properties.public_base(), link.slug),
+            Some(q) => format!("{url}?{q}"),
+            None => url,
         };
         let landing = url::Url::parse(&landing)
             .map_err(|_| ServiceError::bad_request("invalid_url", "the link URL is not valid"))?;
@@ -338,4 +356,9 @@ impl Links {
             set_cookie,
         }))
     }
+}
+
+/// A link's URL: `/go/{property_id}/{slug}`.
+fn link_url(base: &str, l: &TrackedLink) -> String {
+    format!("{base}/go/{}/{}", l.property_id, l.slug)
 }

@@ -49,6 +49,8 @@ pub struct Poller {
     outbound: OutboundPolicy,
     tick: Duration,
     wakeup: Notify,
+    /// Who this process's poll claims name (see [`Poller::new`]).
+    instance: String,
 }
 
 impl std::fmt::Debug for Poller {
@@ -67,6 +69,7 @@ impl Poller {
         conversions: ConversionQueue,
         outbound: OutboundPolicy,
         tick: Duration,
+        instance: String,
     ) -> Self {
         Self {
             db,
@@ -77,7 +80,29 @@ impl Poller {
             outbound,
             tick,
             wakeup: Notify::new(),
+            instance,
         }
+    }
+
+    /// The owner this process's poll claims carry: an id stable across
+    /// restarts of one instance, so [`Poller::release_own_claims`] can
+    /// give back what a crash left claimed.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    /// Releases the claims this instance held before it (re)started: a
+    /// poll cut short by a crash no longer blocks its integration until
+    /// the lease expires. Call it before the scheduler starts.
+    pub async fn release_own_claims(&self) -> Result<u64, clicktrail_store::StoreError> {
+        let n = integrations::release_polls_of(&self.db, &self.instance).await?;
+        if n > 0 {
+            tracing::info!(
+                claims = n,
+                "released poll claims left by this instance's previous run"
+            );
+        }
+        Ok(n)
     }
 
     /// Makes the scheduler look for due polls now (an integration was
@@ -89,8 +114,11 @@ impl Poller {
 
 /// Rows per committed chunk.
 const CHUNK_ROWS: usize = 1000;
-/// How long a claimed poll stays claimed (a crashed poller's claim expires).
-const LEASE_MS: i64 = 15 * 60 * 1000;
+/// How long a claim lasts unless renewed: a poller that died (on another
+/// host, or without restarting) holds its integration this long at most.
+const LEASE_MS: i64 = 2 * 60 * 1000;
+/// How often a running poll renews its claim (well within [`LEASE_MS`]).
+const RENEW_EVERY: Duration = Duration::from_secs(30);
 
 /// What one poll did.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -114,6 +142,8 @@ enum PollFailure {
     Config(String),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("the poll's claim was taken over by another process")]
+    ClaimLost,
 }
 
 impl PollFailure {
@@ -122,6 +152,7 @@ impl PollFailure {
             PollFailure::Report(e) => e.code(),
             PollFailure::Config(_) => "invalid_settings",
             PollFailure::Storage(_) => "storage_unavailable",
+            PollFailure::ClaimLost => "claim_lost",
         }
     }
 
@@ -131,6 +162,9 @@ impl PollFailure {
             PollFailure::Config(m) => m.clone(),
             PollFailure::Storage(_) => {
                 "clicktrail could not store the poll's results; it will try again".into()
+            }
+            PollFailure::ClaimLost => {
+                "the poll took so long that another process took it over; it stopped".into()
             }
         }
     }
@@ -150,7 +184,15 @@ pub async fn poll_now(state: &Poller, integration: &Integration) -> ServiceResul
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let now = Utc::now().timestamp_millis();
-        if integrations::claim_poll(&state.db, &integration.id, now, now + LEASE_MS).await? {
+        if integrations::claim_poll(
+            &state.db,
+            &integration.id,
+            &state.instance,
+            now,
+            now + LEASE_MS,
+        )
+        .await?
+        {
             break;
         }
         if Instant::now() > deadline {
@@ -171,7 +213,10 @@ pub async fn poll_now(state: &Poller, integration: &Integration) -> ServiceResul
 async fn run_and_record(state: &Poller, integration: &Integration) -> PollReport {
     let started = Instant::now();
     let mut report = PollReport::default();
-    let result = run(state, integration, &mut report).await;
+    let result = tokio::select! {
+        r = run(state, integration, &mut report) => r,
+        lost = keep_claim(state, &integration.id) => Err(lost),
+    };
     report.duration_ms = started.elapsed().as_millis() as u64;
     let now = Utc::now().timestamp_millis();
     let normal = next_poll(&integration.settings, now);
@@ -198,7 +243,7 @@ async fn run_and_record(state: &Poller, integration: &Integration) -> PollReport
                     }
                     _ => normal,
                 },
-                PollFailure::Storage(_) => now + 60_000,
+                PollFailure::Storage(_) | PollFailure::ClaimLost => now + 60_000,
                 PollFailure::Config(_) => normal,
             };
             (failures, next)
@@ -216,6 +261,7 @@ async fn run_and_record(state: &Poller, integration: &Integration) -> PollReport
     if let Err(e) = integrations::record_poll(
         &state.db,
         &integration.id,
+        &state.instance,
         now,
         &summary,
         report.error_code.as_deref(),
@@ -228,6 +274,23 @@ async fn run_and_record(state: &Poller, integration: &Integration) -> PollReport
         tracing::error!(error = %e, integration = %integration.id, "recording a poll failed");
     }
     report
+}
+
+/// Renews this instance's claim on an integration while its poll runs;
+/// returns only when the claim is lost (it expired and another process
+/// took it), which ends the poll: two polls must never overlap.
+async fn keep_claim(state: &Poller, integration: &str) -> PollFailure {
+    loop {
+        tokio::time::sleep(RENEW_EVERY).await;
+        let until = Utc::now().timestamp_millis() + LEASE_MS;
+        match integrations::renew_poll(&state.db, integration, &state.instance, until).await {
+            Ok(true) => {}
+            Ok(false) => return PollFailure::ClaimLost,
+            // The database is away: the poll's own writes will fail too;
+            // try again at the next renewal, the lease still runs.
+            Err(e) => tracing::warn!(error = %e, integration, "renewing a poll claim failed"),
+        }
+    }
 }
 
 async fn run(
@@ -480,7 +543,15 @@ pub fn spawn(state: Arc<Poller>, cancel: CancellationToken) -> JoinHandle<()> {
                 {
                     continue;
                 }
-                match integrations::claim_poll(&state.db, &i.id, now, now + LEASE_MS).await {
+                match integrations::claim_poll(
+                    &state.db,
+                    &i.id,
+                    &state.instance,
+                    now,
+                    now + LEASE_MS,
+                )
+                .await
+                {
                     Ok(true) => {
                         run_and_record(&state, &i).await;
                     }

@@ -2,7 +2,7 @@
 //! call one service function of `clicktrail_engine` and map its result.
 //!
 //! - `/collect`, `/t/...` (the tag, AutoScan), `/postback/{token}`,
-//!   `/go/{slug}`: public, identified by the property id or a secret token;
+//!   `/go/{property_id}/{slug}`: public, identified by the property id or a secret token;
 //! - `/api/v1/...`: the JSON API, behind [`auth::ApiCaller`] (a bearer
 //!   token, and nothing else);
 //! - `/healthz`, `/metrics` (behind an optional bearer token, or on a
@@ -117,6 +117,7 @@ pub fn router(state: HttpState) -> Router {
         get(postback::postback).post(postback::postback),
     )
     .route("/go/{slug}", get(links::go))
+    .route("/go/{property_id}/{slug}", get(links::go_scoped))
     .nest("/api/v1", api::router())
     .with_state(state)
 }

@@ -1,5 +1,5 @@
-//! Tracked redirect links for direct linking: `POST /api/v1/properties/{id}/links`
-//! and `GET /go/{slug}`.
+//! Tracked redirect links for direct linking: `POST /api/v1/properties/{id}/links`,
+//! `GET /go/{property_id}/{slug}` and the short `GET /go/{slug}` of older links.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,8 +48,8 @@ fn not_found_page() -> Response {
         .into_response()
 }
 
-/// `GET /go/{slug}`: records a session and a click, then 302 to the offer
-/// with the subid set to the click id.
+/// `GET /go/{slug}`: the short URL of links made before slugs were per
+/// property (the oldest link of that slug).
 pub async fn go(
     State(links): State<Arc<Links>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -57,7 +57,38 @@ pub async fn go(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    match links.follow(&slug, query.as_deref(), &headers, peer).await {
+    follow(&links, None, &slug, query.as_deref(), &headers, peer).await
+}
+
+/// `GET /go/{property_id}/{slug}`: records a session and a click, then 302
+/// to the offer with the subid set to the click id.
+pub async fn go_scoped(
+    State(links): State<Arc<Links>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((property, slug)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    follow(
+        &links,
+        Some(&property),
+        &slug,
+        query.as_deref(),
+        &headers,
+        peer,
+    )
+    .await
+}
+
+async fn follow(
+    links: &Links,
+    property: Option<&str>,
+    slug: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Response {
+    match links.follow(property, slug, query, headers, peer).await {
         Ok(Some(r)) => {
             let mut resp = StatusCode::FOUND.into_response();
             let h = resp.headers_mut();

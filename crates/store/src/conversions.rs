@@ -453,6 +453,11 @@ fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<Rollup
             e.1 += revenue;
         }
     }
+    // Sorted: concurrent writers (two processes on one PostgreSQL) then
+    // lock shared rollup rows in one global order, the traffic writer's,
+    // so they wait for each other instead of deadlocking.
+    let mut acc: Vec<_> = acc.into_iter().collect();
+    acc.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     acc.into_iter()
         .map(
             |(
@@ -621,6 +626,10 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
         target_updates.push((&t.id, *delta));
     }
     let rollups = rollup_rows(sources);
+    // Every row this transaction updates, in one order (see `rollup_rows`).
+    target_updates.sort_unstable();
+    clicks
+        .sort_unstable_by(|a, b| (&a.property_id, &a.click_id).cmp(&(&b.property_id, &b.click_id)));
 
     if !drafts.is_empty() {
         let rows: Vec<&ConversionRow> = drafts.iter().map(|d| &d.row).collect();
@@ -998,6 +1007,54 @@ pub mod lookup {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Rollup rows come out in one global order, whatever the hash maps'
+    /// order: two transactions moving the same rows lock them in the same
+    /// order (and wait, not deadlock).
+    #[test]
+    fn rollup_rows_are_sorted() {
+        let touch = |c| TouchDims {
+            channel: Some("Paid Search"),
+            source: Some("google"),
+            medium: Some("cpc"),
+            campaign: Some(c),
+            ad: None,
+            landing_page: Some("/"),
+        };
+        let campaigns = ["a", "b", "c", "d", "e", "f", "g", "h"];
+        let mut sources = HashMap::new();
+        for c in campaigns {
+            let src = RollupSource {
+                property_id: "p",
+                hour: 1,
+                is_bot: false,
+                currency: "EUR",
+                last: touch(c),
+                first: touch(c),
+                link_group: Some("g"),
+                offer: None,
+            };
+            sources.insert(src, (1, 10));
+        }
+        let rows = rollup_rows(sources);
+        let keys: Vec<_> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.property_id,
+                    r.hour,
+                    r.model,
+                    r.dim,
+                    r.key.clone(),
+                    r.is_bot,
+                    r.currency,
+                )
+            })
+            .collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+    }
 
     /// Adjustments find their target through the index of validated
     /// transactions, not by scanning the integration's conversions.

@@ -135,25 +135,59 @@ pub async fn update_config(
     Ok(())
 }
 
-/// Claims the right to poll: sets a lease unless another poll holds one,
-/// so two workers (or processes) never poll one integration at once.
+/// Claims the right to poll for `owner` (a process's instance id): sets a
+/// lease unless a live one is held, so two workers (or processes) never
+/// poll one integration at once; an expired lease may be taken by anyone.
 /// Returns whether this caller won.
-pub async fn claim_poll(db: &Db, id: &str, now: i64, lease_until: i64) -> Result<bool> {
+pub async fn claim_poll(
+    db: &Db,
+    id: &str,
+    owner: &str,
+    now: i64,
+    lease_until: i64,
+) -> Result<bool> {
     let n = db
         .execute(
-            "UPDATE integrations SET polling_until = $3 WHERE id = $1 \
+            "UPDATE integrations SET polling_until = $3, polling_owner = $4 WHERE id = $1 \
              AND (polling_until IS NULL OR polling_until < $2)",
-            args![id, now, lease_until],
+            args![id, now, lease_until, owner],
         )
         .await?;
     Ok(n == 1)
 }
 
-/// Records the outcome of a poll and schedules the next.
+/// Extends `owner`'s claim while its poll runs; false when the claim is
+/// no longer its own (it expired and another took it).
+pub async fn renew_poll(db: &Db, id: &str, owner: &str, lease_until: i64) -> Result<bool> {
+    let n = db
+        .execute(
+            "UPDATE integrations SET polling_until = $3 WHERE id = $1 AND polling_owner = $2 \
+             AND polling_until IS NOT NULL",
+            args![id, owner, lease_until],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// Releases every claim `owner` holds: a process that starts gives back
+/// what it held before it stopped (a crash mid-poll). Returns how many.
+pub async fn release_polls_of(db: &Db, owner: &str) -> Result<u64> {
+    db.execute(
+        "UPDATE integrations SET polling_until = NULL, polling_owner = NULL \
+         WHERE polling_owner = $1 AND polling_until IS NOT NULL",
+        args![owner],
+    )
+    .await
+}
+
+/// Records the outcome of a poll and schedules the next; releases the
+/// claim only if `owner` still holds it (a poll that lost its claim must
+/// not free the one who took it over).
 #[expect(clippy::too_many_arguments, reason = "one column each")]
 pub async fn record_poll(
     db: &Db,
     id: &str,
+    owner: &str,
     at: i64,
     status: &str,
     error_code: Option<&str>,
@@ -163,10 +197,12 @@ pub async fn record_poll(
 ) -> Result<()> {
     db.execute(
         "UPDATE integrations SET last_poll_at = $2, last_poll_status = $3, last_error_code = $4, last_error = $5, \
-         next_poll_at = $6, poll_failures = $7, polling_until = NULL, \
+         next_poll_at = $6, poll_failures = $7, \
+         polling_until = CASE WHEN polling_owner = $8 THEN NULL ELSE polling_until END, \
+         polling_owner = CASE WHEN polling_owner = $8 THEN NULL ELSE polling_owner END, \
          status = CASE WHEN status = 'paused' THEN status WHEN $4 IS NULL THEN 'active' ELSE 'error' END \
          WHERE id = $1",
-        args![id, at, status, error_code, error, next_poll_at, failures],
+        args![id, at, status, error_code, error, next_poll_at, failures, owner],
     )
     .await?;
     Ok(())
@@ -219,8 +255,12 @@ pub async fn put_snapshots(
              updated_at = excluded.updated_at",
         )
     });
+    // By key: two transactions upserting overlapping snapshots lock them in
+    // one order (no deadlock).
+    let mut rows: Vec<&(String, String)> = rows.iter().collect();
+    rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     let rows: Vec<Row<'_>> = rows
-        .iter()
+        .into_iter()
         .map(|(key, snap)| Row {
             integration_id: integration,
             row_key: key,

@@ -126,6 +126,27 @@ impl StoreError {
     }
 }
 
+impl StoreError {
+    /// Whether the transaction failed only because of another one running
+    /// at the same time, so running it again is expected to succeed:
+    /// PostgreSQL's serialization failure (SQLSTATE 40001) and deadlock
+    /// (40P01), SQLite's `BUSY` / `LOCKED` (another process holds the
+    /// database). The whole transaction must be run again, not a statement.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("40001" | "40P01"))
+            }
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            StoreError::Shared(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// Which backend a [`Db`] talks to.
@@ -224,11 +245,15 @@ impl Db {
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
             {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                private_dir(dir).map_err(|source| StoreError::CreateDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
             }
+            private_file(Path::new(path)).map_err(|source| StoreError::CreateDir {
+                path: path.to_owned(),
+                source,
+            })?;
             let settings = direct::DirectSettings {
                 path: Path::new(path).to_owned(),
                 // FULL by default: a commit is on disk before we
@@ -401,6 +426,34 @@ impl Db {
             Backing::Sqlite(s) => TxInner::Shared(s.begin().await?),
             Backing::Postgres(p) => TxInner::Postgres(p.begin().await?),
         }))
+    }
+}
+
+/// Creates `dir` (and its parents) readable by its owner only (0700 on
+/// Unix) if it does not exist: the database holds tokens, emails and
+/// password hashes. An existing directory is left as it is (the server
+/// warns when it is wider).
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir)
+}
+
+/// Creates an empty file readable by its owner only (0600 on Unix) if it
+/// does not exist. SQLite creates its `-wal` and `-shm` files with the
+/// mode of the database file, so creating the database this way first
+/// makes them private too.
+pub fn private_file(path: &Path) -> std::io::Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

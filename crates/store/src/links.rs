@@ -1,4 +1,4 @@
-//! Tracked redirect links (`/go/{slug}`) for direct linking.
+//! Tracked redirect links (`/go/{property_id}/{slug}`) for direct linking.
 
 use clicktrail_domain::PropertyId;
 use serde::Serialize;
@@ -49,9 +49,21 @@ pub async fn create(
     })
 }
 
+/// A property's link by its slug (`/go/{property_id}/{slug}`).
+pub async fn by_property_slug(db: &Db, property: &str, slug: &str) -> Result<Option<TrackedLink>> {
+    db.fetch_optional(
+        &format!("SELECT {COLS} FROM links WHERE property_id = $1 AND slug = $2"),
+        args![property, slug],
+    )
+    .await
+}
+
+/// The link a property-less `/go/{slug}` means: the oldest of that slug.
+/// Slugs were unique across the server until they became per property,
+/// so a link made before keeps its short URL whatever others make later.
 pub async fn by_slug(db: &Db, slug: &str) -> Result<Option<TrackedLink>> {
     db.fetch_optional(
-        &format!("SELECT {COLS} FROM links WHERE slug = $1"),
+        &format!("SELECT {COLS} FROM links WHERE slug = $1 ORDER BY created_at, id LIMIT 1"),
         args![slug],
     )
     .await

@@ -139,7 +139,13 @@ async fn a_fresh_database_is_recorded_as_sqlx_records_it() {
     // them, statement for statement.
     let conn = rusqlite::Connection::open(&path).expect("open");
     let ours = schema_of(&conn);
+    // Objects that migrations after 6 change on purpose (0007 adds a
+    // column to `integrations`, 0008 rebuilds `links`).
+    const CHANGED_AFTER_V6: &[&str] = &["integrations", "links", "links_property"];
     for object in &sqlx_schema {
+        if CHANGED_AFTER_V6.contains(&object.1.as_str()) {
+            continue;
+        }
         assert!(ours.contains(object), "{object:?} differs or is missing");
     }
     let (typed,): (String,) = conn

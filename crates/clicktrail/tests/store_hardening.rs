@@ -1,0 +1,353 @@
+//! The store under more than one process, its files and its claims
+//! (issue 13: findings 3, 8, 9 and 12): two servers on one database taking
+//! postbacks that move the same rollup rows, poll claims left by a crash,
+//! the modes of the data files, and tracked-link slugs per property.
+
+mod support;
+
+use std::sync::Arc;
+
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, outbound_click, pageview};
+
+/// Records a session landing from ad campaign `n` on landing page `n`,
+/// and a click; returns the click id.
+async fn click(s: &TestServer, pid: &str, n: u32) -> String {
+    let pv = format!("0190f1a2-7d3c-7abc-8def-{n:012}");
+    let cid = format!("AZDxon08eryN7wEjRWeJq{n:07}");
+    let landing = format!(
+        "https://site.example/bonus{n}?utm_source=google&utm_medium=cpc&utm_campaign=c{n}&utm_content=ad{n}&gclid=Cj0_gclid_{n}"
+    );
+    let link = format!("https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_&c={cid}");
+    let body = json!({"property_id": pid, "events": [
+        pageview(&pv, &format!("v_visitor_{n:04}"), &landing),
+        outbound_click(&format!("0190f1a2-7d3c-7abc-9def-{n:012}"), &format!("v_visitor_{n:04}"), &landing, &cid, &link, &pv),
+    ]});
+    let (st, v) = s.collect(&body, &[("user-agent", CHROME_UA)]).await;
+    assert_eq!(st, 202, "{v}");
+    cid
+}
+
+async fn install_custom(s: &TestServer, pid: &str) -> String {
+    let (st, v) = s
+        .post(
+            &format!("/api/v1/properties/{pid}/integrations"),
+            MASTER_KEY,
+            json!({"catalog": "custom", "settings": {"tracking_group": "mynet", "subid_param": "sub1"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    v["postback_url"].as_str().unwrap().to_owned()
+}
+
+/// Finding 3: two processes on one database commit conversions that
+/// count in the same rollup rows. Each transaction locks those rows in
+/// one global order, and one that still meets another (a deadlock, a
+/// busy database) is written again: no postback is refused.
+async fn two_processes_share_rollups(b: Backend) {
+    const POSTBACKS: u32 = 1500;
+    // Many distinct attributions: a group commit then moves hundreds of
+    // rollup rows, most of them shared with the other process's.
+    const CLICKS: u32 = 96;
+    let a = TestServer::start(b).await;
+    let second = clicktrail::app::start(support::config(&a.db))
+        .await
+        .expect("second server starts");
+    let bases = Arc::new([a.base.clone(), second.base_url()]);
+    let pid = a.property(&["site.example"]).await;
+    let url = install_custom(&a, &pid).await;
+    let path = url.split_once("/postback/").unwrap().1.to_owned();
+    let mut clicks = Vec::new();
+    for n in 0..CLICKS {
+        clicks.push(click(&a, &pid, n).await);
+    }
+    let clicks = Arc::new(clicks);
+    let http = a.http.clone();
+    let answers: Vec<(u16, Value)> = futures::stream::iter(0..POSTBACKS)
+        .map(|i| {
+            let (http, bases, clicks, path) =
+                (http.clone(), bases.clone(), clicks.clone(), path.clone());
+            async move {
+                let cid = &clicks[(i as usize) % clicks.len()];
+                let base = &bases[(i as usize) % 2];
+                let r = http
+                    .get(format!(
+                        "{base}/postback/{path}?sub1={cid}&payout=1.25&currency=EUR&txid=T-{i}&event=sale"
+                    ))
+                    .send()
+                    .await
+                    .expect("postback");
+                (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    let refused: Vec<&(u16, Value)> = answers
+        .iter()
+        .filter(|(st, v)| *st != 200 || v["status"] != "validated")
+        .collect();
+    let unavailable = answers
+        .iter()
+        .filter(|(_, v)| v["error"]["code"] == "storage_unavailable")
+        .count();
+    assert_eq!(unavailable, 0, "storage_unavailable answers: {refused:?}");
+    assert!(
+        refused.is_empty(),
+        "{} refused: {:?}",
+        refused.len(),
+        &refused[..refused.len().min(5)]
+    );
+    // Every conversion counted once, from both processes.
+    let (total,): (i64,) = a
+        .server
+        .services
+        .db
+        .fetch_one(
+            "SELECT CAST(SUM(conversions) AS BIGINT) FROM rollup_conversions_hourly \
+             WHERE model = 'last' AND dim = 'total'",
+            clicktrail_store::args![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(total, i64::from(POSTBACKS));
+    second.stop().await.expect("second server stops");
+    a.stop().await;
+}
+
+mod two_processes {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        two_processes_share_rollups(Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        two_processes_share_rollups(Backend::Sqlite).await
+    }
+}
+
+/// Finding 8: a poll cut short by a crash leaves its claim in the
+/// database; the restarted instance releases it at once, so "poll now"
+/// runs at once (it used to wait 60 s, then answer 409 for 15 minutes).
+/// Another instance's live claim is left alone.
+async fn restart_releases_poll_claims(b: Backend) {
+    use clicktrail_store::integrations;
+    let fake = clicktrail_testkit::income_access::FakeIncomeAccess::start()
+        .await
+        .unwrap();
+    let s = TestServer::start(b).await;
+    let pid = s.property(&["site.example"]).await;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (st, v) = s
+            .post(
+                &format!("/api/v1/properties/{pid}/integrations"),
+                MASTER_KEY,
+                json!({"catalog": "galapartners", "credentials": {"security_key": fake.key()},
+                       "settings": {"api_url": fake.report_url}}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let instance = std::fs::read_to_string(s.db.dir.join("instance.id")).expect("instance id");
+    let db = s.server.services.db.clone();
+    // The crash: this instance's claim on the first, another's on the
+    // second (taken once the scheduler's first polls are over).
+    let hour = 3_600_000;
+    for (id, owner) in [(&ids[0], instance.trim()), (&ids[1], "another-instance")] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let now = support::now_ms();
+            if integrations::claim_poll(&db, id, owner, now, now + hour)
+                .await
+                .unwrap()
+            {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "never claimed");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    let TestServer {
+        server,
+        db: test_db,
+        ..
+    } = s;
+    server.stop().await.expect("stops");
+    let cfg = support::config(&test_db);
+    let s = TestServer::start_with(test_db, cfg).await;
+    let started = std::time::Instant::now();
+    let (st, v) = s
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/integrations/{}/poll", ids[0]),
+            MASTER_KEY,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "poll now waited {:?}",
+        started.elapsed()
+    );
+    let held: Option<(Option<i64>, Option<String>)> = s
+        .server
+        .services
+        .db
+        .fetch_optional(
+            "SELECT polling_until, polling_owner FROM integrations WHERE id = $1",
+            clicktrail_store::args![ids[1].as_str()],
+        )
+        .await
+        .unwrap();
+    let (until, owner) = held.expect("integration");
+    assert!(
+        until.is_some(),
+        "another instance's live claim was released"
+    );
+    assert_eq!(owner.as_deref(), Some("another-instance"));
+    s.stop().await;
+}
+
+mod poll_claims {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        restart_releases_poll_claims(Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        restart_releases_poll_claims(Backend::Sqlite).await
+    }
+}
+
+/// Finding 9: the data directory is created 0700 and the database, its
+/// `-wal` and `-shm`, and the instance id 0600; wider ones are reported
+/// (and warned about at start).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_are_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let test_db = support::TestDb::new(Backend::Sqlite).await;
+    let mut cfg = support::config(&test_db);
+    // A data directory the server creates (the test's own already exists).
+    cfg.data_dir = test_db.dir.join("data");
+    cfg.database_url = format!("sqlite://{}/ct.db", cfg.data_dir.display());
+    let s = TestServer::start_with(test_db, cfg.clone()).await;
+    // A write, so the WAL and its index exist.
+    s.property(&["site.example"]).await;
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&cfg.data_dir), 0o700);
+    for f in ["ct.db", "ct.db-wal", "ct.db-shm", "instance.id"] {
+        assert_eq!(mode(&cfg.data_dir.join(f)), 0o600, "{f}");
+    }
+    assert!(clicktrail::datadir::too_open(&cfg).is_empty());
+    // Files made wider by hand are reported.
+    let set = |p: &std::path::Path, m| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    set(&cfg.data_dir, 0o755);
+    set(&cfg.data_dir.join("ct.db"), 0o644);
+    let open: Vec<_> = clicktrail::datadir::too_open(&cfg);
+    assert!(open.contains(&(cfg.data_dir.clone(), 0o755)), "{open:?}");
+    assert!(
+        open.contains(&(cfg.data_dir.join("ct.db"), 0o644)),
+        "{open:?}"
+    );
+    s.stop().await;
+}
+
+/// Finding 12: slugs belong to a property. Two workspaces use the same
+/// slug, each link answers at `/go/{property_id}/{slug}` (the URL the API
+/// gives), and the short `/go/{slug}` still means the older link.
+async fn slugs_per_property(b: Backend) {
+    use clicktrail_store::auth;
+    let s = TestServer::start(b).await;
+    let db = s.server.services.db.clone();
+    let mut tokens = Vec::new();
+    for name in ["alpha", "beta"] {
+        let ws = auth::ensure_workspace(&db, name).await.unwrap();
+        tokens.push(auth::create_token(&db, ws.id, "t").await.unwrap().1);
+    }
+    let mut made = Vec::new();
+    for (token, offer) in tokens
+        .iter()
+        .zip(["https://alpha.example/", "https://beta.example/"])
+    {
+        let (st, p) = s
+            .post(
+                "/api/v1/properties",
+                token,
+                json!({"name": "Site", "domains": ["site.example"]}),
+            )
+            .await;
+        assert_eq!(st, 201, "{p}");
+        let pid = p["id"].as_str().unwrap().to_owned();
+        let (st, l) = s
+            .post(
+                &format!("/api/v1/properties/{pid}/links"),
+                token,
+                json!({"slug": "black-friday", "destination_url": offer}),
+            )
+            .await;
+        assert_eq!(st, 201, "{l}");
+        let url = l["url"].as_str().unwrap().to_owned();
+        assert_eq!(url, s.url(&format!("/go/{pid}/black-friday")));
+        made.push((url, offer));
+        // Within one property a slug is still taken once.
+        let (st, v) = s
+            .post(
+                &format!("/api/v1/properties/{pid}/links"),
+                token,
+                json!({"slug": "black-friday", "destination_url": offer}),
+            )
+            .await;
+        assert_eq!((st, v["error"]["code"].as_str()), (409, Some("slug_taken")));
+    }
+    let location = |r: reqwest::Response| {
+        assert_eq!(r.status(), 302);
+        r.headers()["location"].to_str().unwrap().to_owned()
+    };
+    for (url, offer) in &made {
+        let r = s
+            .http
+            .get(url)
+            .header("user-agent", CHROME_UA)
+            .send()
+            .await
+            .unwrap();
+        let loc = location(r);
+        assert!(loc.starts_with(offer), "{url} went to {loc}");
+    }
+    let r = s
+        .http
+        .get(s.url("/go/black-friday"))
+        .header("user-agent", CHROME_UA)
+        .send()
+        .await
+        .unwrap();
+    assert!(location(r).starts_with("https://alpha.example/"));
+    s.stop().await;
+}
+
+mod link_slugs {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        slugs_per_property(Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        slugs_per_property(Backend::Sqlite).await
+    }
+}
