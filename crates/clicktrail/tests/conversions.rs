@@ -631,7 +631,12 @@ both!(onsite_conversions, |b: Backend| async move {
         {"event_id": "0190f1a2-7d3c-7abc-8def-00000000cccc", "name": "Scrolled", "ts": support::now_ms(),
          "visitor_id": "v_onsite_0001", "url": "https://site.example/thanks"},
     ]});
-    assert_eq!(s.collect(&body, &[("user-agent", CHROME_UA), origin]).await.0, 202);
+    assert_eq!(
+        s.collect(&body, &[("user-agent", CHROME_UA), origin])
+            .await
+            .0,
+        202
+    );
     // The job follows committed events.
     let mut entries = Vec::new();
     for _ in 0..50 {
@@ -661,7 +666,9 @@ both!(onsite_conversions, |b: Backend| async move {
     assert_eq!(e["attribution"]["source"], "facebook");
     // Sending the same beacon again changes nothing.
     assert_eq!(
-        s.collect(&body, &[("user-agent", CHROME_UA), origin]).await.1["duplicates"],
+        s.collect(&body, &[("user-agent", CHROME_UA), origin])
+            .await
+            .1["duplicates"],
         3
     );
     // A pass of a second follower (as another process would run) may lose

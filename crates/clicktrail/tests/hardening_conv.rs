@@ -91,73 +91,108 @@ fn body(pid: &str, events: Vec<Value>) -> Value {
 const ORIGIN: (&str, &str) = ("origin", "https://site.example");
 const UA: (&str, &str) = ("user-agent", CHROME_UA);
 
-both!(injected_purchases_never_reach_meta, |b: Backend| async move {
-    let s = TestServer::start(b).await;
-    let pid = s.property(&["site.example"]).await;
-    let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
-    meta_destination(&s, &pid, &meta).await;
-    let landing = "https://site.example/?utm_source=facebook&fbclid=IwAR_inject";
-    let pv = pageview("0190f1a2-7d3c-7abc-8def-0000000000aa", "v_inject_01", landing);
-    assert_eq!(s.collect(&body(&pid, vec![pv]), &[UA, ORIGIN]).await.0, 202);
+both!(
+    injected_purchases_never_reach_meta,
+    |b: Backend| async move {
+        let s = TestServer::start(b).await;
+        let pid = s.property(&["site.example"]).await;
+        let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
+        meta_destination(&s, &pid, &meta).await;
+        let landing = "https://site.example/?utm_source=facebook&fbclid=IwAR_inject";
+        let pv = pageview(
+            "0190f1a2-7d3c-7abc-8def-0000000000aa",
+            "v_inject_01",
+            landing,
+        );
+        assert_eq!(s.collect(&body(&pid, vec![pv]), &[UA, ORIGIN]).await.0, 202);
 
-    // Not opted in: stored as traffic, refused as a conversion.
-    let (st, v) = s
-        .collect(&body(&pid, vec![purchase(1, "v_inject_01", 50.0)]), &[UA, ORIGIN])
-        .await;
-    assert_eq!((st, v["accepted"].as_i64()), (202, Some(1)), "{v}");
-    let entries = log_len_at_least(&s, &pid, 1).await;
-    assert_eq!(entries[0]["error_code"], "onsite_disabled", "{entries:?}");
+        // Not opted in: stored as traffic, refused as a conversion.
+        let (st, v) = s
+            .collect(
+                &body(&pid, vec![purchase(1, "v_inject_01", 50.0)]),
+                &[UA, ORIGIN],
+            )
+            .await;
+        assert_eq!((st, v["accepted"].as_i64()), (202, Some(1)), "{v}");
+        let entries = log_len_at_least(&s, &pid, 1).await;
+        assert_eq!(entries[0]["error_code"], "onsite_disabled", "{entries:?}");
 
-    patch_settings(
-        &s,
-        &pid,
-        json!({"onsite": {"enabled": true, "events": ["Lead", "Purchase"], "max_value": 1000}}),
-    )
-    .await;
-    // A foreign Origin is refused outright.
-    let (st, v) = s
-        .collect(
-            &body(&pid, vec![purchase(2, "v_inject_01", 50.0)]),
-            &[UA, ("origin", "https://evil.example")],
+        patch_settings(
+            &s,
+            &pid,
+            json!({"onsite": {"enabled": true, "events": ["Lead", "Purchase"], "max_value": 1000}}),
         )
         .await;
-    assert_eq!((st, v["error"]["code"].as_str()), (403, Some("domain_not_allowed")));
-    // No Origin (a script anywhere), values out of bounds, an event not
-    // allowed: traffic, each refused with its reason.
-    let cases = [
-        (purchase(3, "v_inject_01", 50.0), vec![UA], "origin_required"),
-        (purchase(4, "v_inject_01", 999_999_999.99), vec![UA, ORIGIN], "value_out_of_bounds"),
-        (purchase(5, "v_inject_01", -5000.0), vec![UA, ORIGIN], "value_out_of_bounds"),
-        (
-            json!({"event_id": "0190f1a2-7d3c-7abc-8def-000000000006", "name": "Subscribe",
+        // A foreign Origin is refused outright.
+        let (st, v) = s
+            .collect(
+                &body(&pid, vec![purchase(2, "v_inject_01", 50.0)]),
+                &[UA, ("origin", "https://evil.example")],
+            )
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (403, Some("domain_not_allowed"))
+        );
+        // No Origin (a script anywhere), values out of bounds, an event not
+        // allowed: traffic, each refused with its reason.
+        let cases = [
+            (
+                purchase(3, "v_inject_01", 50.0),
+                vec![UA],
+                "origin_required",
+            ),
+            (
+                purchase(4, "v_inject_01", 999_999_999.99),
+                vec![UA, ORIGIN],
+                "value_out_of_bounds",
+            ),
+            (
+                purchase(5, "v_inject_01", -5000.0),
+                vec![UA, ORIGIN],
+                "value_out_of_bounds",
+            ),
+            (
+                json!({"event_id": "0190f1a2-7d3c-7abc-8def-000000000006", "name": "Subscribe",
                    "ts": support::now_ms(), "visitor_id": "v_inject_01",
                    "url": "https://site.example/thanks"}),
-            vec![UA, ORIGIN],
-            "event_not_allowed",
-        ),
-    ];
-    for (i, (ev, headers, code)) in cases.iter().enumerate() {
-        let (st, v) = s.collect(&body(&pid, vec![ev.clone()]), headers).await;
-        assert_eq!(st, 202, "{v}");
-        let entries = log_len_at_least(&s, &pid, i + 2).await;
-        assert_eq!(entries[i + 1]["status"], "error", "{code}: {entries:?}");
-        assert_eq!(entries[i + 1]["error_code"], *code, "{entries:?}");
-    }
-    // A real purchase from the site, within bounds, is a conversion.
-    let (st, _) = s
-        .collect(&body(&pid, vec![purchase(7, "v_inject_01", 49.5)]), &[UA, ORIGIN])
+                vec![UA, ORIGIN],
+                "event_not_allowed",
+            ),
+        ];
+        for (i, (ev, headers, code)) in cases.iter().enumerate() {
+            let (st, v) = s.collect(&body(&pid, vec![ev.clone()]), headers).await;
+            assert_eq!(st, 202, "{v}");
+            let entries = log_len_at_least(&s, &pid, i + 2).await;
+            assert_eq!(entries[i + 1]["status"], "error", "{code}: {entries:?}");
+            assert_eq!(entries[i + 1]["error_code"], *code, "{entries:?}");
+        }
+        // A real purchase from the site, within bounds, is a conversion.
+        let (st, _) = s
+            .collect(
+                &body(&pid, vec![purchase(7, "v_inject_01", 49.5)]),
+                &[UA, ORIGIN],
+            )
+            .await;
+        assert_eq!(st, 202);
+        let entries = log_len_at_least(&s, &pid, 6).await;
+        assert_eq!(entries[5]["status"], "validated", "{entries:?}");
+        until("Meta receives the real purchase", || async {
+            !meta.events().is_empty()
+        })
         .await;
-    assert_eq!(st, 202);
-    let entries = log_len_at_least(&s, &pid, 6).await;
-    assert_eq!(entries[5]["status"], "validated", "{entries:?}");
-    until("Meta receives the real purchase", || async { !meta.events().is_empty() }).await;
-    // Delivery is in order: by now anything else queued would have gone too.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let events = meta.events();
-    assert_eq!(events.len(), 1, "only the real purchase reaches Meta: {events:?}");
-    assert_eq!(events[0]["custom_data"]["value"].as_f64(), Some(49.5));
-    s.stop().await;
-});
+        // Delivery is in order: by now anything else queued would have gone too.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let events = meta.events();
+        assert_eq!(
+            events.len(),
+            1,
+            "only the real purchase reaches Meta: {events:?}"
+        );
+        assert_eq!(events[0]["custom_data"]["value"].as_f64(), Some(49.5));
+        s.stop().await;
+    }
+);
 
 fn sign(secret: &str, ts: i64, body: &str) -> String {
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret.as_bytes()).unwrap();
@@ -175,8 +210,13 @@ both!(signed_server_conversions, |b: Backend| async move {
         json!({"onsite": {"enabled": true, "events": ["Purchase"], "browser": false}}),
     )
     .await;
-    let (_, p) = s.get(&format!("/api/v1/properties/{pid}"), MASTER_KEY).await;
-    let secret = p["server_secret"].as_str().expect("server_secret").to_owned();
+    let (_, p) = s
+        .get(&format!("/api/v1/properties/{pid}"), MASTER_KEY)
+        .await;
+    let secret = p["server_secret"]
+        .as_str()
+        .expect("server_secret")
+        .to_owned();
     let send = |b: String, ts: i64, sig: String| {
         s.http
             .post(s.url("/collect/server"))
@@ -190,13 +230,23 @@ both!(signed_server_conversions, |b: Backend| async move {
     let now = chrono::Utc::now().timestamp();
     let good = body(&pid, vec![purchase(11, "v_server_01", 20.0)]).to_string();
     // A wrong signature, an old (replayed) one, none at all: refused.
-    let r = send(good.clone(), now, sign("cts_wrong", now, &good)).await.unwrap();
+    let r = send(good.clone(), now, sign("cts_wrong", now, &good))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "invalid_signature");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_signature"
+    );
     let old = now - 3600;
-    let r = send(good.clone(), old, sign(&secret, old, &good)).await.unwrap();
+    let r = send(good.clone(), old, sign(&secret, old, &good))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"]["code"], "signature_expired");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "signature_expired"
+    );
     let r = s
         .http
         .post(s.url("/collect/server"))
@@ -207,18 +257,26 @@ both!(signed_server_conversions, |b: Backend| async move {
     assert_eq!(r.status(), 401);
     assert!(log(&s, &pid).await.is_empty(), "nothing was stored");
     // The good signature: a conversion.
-    let r = send(good.clone(), now, sign(&secret, now, &good)).await.unwrap();
+    let r = send(good.clone(), now, sign(&secret, now, &good))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202, "{:?}", r.text().await);
     let entries = log_len_at_least(&s, &pid, 1).await;
     assert_eq!(entries[0]["status"], "validated", "{entries:?}");
     // The same purchase from a browser is refused: the property takes
     // server-side conversions only.
     let (st, _) = s
-        .collect(&body(&pid, vec![purchase(12, "v_server_01", 20.0)]), &[UA, ORIGIN])
+        .collect(
+            &body(&pid, vec![purchase(12, "v_server_01", 20.0)]),
+            &[UA, ORIGIN],
+        )
         .await;
     assert_eq!(st, 202);
     let entries = log_len_at_least(&s, &pid, 2).await;
-    assert_eq!(entries[1]["error_code"], "signature_required", "{entries:?}");
+    assert_eq!(
+        entries[1]["error_code"], "signature_required",
+        "{entries:?}"
+    );
     s.stop().await;
 });
 
@@ -259,21 +317,41 @@ both!(negative_payouts_are_reversals, |b: Backend| async move {
         let http = s.http.clone();
         async move {
             let r = http.get(format!("{url}?{q}")).send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
-    let (st, v) = postback(format!("sub1={cid}&txid=T-1&payout=50&currency=EUR&event=sale")).await;
+    let (st, v) = postback(format!(
+        "sub1={cid}&txid=T-1&payout=50&currency=EUR&event=sale"
+    ))
+    .await;
     assert_eq!((st, v["status"].as_str()), (200, Some("validated")), "{v}");
-    until("Meta receives the purchase", || async { meta.events().len() == 1 }).await;
+    until("Meta receives the purchase", || async {
+        meta.events().len() == 1
+    })
+    .await;
 
     // A negative payout for T-1 adjusts it; one for a transaction never
     // seen, or naming none, reverses nothing and is refused.
-    let (_, v) = postback(format!("sub1={cid}&txid=T-1&payout=-20&currency=EUR&event=sale")).await;
+    let (_, v) = postback(format!(
+        "sub1={cid}&txid=T-1&payout=-20&currency=EUR&event=sale"
+    ))
+    .await;
     assert_eq!(v["status"], "adjustment", "{v}");
     let (_, v) = postback(format!("sub1={cid}&txid=T-404&payout=-5000&event=sale")).await;
-    assert_eq!((v["status"].as_str(), v["error_code"].as_str()), (Some("error"), Some("invalid_payload")), "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["error_code"].as_str()),
+        (Some("error"), Some("invalid_payload")),
+        "{v}"
+    );
     let (_, v) = postback(format!("sub1={cid}&payout=-5000&event=sale")).await;
-    assert_eq!((v["status"].as_str(), v["error_code"].as_str()), (Some("error"), Some("invalid_payload")), "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["error_code"].as_str()),
+        (Some("error"), Some("invalid_payload")),
+        "{v}"
+    );
     // The original now counts 30.
     let entries = log(&s, &pid).await;
     let original = entries.iter().find(|e| e["status"] == "validated").unwrap();
@@ -281,9 +359,15 @@ both!(negative_payouts_are_reversals, |b: Backend| async move {
 
     // A later purchase reaches Meta; delivery is in order, so anything
     // queued before it has gone by then.
-    let (_, v) = postback(format!("sub1={cid}&txid=T-2&payout=10&currency=EUR&event=sale")).await;
+    let (_, v) = postback(format!(
+        "sub1={cid}&txid=T-2&payout=10&currency=EUR&event=sale"
+    ))
+    .await;
     assert_eq!(v["status"], "validated", "{v}");
-    until("Meta receives the second purchase", || async { meta.events().len() >= 2 }).await;
+    until("Meta receives the second purchase", || async {
+        meta.events().len() >= 2
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let events = meta.events();
     assert_eq!(events.len(), 2, "{events:?}");
@@ -353,7 +437,11 @@ both!(autoscan_is_bounded, |b: Backend| async move {
     let first = hits.load(Ordering::SeqCst);
     assert!(first <= 20, "one scan made {first} outbound requests");
     assert!(
-        v["results"].as_array().unwrap().iter().any(|r| r["error"] == "rate_limited"),
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["error"] == "rate_limited"),
         "{v}"
     );
     // The same links again, with junk tracking parameters: the property's
@@ -389,7 +477,10 @@ both!(autoscan_caches_failures, |b: Backend| async move {
         assert_eq!(v["results"][0]["error"], "redirect_loop", "{v}");
     }
     let n = hits.load(Ordering::SeqCst);
-    assert!(n <= 2, "a failing link was fetched {n} times for five scans");
+    assert!(
+        n <= 2,
+        "a failing link was fetched {n} times for five scans"
+    );
     s.stop().await;
 });
 
@@ -411,7 +502,10 @@ both!(private_api_url_refused_at_save, |b: Backend| async move {
         let (st, v) = install(bad).await;
         assert_eq!(st, 422, "{bad}: {v}");
         assert_eq!(v["error"]["fields"][0]["field"], "settings.api_url", "{v}");
-        assert_eq!(v["error"]["fields"][0]["code"], "address_not_allowed", "{v}");
+        assert_eq!(
+            v["error"]["fields"][0]["code"], "address_not_allowed",
+            "{v}"
+        );
     }
     // Allowed at install (private networks are, in tests), refused at edit.
     let (st, v) = install("http://127.0.0.1:9/api/affreporting.asp").await;
@@ -426,7 +520,10 @@ both!(private_api_url_refused_at_save, |b: Backend| async move {
         )
         .await;
     assert_eq!(st, 422, "{v}");
-    assert_eq!(v["error"]["fields"][0]["code"], "address_not_allowed", "{v}");
+    assert_eq!(
+        v["error"]["fields"][0]["code"], "address_not_allowed",
+        "{v}"
+    );
     s.stop().await;
 
     // Without CLICKTRAIL_ALLOW_PRIVATE_NETWORKS a private address is
@@ -445,6 +542,9 @@ both!(private_api_url_refused_at_save, |b: Backend| async move {
         )
         .await;
     assert_eq!(st, 422, "{v}");
-    assert_eq!(v["error"]["fields"][0]["code"], "address_not_allowed", "{v}");
+    assert_eq!(
+        v["error"]["fields"][0]["code"], "address_not_allowed",
+        "{v}"
+    );
     s.stop().await;
 });

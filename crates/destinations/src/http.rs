@@ -215,6 +215,26 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
 mod tests {
     use super::*;
 
+    /// An endpoint the outbound policy refuses when its name is resolved
+    /// (at send time) needs attention: no retry changes it.
+    #[tokio::test]
+    async fn a_refused_address_needs_attention() {
+        let policy = clicktrail_outbound::OutboundPolicy::strict();
+        let client = clicktrail_outbound::client(&policy, Duration::from_secs(2)).unwrap();
+        let ex = exchange(
+            client.post("http://metadata.google.internal/v19.0/1/events"),
+            Duration::from_secs(2),
+        )
+        .await;
+        let t = ex.result.expect_err("refused");
+        let outcome = t.outcome();
+        assert!(
+            matches!(outcome, ItemOutcome::AuthFailed { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.reason(), Some("address_not_allowed"));
+    }
+
     #[test]
     fn retry_after_forms() {
         let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();

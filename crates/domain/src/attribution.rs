@@ -478,7 +478,8 @@ pub fn decide(p: &PendingConversion<'_>, facts: Facts<'_>) -> Decision {
     // would reach the ad platforms as a negative Purchase: refuse it.
     if adjustment.is_none()
         && refused.is_none()
-        && d.value.is_some_and(|v| v.is_sign_negative() && !v.is_zero())
+        && d.value
+            .is_some_and(|v| v.is_sign_negative() && !v.is_zero())
     {
         refused = Some(Outcome::Error {
             code: ErrorCode::InvalidPayload,

@@ -482,8 +482,14 @@ mod tests {
             n("https://site.example/go/x?utm_source=fb&b=2&fbclid=abc&a=1#top"),
             "https://site.example/go/x?a=1&b=2"
         );
-        assert_eq!(n("https://site.example/go/x?gclid=1"), "https://site.example/go/x");
-        assert_eq!(n("https://site.example/go/x?b=2&a=1"), n("https://site.example/go/x?a=1&b=2"));
+        assert_eq!(
+            n("https://site.example/go/x?gclid=1"),
+            "https://site.example/go/x"
+        );
+        assert_eq!(
+            n("https://site.example/go/x?b=2&a=1"),
+            n("https://site.example/go/x?a=1&b=2")
+        );
     }
     use serde::Deserialize;
 

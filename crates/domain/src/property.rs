@@ -416,7 +416,10 @@ mod tests {
         use OnsiteChannel::*;
         let off = OnsiteSettings::default();
         let browser = Browser { origin_ok: true };
-        assert_eq!(off.verdict("Lead", None, browser), Err(OnsiteRefusal::Disabled));
+        assert_eq!(
+            off.verdict("Lead", None, browser),
+            Err(OnsiteRefusal::Disabled)
+        );
         let on: OnsiteSettings = serde_json::from_str(
             r#"{"enabled": true, "events": ["Lead", "Purchase"], "max_value": 500}"#,
         )
@@ -428,10 +431,22 @@ mod tests {
             on.verdict("Purchase", v(50), Browser { origin_ok: false }),
             Err(OnsiteRefusal::OriginRequired)
         );
-        assert_eq!(on.verdict("Purchase", v(501), Server), Err(OnsiteRefusal::ValueOutOfBounds));
-        assert_eq!(on.verdict("Purchase", v(-1), Server), Err(OnsiteRefusal::ValueOutOfBounds));
-        assert_eq!(on.verdict("Subscribe", None, Server), Err(OnsiteRefusal::EventNotAllowed));
-        let server_only = OnsiteSettings { browser: false, ..on };
+        assert_eq!(
+            on.verdict("Purchase", v(501), Server),
+            Err(OnsiteRefusal::ValueOutOfBounds)
+        );
+        assert_eq!(
+            on.verdict("Purchase", v(-1), Server),
+            Err(OnsiteRefusal::ValueOutOfBounds)
+        );
+        assert_eq!(
+            on.verdict("Subscribe", None, Server),
+            Err(OnsiteRefusal::EventNotAllowed)
+        );
+        let server_only = OnsiteSettings {
+            browser: false,
+            ..on
+        };
         assert_eq!(
             server_only.verdict("Lead", None, browser),
             Err(OnsiteRefusal::SignatureRequired)

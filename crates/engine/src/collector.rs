@@ -175,10 +175,10 @@ impl Collector {
             check_signature(
                 headers,
                 body,
-                &state
-                    .enricher
-                    .keyring()
-                    .collect_secret(property.id.as_str(), property.settings.onsite.secret_version),
+                &state.enricher.keyring().collect_secret(
+                    property.id.as_str(),
+                    property.settings.onsite.secret_version,
+                ),
                 now,
             )?;
             OnsiteChannel::Server

@@ -145,8 +145,8 @@ impl Keyring {
     /// property id and `version` (raising the version changes it), so
     /// nothing more is stored.
     pub fn collect_secret(&self, property_id: &str, version: u32) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.collect_key)
-            .unwrap_or_else(|_| {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.collect_key).unwrap_or_else(|_| {
                 // HMAC accepts keys of any length; this branch cannot run.
                 <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; 32]).expect("fixed-size HMAC key")
             });
@@ -158,7 +158,12 @@ impl Keyring {
 /// Whether `signature` (hex, optionally prefixed `sha256=`) is the
 /// HMAC-SHA256 of `{timestamp}.{body}` under `secret`, compared in
 /// constant time.
-pub fn verify_collect_signature(secret: &str, timestamp: &str, body: &[u8], signature: &str) -> bool {
+pub fn verify_collect_signature(
+    secret: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+) -> bool {
     let sig = signature.trim();
     let sig = sig.strip_prefix("sha256=").unwrap_or(sig);
     let Ok(given) = hex::decode(sig) else {

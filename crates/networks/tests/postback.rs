@@ -650,9 +650,17 @@ fn gala_partners_payload_example() {
 #[test]
 fn a_negative_amount_is_a_reversal_of_its_transaction() {
     use rust_decimal::Decimal;
-    let ev = parse(&[("c", "ABCDEFGHijklmnop1234"), ("txid", "T-9"), ("payout", "-5000")]);
+    let ev = parse(&[
+        ("c", "ABCDEFGHijklmnop1234"),
+        ("txid", "T-9"),
+        ("payout", "-5000"),
+    ]);
     assert_eq!(ev.status, SourceStatus::Reversed);
-    assert_eq!(ev.adjusts.as_deref(), Some("T-9"), "a partial adjustment of T-9");
+    assert_eq!(
+        ev.adjusts.as_deref(),
+        Some("T-9"),
+        "a partial adjustment of T-9"
+    );
     assert_eq!(ev.value, Some(Decimal::new(-5000, 0)));
     // Without a transaction id it reverses nothing: the conversion log
     // refuses it (the domain's `adjustment_target` is empty).

@@ -37,7 +37,12 @@ pub async fn max_id(db: &Db) -> Result<i64> {
 /// Conversion attempts (events the collector gave an on-site verdict) with
 /// row ids in `(after, upto]`, oldest first: a bounded range scan, however
 /// many other events there are.
-pub async fn onsite_between(db: &Db, after: i64, upto: i64, limit: i64) -> Result<Vec<StoredEvent>> {
+pub async fn onsite_between(
+    db: &Db,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>> {
     db.fetch_all(
         &format!(
             "SELECT {COLS} FROM events WHERE id > $1 AND id <= $2 AND onsite IS NOT NULL ORDER BY id LIMIT $3"
