@@ -33,7 +33,7 @@ use crate::properties::Properties;
 /// Most links in one scan request.
 pub const MAX_LINKS: usize = 20;
 /// Most outbound requests (redirect hops) one scan request may make.
-pub const MAX_REQUESTS_PER_SCAN: i64 = 20;
+pub const MAX_REQUESTS_PER_SCAN: i64 = 24;
 /// Most outbound requests AutoScan makes for one property in a minute.
 pub const MAX_REQUESTS_PER_MINUTE: i64 = 60;
 /// How long a link that could not be resolved is remembered as such.
@@ -41,39 +41,47 @@ pub const FAILURE_TTL: Duration = Duration::from_secs(300);
 /// How long a resolved link is remembered.
 pub const SUCCESS_TTL: Duration = Duration::from_secs(3600);
 
+/// Requests one link may take: the first, and one per redirect.
+const PER_LINK: i64 = DEFAULT_MAX_HOPS as i64 + 1;
+
 /// A budget of outbound requests, shared by the links resolved at once.
+/// A link reserves what its chain may take before it starts, and gives
+/// back what it did not use: links that start are finished, those that do
+/// not fit are answered `rate_limited` at once.
 #[derive(Debug)]
 struct Budget {
     per_scan: AtomicI64,
     per_property: Arc<AtomicI64>,
 }
 
+fn take_from(pool: &AtomicI64, n: i64) -> bool {
+    pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+        (left >= n).then_some(left - n)
+    })
+    .is_ok()
+}
+
 impl Budget {
-    /// Takes one request from both budgets; false (and nothing taken) when
-    /// either is spent.
-    fn take(&self) -> bool {
-        if self.per_scan.fetch_sub(1, Ordering::AcqRel) <= 0 {
-            self.per_scan.fetch_add(1, Ordering::AcqRel);
+    /// Takes `n` requests from both budgets; false (and nothing taken)
+    /// when either has less left.
+    fn take(&self, n: i64) -> bool {
+        if !take_from(&self.per_scan, n) {
             return false;
         }
-        if self.per_property.fetch_sub(1, Ordering::AcqRel) <= 0 {
-            self.per_property.fetch_add(1, Ordering::AcqRel);
-            self.per_scan.fetch_add(1, Ordering::AcqRel);
+        if !take_from(&self.per_property, n) {
+            self.per_scan.fetch_add(n, Ordering::AcqRel);
             return false;
         }
         true
     }
-}
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ScanResult {
-    /// The link exactly as the tag sent it.
-    pub url: String,
-    /// The tracking group its chain leads to.
-    pub group: Option<String>,
-    /// Why it could not be resolved, when it could not (stable code).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<&'static str>,
+    /// Gives back requests reserved and not made.
+    fn give(&self, n: i64) {
+        if n > 0 {
+            self.per_scan.fetch_add(n, Ordering::AcqRel);
+            self.per_property.fetch_add(n, Ordering::AcqRel);
+        }
+    }
 }
 
 /// What a link resolved to: its group, or why it could not be resolved.
@@ -253,29 +261,20 @@ impl AutoScan {
                 Err(code) => (None, Some(code)),
             };
         }
-        if !budget.take() {
+        if !budget.take(PER_LINK) {
             metrics::counter!("clicktrail_autoscan_total", "outcome" => "rate_limited")
                 .increment(1);
             return (None, Some("rate_limited"));
         }
-        // Every further hop takes its request from the budget too; a chain
-        // that runs out stops there and is not cached (it was not resolved).
-        let stop = |u: &Url| find_group_for_url(groups, u).is_some() || !budget.take();
+        let stop = |u: &Url| find_group_for_url(groups, u).is_some();
         let result = self
             .outbound
             .resolve_redirects_until(&url, DEFAULT_MAX_HOPS, DEFAULT_CHAIN_TIMEOUT, &stop)
             .await;
         let resolution: Resolution = match result {
             Ok(chain) => {
+                budget.give(PER_LINK - chain.hops.len() as i64);
                 let group = find_group_for_url(groups, &chain.final_url).map(|g| g.key.clone());
-                // Stopped before a hop that is no affiliate link: the budget
-                // ran out.
-                let cut_short = chain.hops.last().is_some_and(|h| h.url != chain.final_url);
-                if group.is_none() && cut_short {
-                    metrics::counter!("clicktrail_autoscan_total", "outcome" => "rate_limited")
-                        .increment(1);
-                    return (None, Some("rate_limited"));
-                }
                 metrics::counter!("clicktrail_autoscan_total", "outcome" => if group.is_some() { "matched" } else { "unmatched" })
                     .increment(1);
                 Ok(group)
