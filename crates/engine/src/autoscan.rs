@@ -84,6 +84,17 @@ impl Budget {
     }
 }
 
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ScanResult {
+    /// The link exactly as the tag sent it.
+    pub url: String,
+    /// The tracking group its chain leads to.
+    pub group: Option<String>,
+    /// Why it could not be resolved, when it could not (stable code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'static str>,
+}
+
 /// What a link resolved to: its group, or why it could not be resolved.
 type Resolution = Result<Option<String>, &'static str>;
 
