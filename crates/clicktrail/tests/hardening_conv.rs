@@ -69,13 +69,18 @@ where
 }
 
 async fn log_len_at_least(s: &TestServer, pid: &str, n: usize) -> Vec<Value> {
-    let mut out = Vec::new();
-    until(&format!("{n} conversion log entries"), || async {
-        out = log(s, pid).await;
-        out.len() >= n
-    })
-    .await;
-    out
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = log(s, pid).await;
+        if out.len() >= n {
+            return out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {n} log entries: {out:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn purchase(id: u32, visitor: &str, value: f64) -> Value {
@@ -487,9 +492,10 @@ both!(autoscan_caches_failures, |b: Backend| async move {
 both!(private_api_url_refused_at_save, |b: Backend| async move {
     let s = TestServer::start(b).await;
     let pid = s.property(&["site.example"]).await;
+    let path = format!("/api/v1/properties/{pid}/integrations");
     let install = |api_url: &str| {
         s.post(
-            &format!("/api/v1/properties/{pid}/integrations"),
+            &path,
             MASTER_KEY,
             json!({"catalog": "galapartners", "credentials": {"security_key": "0123456789abcdef0123456789abcdef"},
                    "settings": {"api_url": api_url}}),
