@@ -250,6 +250,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         db.clone(),
         catalog.clone(),
         &cfg.public_base(),
+        keyring.clone(),
     ));
     let poller = Arc::new(Poller::new(
         db.clone(),

@@ -268,6 +268,7 @@ async fn ingest_at(state: &Seeder<'_>, v: &Visit) -> anyhow::Result<()> {
                 event: ev,
                 seed,
                 click_origin: ClickOrigin::Tag,
+                onsite: None,
             }
         })
         .collect();

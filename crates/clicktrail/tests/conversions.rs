@@ -612,6 +612,17 @@ both!(
 both!(onsite_conversions, |b: Backend| async move {
     let s = TestServer::start(b).await;
     let pid = s.property(&["site.example"]).await;
+    // On-site conversions are an opt-in, from browsers on the site.
+    let (st, v) = s
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/properties/{pid}"),
+            MASTER_KEY,
+            Some(json!({"settings": {"onsite": {"enabled": true, "events": ["Lead"]}}})),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let origin = ("origin", "https://site.example");
     let pv = "0190f1a2-7d3c-7abc-8def-00000000aaaa";
     let lead = "0190f1a2-7d3c-7abc-8def-00000000bbbb";
     let landing =
@@ -623,7 +634,12 @@ both!(onsite_conversions, |b: Backend| async move {
         {"event_id": "0190f1a2-7d3c-7abc-8def-00000000cccc", "name": "Scrolled", "ts": support::now_ms(),
          "visitor_id": "v_onsite_0001", "url": "https://site.example/thanks"},
     ]});
-    assert_eq!(s.collect(&body, &[("user-agent", CHROME_UA)]).await.0, 202);
+    assert_eq!(
+        s.collect(&body, &[("user-agent", CHROME_UA), origin])
+            .await
+            .0,
+        202
+    );
     // The job follows committed events.
     let mut entries = Vec::new();
     for _ in 0..50 {
@@ -653,7 +669,9 @@ both!(onsite_conversions, |b: Backend| async move {
     assert_eq!(e["attribution"]["source"], "facebook");
     // Sending the same beacon again changes nothing.
     assert_eq!(
-        s.collect(&body, &[("user-agent", CHROME_UA)]).await.1["duplicates"],
+        s.collect(&body, &[("user-agent", CHROME_UA), origin])
+            .await
+            .1["duplicates"],
         3
     );
     // A pass of a second follower (as another process would run) may lose

@@ -82,6 +82,7 @@ async fn ingest(state: &Ingest, pid: &str, ua: &str, at_ms: i64, events: Vec<Val
             )),
             event: ev,
             click_origin: ClickOrigin::Tag,
+            onsite: None,
         })
         .collect();
     loop {

@@ -3,7 +3,9 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use clicktrail_domain::property::{IpHandling, PixelSettings, PropertySettings, normalise_domains};
+use clicktrail_domain::property::{
+    IpHandling, OnsiteSettings, PixelSettings, PropertySettings, normalise_domains,
+};
 use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url_for};
 use clicktrail_store::properties::{self, Property};
 use clicktrail_store::{integrations as store_integrations, reports};
@@ -106,6 +108,12 @@ struct PropertyForm {
     pixel_meta: bool,
     pixel_google: bool,
     pixel_tiktok: bool,
+    onsite_enabled: bool,
+    onsite_events: String,
+    onsite_browser: bool,
+    onsite_min: String,
+    onsite_max: String,
+    onsite_secret_version: String,
 }
 
 impl PropertyForm {
@@ -127,6 +135,12 @@ impl PropertyForm {
             pixel_meta: s.pixels.meta,
             pixel_google: s.pixels.google,
             pixel_tiktok: s.pixels.tiktok,
+            onsite_enabled: s.onsite.enabled,
+            onsite_events: s.onsite.events.join(" "),
+            onsite_browser: s.onsite.browser,
+            onsite_min: s.onsite.min_value.to_string(),
+            onsite_max: s.onsite.max_value.to_string(),
+            onsite_secret_version: s.onsite.secret_version.to_string(),
         }
     }
 
@@ -145,6 +159,12 @@ impl PropertyForm {
             pixel_meta: true,
             pixel_google: true,
             pixel_tiktok: true,
+            onsite_enabled: s.onsite.enabled,
+            onsite_events: s.onsite.events.join(" "),
+            onsite_browser: s.onsite.browser,
+            onsite_min: s.onsite.min_value.to_string(),
+            onsite_max: s.onsite.max_value.to_string(),
+            onsite_secret_version: s.onsite.secret_version.to_string(),
         }
     }
 
@@ -198,6 +218,36 @@ impl PropertyForm {
                 f.checked("pixel_tiktok")
             } else {
                 d.pixel_tiktok
+            },
+            onsite_enabled: if full {
+                f.checked("onsite_enabled")
+            } else {
+                d.onsite_enabled
+            },
+            onsite_events: if full {
+                f.get("onsite_events").to_owned()
+            } else {
+                d.onsite_events
+            },
+            onsite_browser: if full {
+                f.checked("onsite_browser")
+            } else {
+                d.onsite_browser
+            },
+            onsite_min: if full {
+                f.get("onsite_min_value").to_owned()
+            } else {
+                d.onsite_min
+            },
+            onsite_max: if full {
+                f.get("onsite_max_value").to_owned()
+            } else {
+                d.onsite_max
+            },
+            onsite_secret_version: if full {
+                f.get("onsite_secret_version").to_owned()
+            } else {
+                d.onsite_secret_version
             },
         }
     }
@@ -273,6 +323,25 @@ impl PropertyForm {
                 tiktok: self.pixel_tiktok,
             },
             currency: self.currency.trim().to_owned(),
+            onsite: OnsiteSettings {
+                enabled: self.onsite_enabled,
+                events: self
+                    .onsite_events
+                    .split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                browser: self.onsite_browser,
+                min_value: self.onsite_min.trim().parse().unwrap_or_else(|_| {
+                    errors.add("onsite_min_value", "Enter an amount such as 0.");
+                    Default::default()
+                }),
+                max_value: self.onsite_max.trim().parse().unwrap_or_else(|_| {
+                    errors.add("onsite_max_value", "Enter an amount such as 10000.");
+                    Default::default()
+                }),
+                secret_version: self.onsite_secret_version.trim().parse().unwrap_or(1),
+            },
         };
         if let Err(errs) = settings.validate() {
             for e in errs {
@@ -281,6 +350,8 @@ impl PropertyForm {
                     "settings.session_timeout_min" => "session_timeout_min",
                     "settings.autoscan_prefixes" => "autoscan_prefixes",
                     "settings.currency" => "currency",
+                    "settings.onsite.events" => "onsite_events",
+                    "settings.onsite.max_value" => "onsite_max_value",
                     _ => "_form",
                 };
                 let msg = match field {
@@ -326,6 +397,15 @@ fn property_fields(v: &PropertyForm, errors: &Errors, full: bool) -> Markup {
                 (ui::checkbox("Meta pixel (fbq)", "pixel_meta", v.pixel_meta, None))
                 (ui::checkbox("Google tag (gtag)", "pixel_google", v.pixel_google, None))
                 (ui::checkbox("TikTok pixel (ttq)", "pixel_tiktok", v.pixel_tiktok, None))
+            }
+            fieldset {
+                legend { "On-site conversions" }
+                (ui::checkbox("Custom events from the site become conversions", "onsite_enabled", v.onsite_enabled, Some("Off: events such as Purchase sent by the tag are kept as traffic only. See docs/COLLECTOR.md.")))
+                (ui::input("Allowed events", "onsite_events", &v.onsite_events, errors, Input { placeholder: Some("Lead Purchase"), help: Some("Event names, separated by spaces."), ..Input::default() }))
+                (ui::checkbox("Accept them from browsers on the site", "onsite_browser", v.onsite_browser, Some("Off: only from your backend, signed, through /collect/server.")))
+                (ui::input("Smallest value", "onsite_min_value", &v.onsite_min, errors, Input::default()))
+                (ui::input("Largest value", "onsite_max_value", &v.onsite_max, errors, Input::default()))
+                input type="hidden" name="onsite_secret_version" value=(v.onsite_secret_version);
             }
         }
     }

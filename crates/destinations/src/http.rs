@@ -28,6 +28,9 @@ pub(crate) struct Reply {
 pub(crate) enum Transport {
     Timeout(String),
     Connect(String),
+    /// The outbound policy refused every address of the endpoint: no retry
+    /// changes that, the destination's settings need attention.
+    Refused(String),
     Other(String),
 }
 
@@ -36,12 +39,13 @@ impl Transport {
         match self {
             Self::Timeout(m) => ItemOutcome::retry(None, "timeout", m.clone()),
             Self::Connect(m) => ItemOutcome::retry(None, "connection_error", m.clone()),
+            Self::Refused(m) => ItemOutcome::auth("address_not_allowed", m.clone()),
             Self::Other(m) => ItemOutcome::retry(None, "transport_error", m.clone()),
         }
     }
     pub(crate) fn message(&self) -> &str {
         match self {
-            Self::Timeout(m) | Self::Connect(m) | Self::Other(m) => m,
+            Self::Timeout(m) | Self::Connect(m) | Self::Refused(m) | Self::Other(m) => m,
         }
     }
 }
@@ -120,6 +124,12 @@ async fn run(request: reqwest::RequestBuilder, timeout: Duration) -> Result<Repl
 
 fn transport(e: reqwest::Error) -> Transport {
     let e = e.without_url();
+    // The same outbound policy that checked the endpoint when it was saved
+    // refuses it now (a name that resolves to a private or metadata
+    // address): a permanent problem, not a connection to retry.
+    if let Some(refused) = clicktrail_outbound::OutboundError::refusal_in(&e) {
+        return Transport::Refused(truncate_chars(&refused.to_string(), 300));
+    }
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -204,6 +214,26 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An endpoint the outbound policy refuses when its name is resolved
+    /// (at send time) needs attention: no retry changes it.
+    #[tokio::test]
+    async fn a_refused_address_needs_attention() {
+        let policy = clicktrail_outbound::OutboundPolicy::strict();
+        let client = clicktrail_outbound::client(&policy, Duration::from_secs(2)).unwrap();
+        let ex = exchange(
+            client.post("http://metadata.google.internal/v19.0/1/events"),
+            Duration::from_secs(2),
+        )
+        .await;
+        let t = ex.result.expect_err("refused");
+        let outcome = t.outcome();
+        assert!(
+            matches!(outcome, ItemOutcome::AuthFailed { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(outcome.reason(), Some("address_not_allowed"));
+    }
 
     #[test]
     fn retry_after_forms() {

@@ -474,6 +474,21 @@ pub fn decide(p: &PendingConversion<'_>, facts: Facts<'_>) -> Decision {
     if d.value.is_some() && d.currency.is_none() {
         d.currency = p.reporting_currency;
     }
+    // A negative amount that is not an adjustment of an earlier conversion
+    // would reach the ad platforms as a negative Purchase: refuse it.
+    if adjustment.is_none()
+        && refused.is_none()
+        && d.value
+            .is_some_and(|v| v.is_sign_negative() && !v.is_zero())
+    {
+        refused = Some(Outcome::Error {
+            code: ErrorCode::InvalidPayload,
+            detail: Some(
+                "a negative amount is a reversal: it must name the transaction id of the conversion it reverses"
+                    .into(),
+            ),
+        });
+    }
 
     // 3. The click, its session and traffic source. A click of another
     //    property is not this conversion's, whatever names it.
@@ -804,6 +819,13 @@ mod tests {
 
         let old = case(sale()).with_click(click(10_000_000 - 31 * DAY));
         assert_eq!(code(&old.decide()), Some("outside_window"));
+
+        // A negative amount is never a conversion of its own (it would
+        // reach the ad platforms as a negative Purchase).
+        let mut negative = found.clone();
+        negative.event.value = Some(Decimal::new(-5000, 0));
+        assert_eq!(code(&negative.decide()), Some("invalid_payload"));
+        assert!(!negative.decide().outcome.send_to_destinations());
 
         let mut reversal = found;
         reversal.event.status = SourceStatus::Reversed;

@@ -167,10 +167,15 @@ pub enum ErrorCode {
     OutsideWindow,
     UnmappedEvent,
     InvalidPayload,
+    OnsiteDisabled,
+    EventNotAllowed,
+    OriginRequired,
+    SignatureRequired,
+    ValueOutOfBounds,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 7] = [
+    pub const ALL: [ErrorCode; 12] = [
         Self::MissingClickId,
         Self::UnknownClickId,
         Self::Duplicate,
@@ -178,6 +183,11 @@ impl ErrorCode {
         Self::OutsideWindow,
         Self::UnmappedEvent,
         Self::InvalidPayload,
+        Self::OnsiteDisabled,
+        Self::EventNotAllowed,
+        Self::OriginRequired,
+        Self::SignatureRequired,
+        Self::ValueOutOfBounds,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -189,6 +199,11 @@ impl ErrorCode {
             Self::OutsideWindow => "outside_window",
             Self::UnmappedEvent => "unmapped_event",
             Self::InvalidPayload => "invalid_payload",
+            Self::OnsiteDisabled => "onsite_disabled",
+            Self::EventNotAllowed => "event_not_allowed",
+            Self::OriginRequired => "origin_required",
+            Self::SignatureRequired => "signature_required",
+            Self::ValueOutOfBounds => "value_out_of_bounds",
         }
     }
 
@@ -223,6 +238,24 @@ impl ErrorCode {
             Self::InvalidPayload => {
                 "The payload could not be understood (a value, currency or date in a form clicktrail does not \
                  accept). The raw payload shows what was sent."
+            }
+            Self::OnsiteDisabled => {
+                "A custom conversion event came through the collector, but on-site conversions are off for this \
+                 property. Turn them on in the property settings (onsite) if the site should send conversions."
+            }
+            Self::EventNotAllowed => {
+                "This event name is not one of the property's allowed on-site conversion events (settings.onsite.events)."
+            }
+            Self::OriginRequired => {
+                "The event came without an Origin on the property's domains: not from a browser on the site. \
+                 A site's backend sends conversions signed, to /collect/server."
+            }
+            Self::SignatureRequired => {
+                "The property takes on-site conversions only from its backend, signed, through /collect/server."
+            }
+            Self::ValueOutOfBounds => {
+                "The value is negative or outside the property's on-site bounds (settings.onsite.min_value and \
+                 max_value)."
             }
         }
     }

@@ -436,9 +436,61 @@ fn has_query_param(url: &Url, name: &str) -> bool {
         .any(|(k, _)| k == name || k.strip_prefix("amp;").is_some_and(|k| k == name))
 }
 
+/// Whether a query parameter only describes the visit (campaign tags, ad
+/// click ids, analytics ids), never where a same-site redirect link leads.
+fn is_visit_param(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with("utm_")
+        || crate::traffic::canonical_click_param(name).is_some()
+        || crate::traffic::canonical_click_param(&lower).is_some()
+        || matches!(
+            lower.as_str(),
+            "_ga" | "_gl" | "mc_eid" | "ref_src" | "srsltid" | "_hsenc" | "_hsmi" | "yclid"
+        )
+}
+
+/// The form of a same-site link AutoScan resolves and caches it under: no
+/// fragment, no parameters that only describe the visit, the other
+/// parameters sorted. Links that differ only in those resolve once, and
+/// junk parameters a visitor adds cannot be used to defeat the cache of
+/// the parameters that are dropped.
+pub fn normalise_scan_url(url: &Url) -> Url {
+    let mut out = url.clone();
+    out.set_fragment(None);
+    let mut kept: Vec<(String, String)> = url
+        .query_pairs()
+        .filter(|(k, _)| !is_visit_param(k))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    kept.sort();
+    if kept.is_empty() {
+        out.set_query(None);
+    } else {
+        out.query_pairs_mut().clear().extend_pairs(kept);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scan_urls_normalised() {
+        let n = |s: &str| normalise_scan_url(&Url::parse(s).unwrap()).to_string();
+        assert_eq!(
+            n("https://site.example/go/x?utm_source=fb&b=2&fbclid=abc&a=1#top"),
+            "https://site.example/go/x?a=1&b=2"
+        );
+        assert_eq!(
+            n("https://site.example/go/x?gclid=1"),
+            "https://site.example/go/x"
+        );
+        assert_eq!(
+            n("https://site.example/go/x?b=2&a=1"),
+            n("https://site.example/go/x?a=1&b=2")
+        );
+    }
     use serde::Deserialize;
 
     const FIXTURE: &str = include_str!(concat!(

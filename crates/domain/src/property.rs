@@ -2,6 +2,7 @@
 //! attribution window, session timeout, AutoScan prefixes, consent mode and
 //! how client addresses are kept.
 
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// How the visitor's IP address is kept.
@@ -41,6 +42,163 @@ impl Default for PixelSettings {
     }
 }
 
+/// Custom event names that are conversion attempts (the ad platforms'
+/// standard conversion events): sent through the collector, each ends in
+/// a conversion or a refusal in the conversion log. Other custom events
+/// stay events.
+pub const CONVERSION_EVENTS: &[&str] = &[
+    "Lead",
+    "Purchase",
+    "CompleteRegistration",
+    "Subscribe",
+    "StartTrial",
+    "SubmitApplication",
+    "Contact",
+    "Schedule",
+    "Donate",
+    "AddPaymentInfo",
+    "InitiateCheckout",
+    "AddToCart",
+];
+
+/// On-site conversions: whether, and which, custom events sent through
+/// the collector become conversions (and so reach the ad platforms). The
+/// collector is anonymous, so this is an opt-in with limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OnsiteSettings {
+    /// Off (the default): no collected event becomes a conversion.
+    pub enabled: bool,
+    /// The event names that may become conversions.
+    pub events: Vec<String>,
+    /// Whether browsers may send conversions (`POST /collect` with an
+    /// `Origin` on the property's domains). Off: only the site's backend
+    /// may, through the signed `POST /collect/server`.
+    pub browser: bool,
+    /// Smallest and largest value a conversion may carry (in its own
+    /// currency); a value outside is refused, a negative one always.
+    pub min_value: Decimal,
+    pub max_value: Decimal,
+    /// Part of the server-side signing secret: raise it to change the
+    /// secret.
+    pub secret_version: u32,
+}
+
+impl Default for OnsiteSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            events: vec!["Lead".into()],
+            browser: true,
+            min_value: Decimal::ZERO,
+            max_value: Decimal::new(10_000, 0),
+            secret_version: 1,
+        }
+    }
+}
+
+/// How a collected event reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnsiteChannel {
+    /// `POST /collect`; `origin_ok`: with an `Origin` on the property's
+    /// domains (a browser on the site, not a script anywhere).
+    Browser { origin_ok: bool },
+    /// `POST /collect/server`, signed with the property's secret.
+    Server,
+}
+
+/// Why a collected conversion event does not become a conversion: the
+/// conversion log's code for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnsiteRefusal {
+    /// The property has not turned on-site conversions on.
+    Disabled,
+    /// The event name is not one of the allowed ones.
+    EventNotAllowed,
+    /// Sent by a browser without an `Origin` on the property's domains.
+    OriginRequired,
+    /// Sent by a browser where only signed server-side events count.
+    SignatureRequired,
+    /// The value is negative or outside the property's bounds.
+    ValueOutOfBounds,
+}
+
+impl OnsiteRefusal {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disabled => "onsite_disabled",
+            Self::EventNotAllowed => "event_not_allowed",
+            Self::OriginRequired => "origin_required",
+            Self::SignatureRequired => "signature_required",
+            Self::ValueOutOfBounds => "value_out_of_bounds",
+        }
+    }
+}
+
+impl OnsiteSettings {
+    /// Whether an event of this name is a conversion attempt at all (a
+    /// standard conversion name, or one the property allows).
+    pub fn is_candidate(&self, name: &str) -> bool {
+        CONVERSION_EVENTS.contains(&name) || self.events.iter().any(|e| e == name)
+    }
+
+    /// Whether a conversion attempt becomes a conversion.
+    pub fn verdict(
+        &self,
+        name: &str,
+        value: Option<Decimal>,
+        channel: OnsiteChannel,
+    ) -> Result<(), OnsiteRefusal> {
+        if !self.enabled {
+            return Err(OnsiteRefusal::Disabled);
+        }
+        if !self.events.iter().any(|e| e == name) {
+            return Err(OnsiteRefusal::EventNotAllowed);
+        }
+        match channel {
+            OnsiteChannel::Server => {}
+            OnsiteChannel::Browser { .. } if !self.browser => {
+                return Err(OnsiteRefusal::SignatureRequired);
+            }
+            OnsiteChannel::Browser { origin_ok: false } => {
+                return Err(OnsiteRefusal::OriginRequired);
+            }
+            OnsiteChannel::Browser { origin_ok: true } => {}
+        }
+        if let Some(v) = value
+            && (v.is_sign_negative() && !v.is_zero() || v < self.min_value || v > self.max_value)
+        {
+            return Err(OnsiteRefusal::ValueOutOfBounds);
+        }
+        Ok(())
+    }
+
+    fn validate(&self, errs: &mut Vec<FieldError>) {
+        let name_ok = |n: &String| {
+            (1..=40).contains(&n.len())
+                && n.starts_with(|c: char| c.is_ascii_alphabetic())
+                && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                && !matches!(n.as_str(), "PageView" | "OutboundClick")
+        };
+        if self.events.len() > 50 || !self.events.iter().all(name_ok) {
+            errs.push(FieldError::new(
+                "settings.onsite.events",
+                "invalid_event_name",
+                "at most 50 custom event names (letters, digits, _), not PageView or OutboundClick",
+            ));
+        }
+        if self.min_value.is_sign_negative() && !self.min_value.is_zero()
+            || self.max_value < self.min_value
+        {
+            errs.push(FieldError::new(
+                "settings.onsite.max_value",
+                "out_of_range",
+                "min_value must be 0 or more and max_value at least min_value",
+            ));
+        }
+    }
+}
+
 pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = &[
     "/go/",
     "/out/",
@@ -65,6 +223,8 @@ pub struct PropertySettings {
     pub pixels: PixelSettings,
     /// Reporting currency (ISO 4217) used where a conversion has none.
     pub currency: String,
+    /// On-site conversions (off by default).
+    pub onsite: OnsiteSettings,
 }
 
 impl Default for PropertySettings {
@@ -81,6 +241,7 @@ impl Default for PropertySettings {
             ip_handling: IpHandling::Truncate,
             pixels: PixelSettings::default(),
             currency: "USD".into(),
+            onsite: OnsiteSettings::default(),
         }
     }
 }
@@ -143,6 +304,7 @@ impl PropertySettings {
                 "must be an ISO 4217 code",
             ));
         }
+        self.onsite.validate(&mut errs);
         if errs.is_empty() { Ok(()) } else { Err(errs) }
     }
 
@@ -247,5 +409,48 @@ mod tests {
                 .unwrap();
         assert_eq!(bad.validate().unwrap_err().len(), 2);
         assert!(serde_json::from_str::<PropertySettings>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn onsite_verdicts() {
+        use OnsiteChannel::*;
+        let off = OnsiteSettings::default();
+        let browser = Browser { origin_ok: true };
+        assert_eq!(
+            off.verdict("Lead", None, browser),
+            Err(OnsiteRefusal::Disabled)
+        );
+        let on: OnsiteSettings = serde_json::from_str(
+            r#"{"enabled": true, "events": ["Lead", "Purchase"], "max_value": 500}"#,
+        )
+        .unwrap();
+        let v = |n: i64| Some(Decimal::new(n, 0));
+        assert_eq!(on.verdict("Purchase", v(50), browser), Ok(()));
+        assert_eq!(on.verdict("Purchase", v(50), Server), Ok(()));
+        assert_eq!(
+            on.verdict("Purchase", v(50), Browser { origin_ok: false }),
+            Err(OnsiteRefusal::OriginRequired)
+        );
+        assert_eq!(
+            on.verdict("Purchase", v(501), Server),
+            Err(OnsiteRefusal::ValueOutOfBounds)
+        );
+        assert_eq!(
+            on.verdict("Purchase", v(-1), Server),
+            Err(OnsiteRefusal::ValueOutOfBounds)
+        );
+        assert_eq!(
+            on.verdict("Subscribe", None, Server),
+            Err(OnsiteRefusal::EventNotAllowed)
+        );
+        let server_only = OnsiteSettings {
+            browser: false,
+            ..on
+        };
+        assert_eq!(
+            server_only.verdict("Lead", None, browser),
+            Err(OnsiteRefusal::SignatureRequired)
+        );
+        assert!(server_only.is_candidate("Subscribe") && !server_only.is_candidate("Scrolled"));
     }
 }

@@ -4,11 +4,20 @@
 //! seconds; every hop's URL and resolved address checked), and stops
 //! *before* requesting a hop that is an affiliate link: asking the
 //! network's tracker would record a click there.
+//!
+//! The scan route is anonymous, so what one request can make the server
+//! fetch is bounded: at most [`MAX_LINKS`] links a request, at most
+//! [`MAX_REQUESTS_PER_SCAN`] outbound requests a request and
+//! [`MAX_REQUESTS_PER_MINUTE`] a property a minute; links are cached under
+//! a normalised form ([`normalise_scan_url`]), failures too (for
+//! [`FAILURE_TTL`]), so repeating a request, or varying its tracking
+//! parameters, costs nothing more.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use clicktrail_domain::links::{TrackingGroup, find_group_for_url};
+use clicktrail_domain::links::{TrackingGroup, find_group_for_url, normalise_scan_url};
 use clicktrail_domain::property::host_allowed;
 use clicktrail_outbound::{DEFAULT_CHAIN_TIMEOUT, DEFAULT_MAX_HOPS, Outbound};
 use clicktrail_store::properties::Property;
@@ -23,6 +32,57 @@ use crate::properties::Properties;
 
 /// Most links in one scan request.
 pub const MAX_LINKS: usize = 20;
+/// Most outbound requests (redirect hops) one scan request may make.
+pub const MAX_REQUESTS_PER_SCAN: i64 = 24;
+/// Most outbound requests AutoScan makes for one property in a minute.
+pub const MAX_REQUESTS_PER_MINUTE: i64 = 60;
+/// How long a link that could not be resolved is remembered as such.
+pub const FAILURE_TTL: Duration = Duration::from_secs(300);
+/// How long a resolved link is remembered.
+pub const SUCCESS_TTL: Duration = Duration::from_secs(3600);
+
+/// Requests one link may take: the first, and one per redirect.
+const PER_LINK: i64 = DEFAULT_MAX_HOPS as i64 + 1;
+
+/// A budget of outbound requests, shared by the links resolved at once.
+/// A link reserves what its chain may take before it starts, and gives
+/// back what it did not use: links that start are finished, those that do
+/// not fit are answered `rate_limited` at once.
+#[derive(Debug)]
+struct Budget {
+    per_scan: AtomicI64,
+    per_property: Arc<AtomicI64>,
+}
+
+fn take_from(pool: &AtomicI64, n: i64) -> bool {
+    pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
+        (left >= n).then_some(left - n)
+    })
+    .is_ok()
+}
+
+impl Budget {
+    /// Takes `n` requests from both budgets; false (and nothing taken)
+    /// when either has less left.
+    fn take(&self, n: i64) -> bool {
+        if !take_from(&self.per_scan, n) {
+            return false;
+        }
+        if !take_from(&self.per_property, n) {
+            self.per_scan.fetch_add(n, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Gives back requests reserved and not made.
+    fn give(&self, n: i64) {
+        if n > 0 {
+            self.per_scan.fetch_add(n, Ordering::AcqRel);
+            self.per_property.fetch_add(n, Ordering::AcqRel);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ScanResult {
@@ -35,14 +95,40 @@ pub struct ScanResult {
     pub error: Option<&'static str>,
 }
 
-/// Cache of resolutions by (property, link): redirect plugins rarely change
-/// their targets, and a popular page would otherwise rescan on every visit.
-type ScanCache = moka::future::Cache<(String, String), Option<String>>;
+/// What a link resolved to: its group, or why it could not be resolved.
+type Resolution = Result<Option<String>, &'static str>;
+
+/// Cache of resolutions by (property, normalised link): redirect plugins
+/// rarely change their targets, and a popular page would otherwise rescan
+/// on every visit. Failures expire sooner than successes.
+type ScanCache = moka::future::Cache<(String, String), Resolution>;
+
+/// Expiry of cache entries: successes after [`SUCCESS_TTL`], failures
+/// after [`FAILURE_TTL`].
+struct ByOutcome;
+
+impl moka::Expiry<(String, String), Resolution> for ByOutcome {
+    fn expire_after_create(
+        &self,
+        _key: &(String, String),
+        value: &Resolution,
+        _now: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(if value.is_ok() {
+            SUCCESS_TTL
+        } else {
+            FAILURE_TTL
+        })
+    }
+}
 
 /// The AutoScan service.
 pub struct AutoScan {
     outbound: Outbound,
     cache: ScanCache,
+    /// Each property's outbound requests left in the current minute (the
+    /// entry expires a minute after the first request that made it).
+    budgets: moka::future::Cache<String, Arc<AtomicI64>>,
     properties: Arc<Properties>,
 }
 
@@ -58,7 +144,11 @@ impl AutoScan {
             outbound,
             cache: moka::future::Cache::builder()
                 .max_capacity(50_000)
-                .time_to_live(Duration::from_secs(3600))
+                .expire_after(ByOutcome)
+                .build(),
+            budgets: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(60))
                 .build(),
             properties,
         }
@@ -123,11 +213,21 @@ impl AutoScan {
                 unique.push(l);
             }
         }
+        let budget = Budget {
+            per_scan: AtomicI64::new(MAX_REQUESTS_PER_SCAN),
+            per_property: self
+                .budgets
+                .get_with_by_ref(property.id.as_str(), async {
+                    Arc::new(AtomicI64::new(MAX_REQUESTS_PER_MINUTE))
+                })
+                .await,
+        };
+        let budget = &budget;
         let futures = unique.into_iter().take(MAX_LINKS).map(|link| {
             let groups = groups.clone();
             let property = &property;
             async move {
-                let (group, error) = self.resolve_one(property, &groups, &link).await;
+                let (group, error) = self.resolve_one(property, &groups, &link, budget).await;
                 ScanResult {
                     url: link,
                     group,
@@ -143,6 +243,7 @@ impl AutoScan {
         property: &Property,
         groups: &[TrackingGroup],
         link: &str,
+        budget: &Budget,
     ) -> (Option<String>, Option<&'static str>) {
         let Ok(url) = Url::parse(link) else {
             return (None, Some("invalid_url"));
@@ -160,28 +261,45 @@ impl AutoScan {
         if let Some(g) = find_group_for_url(groups, &url) {
             return (Some(g.key.clone()), None);
         }
-        let key = (property.id.as_str().to_owned(), link.to_owned());
+        // What is resolved is the normalised link, so that what is cached
+        // is what was asked.
+        let url = normalise_scan_url(&url);
+        let key = (property.id.as_str().to_owned(), url.as_str().to_owned());
         if let Some(hit) = self.cache.get(&key).await {
-            return (hit, None);
+            metrics::counter!("clicktrail_autoscan_total", "outcome" => "cached").increment(1);
+            return match hit {
+                Ok(group) => (group, None),
+                Err(code) => (None, Some(code)),
+            };
+        }
+        if !budget.take(PER_LINK) {
+            metrics::counter!("clicktrail_autoscan_total", "outcome" => "rate_limited")
+                .increment(1);
+            return (None, Some("rate_limited"));
         }
         let stop = |u: &Url| find_group_for_url(groups, u).is_some();
-        match self
+        let result = self
             .outbound
             .resolve_redirects_until(&url, DEFAULT_MAX_HOPS, DEFAULT_CHAIN_TIMEOUT, &stop)
-            .await
-        {
+            .await;
+        let resolution: Resolution = match result {
             Ok(chain) => {
+                budget.give(PER_LINK - chain.hops.len() as i64);
                 let group = find_group_for_url(groups, &chain.final_url).map(|g| g.key.clone());
-                self.cache.insert(key, group.clone()).await;
                 metrics::counter!("clicktrail_autoscan_total", "outcome" => if group.is_some() { "matched" } else { "unmatched" })
-                .increment(1);
-                (group, None)
+                    .increment(1);
+                Ok(group)
             }
             Err(e) => {
                 metrics::counter!("clicktrail_autoscan_total", "outcome" => e.code()).increment(1);
                 tracing::debug!(code = e.code(), "autoscan could not resolve a link");
-                (None, Some(e.code()))
+                Err(e.code())
             }
+        };
+        self.cache.insert(key, resolution.clone()).await;
+        match resolution {
+            Ok(group) => (group, None),
+            Err(code) => (None, Some(code)),
         }
     }
 }

@@ -2,12 +2,19 @@
 //! Decode (domain), find the property, enforce its domains, enrich, queue,
 //! and wait for the commit. Every refusal has a stable code and is counted
 //! by reason.
+//!
+//! Conversion attempts (custom conversion events) are judged here, where
+//! the request is known: the property's on-site settings, the `Origin` of
+//! a browser's request, or the signature of a backend's
+//! (`POST /collect/server`). The verdict is stored with the event; the
+//! on-site follower turns it into a conversion or a refusal in the
+//! conversion log. An event is stored as traffic whatever its verdict.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clicktrail_domain::collect::{self, CollectError};
-use clicktrail_domain::property::host_allowed;
+use clicktrail_domain::property::{OnsiteChannel, host_allowed};
 use clicktrail_store::ingest::{ClickOrigin, IngestEvent};
 use http::{HeaderMap, StatusCode};
 
@@ -112,12 +119,33 @@ impl Collector {
         self.ingest.depth()
     }
 
-    /// Decodes, checks and commits one request.
+    /// Decodes, checks and commits one request of `POST /collect`.
     pub async fn collect(
         &self,
         headers: &HeaderMap,
         peer: Option<SocketAddr>,
         body: &[u8],
+    ) -> Result<Accepted, ServiceError> {
+        self.commit(headers, peer, body, false).await
+    }
+
+    /// `POST /collect/server`: the same body, sent by the site's backend and
+    /// signed with the property's secret (see `docs/COLLECTOR.md`).
+    pub async fn collect_server(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        body: &[u8],
+    ) -> Result<Accepted, ServiceError> {
+        self.commit(headers, peer, body, true).await
+    }
+
+    async fn commit(
+        &self,
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        body: &[u8],
+        signed: bool,
     ) -> Result<Accepted, ServiceError> {
         let state = self;
         let now = chrono::Utc::now().timestamp_millis();
@@ -133,8 +161,9 @@ impl Collector {
                     "no property has this id",
                 )
             })?;
-        if let Some(host) = origin_host(headers)
-            && !host_allowed(&property.domains, &host)
+        let origin = origin_host(headers);
+        if let Some(host) = &origin
+            && !host_allowed(&property.domains, host)
         {
             return Err(reject(
                 "domain_not_allowed",
@@ -142,6 +171,22 @@ impl Collector {
                 "the request's Origin is not one of the property's domains",
             ));
         }
+        let channel = if signed {
+            check_signature(
+                headers,
+                body,
+                &state.enricher.keyring().collect_secret(
+                    property.id.as_str(),
+                    property.settings.onsite.secret_version,
+                ),
+                now,
+            )?;
+            OnsiteChannel::Server
+        } else {
+            OnsiteChannel::Browser {
+                origin_ok: origin.is_some(),
+            }
+        };
         for (i, e) in batch.events.iter().enumerate() {
             if !e
                 .url
@@ -166,7 +211,9 @@ impl Collector {
             .into_iter()
             .map(|ev| {
                 let seed = Arc::new(enrich::session_seed(&ev, &facts, stored_ip.clone()));
+                let onsite = onsite_verdict(&property.settings.onsite, &ev, channel);
                 IngestEvent {
+                    onsite,
                     property_id: property_id.clone(),
                     received_at_ms: now,
                     session_timeout_ms: timeout,
@@ -204,4 +251,67 @@ impl Collector {
             duplicates,
         })
     }
+}
+
+/// How far a signed request's timestamp may be from the server's clock.
+pub const SIGNATURE_WINDOW_SECS: i64 = 300;
+
+/// Checks `X-Clicktrail-Timestamp` (unix seconds, within
+/// [`SIGNATURE_WINDOW_SECS`] of now: an old request cannot be replayed
+/// later) and `X-Clicktrail-Signature` (HMAC-SHA256 of `{timestamp}.{body}`).
+fn check_signature(
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: &str,
+    now_ms: i64,
+) -> Result<(), ServiceError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let (Some(ts), Some(sig)) = (
+        header("x-clicktrail-timestamp"),
+        header("x-clicktrail-signature"),
+    ) else {
+        return Err(reject(
+            "missing_signature",
+            StatusCode::UNAUTHORIZED,
+            "send X-Clicktrail-Timestamp and X-Clicktrail-Signature",
+        ));
+    };
+    let fresh = ts
+        .trim()
+        .parse::<i64>()
+        .is_ok_and(|t| (now_ms / 1000 - t).abs() <= SIGNATURE_WINDOW_SECS);
+    if !fresh {
+        return Err(reject(
+            "signature_expired",
+            StatusCode::UNAUTHORIZED,
+            "X-Clicktrail-Timestamp must be the current unix time in seconds (within 5 minutes)",
+        ));
+    }
+    if !crate::crypto::verify_collect_signature(secret, ts.trim(), body, sig) {
+        return Err(reject(
+            "invalid_signature",
+            StatusCode::UNAUTHORIZED,
+            "the signature is not the HMAC-SHA256 of timestamp.body under the property's server secret",
+        ));
+    }
+    Ok(())
+}
+
+/// The on-site verdict of one event: `None` for an event that is no
+/// conversion attempt, else `ok` or the refusal's code; counted by outcome.
+fn onsite_verdict(
+    settings: &clicktrail_domain::property::OnsiteSettings,
+    ev: &collect::CollectedEvent,
+    channel: OnsiteChannel,
+) -> Option<&'static str> {
+    let name = ev.name.as_str();
+    if !settings.is_candidate(name) {
+        return None;
+    }
+    let verdict = match settings.verdict(name, ev.value, channel) {
+        Ok(()) => "ok",
+        Err(r) => r.as_str(),
+    };
+    metrics::counter!("clicktrail_onsite_verdicts_total", "outcome" => verdict).increment(1);
+    Some(verdict)
 }

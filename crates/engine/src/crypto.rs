@@ -41,6 +41,7 @@ pub enum CryptoError {
 pub struct Keyring {
     aead: XChaCha20Poly1305,
     ip_key: [u8; 32],
+    collect_key: [u8; 32],
     check: String,
 }
 
@@ -66,14 +67,17 @@ impl Keyring {
         let hk = Hkdf::<Sha256>::new(Some(b"clicktrail/v1"), ikm);
         let mut aead_key = [0u8; 32];
         let mut ip_key = [0u8; 32];
+        let mut collect_key = [0u8; 32];
         let mut check = [0u8; 16];
         // Lengths are fixed and valid for SHA-256's HKDF.
         let _ = hk.expand(b"credentials", &mut aead_key);
         let _ = hk.expand(b"ip-hash", &mut ip_key);
+        let _ = hk.expand(b"collect-server", &mut collect_key);
         let _ = hk.expand(b"key-check", &mut check);
         Keyring {
             aead: XChaCha20Poly1305::new(&aead_key.into()),
             ip_key,
+            collect_key,
             check: hex::encode(check),
         }
     }
@@ -133,6 +137,45 @@ impl Keyring {
         mac.update(ip.to_string().as_bytes());
         format!("h:{}", hex::encode(&mac.finalize().into_bytes()[..12]))
     }
+}
+
+impl Keyring {
+    /// A property's secret for signing server-side collector requests
+    /// (`POST /collect/server`): derived from the server's key, the
+    /// property id and `version` (raising the version changes it), so
+    /// nothing more is stored.
+    pub fn collect_secret(&self, property_id: &str, version: u32) -> String {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.collect_key).unwrap_or_else(|_| {
+                // HMAC accepts keys of any length; this branch cannot run.
+                <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; 32]).expect("fixed-size HMAC key")
+            });
+        mac.update(format!("{property_id}:{version}").as_bytes());
+        format!("cts_{}", hex::encode(mac.finalize().into_bytes()))
+    }
+}
+
+/// Whether `signature` (hex, optionally prefixed `sha256=`) is the
+/// HMAC-SHA256 of `{timestamp}.{body}` under `secret`, compared in
+/// constant time.
+pub fn verify_collect_signature(
+    secret: &str,
+    timestamp: &str,
+    body: &[u8],
+    signature: &str,
+) -> bool {
+    let sig = signature.trim();
+    let sig = sig.strip_prefix("sha256=").unwrap_or(sig);
+    let Ok(given) = hex::decode(sig) else {
+        return false;
+    };
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
 }
 
 fn read_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {

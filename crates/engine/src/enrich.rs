@@ -59,6 +59,11 @@ const MAX_UA_BYTES: usize = 1024;
 pub struct EnrichError(String);
 
 impl Enricher {
+    /// The server's keys (the collector checks server-side signatures).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
     pub fn new(trusted_proxies: Vec<IpNet>, keyring: Keyring) -> Result<Self, EnrichError> {
         Ok(Self {
             parser: UaParser::new().map_err(|e| EnrichError(e.to_string()))?,

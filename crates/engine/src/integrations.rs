@@ -11,6 +11,7 @@ use clicktrail_domain::mapping::EventMapping;
 use clicktrail_networks::catalog::{CatalogEntry, TrackingMethod};
 use clicktrail_networks::incomeaccess::{IncomeAccessSettings, split_generated_url};
 use clicktrail_networks::postback::{self, PostbackBody, PostbackOptions};
+use clicktrail_outbound::OutboundPolicy;
 use clicktrail_store::integrations::{self, Integration, NewIntegration};
 use clicktrail_store::properties::Property;
 use http::StatusCode;
@@ -186,6 +187,7 @@ fn absorb_generated_url(
 
 /// Validates credentials, settings and mapping against the catalog entry.
 fn validate(
+    policy: &OutboundPolicy,
     entry: &CatalogEntry,
     credentials: &Map<String, Value>,
     settings: &Map<String, Value>,
@@ -201,14 +203,25 @@ fn validate(
             message: m,
         }]));
     }
-    if is_polled(entry)
-        && let Err(e) = IncomeAccessSettings::from_json(&Value::Object(validated.settings.clone()))
-    {
-        return Err(ServiceError::validation(vec![FieldProblem {
-            field: "settings".into(),
-            code: e.code().into(),
-            message: e.to_string(),
-        }]));
+    if is_polled(entry) {
+        let ia = IncomeAccessSettings::from_json(&Value::Object(validated.settings.clone()))
+            .map_err(|e| {
+                ServiceError::validation(vec![FieldProblem {
+                    field: "settings".into(),
+                    code: e.code().into(),
+                    message: e.to_string(),
+                }])
+            })?;
+        // The outbound policy's save-time check, the one destinations run
+        // on their endpoints: a private or metadata address is refused
+        // now, not at the first poll.
+        if let Err(e) = clicktrail_outbound::check_user_url(policy, ia.api_url.as_str()) {
+            return Err(ServiceError::validation(vec![FieldProblem {
+                field: "settings.api_url".into(),
+                code: e.code().into(),
+                message: e.to_string(),
+            }]));
+        }
     }
     Ok(validated)
 }
@@ -317,7 +330,13 @@ impl Integrations {
             .unwrap_or_else(|| entry.event_mapping.clone());
         let (mut credentials, mut settings) = (req.credentials, req.settings);
         absorb_generated_url(entry, &mut credentials, &mut settings)?;
-        let validated = validate(entry, &credentials, &settings, &mapping)?;
+        let validated = validate(
+            self.poller.policy(),
+            entry,
+            &credentials,
+            &settings,
+            &mapping,
+        )?;
         let name = req
             .name
             .map(|n| n.trim().to_owned())
@@ -398,7 +417,13 @@ impl Integrations {
         if key_from_url && let Some(k) = given.get("security_key") {
             credentials.insert("security_key".into(), k.clone());
         }
-        let validated = validate(entry, &credentials, &settings, &mapping)?;
+        let validated = validate(
+            self.poller.policy(),
+            entry,
+            &credentials,
+            &settings,
+            &mapping,
+        )?;
         let status = match req.status.as_deref() {
             None => integration.status.clone(),
             Some(s @ ("active" | "paused")) => s.to_owned(),

@@ -327,6 +327,7 @@ impl Links {
                 event,
                 seed: seed.clone(),
                 click_origin: ClickOrigin::Redirect,
+                onsite: None,
             })
             .collect();
         // The visitor is sent on even if the click cannot be stored: a dead

@@ -3,6 +3,12 @@
 //! become conversions attributed to their session, and so reach the ad
 //! destinations with the same `event_id` the browser pixels used.
 //!
+//! Only what the collector judged a conversion attempt is looked at, and
+//! its verdict decides (see `crate::collector`): an allowed one becomes a
+//! conversion, a refused one an error in the conversion log with the
+//! refusal's code (`onsite_disabled`, `origin_required`, ...), so each
+//! ends in exactly one recorded outcome.
+//!
 //! Events are committed by the ingest writer; this job follows them with a
 //! cursor kept in `server_meta` and moved in the same transaction as the
 //! conversions it records, so each event becomes a conversion exactly once
@@ -12,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clicktrail_domain::PropertyId;
-use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
+use clicktrail_domain::conversion::{ErrorCode, SourceEvent, SourceKind, SourceStatus};
 use clicktrail_domain::mapping::{EventMapping, MappingRule, ValueSource};
 use clicktrail_domain::money::from_micros;
 use clicktrail_store::{StoreError, events, meta};
@@ -42,32 +48,17 @@ impl OnSite {
     }
 }
 
-/// Custom event names that are conversions (the ad platforms' standard
-/// conversion events). Other custom events stay events.
-pub const CONVERSION_EVENTS: &[&str] = &[
-    "Lead",
-    "Purchase",
-    "CompleteRegistration",
-    "Subscribe",
-    "StartTrial",
-    "SubmitApplication",
-    "Contact",
-    "Schedule",
-    "Donate",
-    "AddPaymentInfo",
-    "InitiateCheckout",
-    "AddToCart",
-];
+pub use clicktrail_domain::property::CONVERSION_EVENTS;
 
 const CURSOR: &str = "onsite_conversions_cursor";
 const BATCH: i64 = 500;
 /// Most event ids one pass looks through.
 const SCAN_WINDOW: i64 = 50_000;
 
-/// The mapping of on-site events: each conversion event to itself.
-pub fn mapping() -> EventMapping {
+/// The mapping of on-site events: each event name to itself.
+pub fn mapping_of(names: &[&str]) -> EventMapping {
     EventMapping(
-        CONVERSION_EVENTS
+        names
             .iter()
             .map(|n| {
                 (
@@ -81,6 +72,11 @@ pub fn mapping() -> EventMapping {
             })
             .collect(),
     )
+}
+
+/// The mapping of the standard conversion events.
+pub fn mapping() -> EventMapping {
+    mapping_of(CONVERSION_EVENTS)
 }
 
 /// How often a pass that found no conversions persists its cursor: moving
@@ -144,7 +140,7 @@ async fn pass(state: &OnSite, f: &mut Follower) -> Result<usize, StoreError> {
         persist_idle(state, f, persisted).await?;
         return Ok(0);
     }
-    let rows = events::named_between(&state.db, from, upto, CONVERSION_EVENTS, BATCH).await?;
+    let rows = events::onsite_between(&state.db, from, upto, BATCH).await?;
     let last = if rows.len() as i64 == BATCH {
         rows.last().map_or(upto, |r| r.id)
     } else {
@@ -155,9 +151,18 @@ async fn pass(state: &OnSite, f: &mut Follower) -> Result<usize, StoreError> {
         persist_idle(state, f, persisted).await?;
         return Ok((last - from) as usize);
     }
-    let mapping = Arc::new(mapping());
     let mut items = Vec::with_capacity(rows.len());
     for r in &rows {
+        let mapping = Arc::new(mapping_of(&[r.name.as_str()]));
+        // Refused by the collector: recorded as an error with its reason.
+        let forced_error = match r.onsite.as_deref() {
+            Some("ok") | None => None,
+            Some(code) => Some((
+                ErrorCode::parse(code).unwrap_or(ErrorCode::InvalidPayload),
+                format!("{} was not accepted as an on-site conversion", r.name),
+            )),
+        };
+        metrics::counter!("clicktrail_onsite_conversions_total", "outcome" => if forced_error.is_some() { "refused" } else { "accepted" }).increment(1);
         let Ok(pid) = PropertyId::parse(&r.property_id) else {
             continue;
         };
@@ -172,7 +177,7 @@ async fn pass(state: &OnSite, f: &mut Follower) -> Result<usize, StoreError> {
         items.push(Pending {
             property,
             integration: None,
-            mapping: mapping.clone(),
+            mapping,
             received_at_ms: r.ts,
             event_id: Some(r.event_id.clone()),
             event: SourceEvent {
@@ -190,7 +195,7 @@ async fn pass(state: &OnSite, f: &mut Follower) -> Result<usize, StoreError> {
                 adjusts: None,
                 raw: raw.into(),
             },
-            forced_error: None,
+            forced_error,
             session_id: Some(r.session_id),
         });
     }

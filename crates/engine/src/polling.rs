@@ -62,6 +62,12 @@ impl std::fmt::Debug for Poller {
 }
 
 impl Poller {
+    /// What the connectors may reach: the policy install and edit check
+    /// an `api_url` against.
+    pub fn policy(&self) -> &OutboundPolicy {
+        &self.outbound
+    }
+
     pub fn new(
         db: Db,
         keyring: Keyring,

@@ -53,11 +53,16 @@ pub struct PropertyView {
     pub snippet: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The secret a site's backend signs `POST /collect/server` requests
+    /// with (see `docs/COLLECTOR.md`); changes with
+    /// `settings.onsite.secret_version`.
+    pub server_secret: String,
 }
 
 /// The properties service.
 pub struct Properties {
     db: Db,
+    keyring: crate::crypto::Keyring,
     catalog: Arc<Catalog>,
     /// Public base URL, no trailing slash.
     public_base: Arc<str>,
@@ -110,9 +115,15 @@ pub fn validate_property(
 }
 
 impl Properties {
-    pub fn new(db: Db, catalog: Arc<Catalog>, public_base: &str) -> Self {
+    pub fn new(
+        db: Db,
+        catalog: Arc<Catalog>,
+        public_base: &str,
+        keyring: crate::crypto::Keyring,
+    ) -> Self {
         Self {
             db,
+            keyring,
             catalog,
             public_base: public_base.trim_end_matches('/').into(),
             cache: moka::future::Cache::builder()
@@ -180,6 +191,9 @@ impl Properties {
             tag_url,
             created_at: p.created_at,
             updated_at: p.updated_at,
+            server_secret: self
+                .keyring
+                .collect_secret(p.id.as_str(), p.settings.onsite.secret_version),
         }
     }
 

@@ -1,4 +1,5 @@
-//! `POST /collect` and its CORS preflight.
+//! `POST /collect`, its CORS preflight, and the signed server-side
+//! `POST /collect/server`.
 
 use std::net::SocketAddr;
 
@@ -12,29 +13,54 @@ use clicktrail_engine::collector::{self, Collector};
 
 use crate::error::ApiError;
 
+/// `POST /collect/server`: a site's backend, signed; no CORS.
+pub async fn collect_server(
+    State(collector): State<Arc<Collector>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match read_body(&collector, &headers, body).await {
+        Ok(bytes) => match collector.collect_server(&headers, Some(peer), &bytes).await {
+            Ok(accepted) => (StatusCode::ACCEPTED, axum::Json(accepted)).into_response(),
+            Err(e) => ApiError::from(e).into_response(),
+        },
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// The body, within the collector's limit and media types.
+async fn read_body(
+    collector: &Collector,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<axum::body::Bytes, clicktrail_engine::error::ServiceError> {
+    let limit = collector.max_body_bytes();
+    collector::check_content_type(headers)?;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(collector::body_too_large(limit));
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        if crate::body_timed_out(&e) {
+            crate::body_timeout()
+        } else {
+            collector::body_too_large(limit)
+        }
+    })
+}
+
 pub async fn collect(
     State(collector): State<Arc<Collector>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let limit = collector.max_body_bytes();
     let result = async {
-        collector::check_content_type(&headers)?;
-        let declared = headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(collector::body_too_large(limit));
-        }
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
-            if crate::body_timed_out(&e) {
-                crate::body_timeout()
-            } else {
-                collector::body_too_large(limit)
-            }
-        })?;
+        let bytes = read_body(&collector, &headers, body).await?;
         collector.collect(&headers, Some(peer), &bytes).await
     }
     .await;

@@ -109,6 +109,7 @@ pub fn router(state: HttpState) -> Router {
         "/collect",
         post(collect::collect).options(collect::preflight),
     )
+    .route("/collect/server", post(collect::collect_server))
     .route("/t/{file}", get(tag::tag))
     .route("/t/ext/{file}", get(tag::ext))
     .route("/t/{id}/scan", get(tag::scan))

@@ -487,6 +487,22 @@ impl Params {
                 })?
             }
         };
+        // A negative amount is a reversal (a refund, a chargeback, a
+        // clawed-back commission) of the conversion with this transaction
+        // id, by that amount: never a conversion of its own, which would
+        // reach the ad platforms as a negative Purchase. Without a
+        // transaction id it reverses nothing and the conversion log refuses
+        // it (`invalid_payload`).
+        let (status, adjusts) = match value {
+            Some(v)
+                if v.is_sign_negative()
+                    && !v.is_zero()
+                    && matches!(status, SourceStatus::Approved | SourceStatus::Pending) =>
+            {
+                (SourceStatus::Reversed, transaction_id.clone())
+            }
+            _ => (status, None),
+        };
         let occurred_at = match self.find(None, TIMESTAMP_ALIASES) {
             None => None,
             Some(p) => Some(parse_timestamp(p.value.trim()).ok_or_else(|| {
@@ -519,7 +535,7 @@ impl Params {
             currency,
             status,
             occurred_at,
-            adjusts: None,
+            adjusts,
             raw: RawPayload::from_value(&Value::Object(self.raw)),
         })
     }

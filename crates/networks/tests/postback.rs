@@ -646,3 +646,30 @@ fn gala_partners_payload_example() {
     assert_eq!(ev.currency, Some(Currency::GBP));
     assert_eq!(ev.source_event, "commission");
 }
+
+#[test]
+fn a_negative_amount_is_a_reversal_of_its_transaction() {
+    use rust_decimal::Decimal;
+    let ev = parse(&[
+        ("c", "ABCDEFGHijklmnop1234"),
+        ("txid", "T-9"),
+        ("payout", "-5000"),
+    ]);
+    assert_eq!(ev.status, SourceStatus::Reversed);
+    assert_eq!(
+        ev.adjusts.as_deref(),
+        Some("T-9"),
+        "a partial adjustment of T-9"
+    );
+    assert_eq!(ev.value, Some(Decimal::new(-5000, 0)));
+    // Without a transaction id it reverses nothing: the conversion log
+    // refuses it (the domain's `adjustment_target` is empty).
+    let ev = parse(&[("c", "ABCDEFGHijklmnop1234"), ("payout", "-5")]);
+    assert_eq!(ev.status, SourceStatus::Reversed);
+    assert_eq!(ev.adjusts, None);
+    // A positive amount and an explicit reversal keep their meaning.
+    let ev = parse(&[("txid", "T-9"), ("payout", "5")]);
+    assert_eq!((ev.status, ev.adjusts), (SourceStatus::Approved, None));
+    let ev = parse(&[("txid", "T-9"), ("payout", "-5"), ("status", "reversed")]);
+    assert_eq!((ev.status, ev.adjusts), (SourceStatus::Reversed, None));
+}

@@ -73,6 +73,23 @@ impl OutboundError {
         )
     }
 
+    /// The policy's refusal inside a failed request's error chain (the
+    /// guarded resolver refusing every address a name resolves to), when
+    /// that is why the request failed. Callers that send with their own
+    /// request code (the ad destinations) use it to tell a refused address,
+    /// which no retry will change, from a connection that failed.
+    pub fn refusal_in(err: &(dyn StdError + 'static)) -> Option<OutboundError> {
+        let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+        while let Some(e) = source {
+            if let Some(blocked) = e.downcast_ref::<crate::resolver::ResolveError>() {
+                let found = blocked.to_outbound();
+                return found.is_refusal().then_some(found);
+            }
+            source = e.source();
+        }
+        None
+    }
+
     /// Maps a `reqwest` failure of a request to `host`, recognising the
     /// guarded resolver's refusals inside it.
     pub(crate) fn from_reqwest(err: &reqwest::Error, host: &str, timeout: Duration) -> Self {

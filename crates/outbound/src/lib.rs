@@ -45,7 +45,7 @@ use url::Url;
 
 pub use error::OutboundError;
 pub use ipnet::IpNet;
-pub use policy::{OutboundPolicy, check_url};
+pub use policy::{OutboundPolicy, check_url, check_user_url};
 pub use resolver::GuardedResolver;
 
 /// The `User-Agent` of every outbound request.

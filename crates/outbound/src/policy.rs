@@ -361,6 +361,17 @@ pub fn check_url(policy: &OutboundPolicy, url: &Url) -> Result<(), OutboundError
     policy.check_url(url)
 }
 
+/// The save-time check of a URL a user gives for a server-side fetch (an
+/// Income Access `api_url`, a destination's `endpoint`, ...): it parses,
+/// is http(s), and passes [`OutboundPolicy::check_url`]. Every surface
+/// runs this one check when the URL is saved, and the guarded client
+/// checks again (with the addresses names resolve to) when it is used.
+pub fn check_user_url(policy: &OutboundPolicy, raw: &str) -> Result<Url, OutboundError> {
+    let url = Url::parse(raw.trim()).map_err(|_| OutboundError::InvalidUrl("it does not parse"))?;
+    policy.check_url(&url)?;
+    Ok(url)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,10 +21,12 @@ pub struct StoredEvent {
     pub value_micros: Option<i64>,
     pub currency: Option<String>,
     pub props: Option<String>,
+    /// The collector's on-site verdict (see [`crate::ingest::IngestEvent`]).
+    pub onsite: Option<String>,
 }
 
 const COLS: &str = "id, property_id, event_id, name, ts, session_id, visitor_id, url, click_id, link_url, \
-                    link_group, value_micros, currency, props";
+                    link_group, value_micros, currency, props, onsite";
 
 /// The highest event row id (0 when there is none).
 pub async fn max_id(db: &Db) -> Result<i64> {
@@ -32,22 +34,20 @@ pub async fn max_id(db: &Db) -> Result<i64> {
     Ok(m.unwrap_or(0))
 }
 
-/// Events named one of `names` with row ids in `(after, upto]`, oldest
-/// first: a bounded range scan, however many other events there are.
-pub async fn named_between(
+/// Conversion attempts (events the collector gave an on-site verdict) with
+/// row ids in `(after, upto]`, oldest first: a bounded range scan, however
+/// many other events there are.
+pub async fn onsite_between(
     db: &Db,
     after: i64,
     upto: i64,
-    names: &[&str],
     limit: i64,
 ) -> Result<Vec<StoredEvent>> {
-    let elems = crate::json_list(db.backend(), 3);
-    let names = crate::to_json(names)?;
     db.fetch_all(
         &format!(
-            "SELECT {COLS} FROM events WHERE id > $1 AND id <= $2 AND name IN ({elems}) ORDER BY id LIMIT $4"
+            "SELECT {COLS} FROM events WHERE id > $1 AND id <= $2 AND onsite IS NOT NULL ORDER BY id LIMIT $3"
         ),
-        args![after, upto, names, limit],
+        args![after, upto, limit],
     )
     .await
 }

@@ -86,6 +86,9 @@ pub struct IngestEvent {
     pub event: CollectedEvent,
     pub seed: Arc<SessionSeed>,
     pub click_origin: ClickOrigin,
+    /// For a conversion attempt (a custom conversion event), the
+    /// collector's verdict: `ok`, or the refusal's code. `None` otherwise.
+    pub onsite: Option<&'static str>,
 }
 
 /// What happened to one event of a batch.
@@ -222,6 +225,7 @@ struct EventInsert<'a> {
     value_micros: Option<i64>,
     currency: Option<&'a str>,
     props: Option<String>,
+    onsite: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -316,6 +320,7 @@ const EVENT_COLS: &[(&str, &str)] = &[
     ("value_micros", "bigint"),
     ("currency", "text"),
     ("props", "text"),
+    ("onsite", "text"),
 ];
 
 const CLICK_COLS: &[(&str, &str)] = &[
@@ -842,6 +847,7 @@ impl Ingestor {
                     .props
                     .as_ref()
                     .map(|p| serde_json::Value::Object(p.clone()).to_string()),
+                onsite: e.onsite,
             });
             let is_click = ev.name == EventName::OutboundClick;
             if is_click && let (Some(cid), Some(link)) = (&ev.click_id, &ev.link) {

@@ -121,6 +121,7 @@ fn pageview(visitor: &str, n: u32, at_ms: i64) -> clicktrail_store::ingest::Inge
             ..Default::default()
         }),
         click_origin: clicktrail_store::ingest::ClickOrigin::Tag,
+        onsite: None,
     }
 }
 

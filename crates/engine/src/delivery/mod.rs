@@ -271,10 +271,9 @@ pub fn endpoint_problems(
                 "endpoint" => "settings.endpoint",
                 _ => "settings.token_endpoint",
             };
-            let checked = url::Url::parse(raw)
-                .map_err(|_| clicktrail_outbound::OutboundError::InvalidUrl("it does not parse"))
-                .and_then(|u| policy.check_url(&u));
-            checked.err().map(|e| (field, e))
+            clicktrail_outbound::check_user_url(policy, raw)
+                .err()
+                .map(|e| (field, e))
         })
         .collect()
 }

@@ -103,6 +103,7 @@ async fn property_with_click(db: &Db) -> Arc<properties::Property> {
             seed: Arc::new(enrich::session_seed(&ev, &facts, None)),
             event: ev,
             click_origin: ClickOrigin::Tag,
+            onsite: None,
         })
         .collect();
     ingest.submit(events).await.expect("ingest");
