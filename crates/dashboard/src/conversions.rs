@@ -3,7 +3,7 @@
 //! retry buttons), the live events debugger, and the link checker.
 //!
 //! The log reads through the API's own filter and query
-//! (`routes::conversions::filter_of`, `clicktrail_store::conversions::list`,
+//! (`clicktrail_engine::conversion_log::filter_of`, `clicktrail_store::conversions::list`,
 //! `delivery::deliveries_for_conversions`); retries go through the API's
 //! retry handler in-process.
 

@@ -1,6 +1,6 @@
 //! The dashboard: server-side rendered HTML (maud), with a small amount of
 //! hand-written JavaScript and CSS embedded in the binary
-//! (`dashboard/assets/`). No build step, no CDN, nothing fetched at run
+//! (`crates/dashboard/src/assets/`). No build step, no CDN, nothing fetched at run
 //! time; every page is a handful of queries against the rollups and
 //! renders in well under the 200 ms budget (docs/DASHBOARD.md).
 //!

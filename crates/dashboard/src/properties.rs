@@ -234,17 +234,19 @@ impl PropertyForm {
             } else {
                 d.onsite_browser
             },
-            onsite_min: if full {
+            // A form without the field (or with it left empty) takes the
+            // default bound rather than failing on a blank amount.
+            onsite_min: if full && !f.get("onsite_min_value").trim().is_empty() {
                 f.get("onsite_min_value").to_owned()
             } else {
                 d.onsite_min
             },
-            onsite_max: if full {
+            onsite_max: if full && !f.get("onsite_max_value").trim().is_empty() {
                 f.get("onsite_max_value").to_owned()
             } else {
                 d.onsite_max
             },
-            onsite_secret_version: if full {
+            onsite_secret_version: if full && !f.get("onsite_secret_version").trim().is_empty() {
                 f.get("onsite_secret_version").to_owned()
             } else {
                 d.onsite_secret_version

@@ -1,16 +1,15 @@
 //! Runs a hot writer loop on an OS thread of its own.
 //!
 //! Why: the SQLite writers are the ingest path's single point of
-//! serialisation. On the shared multi-threaded runtime, every `.await`
-//! inside a commit (statement results coming back from sqlx's SQLite
-//! worker thread, the pooled connection's return) waits behind hundreds of
-//! request tasks for a worker; measured, that queueing was most of the
-//! writer's time under load. A current-thread runtime on a dedicated thread
-//! resumes the writer as soon as its I/O is ready. The SQLite ingest writer
-//! goes further and blocks its thread for a whole batch (see
-//! `clicktrail_store::direct`), which only a thread of its own allows; if
-//! none can be started it runs on the shared runtime and blocks one of its
-//! workers per batch.
+//! serialisation, and they run a whole batch synchronously on their own
+//! rusqlite connection (`clicktrail_store::Db::dedicated_writer`), blocking
+//! the thread they run on for the length of a commit. On the shared
+//! multi-threaded runtime that would take a request worker away per batch,
+//! and every `.await` between batches would wait behind hundreds of request
+//! tasks (measured: that queueing was most of the writer's time under
+//! load). A current-thread runtime on a dedicated thread avoids both; if no
+//! thread can be started the writer runs on the shared runtime and blocks
+//! one of its workers per batch.
 
 use std::future::Future;
 

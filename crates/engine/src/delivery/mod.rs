@@ -4,8 +4,8 @@
 //!
 //! - [`plan`] decides, for one conversion, which destinations get it and
 //!   under which name; the conversion code stores the result with
-//!   `clicktrail_store::deliveries::insert_planned` in the transaction that
-//!   records the conversion, then calls [`DeliveryContext::wake`].
+//!   `clicktrail_store::deliveries::insert_planned_many` in the transaction that
+//!   records the conversion, then calls [`Delivery::wake`].
 //! - [`worker::spawn`] starts the workers that claim due rows, send them in
 //!   batches and record every attempt.
 //! - [`deliveries_for_conversions`] is what the conversion log shows.
