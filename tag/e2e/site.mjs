@@ -102,6 +102,13 @@ export const LINKS = {
     'https://track.example.net/c/{cid}/offer?x=1',
     'Another partner',
   ],
+  // Income Access on a program's own media domain: known by its shape
+  // (/redirect.aspx with pid and bid), whatever the host.
+  'ia-media-domain': [
+    'https://media.highaffiliates.com/redirect.aspx?pid=15225&amp;lpid=245&amp;bid=1825',
+    'https://media.highaffiliates.com/redirect.aspx?pid=15225&lpid=245&bid=1825&c={cid}',
+    'High Affiliates',
+  ],
   // AutoScan: the redirect plugin leads to Income Access; the other /go/
   // link leads to a page of the site itself.
   'go-gala': ['/go/gala', '/go/gala?c={cid}', 'Visit Gala Bingo'],
@@ -109,7 +116,6 @@ export const LINKS = {
   // Never touched.
   'plain-external': ['https://www.example.org/news?c=&amp;page=2', null, 'News'],
   'ia-other-path': ['https://wlpinnacle.adsrv.eacdn.com/terms.html?c=', null, 'Pinnacle terms'],
-  'ia-media-domain': ['https://media.highaffiliates.com/redirect.aspx?pid=15225&amp;lpid=245&amp;bid=1825', null, 'High Affiliates'],
   'ia-opted-out': [
     'https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1234b_574c_&amp;c=my_own_id',
     null,

@@ -31,7 +31,13 @@ before(async () => {
   [server, site, browser] = await Promise.all([Server.start(bin), startSite(() => snippet), launchBrowser()]);
   siteUrl = `http://localhost:${site.port}`;
   collectUrl = `${server.base}/collect`;
-  const [st, p] = await server.api('POST', '/properties', { name: 'Bingo reviews', domains: ['localhost', 'site.localtest'] });
+  // On-site conversions are the property's opt-in (docs/COLLECTOR.md): this
+  // site's own Lead is meant to convert.
+  const [st, p] = await server.api('POST', '/properties', {
+    name: 'Bingo reviews',
+    domains: ['localhost', 'site.localtest'],
+    settings: { onsite: { enabled: true, events: ['Lead'] } },
+  });
   assert.equal(st, 201, JSON.stringify(p));
   ({ id: property, snippet, tag_url: tagUrl } = p);
   assert.equal(tagUrl, `${server.base}/t/${property}.js`);
