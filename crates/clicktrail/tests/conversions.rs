@@ -10,38 +10,12 @@ use clicktrail_testkit::income_access::{FakeIncomeAccess, FakeMode, FakePlayer};
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, outbound_click, pageview};
+use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, pageview, urlenc};
 
-/// Records a session landing from Google Ads and a click on an Income
-/// Access link; returns the click id.
-async fn click(s: &TestServer, pid: &str, n: u32) -> String {
-    let pv = format!("0190f1a2-7d3c-7abc-8def-{n:012}");
-    let cid = format!("AZDxon08eryN7wEjRWeJq{n:07}");
-    let landing = format!(
+/// A landing from Google Ads (one gclid per visitor `n`).
+fn google_landing(n: u32) -> String {
+    format!(
         "https://site.example/bonus?utm_source=google&utm_medium=cpc&utm_campaign=bingo&gclid=Cj0_gclid_{n}"
-    );
-    let link = format!("https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_&c={cid}");
-    let body = json!({"property_id": pid, "events": [
-        pageview(&pv, &format!("v_visitor_{n:04}"), &landing),
-        outbound_click(&format!("0190f1a2-7d3c-7abc-9def-{n:012}"), &format!("v_visitor_{n:04}"), &landing, &cid, &link, &pv),
-    ]});
-    let (st, v) = s.collect(&body, &[("user-agent", CHROME_UA)]).await;
-    assert_eq!(st, 202, "{v}");
-    cid
-}
-
-async fn install_custom(s: &TestServer, pid: &str) -> (String, String) {
-    let (st, v) = s
-        .post(
-            &format!("/api/v1/properties/{pid}/integrations"),
-            MASTER_KEY,
-            json!({"catalog": "custom", "settings": {"tracking_group": "mynet", "subid_param": "sub1"}}),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    (
-        v["id"].as_str().unwrap().to_owned(),
-        v["postback_url"].as_str().unwrap().to_owned(),
     )
 }
 
@@ -53,8 +27,8 @@ async fn postback(s: &TestServer, url: &str, query: &str) -> (u16, Value) {
 both!(postback_outcomes, |b: Backend| async move {
     let s = TestServer::start(b).await;
     let pid = s.property(&["site.example"]).await;
-    let (_, url) = install_custom(&s, &pid).await;
-    let cid = click(&s, &pid, 1).await;
+    let (_, url) = s.install_custom(&pid).await;
+    let cid = s.landing_click(&pid, 1, &google_landing(1)).await;
 
     // Ten identical postbacks: one conversion, nine duplicates.
     let q = format!("sub1={cid}&payout=12.50&currency=eur&txid=T-1&event=sale");
@@ -205,7 +179,7 @@ both!(income_access_end_to_end, |b: Backend| async move {
     let s = TestServer::start(b).await;
     let pid = s.property(&["site.example"]).await;
     let fake = FakeIncomeAccess::start().await.unwrap();
-    let cid = click(&s, &pid, 2).await;
+    let cid = s.landing_click(&pid, 2, &google_landing(2)).await;
     let (st, v) = s
         .post(
             &format!("/api/v1/properties/{pid}/integrations"),
@@ -348,7 +322,7 @@ both!(income_access_end_to_end, |b: Backend| async move {
 both!(direct_linking, |b: Backend| async move {
     let s = TestServer::start(b).await;
     let pid = s.property(&["site.example"]).await;
-    let (iid, url) = install_custom(&s, &pid).await;
+    let (iid, url) = s.install_custom(&pid).await;
     let (st, l) = s
         .post(&format!("/api/v1/properties/{pid}/links"), MASTER_KEY,
               json!({"slug": "bingo-offer", "destination_url": "https://offer.example/land?a=1&sub1=#top", "integration": iid}))
@@ -434,7 +408,7 @@ both!(tag_and_autoscan, |b: Backend| async move {
         .unwrap();
     assert_eq!(r.status(), 304);
     // Installing an integration changes the served configuration at once.
-    install_custom(&s, &pid).await;
+    s.install_custom(&pid).await;
     let (st, _) = s.post(&format!("/api/v1/properties/{pid}/integrations"), MASTER_KEY,
         json!({"catalog": "galapartners", "credentials": {"security_key": "0123456789abcdef0123456789abcdef"},
                "settings": {"api_url": "http://127.0.0.1:9/api/affreporting.asp"}})).await;
@@ -532,10 +506,6 @@ async fn count(s: &TestServer, pid: &str) -> usize {
     l["conversions"].as_array().unwrap().len()
 }
 
-fn urlenc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
 // A chunk decided beside the writer (a poller's) may be overtaken by a
 // commit before it is written: the writer decides such drafts again.
 both!(
@@ -547,7 +517,7 @@ both!(
 
         let s = TestServer::start(b).await;
         let pid = s.property(&["site.example"]).await;
-        let (iid, _) = install_custom(&s, &pid).await;
+        let (iid, _) = s.install_custom(&pid).await;
         let state = &s.server;
         let integration = clicktrail_store::integrations::get(&state.services.db, &iid)
             .await
@@ -591,7 +561,7 @@ both!(
         assert_eq!(early[0].row.error_code.as_deref(), Some("unknown_click_id"));
         let decided = state.conversions.decide(vec![pending]).await.unwrap();
         // The click is recorded after the decision, before the write.
-        assert_eq!(click(&s, &pid, 42).await, cid);
+        assert_eq!(s.landing_click(&pid, 42, &google_landing(42)).await, cid);
         let written = state
             .conversions
             .submit_decided(decided, None)

@@ -10,16 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{MASTER_KEY, pageview};
+use support::{MASTER_KEY, free_port, pageview};
 use tokio::sync::Mutex;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_server(db_url: &str, dir: &std::path::Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_clicktrail"))

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Backend, MASTER_KEY, TestDb, TestServer};
+use support::{Backend, MASTER_KEY, TestDb, TestServer, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -154,14 +154,6 @@ fn spawn_limited(db: &TestDb, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn clicktrail")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
 }
 
 fn open_files(pid: u32) -> usize {

@@ -18,7 +18,7 @@ use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
 use dashboard_support::Browser;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer};
+use support::{Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer, free_port};
 
 /// Gala Partners' link as its back office gives it (shared/reference/income-access.md).
 const GALA_MEDIA_LINK: &str = "https://media.galapartners.co.uk/redirect.aspx?pid=91731&bid=1195";
@@ -373,14 +373,6 @@ both!(
         s.stop().await;
     }
 );
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Runs `clicktrail serve` until it answers `/healthz`, stops it with
 /// SIGTERM and returns everything it printed on stdout.

@@ -9,36 +9,13 @@ use std::sync::Arc;
 
 use futures::StreamExt as _;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, outbound_click, pageview};
+use support::{Backend, CHROME_UA, MASTER_KEY, TestServer};
 
-/// Records a session landing from ad campaign `n` on landing page `n`,
-/// and a click; returns the click id.
-async fn click(s: &TestServer, pid: &str, n: u32) -> String {
-    let pv = format!("0190f1a2-7d3c-7abc-8def-{n:012}");
-    let cid = format!("AZDxon08eryN7wEjRWeJq{n:07}");
-    let landing = format!(
+/// A landing from ad campaign `n` on landing page `n` (its own rollup rows).
+fn campaign_landing(n: u32) -> String {
+    format!(
         "https://site.example/bonus{n}?utm_source=google&utm_medium=cpc&utm_campaign=c{n}&utm_content=ad{n}&gclid=Cj0_gclid_{n}"
-    );
-    let link = format!("https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_&c={cid}");
-    let body = json!({"property_id": pid, "events": [
-        pageview(&pv, &format!("v_visitor_{n:04}"), &landing),
-        outbound_click(&format!("0190f1a2-7d3c-7abc-9def-{n:012}"), &format!("v_visitor_{n:04}"), &landing, &cid, &link, &pv),
-    ]});
-    let (st, v) = s.collect(&body, &[("user-agent", CHROME_UA)]).await;
-    assert_eq!(st, 202, "{v}");
-    cid
-}
-
-async fn install_custom(s: &TestServer, pid: &str) -> String {
-    let (st, v) = s
-        .post(
-            &format!("/api/v1/properties/{pid}/integrations"),
-            MASTER_KEY,
-            json!({"catalog": "custom", "settings": {"tracking_group": "mynet", "subid_param": "sub1"}}),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    v["postback_url"].as_str().unwrap().to_owned()
+    )
 }
 
 /// Finding 3: two processes on one database commit conversions that
@@ -56,11 +33,11 @@ async fn two_processes_share_rollups(b: Backend) {
         .expect("second server starts");
     let bases = Arc::new([a.base.clone(), second.base_url()]);
     let pid = a.property(&["site.example"]).await;
-    let url = install_custom(&a, &pid).await;
+    let (_, url) = a.install_custom(&pid).await;
     let path = url.split_once("/postback/").unwrap().1.to_owned();
     let mut clicks = Vec::new();
     for n in 0..CLICKS {
-        clicks.push(click(&a, &pid, n).await);
+        clicks.push(a.landing_click(&pid, n, &campaign_landing(n)).await);
     }
     let clicks = Arc::new(clicks);
     let http = a.http.clone();

@@ -169,88 +169,45 @@ impl PropertyForm {
     }
 
     fn from_form(f: &FormData, full: bool) -> Self {
+        // The short form (create) has only name, domains and currency: the
+        // rest takes the defaults. In the full form an amount or version
+        // left blank takes its default too, rather than failing to parse.
         let d = Self::new_default();
+        let text = |name: &str, default: String| {
+            if full {
+                f.get(name).to_owned()
+            } else {
+                default
+            }
+        };
+        let filled = |name: &str, default: String| {
+            let v = f.get(name);
+            if full && !v.trim().is_empty() {
+                v.to_owned()
+            } else {
+                default
+            }
+        };
+        let check = |name: &str, default: bool| if full { f.checked(name) } else { default };
         Self {
             name: f.get("name").to_owned(),
             domains: f.get("domains").to_owned(),
             currency: f.get("currency").to_ascii_uppercase(),
-            window: if full {
-                f.get("attribution_window").to_owned()
-            } else {
-                d.window
-            },
-            session_timeout: if full {
-                f.get("session_timeout_min").to_owned()
-            } else {
-                d.session_timeout
-            },
-            autoscan: if full {
-                f.checked("autoscan")
-            } else {
-                d.autoscan
-            },
-            prefixes: if full {
-                f.get("autoscan_prefixes").to_owned()
-            } else {
-                d.prefixes
-            },
-            consent: if full {
-                f.checked("consent_required")
-            } else {
-                d.consent
-            },
-            ip: if full {
-                f.get("ip_handling").to_owned()
-            } else {
-                d.ip
-            },
-            pixel_meta: if full {
-                f.checked("pixel_meta")
-            } else {
-                d.pixel_meta
-            },
-            pixel_google: if full {
-                f.checked("pixel_google")
-            } else {
-                d.pixel_google
-            },
-            pixel_tiktok: if full {
-                f.checked("pixel_tiktok")
-            } else {
-                d.pixel_tiktok
-            },
-            onsite_enabled: if full {
-                f.checked("onsite_enabled")
-            } else {
-                d.onsite_enabled
-            },
-            onsite_events: if full {
-                f.get("onsite_events").to_owned()
-            } else {
-                d.onsite_events
-            },
-            onsite_browser: if full {
-                f.checked("onsite_browser")
-            } else {
-                d.onsite_browser
-            },
-            // A form without the field (or with it left empty) takes the
-            // default bound rather than failing on a blank amount.
-            onsite_min: if full && !f.get("onsite_min_value").trim().is_empty() {
-                f.get("onsite_min_value").to_owned()
-            } else {
-                d.onsite_min
-            },
-            onsite_max: if full && !f.get("onsite_max_value").trim().is_empty() {
-                f.get("onsite_max_value").to_owned()
-            } else {
-                d.onsite_max
-            },
-            onsite_secret_version: if full && !f.get("onsite_secret_version").trim().is_empty() {
-                f.get("onsite_secret_version").to_owned()
-            } else {
-                d.onsite_secret_version
-            },
+            window: text("attribution_window", d.window),
+            session_timeout: text("session_timeout_min", d.session_timeout),
+            autoscan: check("autoscan", d.autoscan),
+            prefixes: text("autoscan_prefixes", d.prefixes),
+            consent: check("consent_required", d.consent),
+            ip: text("ip_handling", d.ip),
+            pixel_meta: check("pixel_meta", d.pixel_meta),
+            pixel_google: check("pixel_google", d.pixel_google),
+            pixel_tiktok: check("pixel_tiktok", d.pixel_tiktok),
+            onsite_enabled: check("onsite_enabled", d.onsite_enabled),
+            onsite_events: text("onsite_events", d.onsite_events),
+            onsite_browser: check("onsite_browser", d.onsite_browser),
+            onsite_min: filled("onsite_min_value", d.onsite_min),
+            onsite_max: filled("onsite_max_value", d.onsite_max),
+            onsite_secret_version: filled("onsite_secret_version", d.onsite_secret_version),
         }
     }
 

@@ -285,25 +285,8 @@ impl Destinations {
         };
         let credentials_edited = body.credentials.is_some();
         let settings_edited = body.settings.is_some() || body.event_mapping.is_some();
-        let credentials = match body.credentials {
-            None => stored_credentials,
-            Some(Value::Object(changes)) => {
-                let mut base = match stored_credentials {
-                    Value::Object(m) => m,
-                    _ => Map::new(),
-                };
-                for (k, v) in changes {
-                    if v.is_null() {
-                        base.remove(&k);
-                    } else {
-                        base.insert(k, v);
-                    }
-                }
-                Value::Object(base)
-            }
-            Some(other) => other,
-        };
-        let settings = merged(&current.settings, body.settings);
+        let credentials = merged(stored_credentials, body.credentials);
+        let settings = merged(parse_json_text(&current.settings), body.settings);
         let mapping = match body.event_mapping {
             Some(m) => m,
             None => parse_json_text(&current.event_mapping),
@@ -654,11 +637,11 @@ fn parse_json_text(s: &str) -> Value {
 }
 
 /// Shallow merge of a JSON object edit: `null` removes a key.
-fn merged(current: &str, edit: Option<Value>) -> Value {
+fn merged(current: Value, edit: Option<Value>) -> Value {
     match edit {
-        None => parse_json_text(current),
+        None => current,
         Some(Value::Object(changes)) => {
-            let mut base = match parse_json_text(current) {
+            let mut base = match current {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
@@ -777,8 +760,8 @@ mod tests {
 
     #[test]
     fn merge_removes_nulls() {
-        let m = merged(r#"{"a": 1, "b": 2}"#, Some(json!({"b": null, "c": 3})));
+        let m = merged(json!({"a": 1, "b": 2}), Some(json!({"b": null, "c": 3})));
         assert_eq!(m, json!({"a": 1, "c": 3}));
-        assert_eq!(merged(r#"{"a": 1}"#, None), json!({"a": 1}));
+        assert_eq!(merged(json!({"a": 1}), None), json!({"a": 1}));
     }
 }

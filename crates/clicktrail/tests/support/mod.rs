@@ -231,3 +231,53 @@ pub fn outbound_click(
            "click_id": click_id, "pageview_id": pageview,
            "link": {"url": link, "tracking_group": "incomeaccess", "text": "Join now"}})
 }
+
+/// A free loopback port, for a server started as a child process.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// One value, form-urlencoded (for query strings).
+pub fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+impl TestServer {
+    /// Installs the `custom` network (tracking group `mynet`, subid
+    /// parameter `sub1`) on `pid`; returns its id and postback URL.
+    pub async fn install_custom(&self, pid: &str) -> (String, String) {
+        let (st, v) = self
+            .post(
+                &format!("/api/v1/properties/{pid}/integrations"),
+                MASTER_KEY,
+                json!({"catalog": "custom", "settings": {"tracking_group": "mynet", "subid_param": "sub1"}}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        (
+            v["id"].as_str().expect("id").to_owned(),
+            v["postback_url"].as_str().expect("postback_url").to_owned(),
+        )
+    }
+
+    /// Records visitor `n` landing on `landing` and clicking an Income
+    /// Access link; returns the click id (one per `n`).
+    pub async fn landing_click(&self, pid: &str, n: u32, landing: &str) -> String {
+        let pv = format!("0190f1a2-7d3c-7abc-8def-{n:012}");
+        let cid = format!("AZDxon08eryN7wEjRWeJq{n:07}");
+        let visitor = format!("v_visitor_{n:04}");
+        let link = format!("https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_&c={cid}");
+        let click_event = format!("0190f1a2-7d3c-7abc-9def-{n:012}");
+        let body = json!({"property_id": pid, "events": [
+            pageview(&pv, &visitor, landing),
+            outbound_click(&click_event, &visitor, landing, &cid, &link, &pv),
+        ]});
+        let (st, v) = self.collect(&body, &[("user-agent", CHROME_UA)]).await;
+        assert_eq!(st, 202, "{v}");
+        cid
+    }
+}
