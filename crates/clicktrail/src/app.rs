@@ -305,6 +305,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         properties: properties.clone(),
     };
 
+    // Postback tokens of older databases are still in clear: sealed
+    // before any postback is served.
+    services.integrations.seal_postback_tokens().await?;
+
     // The workers.
     let shutdown = CancellationToken::new();
     let workers_cancel = CancellationToken::new();

@@ -144,6 +144,11 @@ async fn run(backend: Backend) {
         )
         .await
         .expect("install");
+    let token = state
+        .services
+        .integrations
+        .postback_token(&integration)
+        .expect("token");
 
     // Traffic.
     let mut rng = StdRng::seed_from_u64(42);
@@ -227,7 +232,7 @@ async fn run(backend: Backend) {
         state
             .services
             .integrations
-            .receive_postback(&integration.postback_token, Some(&q), None, b"")
+            .receive_postback(&token, Some(&q), None, b"")
             .await
             .expect("postback");
     }

@@ -57,6 +57,40 @@ both!(
 );
 
 both!(
+    password_change_guesses_are_throttled,
+    |backend| async move {
+        // A stolen session guessing the current password meets the login
+        // throttle (5 per account and address), then 429 even with the
+        // right one; from the owner's own address the change still works.
+        let t = behind_proxy(backend).await;
+        let mut thief = Browser::new(&t.base);
+        thief.setup_and_login().await;
+        thief.forwarded_for = Some("198.51.100.7".into());
+        async fn change(b: &Browser, current: &str) -> dashboard_support::Page {
+            let fields = [
+                ("current", current),
+                ("password", "a brand new password"),
+                ("password_confirm", "a brand new password"),
+            ];
+            b.submit("/account/password", "/account/password", &fields)
+                .await
+        }
+        for i in 0..5 {
+            let r = change(&thief, "guess guess!").await;
+            assert_eq!(r.status, 422, "attempt {i}");
+            assert!(r.has_error_for("current"));
+        }
+        let r = change(&thief, ADMIN_PASSWORD).await;
+        assert_eq!(r.status, 429, "the sixth guess is refused unchecked");
+        assert!(r.headers.get("retry-after").is_some());
+        thief.forwarded_for = Some("203.0.113.9".into());
+        let r = change(&thief, ADMIN_PASSWORD).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        t.stop().await;
+    }
+);
+
+both!(
     failures_from_elsewhere_never_lock_the_owner_out,
     |backend| async move {
         let t = behind_proxy(backend).await;

@@ -124,6 +124,11 @@ both!(
             )
             .await
             .expect("install");
+        let token = state
+            .services
+            .integrations
+            .postback_token(&integration)
+            .expect("token");
         for (q, want) in [
             (
                 "click_id=clickone0000000001&value=30&currency=EUR&transaction_id=t1",
@@ -145,7 +150,7 @@ both!(
             let out = state
                 .services
                 .integrations
-                .receive_postback(&integration.postback_token, Some(q), None, b"")
+                .receive_postback(&token, Some(q), None, b"")
                 .await
                 .expect("postback");
             assert_eq!(out.status.as_str(), want, "{q}: {out:?}");

@@ -472,3 +472,37 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(n.0, accepted);
     s.stop().await;
 }
+
+/// A postback refused before it is parsed (its body too large) still ends
+/// in one counted outcome, like every postback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_postback_body_is_counted() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let pid = s.property(&["site.example"]).await;
+    let (_, url) = s.install_custom(&pid).await;
+    let r = s
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(vec![b'a'; 70 * 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "body_too_large");
+    let metrics = s
+        .http
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("clicktrail_postbacks_total{outcome=\"body_too_large\"}"),
+        "{metrics}"
+    );
+    s.stop().await;
+}

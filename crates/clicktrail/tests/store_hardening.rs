@@ -244,6 +244,84 @@ async fn data_files_are_private() {
     s.stop().await;
 }
 
+/// Finding 9, tokens: a postback token is stored as its keyed hash (what
+/// postbacks are looked up by) and encrypted (to show the URL again), never
+/// in clear; a database from before sealing is sealed at the next start,
+/// and the postback URLs already given to networks keep working.
+async fn postback_tokens_sealed(b: Backend) {
+    let s = TestServer::start(b).await;
+    let pid = s.property(&["site.example"]).await;
+    let (id, url) = s.install_custom(&pid).await;
+    let token = url.rsplit('/').next().unwrap().to_owned();
+    let stored = |db: clicktrail_store::Db, id: String| async move {
+        let row: Option<(String, Option<String>)> = db
+            .fetch_optional(
+                "SELECT postback_token_hash, postback_token_enc FROM integrations WHERE id = $1",
+                clicktrail_store::args![id.as_str()],
+            )
+            .await
+            .unwrap();
+        row.expect("integration")
+    };
+    let (hash, enc) = stored(s.server.services.db.clone(), id.clone()).await;
+    assert!(hash.starts_with("pt:") && !hash.contains(&token), "{hash}");
+    let enc = enc.expect("encrypted token");
+    assert!(!enc.contains(&token));
+    // A restarted server listens on another port: the path is what a
+    // network holds.
+    let postback = |s: &TestServer, n: u32| {
+        let q = format!("?sub1=unknownclick{n:08}&payout=1&currency=EUR&txid=tx-{n}");
+        let req = s.http.get(s.url(&format!("/postback/{token}{q}")));
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(postback(&s, 1).await, 200);
+    // A database written before tokens were sealed: the clear token in
+    // the column, nothing encrypted.
+    s.server
+        .services
+        .db
+        .execute(
+            "UPDATE integrations SET postback_token_hash = $2, postback_token_enc = NULL WHERE id = $1",
+            clicktrail_store::args![id.as_str(), token.as_str()],
+        )
+        .await
+        .unwrap();
+    let TestServer {
+        server,
+        db: test_db,
+        ..
+    } = s;
+    server.stop().await.expect("stops");
+    let cfg = support::config(&test_db);
+    let s = TestServer::start_with(test_db, cfg).await;
+    let (hash2, enc2) = stored(s.server.services.db.clone(), id.clone()).await;
+    assert_eq!(hash2, hash, "sealed to the same keyed hash");
+    assert!(enc2.is_some_and(|e| !e.contains(&token)));
+    assert_eq!(postback(&s, 2).await, 200, "the URL given out still works");
+    let (st, v) = s
+        .get(&format!("/api/v1/integrations/{id}"), MASTER_KEY)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["postback_url"], s.url(&format!("/postback/{token}")));
+    // A wrong token is still unknown.
+    let wrong = s.url("/postback/not_a_real_token_at_all_0000000");
+    let st = s.http.get(&wrong).send().await.unwrap().status().as_u16();
+    assert_eq!(st, 404);
+    s.stop().await;
+}
+
+mod postback_tokens {
+    use super::*;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        postback_tokens_sealed(Backend::Postgres).await
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        postback_tokens_sealed(Backend::Sqlite).await
+    }
+}
+
 /// Finding 12: slugs belong to a property. Two workspaces use the same
 /// slug, each link answers at `/go/{property_id}/{slug}` (the URL the API
 /// gives), and the short `/go/{slug}` still means the older link.

@@ -510,7 +510,7 @@ pub async fn password_page(dash: Dash, Query(q): Query<DoneQuery>) -> DashResult
 }
 
 pub async fn change_password(State(state): State<DashState>, f: DashForm) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, client } = f;
     let mut errors = Errors::default();
     check_password(
         form.raw("password"),
@@ -521,19 +521,50 @@ pub async fn change_password(State(state): State<DashState>, f: DashForm) -> Das
     let user = users::user(&state.db, dash.user_id())
         .await?
         .ok_or(DashError::NotFound)?;
-    if !state
-        .passwords
-        .verify(form.raw("current").to_owned(), user.password_hash)
-        .await
-    {
-        errors.add("current", "This is not your current password.");
+    let render = |status: StatusCode, errors: &Errors| {
+        let c = Chrome::new(&dash, "Password", Section::Account);
+        html(status, ui::page(&c, password_body(dash.csrf(), errors)))
+    };
+    // The current password is guessed like a login's: the same throttle
+    // (per account and address), reserved before the slow check, and the
+    // same bounded pool of checks, so a stolen session can neither
+    // brute-force it nor flood the hashers.
+    let attempt = match state.throttle.reserve(&user.email, client) {
+        Ok(a) => a,
+        Err(b) => {
+            errors.add("current", throttled_message(b));
+            return Ok(retry_after(
+                render(StatusCode::TOO_MANY_REQUESTS, &errors),
+                b.retry_after.as_secs().max(1),
+            ));
+        }
+    };
+    let current = form.raw("current");
+    let checked = if current.len() > MAX_PASSWORD * 4 {
+        Ok(false)
+    } else {
+        state
+            .passwords
+            .verify_login(current.to_owned(), Some(user.password_hash))
+            .await
+    };
+    match checked {
+        Ok(true) => state.throttle.succeeded(attempt),
+        Ok(false) => errors.add("current", "This is not your current password."),
+        Err(Busy) => {
+            state.throttle.refund(attempt);
+            errors.add(
+                "current",
+                "The server is busy checking other passwords. Try again in a moment.",
+            );
+            return Ok(retry_after(
+                render(StatusCode::TOO_MANY_REQUESTS, &errors),
+                1,
+            ));
+        }
     }
     if !errors.is_empty() {
-        let c = Chrome::new(&dash, "Password", Section::Account);
-        return Ok(html(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            ui::page(&c, password_body(dash.csrf(), &errors)),
-        ));
+        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &errors));
     }
     let hash = state
         .passwords
@@ -624,7 +655,7 @@ pub async fn members_page(
 }
 
 pub async fn add_member(State(state): State<DashState>, f: DashForm) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     dash.require_admin()?;
     let mut errors = Errors::default();
     let email = form.get("email");
@@ -805,7 +836,7 @@ pub async fn tokens_page(
 }
 
 pub async fn create_token(State(state): State<DashState>, f: DashForm) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     dash.require_admin()?;
     let name = form.get("name");
     let mut errors = Errors::default();

@@ -675,7 +675,7 @@ pub async fn link_checker(
     Path(pid): Path<String>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let raw = form.get("url").to_owned();
     let mut errors = Errors::default();

@@ -3,9 +3,10 @@
 //! per-destination event mapping, pause / resume, "send test event" with
 //! the platform's answer, and the "needs attention" banner.
 //!
-//! Every action goes through the JSON API's own handlers in-process
-//! ([`super::apicall`]), so validation, credential encryption and the
-//! delivery bookkeeping are the API's.
+//! Every action calls the engine's destinations service, the one the JSON
+//! API calls, so validation, credential encryption and the delivery
+//! bookkeeping are the same; a refusal's field problems are shown beside
+//! the form's fields.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -15,8 +16,11 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use clicktrail_engine::destinations::{TestRequest, UpdateDestination};
-use clicktrail_engine::{ServiceError, ServiceResult};
+use clicktrail_engine::ServiceError;
+use clicktrail_engine::destinations::{
+    CreateDestination, DestinationView, TestRequest, UpdateDestination,
+};
+use clicktrail_store::deliveries::DestinationStatus;
 
 use crate::DashState;
 use crate::error::DashResult;
@@ -199,22 +203,21 @@ fn kind_of(s: &str) -> Result<DestinationKind, DashError> {
     DestinationKind::parse(s).ok_or(DashError::NotFound)
 }
 
-fn status_badge(status: &str) -> Markup {
+fn status_badge(status: DestinationStatus) -> Markup {
     let (label, kind) = match status {
-        "active" => ("active", "good"),
-        "paused" => ("paused", "warn"),
-        "needs_attention" => ("needs attention", "bad"),
-        other => (other, ""),
+        DestinationStatus::Active => ("active", "good"),
+        DestinationStatus::Paused => ("paused", "warn"),
+        DestinationStatus::NeedsAttention => ("needs attention", "bad"),
     };
     ui::badge(label, kind)
 }
 
-fn attention_banner(d: &Value) -> Markup {
+fn attention_banner(d: &DestinationView) -> Markup {
     html! {
-        @if d["status"] == "needs_attention" {
+        @if d.status == DestinationStatus::NeedsAttention {
             div.attention role="alert" data-test="needs-attention" {
-                strong { "Needs attention: " (d["name"].as_str().unwrap_or("")) } " — "
-                (d["status_message"].as_str().unwrap_or("the platform refused the credentials"))
+                strong { "Needs attention: " (d.name) } " — "
+                (d.status_message.as_deref().unwrap_or("the platform refused the credentials"))
                 " Deliveries are waiting; fix the credentials or settings below and they resume."
             }
         }
@@ -243,10 +246,10 @@ pub async fn list(
                 @if items.is_empty() { tr { td.muted colspan="4" { "No destination yet: add one below." } } }
                 @for d in &items {
                     tr {
-                        td { a href={ "/p/" (p.id) "/destinations/" (d["id"].as_str().unwrap_or("")) } { (d["name"].as_str().unwrap_or("")) } }
-                        td { (d["kind_label"].as_str().unwrap_or("")) }
-                        td { (status_badge(d["status"].as_str().unwrap_or(""))) }
-                        td.muted { (d["status_message"].as_str().unwrap_or("")) }
+                        td { a href={ "/p/" (p.id) "/destinations/" (d.id) } { (d.name) } }
+                        td { (d.kind_label.unwrap_or(&d.kind)) }
+                        td { (status_badge(d.status)) }
+                        td.muted { (d.status_message.as_deref().unwrap_or("")) }
                     }
                 }
             }
@@ -315,8 +318,17 @@ fn parse_pairs(text: &str, field: &str, errors: &mut Errors) -> Option<Map<Strin
     Some(m)
 }
 
-/// The API request body of the form (settings, credentials, mapping).
-fn body_of(kind: DestinationKind, form: &FormData, editing: bool, errors: &mut Errors) -> Value {
+/// What the form says: the name, the settings, the credentials typed in
+/// (none: keep the current ones) and the mapping (`null`: the defaults).
+struct FormBody {
+    name: Option<String>,
+    settings: Value,
+    credentials: Option<Value>,
+    event_mapping: Value,
+}
+
+/// Reads the form (settings, credentials, mapping).
+fn body_of(kind: DestinationKind, form: &FormData, editing: bool, errors: &mut Errors) -> FormBody {
     let mut settings = Map::new();
     let mut credentials = Map::new();
     for fd in fields(kind) {
@@ -346,15 +358,13 @@ fn body_of(kind: DestinationKind, form: &FormData, editing: bool, errors: &mut E
         Some(m) if !m.is_empty() => Value::Object(m),
         _ => Value::Null,
     };
-    let mut body = json!({ "settings": settings, "event_mapping": mapping });
-    if !credentials.is_empty() || !editing {
-        body["credentials"] = Value::Object(credentials);
-    }
     let name = form.get("name");
-    if !name.is_empty() {
-        body["name"] = json!(name);
+    FormBody {
+        name: (!name.is_empty()).then(|| name.to_owned()),
+        settings: Value::Object(settings),
+        credentials: (!credentials.is_empty() || !editing).then_some(Value::Object(credentials)),
+        event_mapping: mapping,
     }
-    body
 }
 
 /// API field names -> the form's.
@@ -368,23 +378,29 @@ fn form_field(api_field: &str) -> String {
     }
 }
 
-fn add_problems(errors: &mut Errors, v: &Value) {
-    for (field, msg) in problems(v) {
-        let mut m = msg;
+/// A refusal shown on the form: each field problem beside its field, or
+/// the refusal's message at the top when it names none. A server error is
+/// the dashboard's error page.
+fn add_problems(errors: &mut Errors, e: ServiceError) -> Result<(), DashError> {
+    if e.status.is_server_error() {
+        return Err(DashError::Internal);
+    }
+    for (field, msg) in problems(&e) {
+        let mut m = msg.to_owned();
         if let Some(first) = m.get(..1) {
             m = format!("{}{}", first.to_uppercase(), &m[1..]);
         }
-        errors.add(&form_field(&field), m);
+        errors.add(&form_field(field), m);
     }
+    Ok(())
 }
 
 fn destination_form(
-    p: &Property,
     kind: DestinationKind,
     csrf: &str,
     action: &str,
     values: &FormData,
-    current: Option<&Value>,
+    current: Option<&DestinationView>,
     errors: &Errors,
 ) -> Markup {
     let editing = current.is_some();
@@ -394,7 +410,7 @@ fn destination_form(
         }
         let (section, key) = name.split_once('.').unwrap_or(("settings", name));
         match (section, current) {
-            ("settings", Some(c)) => match &c["settings"][key] {
+            ("settings", Some(c)) => match &c.settings[key] {
                 Value::String(s) => s.clone(),
                 Value::Null => String::new(),
                 other => other.to_string(),
@@ -406,24 +422,23 @@ fn destination_form(
         values.raw("event_mapping").to_owned()
     } else {
         current
-            .map(|c| mapping_text(&c["event_mapping"]))
+            .map(|c| mapping_text(&c.event_mapping))
             .unwrap_or_default()
     };
     let actions = if !values.fields.is_empty() {
         values.raw("settings.conversion_actions").to_owned()
     } else {
         current
-            .map(|c| mapping_text(&c["settings"]["conversion_actions"]))
+            .map(|c| mapping_text(&c.settings["conversion_actions"]))
             .unwrap_or_default()
     };
-    let _ = p;
     html! {
         form.card method="post" action=(action) novalidate autocomplete="off" {
             (ui::csrf(csrf))
             (ui::form_error(errors.get("_form")))
-            (ui::input("Name", "name", &if values.fields.is_empty() { current.and_then(|c| c["name"].as_str()).unwrap_or(kind.label()).to_owned() } else { values.get("name").to_owned() }, errors, Input { help: Some("How this destination is listed."), ..Input::default() }))
+            (ui::input("Name", "name", &if values.fields.is_empty() { current.map_or(kind.label(), |c| c.name.as_str()).to_owned() } else { values.get("name").to_owned() }, errors, Input { help: Some("How this destination is listed."), ..Input::default() }))
             @for fd in fields(kind) {
-                @let secret_help = if editing && fd.secret { format!("{} Leave empty to keep the current value ({}).", fd.help, current.and_then(|c| c["credentials"][fd.name.trim_start_matches("credentials.")].as_str()).unwrap_or("set")) } else { fd.help.to_owned() };
+                @let secret_help = if editing && fd.secret { format!("{} Leave empty to keep the current value ({}).", fd.help, current.and_then(|c| c.credentials[fd.name.trim_start_matches("credentials.")].as_str()).unwrap_or("set")) } else { fd.help.to_owned() };
                 (ui::input(fd.label, fd.name, &if fd.secret { String::new() } else { value_of(fd.name) }, errors, Input { kind: if fd.secret { "password" } else { "text" }, required: fd.required && !(editing && fd.secret), help: Some(&secret_help), autocomplete: Some("off"), ..Input::default() }))
             }
             @if kind == DestinationKind::GoogleAds {
@@ -463,7 +478,7 @@ fn new_body(
         p { a href={ "/p/" (p.id) "/destinations" } { "← Destinations" } }
         h1 { "Add " (kind.label()) }
         p { (kind_blurb(kind)) }
-        (destination_form(p, kind, dash.csrf(), &format!("/p/{}/destinations/new/{}", p.id, kind.as_str()), values, None, errors))
+        (destination_form(kind, dash.csrf(), &format!("/p/{}/destinations/new/{}", p.id, kind.as_str()), values, None, errors))
     }
 }
 
@@ -472,34 +487,33 @@ pub async fn create(
     Path((pid, kind)): Path<(String, String)>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let kind = kind_of(&kind)?;
     let mut errors = Errors::default();
-    let mut body = body_of(kind, &form, false, &mut errors);
-    body["kind"] = json!(kind.as_str());
+    let body = body_of(kind, &form, false, &mut errors);
     if errors.is_empty() {
-        let (status, v) = answer(
-            StatusCode::CREATED,
-            match serde_json::from_value(body) {
-                Ok(req) => {
-                    state
-                        .services
-                        .destinations
-                        .create(&dash.caller, p.id.as_str(), req)
-                        .await
-                }
-                Err(e) => Err(invalid_body(e)),
-            },
-        )?;
-        if status == StatusCode::CREATED {
-            let id = v["id"].as_str().unwrap_or("");
-            return Ok(see_other(&format!(
-                "/p/{}/destinations/{}?done=created",
-                p.id, id
-            )));
+        let req = CreateDestination {
+            kind: kind.as_str().to_owned(),
+            name: body.name,
+            settings: body.settings,
+            credentials: body.credentials.unwrap_or(Value::Null),
+            event_mapping: body.event_mapping,
+        };
+        match state
+            .services
+            .destinations
+            .create(&dash.caller, p.id.as_str(), req)
+            .await
+        {
+            Ok(d) => {
+                return Ok(see_other(&format!(
+                    "/p/{}/destinations/{}?done=created",
+                    p.id, d.id
+                )));
+            }
+            Err(e) => add_problems(&mut errors, e)?,
         }
-        add_problems(&mut errors, &v);
     }
     let page = new_body(&p, kind, &dash, &form, &errors);
     let c = Chrome::property(&dash, &p, Tab::Destinations, kind.label());
@@ -512,7 +526,7 @@ async fn fetch(
     dash: &Dash,
     p: &Property,
     did: &str,
-) -> Result<(Value, DestinationKind), DashError> {
+) -> Result<(DestinationView, DestinationKind), DashError> {
     if did.len() > 64
         || !did
             .bytes()
@@ -520,36 +534,33 @@ async fn fetch(
     {
         return Err(DashError::NotFound);
     }
-    let (status, v) = answer(
-        StatusCode::OK,
-        state.services.destinations.get(&dash.caller, did).await,
-    )?;
-    if status != StatusCode::OK || v["property_id"].as_str() != Some(p.id.as_str()) {
+    let d = match state.services.destinations.get(&dash.caller, did).await {
+        Ok(d) => d,
+        Err(e) if e.status.is_server_error() => return Err(DashError::Internal),
+        Err(_) => return Err(DashError::NotFound),
+    };
+    if d.property_id != p.id.as_str() {
         return Err(DashError::NotFound);
     }
-    let kind = v["kind"]
-        .as_str()
-        .and_then(DestinationKind::parse)
-        .ok_or(DashError::NotFound)?;
-    Ok((v, kind))
+    let kind = DestinationKind::parse(&d.kind).ok_or(DashError::NotFound)?;
+    Ok((d, kind))
 }
 
 fn detail_body(
     p: &Property,
     dash: &Dash,
-    d: &Value,
+    d: &DestinationView,
     kind: DestinationKind,
     values: &FormData,
     errors: &Errors,
-    test_result: Option<(StatusCode, &Value)>,
+    test_result: Option<&TestAnswer>,
 ) -> Markup {
-    let id = d["id"].as_str().unwrap_or("");
-    let base = format!("/p/{}/destinations/{}", p.id, id);
-    let status = d["status"].as_str().unwrap_or("");
+    let base = format!("/p/{}/destinations/{}", p.id, d.id);
+    let status = d.status;
     html! {
         p { a href={ "/p/" (p.id) "/destinations" } { "← Destinations" } }
         div.heading {
-            h1 { (d["name"].as_str().unwrap_or("")) }
+            h1 { (d.name) }
             span { (status_badge(status)) }
         }
         (attention_banner(d))
@@ -558,9 +569,9 @@ fn detail_body(
             table.data.kv {
                 tbody {
                     tr { th { "Platform" } td { (kind.label()) } }
-                    tr { th { "Status" } td { (status_badge(status)) @if let Some(m) = d["status_message"].as_str() { " " span.muted { (m) } } } }
+                    tr { th { "Status" } td { (status_badge(status)) @if let Some(m) = &d.status_message { " " span.muted { (m) } } } }
                     tr { th { "Deliveries" } td {
-                        @if let Value::Object(m) = &d["deliveries"] {
+                        @if let Some(m) = &d.deliveries {
                             @for (k, n) in m { span.badge { (k) ": " (n) } " " }
                         }
                         " " a href={ "/p/" (p.id) "/conversions" } { "Conversion log" }
@@ -569,7 +580,7 @@ fn detail_body(
             }
             form.inline method="post" action={ (base) "/pause" } {
                 (ui::csrf(dash.csrf()))
-                @if status == "paused" {
+                @if status == DestinationStatus::Paused {
                     input type="hidden" name="paused" value="false";
                     button type="submit" data-test="resume" { "Resume" }
                 } @else {
@@ -583,15 +594,15 @@ fn detail_body(
                 button type="submit" data-test="send-test" { "Send test event" }
             }
             p.help.muted { "The test sends your latest validated conversion (or a made-up one) through the platform's test mode when a test event code is set; Google Ads uses validate-only. It is not queued and never counts twice." }
-            @if let Some((st, v)) = test_result {
-                div class=(if st.is_success() { "notice" } else { "alert" }) data-test="test-result" {
-                    p { strong { "Platform answer" } " (HTTP " (st.as_u16()) ")" }
-                    pre { (serde_json::to_string_pretty(v).unwrap_or_default()) }
+            @if let Some(t) = test_result {
+                div class=(if t.status.is_success() { "notice" } else { "alert" }) data-test="test-result" {
+                    p { strong { "Platform answer" } " (HTTP " (t.status.as_u16()) ")" }
+                    pre { (serde_json::to_string_pretty(&t.body).unwrap_or_default()) }
                 }
             }
         }
         h2 { "Settings" }
-        (destination_form(p, kind, dash.csrf(), &base, values, Some(d), errors))
+        (destination_form(kind, dash.csrf(), &base, values, Some(d), errors))
     }
 }
 
@@ -612,13 +623,8 @@ pub async fn page(
         &Errors::default(),
         None,
     );
-    let c = Chrome::property(
-        &dash,
-        &p,
-        Tab::Destinations,
-        d["name"].as_str().unwrap_or("Destination").to_owned(),
-    )
-    .notice(q.done.as_deref());
+    let c =
+        Chrome::property(&dash, &p, Tab::Destinations, d.name.clone()).notice(q.done.as_deref());
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }
 
@@ -627,40 +633,36 @@ pub async fn update(
     Path((pid, did)): Path<(String, String)>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let (d, kind) = fetch(&state, &dash, &p, &did).await?;
     let mut errors = Errors::default();
     let body = body_of(kind, &form, true, &mut errors);
     if errors.is_empty() {
-        let (status, v) = answer(
-            StatusCode::OK,
-            match serde_json::from_value(body) {
-                Ok(req) => {
-                    state
-                        .services
-                        .destinations
-                        .update(&dash.caller, &did, req)
-                        .await
-                }
-                Err(e) => Err(invalid_body(e)),
-            },
-        )?;
-        if status == StatusCode::OK {
-            return Ok(see_other(&format!(
-                "/p/{}/destinations/{did}?done=saved",
-                p.id
-            )));
+        let req = UpdateDestination {
+            name: body.name,
+            settings: Some(body.settings),
+            credentials: body.credentials,
+            event_mapping: Some(body.event_mapping),
+            paused: None,
+        };
+        match state
+            .services
+            .destinations
+            .update(&dash.caller, &did, req)
+            .await
+        {
+            Ok(_) => {
+                return Ok(see_other(&format!(
+                    "/p/{}/destinations/{did}?done=saved",
+                    p.id
+                )));
+            }
+            Err(e) => add_problems(&mut errors, e)?,
         }
-        add_problems(&mut errors, &v);
     }
     let page = detail_body(&p, &dash, &d, kind, &form, &errors, None);
-    let c = Chrome::property(
-        &dash,
-        &p,
-        Tab::Destinations,
-        d["name"].as_str().unwrap_or("Destination").to_owned(),
-    );
+    let c = Chrome::property(&dash, &p, Tab::Destinations, d.name.clone());
     Ok(html(StatusCode::UNPROCESSABLE_ENTITY, ui::page(&c, page)))
 }
 
@@ -669,7 +671,7 @@ pub async fn pause(
     Path((pid, did)): Path<(String, String)>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     fetch(&state, &dash, &p, &did).await?;
     let paused = form.get("paused") != "false";
@@ -677,22 +679,23 @@ pub async fn pause(
         paused: Some(paused),
         ..UpdateDestination::default()
     };
-    let (status, v) = answer(
-        StatusCode::OK,
-        state
-            .services
-            .destinations
-            .update(&dash.caller, &did, change)
-            .await,
-    )?;
-    if status != StatusCode::OK {
-        return Err(DashError::BadRequest(
-            problems(&v)
-                .into_iter()
-                .map(|(_, m)| m)
-                .collect::<Vec<_>>()
-                .join("; "),
-        ));
+    match state
+        .services
+        .destinations
+        .update(&dash.caller, &did, change)
+        .await
+    {
+        Ok(_) => {}
+        Err(e) if e.status.is_server_error() => return Err(DashError::Internal),
+        Err(e) => {
+            return Err(DashError::BadRequest(
+                problems(&e)
+                    .into_iter()
+                    .map(|(_, m)| m)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
     }
     Ok(see_other(&format!(
         "/p/{}/destinations/{did}?done={}",
@@ -709,14 +712,22 @@ pub async fn send_test(
     let DashForm { dash, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let (_, kind) = fetch(&state, &dash, &p, &did).await?;
-    let (status, v) = answer(
-        StatusCode::OK,
-        state
-            .services
-            .destinations
-            .test(&dash.caller, &did, TestRequest::default())
-            .await,
-    )?;
+    let answer = match state
+        .services
+        .destinations
+        .test(&dash.caller, &did, TestRequest::default())
+        .await
+    {
+        Ok(body) => TestAnswer {
+            status: StatusCode::OK,
+            body,
+        },
+        Err(e) if e.status.is_server_error() => return Err(DashError::Internal),
+        Err(e) => TestAnswer {
+            status: e.status,
+            body: json!({"error": {"code": e.code, "message": e.message}}),
+        },
+    };
     // Re-read: a refused token flags the destination.
     let (d, _) = fetch(&state, &dash, &p, &did).await?;
     let body = detail_body(
@@ -726,67 +737,28 @@ pub async fn send_test(
         kind,
         &FormData::default(),
         &Errors::default(),
-        Some((status, &v)),
+        Some(&answer),
     );
-    let c = Chrome::property(
-        &dash,
-        &p,
-        Tab::Destinations,
-        d["name"].as_str().unwrap_or("Destination").to_owned(),
-    );
+    let c = Chrome::property(&dash, &p, Tab::Destinations, d.name.clone());
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }
 
-/// A service's answer the way the page shows it: the success status and
-/// the view, or the refusal's status and its API-shaped error (field
-/// problems included); a server error is the dashboard's error page.
-fn answer(ok: StatusCode, r: ServiceResult<Value>) -> Result<(StatusCode, Value), DashError> {
-    match r {
-        Ok(v) => Ok((ok, v)),
-        Err(e) if e.status.is_server_error() => Err(DashError::Internal),
-        Err(e) => {
-            let mut body = json!({"error": {"code": e.code, "message": e.message}});
-            if !e.fields.is_empty() {
-                body["error"]["fields"] = json!(e.fields);
-            }
-            Ok((e.status, body))
-        }
-    }
+/// What "send test event" shows: the platform's answer (or the refusal)
+/// as the JSON document the API would answer, with its HTTP status.
+struct TestAnswer {
+    status: StatusCode,
+    body: Value,
 }
 
-fn invalid_body(e: serde_json::Error) -> ServiceError {
-    ServiceError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-        e.to_string(),
-    )
-}
-
-/// The field problems of a refusal: (field, message) pairs, plus the
-/// error's message under `_form` when it names no field.
-pub fn problems(v: &Value) -> Vec<(String, String)> {
-    let err = &v["error"];
-    let mut out: Vec<(String, String)> = err["fields"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|f| {
-                    (
-                        f["field"].as_str().unwrap_or("_form").to_owned(),
-                        f["message"].as_str().unwrap_or("invalid").to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    if out.is_empty() {
-        out.push((
-            "_form".into(),
-            err["message"]
-                .as_str()
-                .unwrap_or("The request was refused.")
-                .to_owned(),
-        ));
+/// The field problems of a refusal: (field, message) pairs, or the
+/// refusal's message under `_form` when it names no field.
+fn problems(e: &ServiceError) -> Vec<(&str, &str)> {
+    if e.fields.is_empty() {
+        vec![("_form", e.message.as_str())]
+    } else {
+        e.fields
+            .iter()
+            .map(|f| (f.field.as_str(), f.message.as_str()))
+            .collect()
     }
-    out
 }

@@ -647,7 +647,7 @@ pub async fn install(
     Path((pid, key)): Path<(String, String)>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let e = entry_or_404(&state, &key)?;
     let rows = rows_from_form(&form);
@@ -815,7 +815,7 @@ pub async fn update(
     Path((pid, iid)): Path<(String, String)>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let i = owned_integration(&state, &p, &iid).await?;
     let entry = entry_or_404(&state, &i.catalog_key)?;
@@ -868,7 +868,7 @@ pub async fn update_mapping(
     Path((pid, iid)): Path<(String, String)>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let i = owned_integration(&state, &p, &iid).await?;
     let rows = rows_from_form(&form);

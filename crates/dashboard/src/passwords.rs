@@ -195,8 +195,9 @@ impl Passwords {
         Self { tx }
     }
 
-    /// Checks a login's password, or refuses at once when the pool is full.
-    /// `hash` is `None` for an unknown email (checked against a dummy).
+    /// Checks a password (a login's, or the current one before a change),
+    /// or refuses at once when the pool is full. `hash` is `None` for an
+    /// unknown email (checked against a dummy).
     pub async fn verify_login(&self, password: String, hash: Option<String>) -> Result<bool, Busy> {
         let (reply, rx) = oneshot::channel();
         self.tx
@@ -207,20 +208,6 @@ impl Passwords {
             })
             .map_err(|_| Busy)?;
         Ok(rx.await.unwrap_or(false))
-    }
-
-    /// Checks a password, waiting for a turn (logged-in users' forms).
-    pub async fn verify(&self, password: String, hash: String) -> bool {
-        let (reply, rx) = oneshot::channel();
-        let job = Job::Verify {
-            password,
-            hash: Some(hash),
-            reply,
-        };
-        if self.tx.send(job).await.is_err() {
-            return false;
-        }
-        rx.await.unwrap_or(false)
     }
 
     /// Hashes a new password (random salt), waiting for a turn.
@@ -245,15 +232,26 @@ mod tests {
         let p = Passwords::new(1, 4);
         let h = p.hash("correct horse battery".into()).await.expect("hash");
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
-        assert!(p.verify("correct horse battery".into(), h.clone()).await);
-        assert!(!p.verify("wrong".into(), h.clone()).await);
+        assert_eq!(
+            p.verify_login("correct horse battery".into(), Some(h.clone()))
+                .await,
+            Ok(true)
+        );
+        assert_eq!(
+            p.verify_login("wrong".into(), Some(h.clone())).await,
+            Ok(false)
+        );
         // Hashes made by the crate's own API (older accounts) still verify.
         let salt = SaltString::encode_b64(b"0123456789abcdef").unwrap();
         let theirs = Argon2::default()
             .hash_password(b"old password", &salt)
             .unwrap()
             .to_string();
-        assert!(p.verify("old password".into(), theirs.clone()).await);
+        assert_eq!(
+            p.verify_login("old password".into(), Some(theirs.clone()))
+                .await,
+            Ok(true)
+        );
         let ours = PasswordHash::new(&h).unwrap();
         assert!(
             Argon2::default()
@@ -261,6 +259,9 @@ mod tests {
                 .is_ok()
         );
         assert_eq!(p.verify_login("x".into(), None).await, Ok(false));
-        assert!(!p.verify("x".into(), "not a hash".into()).await);
+        assert_eq!(
+            p.verify_login("x".into(), Some("not a hash".into())).await,
+            Ok(false)
+        );
     }
 }

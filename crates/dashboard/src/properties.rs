@@ -401,7 +401,7 @@ pub async fn new_page(dash: Dash) -> DashResult {
 }
 
 pub async fn create(State(state): State<DashState>, f: DashForm) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let v = PropertyForm::from_form(&form, false);
     match v.validate() {
         Err(errors) => {
@@ -451,7 +451,7 @@ pub async fn update(
     Path(pid): Path<String>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let v = PropertyForm::from_form(&form, true);
     match v.validate() {

@@ -308,6 +308,8 @@ async fn read_form(req: Request, state: &DashState) -> Result<FormData, DashErro
 pub struct DashForm {
     pub dash: Dash,
     pub form: FormData,
+    /// The client's address, for the throttle of password checks.
+    pub client: Option<IpAddr>,
 }
 
 impl FromRequest<DashState> for DashForm {
@@ -316,6 +318,11 @@ impl FromRequest<DashState> for DashForm {
     async fn from_request(req: Request, state: &DashState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let dash = Dash::from_request_parts(&mut parts, state).await?;
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let client = client_addr(state, &parts.headers, peer);
         let req = Request::from_parts(parts, body);
         let form = read_form(req, state)
             .await
@@ -323,7 +330,7 @@ impl FromRequest<DashState> for DashForm {
         if !same_secret(form.get("_csrf"), dash.csrf()) {
             return Err(DashError::Csrf.into_response());
         }
-        Ok(DashForm { dash, form })
+        Ok(DashForm { dash, form, client })
     }
 }
 

@@ -363,7 +363,7 @@ pub async fn import(
     Path(pid): Path<String>,
     f: DashForm,
 ) -> DashResult {
-    let DashForm { dash, form } = f;
+    let DashForm { dash, form, .. } = f;
     let p = owned(&state, &dash, &pid).await?;
     let (label, text) = match form.file("file").filter(|(_, c)| !c.trim().is_empty()) {
         Some((name, content)) => (name.to_owned(), content.to_owned()),

@@ -11,8 +11,10 @@
 //! rows, calls [`send_batch`] per destination with at most [`max_batch`]
 //! conversions, and records the outcome and [`RequestRecord`] per row.
 //!
-//! Depends on `domain` only, and takes its HTTP client from its caller: it
-//! must never depend on storage, the affiliate networks or the engine.
+//! Depends on `domain`, and on `outbound` only to recognise the outbound
+//! policy's refusal in a send error; it takes its HTTP client (built under
+//! that policy) from its caller. It must never depend on storage, the
+//! affiliate networks or the engine.
 
 pub mod config;
 pub mod ga4;

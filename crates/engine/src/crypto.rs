@@ -42,6 +42,7 @@ pub struct Keyring {
     aead: XChaCha20Poly1305,
     ip_key: [u8; 32],
     collect_key: [u8; 32],
+    token_key: [u8; 32],
     check: String,
 }
 
@@ -68,16 +69,19 @@ impl Keyring {
         let mut aead_key = [0u8; 32];
         let mut ip_key = [0u8; 32];
         let mut collect_key = [0u8; 32];
+        let mut token_key = [0u8; 32];
         let mut check = [0u8; 16];
         // Lengths are fixed and valid for SHA-256's HKDF.
         let _ = hk.expand(b"credentials", &mut aead_key);
         let _ = hk.expand(b"ip-hash", &mut ip_key);
         let _ = hk.expand(b"collect-server", &mut collect_key);
+        let _ = hk.expand(b"postback-token", &mut token_key);
         let _ = hk.expand(b"key-check", &mut check);
         Keyring {
             aead: XChaCha20Poly1305::new(&aead_key.into()),
             ip_key,
             collect_key,
+            token_key,
             check: hex::encode(check),
         }
     }
@@ -130,12 +134,18 @@ impl Keyring {
     /// Keyed hash of an address: stable per server, not reversible without
     /// the key.
     pub fn hash_ip(&self, ip: &std::net::IpAddr) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.ip_key).unwrap_or_else(|_| {
-            // HMAC accepts keys of any length; this branch cannot run.
-            <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; 32]).expect("fixed-size HMAC key")
-        });
-        mac.update(ip.to_string().as_bytes());
-        format!("h:{}", hex::encode(&mac.finalize().into_bytes()[..12]))
+        let mac = hmac(&self.ip_key, ip.to_string().as_bytes());
+        format!("h:{}", hex::encode(&mac[..12]))
+    }
+
+    /// Keyed hash of a postback token, what postbacks are looked up by
+    /// (the token itself is stored encrypted): without the key, a copy of
+    /// the database yields no token that works.
+    pub fn postback_token_hash(&self, token: &str) -> String {
+        format!(
+            "pt:{}",
+            hex::encode(hmac(&self.token_key, token.as_bytes()))
+        )
     }
 }
 
@@ -145,14 +155,22 @@ impl Keyring {
     /// property id and `version` (raising the version changes it), so
     /// nothing more is stored.
     pub fn collect_secret(&self, property_id: &str, version: u32) -> String {
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.collect_key).unwrap_or_else(|_| {
-                // HMAC accepts keys of any length; this branch cannot run.
-                <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; 32]).expect("fixed-size HMAC key")
-            });
-        mac.update(format!("{property_id}:{version}").as_bytes());
-        format!("cts_{}", hex::encode(mac.finalize().into_bytes()))
+        let mac = hmac(
+            &self.collect_key,
+            format!("{property_id}:{version}").as_bytes(),
+        );
+        format!("cts_{}", hex::encode(mac))
     }
+}
+
+/// HMAC-SHA256 of `data` under a 32-byte derived key.
+fn hmac(key: &[u8; 32], data: &[u8]) -> [u8; 32] {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| {
+        // HMAC accepts keys of any length; this branch cannot run.
+        <Hmac<Sha256> as Mac>::new_from_slice(&[0u8; 32]).expect("fixed-size HMAC key")
+    });
+    mac.update(data);
+    mac.finalize().into_bytes().into()
 }
 
 /// Whether `signature` (hex, optionally prefixed `sha256=`) is the

@@ -1,6 +1,9 @@
 //! The destinations service: ad destinations (create, list, show, edit,
 //! pause, test send), the delivery log, retry and replay. Used by the JSON
-//! API and the dashboard alike. Views are the API's JSON.
+//! API and the dashboard alike. A destination is shown as a typed
+//! [`DestinationView`] (the API serialises it; the dashboard reads its
+//! fields); the test send's answer stays a JSON document because it is the
+//! platform's answer shown as such.
 
 use std::sync::Arc;
 
@@ -21,7 +24,7 @@ use clicktrail_store::deliveries::{
 use clicktrail_store::properties::Property;
 use http::StatusCode;
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::auth::Caller;
@@ -29,6 +32,30 @@ use crate::crypto::Keyring;
 use crate::delivery::{self, Delivery, DeliveryView, convert, endpoint_problems};
 use crate::error::{FieldProblem, ServiceError, ServiceResult};
 use crate::properties::Properties;
+
+/// A destination as the API and the dashboard show it: credentials masked,
+/// settings and mapping as the platform-specific JSON they were saved as.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestinationView {
+    pub id: String,
+    pub property_id: String,
+    pub kind: String,
+    /// `None` for a kind this build does not know (a newer database).
+    pub kind_label: Option<&'static str>,
+    pub name: String,
+    pub settings: Value,
+    /// Each secret masked (`EAAB…x9Q2`); `null` when they cannot be read.
+    pub credentials: Value,
+    pub event_mapping: Value,
+    pub status: DestinationStatus,
+    pub status_reason: Option<String>,
+    pub status_message: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Deliveries counted by status; only on a single destination's view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deliveries: Option<std::collections::BTreeMap<String, i64>>,
+}
 
 /// The destinations service.
 pub struct Destinations {
@@ -160,29 +187,35 @@ impl Destinations {
     }
 
     /// A destination as the API shows it (credentials masked).
-    pub fn view(&self, row: &DestinationRow) -> Value {
+    pub fn view(&self, row: &DestinationRow) -> DestinationView {
         let kind = DestinationKind::parse(&row.kind);
-        json!({
-            "id": row.id,
-            "property_id": row.property_id,
-            "kind": row.kind,
-            "kind_label": kind.map(DestinationKind::label),
-            "name": row.name,
-            "settings": parse_json_text(&row.settings),
-            "credentials": self.masked_credentials(row),
-            "event_mapping": parse_json_text(&row.event_mapping),
-            "status": row.status,
-            "status_reason": row.status_reason,
-            "status_message": row.status_message,
-            "created_at": row.created_at,
-            "updated_at": row.updated_at,
-        })
+        DestinationView {
+            id: row.id.clone(),
+            property_id: row.property_id.clone(),
+            kind: row.kind.clone(),
+            kind_label: kind.map(DestinationKind::label),
+            name: row.name.clone(),
+            settings: parse_json_text(&row.settings),
+            credentials: self.masked_credentials(row),
+            event_mapping: parse_json_text(&row.event_mapping),
+            status: row.status(),
+            status_reason: row.status_reason.clone(),
+            status_message: row.status_message.clone(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            deliveries: None,
+        }
     }
 
     /// A destination with its deliveries counted by status.
-    async fn view_with_counts(&self, row: &DestinationRow) -> ServiceResult<Value> {
+    async fn view_with_counts(&self, row: &DestinationRow) -> ServiceResult<DestinationView> {
         let mut v = self.view(row);
-        v["deliveries"] = json!(delivery::status_counts(&self.db, &row.id).await?);
+        v.deliveries = Some(
+            delivery::status_counts(&self.db, &row.id)
+                .await?
+                .into_iter()
+                .collect(),
+        );
         Ok(v)
     }
 
@@ -205,7 +238,7 @@ impl Destinations {
         caller: &Caller,
         property_id: &str,
         body: CreateDestination,
-    ) -> ServiceResult<Value> {
+    ) -> ServiceResult<DestinationView> {
         let state = self;
         let p = self.properties.owned(caller, property_id).await?;
         let kind = parse_kind(&body.kind).map_err(|e| ServiceError::validation(vec![e.into()]))?;
@@ -240,14 +273,18 @@ impl Destinations {
     }
 
     /// The destinations of the caller's property, oldest first.
-    pub async fn list(&self, caller: &Caller, property_id: &str) -> ServiceResult<Vec<Value>> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        property_id: &str,
+    ) -> ServiceResult<Vec<DestinationView>> {
         let p = self.properties.owned(caller, property_id).await?;
         let rows = store::list_destinations(&self.db, p.id.as_str()).await?;
         Ok(rows.iter().map(|r| self.view(r)).collect())
     }
 
     /// The caller's destination, with its deliveries counted by status.
-    pub async fn get(&self, caller: &Caller, id: &str) -> ServiceResult<Value> {
+    pub async fn get(&self, caller: &Caller, id: &str) -> ServiceResult<DestinationView> {
         let (row, _) = self.owned(caller, id).await?;
         self.view_with_counts(&row).await
     }
@@ -259,7 +296,7 @@ impl Destinations {
         caller: &Caller,
         id: &str,
         body: UpdateDestination,
-    ) -> ServiceResult<Value> {
+    ) -> ServiceResult<DestinationView> {
         let state = self;
         let (row, p) = self.owned(caller, id).await?;
         let mut tx = state.db.begin().await?;

@@ -39,8 +39,8 @@ pub struct Integrations {
     properties: Arc<Properties>,
     poller: Arc<Poller>,
     conversions: ConversionQueue,
-    /// Integrations by postback token, briefly cached (postbacks come in
-    /// bursts).
+    /// Integrations by postback token hash, briefly cached (postbacks come
+    /// in bursts).
     by_token: moka::future::Cache<String, Option<Arc<Integration>>>,
 }
 
@@ -368,7 +368,8 @@ impl Integrations {
                 name: &name,
                 tracking_group: &validated.tracking_group.key,
                 subid_param: &validated.tracking_group.param,
-                postback_token: &token,
+                postback_token_hash: &state.keyring.postback_token_hash(&token),
+                postback_token_enc: &state.keyring.encrypt(token.as_bytes()),
                 credentials_enc,
                 settings: settings_json,
                 event_mapping: mapping_json,
@@ -455,7 +456,10 @@ impl Integrations {
             &status,
         )
         .await?;
-        state.by_token.invalidate(&integration.postback_token).await;
+        state
+            .by_token
+            .invalidate(&integration.postback_token_hash)
+            .await;
         if let Ok(pid) = clicktrail_domain::PropertyId::parse(&integration.property_id) {
             state.properties.forget_tag(&pid).await;
         }
@@ -463,12 +467,57 @@ impl Integrations {
         Ok(())
     }
 
+    /// The integration's postback URL. A token that cannot be decrypted
+    /// (the key changed) shows as `<unreadable>`: the start-up key check
+    /// makes that a corrupt row, never a normal state.
     pub fn postback_url(&self, i: &Integration) -> String {
+        let token = self.postback_token(i);
         format!(
             "{}/postback/{}",
             self.properties.public_base(),
-            i.postback_token
+            token.as_deref().unwrap_or("<unreadable>")
         )
+    }
+
+    /// The integration's postback token, decrypted.
+    pub fn postback_token(&self, i: &Integration) -> Option<String> {
+        let Some(enc) = &i.postback_token_enc else {
+            // Not sealed yet (a row from before sealing, until the start
+            // that seals it): the column holds the token.
+            return Some(i.postback_token_hash.clone());
+        };
+        match self.keyring.decrypt(enc).map(String::from_utf8) {
+            Ok(Ok(t)) => Some(t),
+            _ => {
+                tracing::error!(integration = %i.id, "stored postback token cannot be decrypted");
+                None
+            }
+        }
+    }
+
+    /// Seals the postback tokens still stored in clear (rows from before
+    /// tokens were sealed): each becomes its keyed hash and its ciphertext.
+    /// Run at start, before postbacks are served; idempotent, and safe when
+    /// several processes start at once. Returns how many it sealed.
+    pub async fn seal_postback_tokens(&self) -> Result<usize, clicktrail_store::StoreError> {
+        let clear = integrations::unsealed_tokens(&self.db).await?;
+        for (id, token) in &clear {
+            integrations::seal_token(
+                &self.db,
+                id,
+                token,
+                &self.keyring.postback_token_hash(token),
+                &self.keyring.encrypt(token.as_bytes()),
+            )
+            .await?;
+        }
+        if !clear.is_empty() {
+            tracing::info!(
+                sealed = clear.len(),
+                "postback tokens sealed (stored as keyed hashes, encrypted)"
+            );
+        }
+        Ok(clear.len())
     }
 
     /// An integration as the API shows it: credentials masked.
@@ -515,21 +564,27 @@ impl Integrations {
         })
     }
 
-    /// The integration behind a postback token, through a short cache.
+    /// The integration behind a postback token, through a short cache
+    /// keyed by the token's hash (so no clear token is kept either).
     async fn integration_by_token(&self, token: &str) -> ServiceResult<Option<Arc<Integration>>> {
         let state = self;
-        if let Some(hit) = state.by_token.get(token).await {
+        let hash = state.keyring.postback_token_hash(token);
+        if let Some(hit) = state.by_token.get(&hash).await {
             return Ok(hit);
         }
-        let i = integrations::by_token(&state.db, token)
+        let i = integrations::by_token_hash(&state.db, &hash)
             .await?
             .map(Arc::new);
-        state.by_token.insert(token.to_owned(), i.clone()).await;
+        state.by_token.insert(hash, i.clone()).await;
         Ok(i)
     }
 }
 
-fn postback_reject(
+/// A refused postback: counted under its outcome
+/// (`clicktrail_postbacks_total`), like every postback, and answered with
+/// the refusal. The HTTP layer uses it for the bodies it refuses before
+/// the postback reaches [`Integrations::receive_postback`].
+pub fn postback_reject(
     code: &'static str,
     status: StatusCode,
     message: impl Into<String>,

@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use clicktrail_engine::integrations::Integrations;
+use clicktrail_engine::integrations::{Integrations, postback_reject};
 
 use crate::error::ApiError;
 
@@ -24,14 +24,15 @@ pub async fn postback(
     let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(b) => b,
         Err(e) if crate::body_timed_out(&e) => {
-            return ApiError::from(crate::body_timeout()).into_response();
+            let e = crate::body_timeout();
+            return ApiError::from(postback_reject(e.code, e.status, e.message)).into_response();
         }
         Err(_) => {
-            return ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
+            return ApiError::from(postback_reject(
                 "body_too_large",
+                StatusCode::PAYLOAD_TOO_LARGE,
                 "the body is larger than 64 KiB",
-            )
+            ))
             .into_response();
         }
     };

@@ -1,6 +1,7 @@
 //! Installed integrations: a catalog entry installed on a property, with
-//! its encrypted credentials, settings, event mapping, postback token and
-//! polling state.
+//! its encrypted credentials, settings, event mapping, postback token
+//! (kept as a keyed hash to look postbacks up by, and encrypted to show it
+//! again) and polling state.
 
 use clicktrail_domain::PropertyId;
 use serde::Serialize;
@@ -15,8 +16,13 @@ pub struct Integration {
     pub name: String,
     pub tracking_group: String,
     pub subid_param: String,
+    /// The postback token's keyed hash (what a postback is looked up by);
+    /// the clear token on a row not yet sealed (`postback_token_enc` NULL).
     #[serde(skip_serializing)]
-    pub postback_token: String,
+    pub postback_token_hash: String,
+    /// The postback token, encrypted.
+    #[serde(skip_serializing)]
+    pub postback_token_enc: Option<String>,
     #[serde(skip_serializing)]
     pub credentials_enc: Option<String>,
     pub settings: String,
@@ -32,8 +38,8 @@ pub struct Integration {
     pub updated_at: i64,
 }
 
-const COLS: &str = "id, property_id, catalog_key, name, tracking_group, subid_param, postback_token, \
-    credentials_enc, settings, event_mapping, status, last_poll_at, last_poll_status, last_error_code, last_error, \
+const COLS: &str = "id, property_id, catalog_key, name, tracking_group, subid_param, postback_token_hash, \
+    postback_token_enc, credentials_enc, settings, event_mapping, status, last_poll_at, last_poll_status, last_error_code, last_error, \
     next_poll_at, poll_failures, created_at, updated_at";
 
 /// What installing needs.
@@ -45,7 +51,8 @@ pub struct NewIntegration<'a> {
     pub name: &'a str,
     pub tracking_group: &'a str,
     pub subid_param: &'a str,
-    pub postback_token: &'a str,
+    pub postback_token_hash: &'a str,
+    pub postback_token_enc: &'a str,
     pub credentials_enc: Option<String>,
     pub settings: String,
     pub event_mapping: String,
@@ -56,9 +63,9 @@ pub struct NewIntegration<'a> {
 pub async fn create(db: &Db, n: NewIntegration<'_>) -> Result<Integration> {
     let now = now_ms();
     db.execute(
-        "INSERT INTO integrations (id, property_id, catalog_key, name, tracking_group, subid_param, postback_token, \
-         credentials_enc, settings, event_mapping, status, next_poll_at, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'active', $11, $12, $12)",
+        "INSERT INTO integrations (id, property_id, catalog_key, name, tracking_group, subid_param, postback_token_hash, \
+         postback_token_enc, credentials_enc, settings, event_mapping, status, next_poll_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'active', $12, $13, $13)",
         args![
             n.id,
             n.property_id,
@@ -66,7 +73,8 @@ pub async fn create(db: &Db, n: NewIntegration<'_>) -> Result<Integration> {
             n.name,
             n.tracking_group,
             n.subid_param,
-            n.postback_token,
+            n.postback_token_hash,
+            n.postback_token_enc,
             n.credentials_enc,
             n.settings,
             n.event_mapping,
@@ -88,12 +96,48 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Integration>> {
     .await
 }
 
-pub async fn by_token(db: &Db, token: &str) -> Result<Option<Integration>> {
+/// The integration whose postback token has this keyed hash.
+pub async fn by_token_hash(db: &Db, hash: &str) -> Result<Option<Integration>> {
     db.fetch_optional(
-        &format!("SELECT {COLS} FROM integrations WHERE postback_token = $1"),
-        args![token],
+        &format!(
+            "SELECT {COLS} FROM integrations WHERE postback_token_hash = $1 \
+             AND postback_token_enc IS NOT NULL"
+        ),
+        args![hash],
     )
     .await
+}
+
+/// Integrations whose postback token is still in clear (written before
+/// tokens were sealed): (id, clear token).
+pub async fn unsealed_tokens(db: &Db) -> Result<Vec<(String, String)>> {
+    #[derive(serde::Deserialize, sqlx::FromRow)]
+    struct Row {
+        id: String,
+        postback_token_hash: String,
+    }
+    let rows: Vec<Row> = db
+        .fetch_all(
+            "SELECT id, postback_token_hash FROM integrations WHERE postback_token_enc IS NULL",
+            args![],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.postback_token_hash))
+        .collect())
+}
+
+/// Replaces a clear token by its hash and ciphertext; a no-op when another
+/// process sealed it first.
+pub async fn seal_token(db: &Db, id: &str, clear: &str, hash: &str, enc: &str) -> Result<()> {
+    db.execute(
+        "UPDATE integrations SET postback_token_hash = $3, postback_token_enc = $4 \
+         WHERE id = $1 AND postback_token_hash = $2 AND postback_token_enc IS NULL",
+        args![id, clear, hash, enc],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn list_for_property(db: &Db, property: &PropertyId) -> Result<Vec<Integration>> {
