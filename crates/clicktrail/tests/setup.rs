@@ -320,6 +320,27 @@ async fn overview(s: &TestServer, b: &Browser, domains: &str) -> (Option<String>
     (warning, page.body[li..end].to_owned())
 }
 
+/// The warning codes the API gives with a new property on `domain`.
+async fn api_warnings(s: &TestServer, domain: &str) -> Vec<String> {
+    let (st, v) = s
+        .post(
+            "/api/v1/properties",
+            MASTER_KEY,
+            json!({"name": "Site", "domains": [domain]}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let warnings = v["warnings"].as_array().expect("warnings").clone();
+    for w in &warnings {
+        assert!(w["message"].as_str().is_some_and(|m| !m.is_empty()), "{w}");
+        assert!(w["fix"].as_str().unwrap().contains("CLICKTRAIL_PUBLIC_URL"), "{w}");
+    }
+    warnings
+        .iter()
+        .map(|w| w["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 both!(
     public_url_that_cannot_track_is_said_plainly,
     |b: Backend| async move {
@@ -343,10 +364,16 @@ both!(
             step.contains("CLICKTRAIL_PUBLIC_URL"),
             "says what to set: {step}"
         );
+        // The API says it too, to whoever installs through it.
+        assert_eq!(
+            api_warnings(&s, "casino-reviews.co.uk").await,
+            ["public_url_local"]
+        );
         // A property served on this machine only is fine with a local server.
         let (warning, step) = overview(&s, &browser, "localhost").await;
         assert_eq!(warning, None);
         assert!(step.contains("data-done=\"true\""), "{step}");
+        assert!(api_warnings(&s, "localhost").await.is_empty());
         s.stop().await;
 
         // Reachable, but plain http: mixed content on https sites.
@@ -361,6 +388,10 @@ both!(
         );
         assert!(warning.contains("mixed content"), "{warning}");
         assert!(step.contains("data-done=\"false\""), "{step}");
+        assert_eq!(
+            api_warnings(&s, "casino-reviews.co.uk").await,
+            ["public_url_plain_http"]
+        );
         s.stop().await;
 
         // https: nothing to say.
@@ -370,6 +401,7 @@ both!(
         let (warning, step) = overview(&s, &browser, "casino-reviews.co.uk").await;
         assert_eq!(warning, None);
         assert!(step.contains("data-done=\"true\""), "{step}");
+        assert!(api_warnings(&s, "casino-reviews.co.uk").await.is_empty());
         s.stop().await;
     }
 );

@@ -3,6 +3,7 @@
 //! and its served tag, both cached, and its tracking groups (from the
 //! integrations installed on it).
 
+use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url_for};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,19 @@ pub struct PropertyView {
     /// with (see `docs/COLLECTOR.md`); changes with
     /// `settings.onsite.secret_version`.
     pub server_secret: String,
+    /// What stops this property from tracking a live site, each with a
+    /// stable code, what is wrong and what to do (today: a `public_url`
+    /// that visitors or networks cannot reach, or plain http). Empty when
+    /// nothing is known to be wrong.
+    pub warnings: Vec<Warning>,
+}
+
+/// A setup problem an API client should show its user.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Warning {
+    pub code: &'static str,
+    pub message: String,
+    pub fix: &'static str,
 }
 
 /// The properties service.
@@ -194,6 +208,14 @@ impl Properties {
             server_secret: self
                 .keyring
                 .collect_secret(p.id.as_str(), p.settings.onsite.secret_version),
+            warnings: check_public_url_for(&self.public_base, &p.domains)
+                .map(|problem| Warning {
+                    code: problem.code(),
+                    message: problem.explain(&self.public_base),
+                    fix: PUBLIC_URL_FIX,
+                })
+                .into_iter()
+                .collect(),
         }
     }
 
