@@ -53,9 +53,8 @@ use clicktrail::app;
 use clicktrail_networks::incomeaccess::{self, IncomeAccessSettings, ReportFormat, SecurityKey};
 use clicktrail_store::conversions::lookup;
 use clicktrail_store::{Backend, Db, args, integrations};
-use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
+use clicktrail_testkit::income_access::{Decimal, FakeIncomeAccess, FakePlayer};
 use futures::StreamExt as _;
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use support::{BenchDb, MASTER_KEY, api};
 

@@ -6,9 +6,8 @@
 mod support;
 
 use chrono::Utc;
-use clicktrail_testkit::income_access::{FakeIncomeAccess, FakeMode, FakePlayer};
+use clicktrail_testkit::income_access::{Decimal, FakeIncomeAccess, FakeMode, FakePlayer};
 use reqwest::Method;
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, pageview, urlenc};
 
@@ -542,7 +541,7 @@ both!(
                 source_event: "sale".into(),
                 click_id: Some(cid.into()),
                 transaction_id: Some("T-early".into()),
-                value: Some(Decimal::new(1000, 2)),
+                value: Some(clicktrail_domain::money::Amount::from_micros(10_000_000)),
                 currency: None,
                 status: SourceStatus::Approved,
                 occurred_at: None,

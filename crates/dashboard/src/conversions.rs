@@ -16,7 +16,7 @@ use chrono::NaiveDate;
 use clicktrail_domain::conversion::{ErrorCode, LogStatus};
 use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_domain::links::{LinkAttrs, LinkTag, tag_link};
-use clicktrail_domain::money::from_micros;
+use clicktrail_domain::money::Amount;
 use clicktrail_domain::property::host_allowed;
 use clicktrail_outbound::Outbound;
 use clicktrail_store::conversions::{self as store, LogEntry};
@@ -83,9 +83,9 @@ pub fn delivery_badge(status: DeliveryStatus) -> Markup {
     ui::badge(status.as_str(), kind)
 }
 
-fn value_text(micros: Option<i64>, currency: Option<&str>) -> String {
-    match micros {
-        Some(m) => format!("{} {}", from_micros(m), currency.unwrap_or("")),
+fn value_text(value: Option<Amount>, currency: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{v} {}", currency.unwrap_or("")),
         None => "–".into(),
     }
 }
@@ -219,7 +219,7 @@ pub async fn log(
                             }
                         }
                         td { (e.source_event) @if let Some(n) = &e.event_name { " → " strong { (n) } } }
-                        td.num { (value_text(e.value_micros.map(|v| v + e.adjusted_micros), e.currency.as_deref())) }
+                        td.num { (value_text(e.value.map(|v| v.saturating_add(e.adjusted)), e.currency.as_deref())) }
                         td { @if let Some(c) = &e.click_id { code.small { (c) } } @else { span.muted { "none" } } }
                         td.small {
                             @if e.status == LogStatus::Validated {
@@ -364,7 +364,7 @@ pub async fn detail(
                 tr { th { "Integration" } td { (integration.as_ref().map(|i| i.name.as_str()).unwrap_or("–")) " (" (e.source_kind) ")" } }
                 tr { th { "Transaction id" } td { (e.transaction_id.as_deref().unwrap_or("–")) } }
                 tr { th { "Network status" } td { (e.source_status) } }
-                tr { th { "Value" } td { (value_text(e.value_micros, e.currency.as_deref())) @if e.adjusted_micros != 0 { " (adjusted by " (value_text(Some(e.adjusted_micros), e.currency.as_deref())) ")" } } }
+                tr { th { "Value" } td { (value_text(e.value, e.currency.as_deref())) @if !e.adjusted.is_zero() { " (adjusted by " (value_text(Some(e.adjusted), e.currency.as_deref())) ")" } } }
                 tr { th { "Occurred" } td { (ui::datetime(e.occurred_at)) } }
                 tr { th { "Received" } td { (ui::datetime(e.received_at)) } }
                 tr { th { "Click id" } td { (e.click_id.as_deref().unwrap_or("none")) @if let Some(t) = e.click_ts { " · clicked " (ui::datetime(t)) } } }
@@ -516,7 +516,7 @@ async fn live_feed(
                     c.status,
                     c.error_code.as_deref().unwrap_or(""),
                     c.click_id.as_deref().unwrap_or("none"),
-                    value_text(c.value_micros, c.currency.as_deref())
+                    value_text(c.value, c.currency.as_deref())
                 ),
                 source: c.id,
             },

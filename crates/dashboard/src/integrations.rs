@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use clicktrail_domain::Currency;
 use clicktrail_domain::mapping::{EventMapping, MappingRule, ValueSource};
-use clicktrail_domain::money::parse_amount;
+use clicktrail_domain::money::{Amount, Money};
 use clicktrail_networks::catalog::{
     CatalogEntry, Category, DataSource, SettingField, SettingKind, TrackingMethod,
 };
@@ -210,9 +210,11 @@ fn rows_of(m: &EventMapping) -> Vec<MapRow> {
             let (value, amount, currency) = match &r.value {
                 ValueSource::Reported => ("reported", String::new(), String::new()),
                 ValueSource::None => ("none", String::new(), String::new()),
-                ValueSource::Fixed { amount, currency } => {
-                    ("fixed", amount.to_string(), currency.as_str().to_owned())
-                }
+                ValueSource::Fixed(m) => (
+                    "fixed",
+                    m.amount.to_string(),
+                    m.currency.as_str().to_owned(),
+                ),
             };
             MapRow {
                 source: k.clone(),
@@ -266,8 +268,8 @@ fn mapping_from_rows(rows: &[MapRow], errors: &mut Errors) -> EventMapping {
         }
         let value = match r.value.as_str() {
             "none" => ValueSource::None,
-            "fixed" => match (parse_amount(&r.amount), Currency::parse(&r.currency)) {
-                (Ok(amount), Ok(currency)) => ValueSource::Fixed { amount, currency },
+            "fixed" => match (Amount::parse(&r.amount), Currency::parse(&r.currency)) {
+                (Ok(amount), Ok(currency)) => ValueSource::Fixed(Money::new(amount, currency)),
                 (Err(_), _) => {
                     errors.add(&field, "A fixed value needs an amount such as 25.00.");
                     continue;

@@ -13,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
+use clicktrail_domain::money::Amount;
 use clicktrail_store::properties::Property;
 use clicktrail_store::reports::{self as rq, Dim, HourRange, Model};
 use clicktrail_store::spend::{self as sq, SpendDim};
@@ -116,8 +117,14 @@ impl Params {
     }
 }
 
-/// Money per currency.
-pub type PerCurrency = BTreeMap<String, i64>;
+/// Money per currency (the stored currency code, `XXX` for none).
+pub type PerCurrency = BTreeMap<String, Amount>;
+
+/// Adds `a` to the amount of `currency`.
+fn add(m: &mut PerCurrency, currency: String, a: Amount) {
+    let e = m.entry(currency).or_default();
+    *e = e.saturating_add(a);
+}
 
 /// One row of a breakdown table.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -164,7 +171,11 @@ pub struct Report {
 }
 
 /// ROAS in the reporting currency, else in the only currency spent.
-pub fn roas_of(revenue: &PerCurrency, spend: &PerCurrency, currency: &str) -> Option<(i64, i64)> {
+pub fn roas_of(
+    revenue: &PerCurrency,
+    spend: &PerCurrency,
+    currency: &str,
+) -> Option<(Amount, Amount)> {
     let cur = if spend.contains_key(currency) {
         currency.to_owned()
     } else if spend.len() == 1 {
@@ -173,7 +184,7 @@ pub fn roas_of(revenue: &PerCurrency, spend: &PerCurrency, currency: &str) -> Op
         return None;
     };
     let s = *spend.get(&cur)?;
-    Some((revenue.get(&cur).copied().unwrap_or(0), s))
+    Some((revenue.get(&cur).copied().unwrap_or_default(), s))
 }
 
 pub async fn table(
@@ -212,14 +223,14 @@ pub async fn table(
         }
         let r = rows.entry(c.key.clone()).or_default();
         r.conversions += c.conversions;
-        *r.revenue.entry(c.currency).or_default() += c.revenue_micros;
+        add(&mut r.revenue, c.currency, c.revenue);
     }
     for s in spend {
         if !rows.contains_key(&s.key) {
             missing.insert(s.key.clone());
         }
         let r = rows.entry(s.key.clone()).or_default();
-        *r.spend.entry(s.currency).or_default() += s.spend_micros;
+        add(&mut r.spend, s.currency, s.spend);
     }
     if !missing.is_empty() {
         let keys: Vec<String> = missing.into_iter().collect();
@@ -263,12 +274,12 @@ fn dense_series(
     for r in revenue {
         let e = by.entry(r.bucket).or_default();
         e.conversions += r.conversions;
-        *e.revenue.entry(r.currency).or_default() += r.revenue_micros;
+        add(&mut e.revenue, r.currency, r.revenue);
     }
     for s in spend {
         let b = (s.day * 24).div_euclid(step) * step;
         let e = by.entry(b).or_default();
-        *e.spend.entry(s.currency).or_default() += s.spend_micros;
+        add(&mut e.spend, s.currency, s.spend);
     }
     let mut out = Vec::new();
     let mut h = first;
@@ -307,11 +318,11 @@ pub async fn build(state: &DashState, property: &Property, p: Params) -> Result<
         conversions: revenue.iter().map(|r| r.conversions).sum(),
         revenue: revenue
             .iter()
-            .map(|r| (r.currency.clone(), r.revenue_micros))
+            .map(|r| (r.currency.clone(), r.revenue))
             .collect(),
         spend: spend
             .iter()
-            .map(|s| (s.currency.clone(), s.spend_micros))
+            .map(|s| (s.currency.clone(), s.spend))
             .collect(),
     };
     Ok(Report {
@@ -325,10 +336,10 @@ pub async fn build(state: &DashState, property: &Property, p: Params) -> Result<
 
 /// "12.00 EUR" for the reporting currency, with other currencies after.
 fn money_cell(m: &PerCurrency, currency: &str) -> Markup {
-    let main = m.get(currency).copied().unwrap_or(0);
+    let main = m.get(currency).copied().unwrap_or_default();
     let others: Vec<String> = m
         .iter()
-        .filter(|(c, v)| c.as_str() != currency && **v != 0)
+        .filter(|(c, v)| c.as_str() != currency && !v.is_zero())
         .map(|(c, v)| ui::money(*v, c))
         .collect();
     html! {
@@ -554,10 +565,10 @@ pub fn server_timing(resp: &mut Response, started: Instant) {
 /// Money columns of a CSV: the reporting currency's amount, then the
 /// others as `12.00 GBP; 3.00 USD`.
 fn csv_money(m: &PerCurrency, cur: &str) -> (String, String) {
-    let main = ui::amount(m.get(cur).copied().unwrap_or(0)).replace(',', "");
+    let main = ui::amount(m.get(cur).copied().unwrap_or_default()).replace(',', "");
     let others: Vec<String> = m
         .iter()
-        .filter(|(c, v)| c.as_str() != cur && **v != 0)
+        .filter(|(c, v)| c.as_str() != cur && !v.is_zero())
         .map(|(c, v)| format!("{} {c}", ui::amount(*v).replace(',', "")))
         .collect();
     (main, others.join("; "))
@@ -656,8 +667,8 @@ pub fn csv(report: &Report, table: &str) -> Result<Vec<u8>, DashError> {
                 if spend {
                     let (s, so) = csv_money(&row.spend, cur);
                     let roas = roas_of(&row.revenue, &row.spend, cur)
-                        .filter(|(_, s)| *s > 0)
-                        .map(|(a, b)| format!("{:.4}", a as f64 / b as f64))
+                        .and_then(|(a, b)| ui::roas_ratio(a, b))
+                        .map(|r| format!("{r:.4}"))
                         .unwrap_or_default();
                     rec.extend([s, so, roas]);
                 }

@@ -10,7 +10,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::StatusCode;
 use clicktrail_domain::Currency;
 use clicktrail_domain::mapping::normalise_name;
-use clicktrail_domain::money::{parse_amount, to_micros};
+use clicktrail_domain::money::{Amount, Money};
 use clicktrail_store::reports::Dim;
 use clicktrail_store::spend::{self as sq, SpendLine, SpendSource};
 use maud::{Markup, html};
@@ -194,39 +194,38 @@ pub fn parse_csv(text: &str) -> Result<Vec<SpendLine>, Vec<LineError>> {
             .ad
             .map(|c| text_field(get(c), "ad", false, &mut errs))
             .unwrap_or_default();
-        let spend = match parse_amount(get(cols.spend)) {
-            Ok(d) if d.is_sign_negative() && !d.is_zero() => {
+        let spend = match Amount::parse(get(cols.spend)) {
+            Ok(a) if a.is_negative() => {
                 errs.push(format!("spend {:?} is negative", get(cols.spend)));
-                0
+                None
             }
-            Ok(d) => to_micros(d),
+            Ok(a) => Some(a),
             Err(_) => {
                 errs.push(format!(
                     "spend {:?} is not a number such as 12.50",
                     get(cols.spend)
                 ));
-                0
+                None
             }
         };
         let currency = match Currency::parse(get(cols.currency)) {
-            Ok(c) => c.as_str().to_owned(),
+            Ok(c) => Some(c),
             Err(_) => {
                 errs.push(format!(
                     "currency {:?} is not a three-letter ISO 4217 code such as EUR",
                     get(cols.currency)
                 ));
-                String::new()
+                None
             }
         };
-        match (day, errs.is_empty()) {
-            (Some(day), true) => lines.push(SpendLine {
+        match (day, spend, currency, errs.is_empty()) {
+            (Some(day), Some(amount), Some(currency), true) => lines.push(SpendLine {
                 day,
                 platform,
                 campaign,
                 ad_set,
                 ad,
-                currency,
-                spend_micros: spend,
+                spend: Money::new(amount, currency),
             }),
             _ => errors.push(LineError {
                 line,
@@ -261,7 +260,7 @@ fn roas_table(title: &str, id: &str, rows: &[Row], cur: &str) -> Markup {
                             td.num { @for (c, v) in &r.spend { (ui::money(*v, c)) br; } }
                             td.num { (ui::int(r.visits)) }
                             td.num { (ui::int(r.conversions)) }
-                            td.num { (ui::amount(r.revenue.get(cur).copied().unwrap_or(0))) }
+                            td.num { (ui::amount(r.revenue.get(cur).copied().unwrap_or_default())) }
                             td.num.roas { (roas_of(&r.revenue, &r.spend, cur).map(|(a, b)| ui::roas(a, b)).unwrap_or_else(|| "–".into())) }
                         }
                     }
@@ -428,12 +427,10 @@ pub async fn export(
     for (level, dim) in [("campaign", Dim::Campaign), ("ad", Dim::Ad)] {
         for r in super::reports::table(&state, pid, params, dim).await? {
             for (c, s) in &r.spend {
-                let rev = r.revenue.get(c).copied().unwrap_or(0);
-                let roas = if *s > 0 {
-                    format!("{:.4}", rev as f64 / *s as f64)
-                } else {
-                    String::new()
-                };
+                let rev = r.revenue.get(c).copied().unwrap_or_default();
+                let roas = ui::roas_ratio(rev, *s)
+                    .map(|r| format!("{r:.4}"))
+                    .unwrap_or_default();
                 w.write_record([
                     level.to_owned(),
                     r.key.clone(),
@@ -441,7 +438,7 @@ pub async fn export(
                     ui::amount(*s).replace(',', ""),
                     r.visits.to_string(),
                     r.conversions.to_string(),
-                    ui::amount(r.revenue.get(&cur).copied().unwrap_or(0)).replace(',', ""),
+                    ui::amount(r.revenue.get(&cur).copied().unwrap_or_default()).replace(',', ""),
                     roas,
                 ])
                 .map_err(DashError::internal)?;
@@ -468,7 +465,8 @@ mod tests {
         let text = "Currency;Spend;Ad Set;Campaign;Platform;Date;Ad\nEUR;12,50;set1;spring;Meta;2026-11-01;ad-a\nEUR;3;;spring;google ads;2026-11-02;\n";
         let lines = parse_csv(text).unwrap();
         assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0].spend_micros, 12_500_000);
+        assert_eq!(lines[0].spend.amount.micros(), 12_500_000);
+        assert_eq!(lines[0].spend.currency, Currency::EUR);
         assert_eq!(lines[0].platform, "meta");
         assert_eq!(lines[1].platform, "google_ads");
         assert_eq!(lines[1].ad, "");

@@ -2,6 +2,7 @@
 //! their error next to them, and number / money / time formatting.
 
 use chrono::{DateTime, TimeZone, Utc};
+use clicktrail_domain::money::Amount;
 use clicktrail_store::properties::Property;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -372,8 +373,10 @@ pub fn int(n: i64) -> String {
     if n < 0 { format!("-{out}") } else { out }
 }
 
-/// Micro-units as an amount with two decimals and thousands separators.
-pub fn amount(micros: i64) -> String {
+/// An amount with two decimals (rounded half away from zero) and
+/// thousands separators.
+pub fn amount(a: Amount) -> String {
+    let micros = a.micros();
     let cents = (i128::from(micros) + if micros >= 0 { 5_000 } else { -5_000 }) / 10_000;
     let whole = (cents / 100) as i64;
     let frac = (cents % 100).unsigned_abs();
@@ -381,8 +384,9 @@ pub fn amount(micros: i64) -> String {
     format!("{sign}{}.{frac:02}", int(whole))
 }
 
-pub fn money(micros: i64, currency: &str) -> String {
-    format!("{} {currency}", amount(micros))
+/// `12.00 EUR`.
+pub fn money(a: Amount, currency: &str) -> String {
+    format!("{} {currency}", amount(a))
 }
 
 /// A ratio as a percentage with one decimal ("–" without a denominator).
@@ -394,11 +398,18 @@ pub fn percent(num: i64, den: i64) -> String {
 }
 
 /// Return on ad spend, "2.35×" ("–" without spend).
-pub fn roas(revenue_micros: i64, spend_micros: i64) -> String {
-    if spend_micros <= 0 {
-        return "–".into();
+pub fn roas(revenue: Amount, spend: Amount) -> String {
+    match roas_ratio(revenue, spend) {
+        Some(r) => format!("{r:.2}×"),
+        None => "–".into(),
     }
-    format!("{:.2}×", revenue_micros as f64 / spend_micros as f64)
+}
+
+/// Revenue over spend (`None` without spend): a ratio, so a float is fine.
+pub fn roas_ratio(revenue: Amount, spend: Amount) -> Option<f64> {
+    spend
+        .is_positive()
+        .then(|| revenue.micros() as f64 / spend.micros() as f64)
 }
 
 pub fn datetime(ms: i64) -> String {
@@ -440,14 +451,16 @@ mod tests {
         assert_eq!(int(1_234_567), "1,234,567");
         assert_eq!(int(-1000), "-1,000");
         assert_eq!(int(12), "12");
-        assert_eq!(amount(1_234_567_890), "1,234.57");
-        assert_eq!(amount(5_000), "0.01");
-        assert_eq!(amount(-2_500_000), "-2.50");
-        assert_eq!(amount(-4_000), "0.00");
-        assert_eq!(money(12_000_000, "EUR"), "12.00 EUR");
+        let m = Amount::from_micros;
+        assert_eq!(amount(m(1_234_567_890)), "1,234.57");
+        assert_eq!(amount(m(5_000)), "0.01");
+        assert_eq!(amount(m(-2_500_000)), "-2.50");
+        assert_eq!(amount(m(-4_000)), "0.00");
+        assert_eq!(money(m(12_000_000), "EUR"), "12.00 EUR");
         assert_eq!(percent(1, 3), "33.3%");
         assert_eq!(percent(1, 0), "–");
-        assert_eq!(roas(3_000_000, 1_000_000), "3.00×");
+        assert_eq!(roas(m(3_000_000), m(1_000_000)), "3.00×");
+        assert_eq!(roas(m(3_000_000), Amount::ZERO), "–");
         assert_eq!(date(0), "1970-01-01");
     }
 }

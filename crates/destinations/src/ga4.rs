@@ -16,7 +16,6 @@ use serde_json::{Map, Value, json};
 use crate::http::by_status;
 use crate::kind::{DestinationKind, window_passed};
 use crate::mapping::ga4_name_problem;
-use crate::meta::decimal_to_f64;
 use crate::outcome::{Classified, ItemOutcome};
 
 pub const MAX_EVENTS: usize = 25;
@@ -62,9 +61,9 @@ pub fn build_item(c: &OutboundConversion, now: DateTime<Utc>) -> Result<Ga4Item,
         ));
     }
     let mut params = Map::new();
-    if let (Some(v), Some(cur)) = (c.value.and_then(decimal_to_f64), c.currency) {
-        params.insert("value".into(), json!(v));
-        params.insert("currency".into(), json!(cur.as_str()));
+    if let Some(m) = c.money() {
+        params.insert("value".into(), json!(m.amount.to_f64()));
+        params.insert("currency".into(), json!(m.currency.as_str()));
     }
     params.insert("transaction_id".into(), json!(c.conversion_id));
     // Optional context goes only when it fits the limits, rather than cut.
@@ -227,7 +226,7 @@ pub fn classify(
 mod tests {
     use chrono::TimeZone;
     use clicktrail_domain::Currency;
-    use rust_decimal::Decimal;
+    use clicktrail_domain::money::Amount;
 
     use super::*;
 
@@ -239,7 +238,7 @@ mod tests {
             conversion_action: None,
             occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
             click_at: None,
-            value: Some(Decimal::new(105, 1)),
+            value: Some(Amount::parse("10.5").unwrap()),
             currency: Some(Currency::EUR),
             page_url: Some("https://site.example/a".into()),
             referrer: None,

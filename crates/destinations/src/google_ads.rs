@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::hashing::checked_digest;
 use crate::http::by_status;
 use crate::kind::{DestinationKind, window_passed};
-use crate::meta::{decimal_to_f64, valid_ip};
+use crate::meta::valid_ip;
 use crate::outcome::{Classified, ItemOutcome, Verdict};
 
 /// One `ClickConversion`.
@@ -114,10 +114,12 @@ pub fn build_conversion(
             "Google accepts conversions up to 90 days after the click",
         ));
     }
-    let value = c.value.and_then(decimal_to_f64);
-    let (conversion_value, currency_code) = match (value, c.currency) {
-        (Some(v), Some(cur)) => (Some(v), Some(cur.as_str().to_owned())),
-        _ => (None, None),
+    let (conversion_value, currency_code) = match c.money() {
+        Some(m) => (
+            Some(m.amount.to_f64()),
+            Some(m.currency.as_str().to_owned()),
+        ),
+        None => (None, None),
     };
     let denied = c.consent_granted == Some(false);
     let mut user_identifiers = Vec::new();
@@ -486,7 +488,7 @@ mod tests {
     use chrono::TimeZone;
     use clicktrail_domain::Currency;
     use clicktrail_domain::delivery::AdIdentifiers;
-    use rust_decimal::Decimal;
+    use clicktrail_domain::money::Amount;
 
     use super::*;
     use crate::hashing::sha256_hex;
@@ -499,7 +501,7 @@ mod tests {
             conversion_action: Some("customers/1234567890/conversionActions/222".into()),
             occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 30, 5).unwrap(),
             click_at: Some(Utc.with_ymd_and_hms(2026, 2, 28, 9, 0, 0).unwrap()),
-            value: Some(Decimal::new(3999, 2)),
+            value: Some(Amount::parse("39.99").unwrap()),
             currency: Some(Currency::GBP),
             page_url: None,
             referrer: None,

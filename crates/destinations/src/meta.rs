@@ -8,8 +8,6 @@
 use chrono::{DateTime, Utc};
 use clicktrail_domain::delivery::OutboundConversion;
 use clicktrail_domain::mapping::normalise_name;
-use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -67,10 +65,6 @@ pub struct MetaCustomData {
     pub order_id: Option<String>,
 }
 
-pub(crate) fn decimal_to_f64(d: Decimal) -> Option<f64> {
-    d.round_dp(6).to_f64().filter(|f| f.is_finite())
-}
-
 /// A client address Meta (or TikTok) will accept: a literal IPv4 / IPv6.
 pub(crate) fn valid_ip(ip: Option<&str>) -> Option<String> {
     let ip = ip?.trim();
@@ -118,8 +112,7 @@ pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEve
         ));
     }
     let is_purchase = normalise_name(&c.event_name) == "purchase";
-    let value = c.value.and_then(decimal_to_f64);
-    if is_purchase && value.is_none() {
+    if is_purchase && c.value.is_none() {
         return Err(ItemOutcome::skipped(
             "purchase_without_value",
             "Meta rejects a Purchase without a value",
@@ -132,9 +125,12 @@ pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEve
         ));
     }
     // A value means nothing without its currency.
-    let (value, currency) = match c.currency {
-        Some(cur) if value.is_some() => (value, Some(cur.as_str().to_owned())),
-        _ => (None, None),
+    let (value, currency) = match c.money() {
+        Some(m) => (
+            Some(m.amount.to_f64()),
+            Some(m.currency.as_str().to_owned()),
+        ),
+        None => (None, None),
     };
     let user_agent = c
         .user_agent
@@ -282,6 +278,7 @@ mod tests {
     use chrono::TimeZone;
     use clicktrail_domain::Currency;
     use clicktrail_domain::delivery::AdIdentifiers;
+    use clicktrail_domain::money::Amount;
 
     use super::*;
 
@@ -293,7 +290,7 @@ mod tests {
             conversion_action: None,
             occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
             click_at: Some(Utc.with_ymd_and_hms(2026, 3, 1, 11, 0, 0).unwrap()),
-            value: Some(Decimal::new(1250, 2)),
+            value: Some(Amount::parse("12.50").unwrap()),
             currency: Some(Currency::EUR),
             page_url: Some("https://site.example/review?fbclid=IwAR1".into()),
             referrer: Some("https://facebook.com/".into()),

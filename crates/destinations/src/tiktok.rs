@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use crate::hashing::{checked_digest, sha256_hex};
 use crate::http::by_status;
-use crate::meta::{decimal_to_f64, valid_ip};
+use crate::meta::valid_ip;
 use crate::outcome::{Classified, ItemOutcome, Verdict};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -76,14 +76,11 @@ fn non_empty(v: Option<&str>) -> Option<String> {
 /// lack, so every conversion can go (its window being unverified, the
 /// platform is left to judge the age).
 pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> TiktokEvent {
-    let properties = match (c.value.and_then(decimal_to_f64), c.currency) {
-        (Some(value), Some(cur)) => Some(TiktokProperties {
-            value,
-            currency: cur.as_str().to_owned(),
-            order_id: c.conversion_id.clone(),
-        }),
-        _ => None,
-    };
+    let properties = c.money().map(|m| TiktokProperties {
+        value: m.amount.to_f64(),
+        currency: m.currency.as_str().to_owned(),
+        order_id: c.conversion_id.clone(),
+    });
     TiktokEvent {
         event: c.event_name.clone(),
         event_time: c.occurred_at.min(now).timestamp(),
@@ -182,7 +179,7 @@ mod tests {
     use chrono::TimeZone;
     use clicktrail_domain::Currency;
     use clicktrail_domain::delivery::AdIdentifiers;
-    use rust_decimal::Decimal;
+    use clicktrail_domain::money::Amount;
 
     use super::*;
 
@@ -194,7 +191,7 @@ mod tests {
             conversion_action: None,
             occurred_at: Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap(),
             click_at: None,
-            value: Some(Decimal::new(25, 0)),
+            value: Some(Amount::parse("25").unwrap()),
             currency: Some(Currency::USD),
             page_url: Some("https://site.example/p".into()),
             referrer: Some("https://www.tiktok.com/".into()),

@@ -9,8 +9,8 @@ use clicktrail_destinations::google_ads::{self, build_body, build_conversion};
 use clicktrail_destinations::kind::GOOGLE_ADS_API_VERSION;
 use clicktrail_domain::Currency;
 use clicktrail_domain::delivery::{AdIdentifiers, OutboundConversion};
+use clicktrail_domain::money::Amount;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 const DESCRIPTORS: &[u8] = include_bytes!("../proto/google_ads_v26_conversion_upload.binpb");
@@ -47,7 +47,7 @@ fn conversion() -> OutboundConversion {
         conversion_action: Some("customers/1234567890/conversionActions/222".into()),
         occurred_at: now - Duration::hours(1),
         click_at: Some(now - Duration::days(2)),
-        value: Some(Decimal::new(1999, 2)),
+        value: Some(Amount::parse("19.99").unwrap()),
         currency: Some(Currency::EUR),
         page_url: Some("https://site.example/".into()),
         referrer: None,

@@ -12,11 +12,11 @@ use clicktrail_destinations::{
 };
 use clicktrail_domain::Currency;
 use clicktrail_domain::delivery::{AdIdentifiers, OutboundConversion};
+use clicktrail_domain::money::Amount;
 use clicktrail_testkit::ga4::{FakeGa4, Ga4Fault};
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount, GoogleFault};
 use clicktrail_testkit::meta::{FakeMeta, MetaFault};
 use clicktrail_testkit::tiktok::{FakeTiktok, TiktokFault};
-use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 const META_TOKEN: &str = "EAABfakeMetaAccessToken0123456789";
@@ -32,7 +32,7 @@ fn conversion(n: usize, event: &str) -> OutboundConversion {
         conversion_action: None,
         occurred_at: now - chrono::Duration::minutes(5),
         click_at: Some(now - chrono::Duration::hours(2)),
-        value: (event == "Purchase").then(|| Decimal::new(4250, 2)),
+        value: (event == "Purchase").then(|| Amount::from_micros(42_500_000)),
         currency: Some(Currency::EUR),
         page_url: Some("https://casino-reviews.example/best-bonus".into()),
         referrer: Some("https://www.facebook.com/".into()),

@@ -9,14 +9,13 @@
 //! caller looks the facts up, passes the time and the ids to use, and maps
 //! the decision to rows (the store's `Draft::from_decision`).
 
-use rust_decimal::Decimal;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::conversion::{ErrorCode, LogStatus, SourceEvent, SourceKind, SourceStatus};
 use crate::ids::{ClickId, EntityId, PropertyId};
 use crate::mapping::{EventMapping, Mapped, ValueSource, normalise_name};
-use crate::money::Currency;
+use crate::money::{Amount, Currency};
 
 /// Tolerance for a conversion dated slightly before its click (clock skew):
 /// such conversions are dated at the click instead of refused.
@@ -175,7 +174,7 @@ pub struct Adjustment {
     pub integration_id: String,
     pub transaction_id: String,
     /// What to add to its value (a fall of a running total is negative).
-    pub delta: Option<Decimal>,
+    pub delta: Option<Amount>,
     /// A reversal or rejection: it no longer counts as a conversion, and
     /// its whole remaining value goes.
     pub full_reversal: bool,
@@ -250,7 +249,7 @@ pub struct Decision {
     pub event_name: Option<String>,
     /// Value and currency are apart: a network may report a currency
     /// without a value, and the log keeps it.
-    pub value: Option<Decimal>,
+    pub value: Option<Amount>,
     pub currency: Option<Currency>,
     /// When it happened: as reported (or when received), moved up to the
     /// click's time when within the clock-skew tolerance before it.
@@ -340,7 +339,7 @@ pub fn dedup_key(
 /// early outcome keeps what was known by then.
 struct Partial {
     event_name: Option<String>,
-    value: Option<Decimal>,
+    value: Option<Amount>,
     currency: Option<Currency>,
     occurred_at_ms: i64,
     click_id: Option<String>,
@@ -459,9 +458,9 @@ pub fn decide(p: &PendingConversion<'_>, facts: Facts<'_>) -> Decision {
                 send = rule.send_to_destinations;
                 match &rule.value {
                     ValueSource::Reported => {}
-                    ValueSource::Fixed { amount, currency } => {
-                        d.value = Some(*amount);
-                        d.currency = Some(*currency);
+                    ValueSource::Fixed(money) => {
+                        d.value = Some(money.amount);
+                        d.currency = Some(money.currency);
                     }
                     ValueSource::None => {
                         d.value = None;
@@ -476,11 +475,7 @@ pub fn decide(p: &PendingConversion<'_>, facts: Facts<'_>) -> Decision {
     }
     // A negative amount that is not an adjustment of an earlier conversion
     // would reach the ad platforms as a negative Purchase: refuse it.
-    if adjustment.is_none()
-        && refused.is_none()
-        && d.value
-            .is_some_and(|v| v.is_sign_negative() && !v.is_zero())
-    {
+    if adjustment.is_none() && refused.is_none() && d.value.is_some_and(Amount::is_negative) {
         refused = Some(Outcome::Error {
             code: ErrorCode::InvalidPayload,
             detail: Some(
@@ -569,8 +564,13 @@ mod tests {
     use super::*;
     use crate::conversion::RawPayload;
     use crate::mapping::MappingRule;
+    use crate::money::Money;
 
     const PROPERTY: &str = "abcdefghij012345";
+
+    fn amt(s: &str) -> Amount {
+        Amount::parse(s).expect("a valid amount")
+    }
     const OTHER_PROPERTY: &str = "zyxwvutsrq987654";
     const DAY: i64 = 86_400_000;
 
@@ -667,10 +667,7 @@ mod tests {
             "cpa".into(),
             rule(
                 Some("Purchase"),
-                ValueSource::Fixed {
-                    amount: Decimal::new(40, 0),
-                    currency: Currency::EUR,
-                },
+                ValueSource::Fixed(Money::new(amt("40"), Currency::EUR)),
                 true,
             ),
         );
@@ -688,7 +685,7 @@ mod tests {
             source_event: "Sale".into(),
             click_id: Some("c".repeat(20)),
             transaction_id: Some("T1".into()),
-            value: Some(Decimal::new(1250, 2)),
+            value: Some(amt("12.50")),
             currency: None,
             status: SourceStatus::Approved,
             occurred_at: None,
@@ -823,7 +820,7 @@ mod tests {
         // A negative amount is never a conversion of its own (it would
         // reach the ad platforms as a negative Purchase).
         let mut negative = found.clone();
-        negative.event.value = Some(Decimal::new(-5000, 0));
+        negative.event.value = Some(amt("-5000"));
         assert_eq!(code(&negative.decide()), Some("invalid_payload"));
         assert!(!negative.decide().outcome.send_to_destinations());
 
@@ -967,7 +964,7 @@ mod tests {
         let d = c.clone().decide();
         assert_eq!(
             (d.value, d.currency),
-            (Some(Decimal::new(40, 0)), Some(Currency::EUR))
+            (Some(amt("40")), Some(Currency::EUR))
         );
         c.event.source_event = "lead".into();
         let d = c.clone().decide();
@@ -1012,7 +1009,7 @@ mod tests {
             Outcome::Adjustment(Adjustment {
                 integration_id: "int_gala".into(),
                 transaction_id: "T1".into(),
-                delta: Some(Decimal::new(1250, 2)),
+                delta: Some(amt("12.50")),
                 full_reversal: true,
             })
         );
@@ -1027,14 +1024,14 @@ mod tests {
         let mut fall = base.clone();
         fall.event.transaction_id = Some("T1:2".into());
         fall.event.adjusts = Some("T1".into());
-        fall.event.value = Some(Decimal::new(-99, 2));
+        fall.event.value = Some(amt("-0.99"));
         let d = fall.clone().decide();
         assert_eq!(
             d.outcome,
             Outcome::Adjustment(Adjustment {
                 integration_id: "int_gala".into(),
                 transaction_id: "T1".into(),
-                delta: Some(Decimal::new(-99, 2)),
+                delta: Some(amt("-0.99")),
                 full_reversal: false,
             })
         );
@@ -1090,7 +1087,7 @@ mod tests {
                 "d".repeat(20),
             ])),
             prop::option::of(prop::sample::select(vec!["T1", "T2", " "])),
-            prop::option::of((-100_000i64..100_000).prop_map(|m| Decimal::new(m, 2))),
+            prop::option::of((-100_000i64..100_000).prop_map(|m| Amount::from_micros(m * 10_000))),
             prop::option::of(currency()),
             status(),
             prop::option::of(near()),

@@ -5,12 +5,11 @@
 
 use std::fmt;
 
-use rust_decimal::Decimal;
 use serde::Deserialize;
 use url::Url;
 
 use crate::ids::{ClickId, EventId, PropertyId, VisitorId};
-use crate::money::{Currency, amount_from_f64, parse_amount};
+use crate::money::{Amount, Currency};
 
 /// Most events in one request.
 pub const MAX_EVENTS: usize = 50;
@@ -158,7 +157,7 @@ pub struct CollectedEvent {
     pub pageview_id: Option<EventId>,
     pub click_id: Option<ClickId>,
     pub link: Option<Link>,
-    pub value: Option<Decimal>,
+    pub value: Option<Amount>,
     pub currency: Option<Currency>,
     /// Custom properties, a JSON object of scalars.
     pub props: Option<serde_json::Map<String, serde_json::Value>>,
@@ -444,10 +443,10 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
             let f = n
                 .as_f64()
                 .ok_or_else(|| invalid(i, "value", "not a number"))?;
-            Some(amount_from_f64(f).map_err(|e| invalid(i, "value", e))?)
+            Some(Amount::from_f64(f).map_err(|e| invalid(i, "value", e))?)
         }
         Some(serde_json::Value::String(s)) => {
-            Some(parse_amount(&s).map_err(|e| invalid(i, "value", e))?)
+            Some(Amount::parse(&s).map_err(|e| invalid(i, "value", e))?)
         }
         Some(_) => return Err(invalid(i, "value", "must be a number")),
     };

@@ -6,10 +6,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::money::Currency;
+use crate::money::{Amount, Currency};
 
 /// Where a source event came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -81,7 +80,7 @@ pub struct SourceEvent {
     /// connector. With the integration and the source event it is the
     /// idempotency key.
     pub transaction_id: Option<String>,
-    pub value: Option<Decimal>,
+    pub value: Option<Amount>,
     pub currency: Option<Currency>,
     pub status: SourceStatus,
     /// When the network says it happened; `None` means "when we learned it".

@@ -4,10 +4,9 @@
 //! `destinations` crate, which knows nothing of storage.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
-use crate::money::Currency;
+use crate::money::{Amount, Currency, Money};
 
 /// Ad click ids and pixel cookies of the session a conversion is
 /// attributed to (last click).
@@ -44,7 +43,7 @@ pub struct OutboundConversion {
     pub occurred_at: DateTime<Utc>,
     /// When the attributed click happened (Google wants conversions after it).
     pub click_at: Option<DateTime<Utc>>,
-    pub value: Option<Decimal>,
+    pub value: Option<Amount>,
     pub currency: Option<Currency>,
     /// Page where the click happened (`event_source_url`, `page.url`).
     pub page_url: Option<String>,
@@ -61,6 +60,15 @@ pub struct OutboundConversion {
     pub hashed_phone: Option<String>,
     /// Consent for ad user data, when the site signalled it.
     pub consent_granted: Option<bool>,
+}
+
+impl OutboundConversion {
+    /// The value with its currency, when both are known: what the platforms
+    /// take (a value means nothing without its currency). The two fields stay
+    /// apart because a destination tells which one is missing.
+    pub fn money(&self) -> Option<Money> {
+        Some(Money::new(self.value?, self.currency?))
+    }
 }
 
 /// Status of one delivery (one conversion to one destination), as the API

@@ -28,4 +28,4 @@ pub mod traffic;
 pub mod useragent;
 
 pub use ids::{ClickId, EntityId, EventId, PropertyId, VisitorId};
-pub use money::Currency;
+pub use money::{Amount, Currency, Money};

@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 /// What a source event becomes.
@@ -35,11 +34,9 @@ pub enum ValueSource {
     /// The value the network reported (commission, payout...).
     #[default]
     Reported,
-    /// A fixed value in the given currency (e.g. a CPA deal).
-    Fixed {
-        amount: Decimal,
-        currency: crate::money::Currency,
-    },
+    /// A fixed value in the given currency (e.g. a CPA deal):
+    /// `{"from": "fixed", "amount": "25", "currency": "EUR"}`.
+    Fixed(crate::money::Money),
     /// No value (e.g. a free registration).
     None,
 }
@@ -174,6 +171,40 @@ mod tests {
         let bad: EventMapping =
             serde_json::from_value(serde_json::json!({"x": {"event": "has space"}})).unwrap();
         assert!(bad.validate().is_err());
+    }
+
+    /// Mappings are stored as JSON (and come in through the API): a fixed
+    /// amount written by `rust_decimal` is a string, one typed by hand may
+    /// be a number; both still read, and the stored form is unchanged.
+    #[test]
+    fn fixed_values_keep_their_stored_form() {
+        use crate::money::{Amount, Currency, Money};
+        let old = r#"{"cpa":{"event":"Purchase","value":{"from":"fixed","amount":"40.00","currency":"EUR"},"send_to_destinations":true}}"#;
+        let m: EventMapping = serde_json::from_str(old).unwrap();
+        let forty = Money::new(Amount::parse("40").unwrap(), Currency::EUR);
+        assert_eq!(m.0["cpa"].value, ValueSource::Fixed(forty));
+        assert_eq!(
+            serde_json::to_value(&m).unwrap(),
+            serde_json::json!({"cpa": {"event": "Purchase", "value": {"from": "fixed", "amount": "40", "currency": "EUR"}, "send_to_destinations": true}})
+        );
+        let typed: MappingRule = serde_json::from_value(serde_json::json!(
+            {"event": "Purchase", "value": {"from": "fixed", "amount": 12.5, "currency": "usd"}}
+        ))
+        .unwrap();
+        assert_eq!(
+            typed.value,
+            ValueSource::Fixed(Money::new(Amount::parse("12.5").unwrap(), Currency::USD))
+        );
+        for bad in [
+            serde_json::json!({"from": "fixed", "amount": "x", "currency": "EUR"}),
+            serde_json::json!({"from": "fixed", "amount": "1"}),
+            serde_json::json!({"from": "fixed", "amount": "1", "currency": "EUR", "extra": 1}),
+        ] {
+            assert!(
+                serde_json::from_value::<ValueSource>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

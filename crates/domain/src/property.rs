@@ -2,8 +2,9 @@
 //! attribution window, session timeout, AutoScan prefixes, consent mode and
 //! how client addresses are kept.
 
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+
+use crate::money::Amount;
 
 /// How the visitor's IP address is kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -77,8 +78,8 @@ pub struct OnsiteSettings {
     pub browser: bool,
     /// Smallest and largest value a conversion may carry (in its own
     /// currency); a value outside is refused, a negative one always.
-    pub min_value: Decimal,
-    pub max_value: Decimal,
+    pub min_value: Amount,
+    pub max_value: Amount,
     /// Part of the server-side signing secret: raise it to change the
     /// secret.
     pub secret_version: u32,
@@ -90,8 +91,8 @@ impl Default for OnsiteSettings {
             enabled: false,
             events: vec!["Lead".into()],
             browser: true,
-            min_value: Decimal::ZERO,
-            max_value: Decimal::new(10_000, 0),
+            min_value: Amount::ZERO,
+            max_value: Amount::from_micros(10_000_000_000),
             secret_version: 1,
         }
     }
@@ -146,7 +147,7 @@ impl OnsiteSettings {
     pub fn verdict(
         &self,
         name: &str,
-        value: Option<Decimal>,
+        value: Option<Amount>,
         channel: OnsiteChannel,
     ) -> Result<(), OnsiteRefusal> {
         if !self.enabled {
@@ -166,7 +167,7 @@ impl OnsiteSettings {
             OnsiteChannel::Browser { origin_ok: true } => {}
         }
         if let Some(v) = value
-            && (v.is_sign_negative() && !v.is_zero() || v < self.min_value || v > self.max_value)
+            && (v.is_negative() || v < self.min_value || v > self.max_value)
         {
             return Err(OnsiteRefusal::ValueOutOfBounds);
         }
@@ -187,9 +188,7 @@ impl OnsiteSettings {
                 "at most 50 custom event names (letters, digits, _), not PageView or OutboundClick",
             ));
         }
-        if self.min_value.is_sign_negative() && !self.min_value.is_zero()
-            || self.max_value < self.min_value
-        {
+        if self.min_value.is_negative() || self.max_value < self.min_value {
             errs.push(FieldError::new(
                 "settings.onsite.max_value",
                 "out_of_range",
@@ -411,6 +410,22 @@ mod tests {
         assert!(serde_json::from_str::<PropertySettings>(r#"{"nope": 1}"#).is_err());
     }
 
+    /// Settings are stored as JSON: bounds written by `rust_decimal` are
+    /// strings; numbers typed into the API read too.
+    #[test]
+    fn onsite_bounds_keep_their_stored_form() {
+        let old: OnsiteSettings =
+            serde_json::from_str(r#"{"min_value": "0.50", "max_value": "10000"}"#).unwrap();
+        assert_eq!(old.min_value, Amount::parse("0.5").unwrap());
+        assert_eq!(old.max_value, OnsiteSettings::default().max_value);
+        let typed: OnsiteSettings =
+            serde_json::from_str(r#"{"min_value": 1, "max_value": 99.99}"#).unwrap();
+        assert_eq!(typed.max_value, Amount::parse("99.99").unwrap());
+        let out = serde_json::to_value(OnsiteSettings::default()).unwrap();
+        assert_eq!(out["min_value"], "0");
+        assert_eq!(out["max_value"], "10000");
+    }
+
     #[test]
     fn onsite_verdicts() {
         use OnsiteChannel::*;
@@ -424,7 +439,7 @@ mod tests {
             r#"{"enabled": true, "events": ["Lead", "Purchase"], "max_value": 500}"#,
         )
         .unwrap();
-        let v = |n: i64| Some(Decimal::new(n, 0));
+        let v = |n: i64| Some(Amount::from_micros(n * 1_000_000));
         assert_eq!(on.verdict("Purchase", v(50), browser), Ok(()));
         assert_eq!(on.verdict("Purchase", v(50), Server), Ok(()));
         assert_eq!(

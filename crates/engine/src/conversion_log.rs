@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use clicktrail_domain::PropertyId;
 use clicktrail_domain::conversion::{ErrorCode, LogStatus};
-use clicktrail_domain::money::from_micros;
+use clicktrail_domain::money::Amount;
 use clicktrail_store::Db;
 use clicktrail_store::conversions::{self, LogEntry, LogFilter};
 use serde::Deserialize;
@@ -156,9 +156,10 @@ pub fn filter_of(q: &LogQuery) -> ServiceResult<LogFilter> {
     })
 }
 
-fn amount(m: Option<i64>) -> Value {
-    m.map(|m| json!(from_micros(m).to_string().parse::<f64>().unwrap_or(0.0)))
-        .unwrap_or(Value::Null)
+/// An amount as the API answers it: a JSON number (`12.5`), the one place
+/// its answers hold a float.
+fn amount(a: Option<Amount>) -> Value {
+    a.map_or(Value::Null, |a| json!(a.to_f64()))
 }
 
 /// A log entry as the API shows it.
@@ -182,8 +183,8 @@ pub fn entry_json(e: &LogEntry, deliveries: Value) -> Value {
         "transaction_id": e.transaction_id,
         "duplicate_of": e.duplicate_of,
         "adjusts": e.adjusts_id,
-        "value": amount(e.value_micros),
-        "adjusted_value": if e.adjusted_micros != 0 { amount(e.value_micros.map(|v| v + e.adjusted_micros)) } else { Value::Null },
+        "value": amount(e.value),
+        "adjusted_value": if e.adjusted.is_zero() { Value::Null } else { amount(e.value.map(|v| v.saturating_add(e.adjusted))) },
         "currency": e.currency,
         "click_id": e.click_id,
         "click_ts": e.click_ts,

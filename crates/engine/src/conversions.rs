@@ -767,7 +767,7 @@ mod tests {
             source_event: "Sale".into(),
             click_id: Some("c".repeat(20)),
             transaction_id: Some("T1".into()),
-            value: Some(rust_decimal::Decimal::new(1250, 2)),
+            value: Some(clicktrail_domain::money::Amount::from_micros(12_500_000)),
             currency: None,
             status: SourceStatus::Approved,
             occurred_at: None,
@@ -832,7 +832,7 @@ mod tests {
         assert_eq!(row.source_kind, "postback");
         assert_eq!(row.source_status, "approved");
         assert_eq!(row.event_name.as_deref(), Some("Purchase"));
-        assert_eq!(row.value_micros, Some(12_500_000));
+        assert_eq!(row.value.map(|v| v.micros()), Some(12_500_000));
         assert_eq!(row.currency.as_deref(), Some("USD"));
         assert_eq!(row.offer.as_deref(), Some("wlx.adsrv.eacdn.com"));
         assert_eq!(row.link_group.as_deref(), Some("incomeaccess"));

@@ -17,13 +17,13 @@ use clicktrail_destinations::{
 use clicktrail_domain::Currency;
 use clicktrail_domain::delivery::{AdIdentifiers, DeliveryStatus, OutboundConversion};
 use clicktrail_domain::ids::random_base36;
+use clicktrail_domain::money::Amount;
 use clicktrail_store::Db;
 use clicktrail_store::deliveries::{
     self as store, DestinationChange, DestinationRow, DestinationStatus, NewDestination, Requeue,
 };
 use clicktrail_store::properties::Property;
 use http::StatusCode;
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -732,7 +732,7 @@ fn synthetic_conversion(p: &Property, event_name: &str) -> OutboundConversion {
         conversion_action: None,
         occurred_at: now - chrono::Duration::minutes(1),
         click_at: Some(now - chrono::Duration::minutes(10)),
-        value: Some(Decimal::ONE),
+        value: Some(Amount::from_micros(1_000_000)),
         currency: Some(currency),
         page_url: Some(format!("https://{host}/")),
         referrer: None,

@@ -20,7 +20,6 @@ use std::time::Duration;
 use clicktrail_domain::PropertyId;
 use clicktrail_domain::conversion::{ErrorCode, SourceEvent, SourceKind, SourceStatus};
 use clicktrail_domain::mapping::{EventMapping, MappingRule, ValueSource};
-use clicktrail_domain::money::from_micros;
 use clicktrail_store::{StoreError, events, meta};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -171,7 +170,7 @@ async fn pass(state: &OnSite, f: &mut Follower) -> Result<usize, StoreError> {
         };
         let raw = serde_json::json!({
             "event_id": r.event_id, "name": r.name, "url": r.url,
-            "value": r.value_micros.map(|m| from_micros(m).to_string()), "currency": r.currency,
+            "value": r.value.map(|v| v.to_string()), "currency": r.currency,
             "props": r.props.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
         });
         items.push(Pending {
@@ -185,7 +184,7 @@ async fn pass(state: &OnSite, f: &mut Follower) -> Result<usize, StoreError> {
                 source_event: r.name.clone(),
                 click_id: None,
                 transaction_id: Some(r.event_id.clone()),
-                value: r.value_micros.map(from_micros),
+                value: r.value,
                 currency: r
                     .currency
                     .as_deref()

@@ -23,8 +23,7 @@ use clicktrail_networks::incomeaccess::{
     DeltaConfig, FetchSummary, IncomeAccessSettings, ReportFormat, RowPeriod, RowReader,
     SecurityKey, Snapshot, diff, open_report,
 };
-use clicktrail_testkit::income_access::{FAKE_KEY, FakeIncomeAccess, FakePlayer};
-use rust_decimal::Decimal;
+use clicktrail_testkit::income_access::{Decimal, FAKE_KEY, FakeIncomeAccess, FakePlayer};
 use tokio::io::{AsyncRead, ReadBuf};
 
 const LIMIT: Duration = Duration::from_secs(5);

@@ -20,8 +20,7 @@
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use clicktrail_domain::conversion::{RawPayload, SourceEvent, SourceKind, SourceStatus};
 use clicktrail_domain::mapping::normalise_name;
-use clicktrail_domain::money::{Currency, amount_from_f64, parse_amount};
-use rust_decimal::Decimal;
+use clicktrail_domain::money::{Amount, Currency};
 use serde_json::{Map, Value};
 
 /// Most parameters a postback may carry (query, form and flattened JSON
@@ -495,8 +494,7 @@ impl Params {
         // it (`invalid_payload`).
         let (status, adjusts) = match value {
             Some(v)
-                if v.is_sign_negative()
-                    && !v.is_zero()
+                if v.is_negative()
                     && matches!(status, SourceStatus::Approved | SourceStatus::Pending) =>
             {
                 (SourceStatus::Reversed, transaction_id.clone())
@@ -545,16 +543,16 @@ fn clip(v: &str) -> String {
     v.chars().take(64).collect()
 }
 
-fn parse_value(p: &Param) -> Result<Decimal, PostbackError> {
+fn parse_value(p: &Param) -> Result<Amount, PostbackError> {
     let v = p.value.trim();
-    match parse_amount(v) {
+    match Amount::parse(v) {
         Ok(d) => Ok(d),
         // JSON numbers may be written with an exponent (1e-7); take those
         // as the float they are.
         Err(_) if p.json_number => v
             .parse::<f64>()
             .ok()
-            .and_then(|f| amount_from_f64(f).ok())
+            .and_then(|f| Amount::from_f64(f).ok())
             .ok_or_else(|| PostbackError::InvalidValue {
                 field: p.name.clone(),
                 value: clip(v),

@@ -3,7 +3,7 @@
 
 use chrono::{TimeZone, Utc};
 use clicktrail_domain::conversion::{SourceEvent, SourceKind, SourceStatus};
-use clicktrail_domain::money::Currency;
+use clicktrail_domain::money::{Amount, Currency};
 use clicktrail_networks::postback::{
     CLICK_ID_ALIASES, CURRENCY_ALIASES, EVENT_ALIASES, MAX_BODY_BYTES, MAX_PARAMS, MAX_VALUE_LEN,
     PostbackBody, PostbackError, PostbackOptions, STATUS_ALIASES, TIMESTAMP_ALIASES,
@@ -649,7 +649,6 @@ fn gala_partners_payload_example() {
 
 #[test]
 fn a_negative_amount_is_a_reversal_of_its_transaction() {
-    use rust_decimal::Decimal;
     let ev = parse(&[
         ("c", "ABCDEFGHijklmnop1234"),
         ("txid", "T-9"),
@@ -661,7 +660,7 @@ fn a_negative_amount_is_a_reversal_of_its_transaction() {
         Some("T-9"),
         "a partial adjustment of T-9"
     );
-    assert_eq!(ev.value, Some(Decimal::new(-5000, 0)));
+    assert_eq!(ev.value, Some(Amount::parse("-5000").unwrap()));
     // Without a transaction id it reverses nothing: the conversion log
     // refuses it (the domain's `adjustment_target` is empty).
     let ev = parse(&[("c", "ABCDEFGHijklmnop1234"), ("payout", "-5")]);

@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use clicktrail_domain::PropertyId;
 use clicktrail_domain::attribution::{ClickOrigin, Decision, Outcome};
 use clicktrail_domain::conversion::{LogStatus, SourceEvent, SourceKind};
-use clicktrail_domain::money::to_micros;
+use clicktrail_domain::money::Amount;
 use serde::Serialize;
 
 use crate::bulk::Bulk;
@@ -38,9 +38,13 @@ pub struct ConversionRow {
     pub error_detail: Option<String>,
     pub event_name: Option<String>,
     pub event_id: String,
-    pub value_micros: Option<i64>,
+    /// The conversion's value; an adjustment row's is the change it applied.
+    #[serde(rename = "value_micros", with = "crate::micros::opt")]
+    pub value: Option<Amount>,
     pub currency: Option<String>,
-    pub adjusted_micros: i64,
+    /// What later adjustments added to `value`.
+    #[serde(rename = "adjusted_micros", with = "crate::micros")]
+    pub adjusted: Amount,
     pub adjusts_id: Option<String>,
     pub source_status: String,
     pub send_to_destinations: bool,
@@ -77,12 +81,12 @@ pub enum Effect {
     /// A validated conversion: count it in the rollups.
     Count,
     /// An adjustment of an earlier conversion of the same integration,
-    /// found by its transaction id: add `delta_micros` to its value; when
+    /// found by its transaction id: add `delta` to its value; when
     /// `full_reversal`, it no longer counts as a conversion.
     Adjust {
         integration_id: String,
         transaction_id: String,
-        delta_micros: Option<i64>,
+        delta: Option<Amount>,
         full_reversal: bool,
     },
 }
@@ -107,7 +111,7 @@ impl Draft {
             Outcome::Adjustment(a) => Effect::Adjust {
                 integration_id: a.integration_id.clone(),
                 transaction_id: a.transaction_id.clone(),
-                delta_micros: a.delta.map(to_micros),
+                delta: a.delta,
                 full_reversal: a.full_reversal,
             },
             Outcome::Ignored(_) | Outcome::Error { .. } => Effect::None,
@@ -155,9 +159,9 @@ impl Draft {
             error_detail: d.outcome.detail().map(str::to_owned),
             event_name: d.event_name,
             event_id: d.event_id,
-            value_micros: d.value.map(to_micros),
+            value: d.value,
             currency: d.currency.map(|c| c.as_str().to_owned()),
-            adjusted_micros: 0,
+            adjusted: Amount::ZERO,
             adjusts_id: None,
             source_status: event.status.as_str().into(),
             send_to_destinations: d.outcome.send_to_destinations(),
@@ -434,8 +438,8 @@ fn rollup_keys(r: &RollupSource<'_>) -> Vec<(&'static str, &'static str, String)
 }
 
 /// The rollup rows of conversions and revenue summed per source.
-fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<RollupRow<'a>> {
-    let mut acc: HashMap<RollupKey<'a>, (i64, i64)> = HashMap::new();
+fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, Amount)>) -> Vec<RollupRow<'a>> {
+    let mut acc: HashMap<RollupKey<'a>, (i64, Amount)> = HashMap::new();
     for (src, (conversions, revenue)) in sources {
         for (model, dim, key) in rollup_keys(&src) {
             let e = acc
@@ -450,7 +454,7 @@ fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<Rollup
                 ))
                 .or_default();
             e.0 += conversions;
-            e.1 += revenue;
+            e.1 = e.1.saturating_add(revenue);
         }
     }
     // Sorted: concurrent writers (two processes on one PostgreSQL) then
@@ -460,10 +464,7 @@ fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<Rollup
     acc.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     acc.into_iter()
         .map(
-            |(
-                (property_id, hour, model, dim, key, is_bot, currency),
-                (conversions, revenue_micros),
-            )| {
+            |((property_id, hour, model, dim, key, is_bot, currency), (conversions, revenue))| {
                 RollupRow {
                     property_id,
                     hour,
@@ -473,7 +474,7 @@ fn rollup_rows<'a>(sources: HashMap<RollupSource<'a>, (i64, i64)>) -> Vec<Rollup
                     is_bot,
                     currency,
                     conversions,
-                    revenue_micros,
+                    revenue_micros: revenue.micros(),
                 }
             },
         )
@@ -493,8 +494,12 @@ const ADJUST_TARGET: &str = "SELECT id, property_id, value_micros, adjusted_micr
 struct AdjustTarget {
     id: String,
     property_id: String,
-    value_micros: Option<i64>,
-    adjusted_micros: i64,
+    #[serde(rename = "value_micros", with = "crate::micros::opt")]
+    #[sqlx(rename = "value_micros", try_from = "crate::micros::OptMicros")]
+    value: Option<Amount>,
+    #[serde(rename = "adjusted_micros", with = "crate::micros")]
+    #[sqlx(rename = "adjusted_micros", try_from = "crate::micros::Micros")]
+    adjusted: Amount,
     currency: Option<String>,
     occurred_at: i64,
     is_bot: bool,
@@ -533,7 +538,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
     }
     let mut results = Vec::with_capacity(drafts.len());
     let mut counted: Vec<usize> = Vec::new();
-    let mut adjustments: Vec<(usize, AdjustTarget, Option<i64>, bool)> = Vec::new();
+    let mut adjustments: Vec<(usize, AdjustTarget, Option<Amount>, bool)> = Vec::new();
     let mut clicks: Vec<crate::clicks::Click> = Vec::new();
     let mut click_keys: HashSet<(&str, &str)> = HashSet::new();
     for (i, d) in drafts.iter_mut().enumerate() {
@@ -559,7 +564,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
             Effect::Adjust {
                 integration_id,
                 transaction_id,
-                delta_micros,
+                delta,
                 full_reversal,
             } => {
                 let target: Option<AdjustTarget> = tx
@@ -568,7 +573,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
                 match target {
                     Some(t) => {
                         row.adjusts_id = Some(t.id.clone());
-                        adjustments.push((i, t, *delta_micros, *full_reversal));
+                        adjustments.push((i, t, *delta, *full_reversal));
                     }
                     None => {
                         row.status = LogStatus::Error;
@@ -600,29 +605,33 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
     }
 
     // An adjustment row records the change it applied as its value.
-    let deltas: Vec<i64> = adjustments
+    let deltas: Vec<Amount> = adjustments
         .iter()
         .map(|(i, t, delta, full)| {
-            let current = t.value_micros.unwrap_or(0) + t.adjusted_micros;
+            let current = t.value.unwrap_or_default().saturating_add(t.adjusted);
             // A full reversal takes the whole remaining value away.
-            let delta = if *full { -current } else { delta.unwrap_or(0) };
-            drafts[*i].row.value_micros = Some(delta);
+            let delta = if *full {
+                current.saturating_neg()
+            } else {
+                delta.unwrap_or_default()
+            };
+            drafts[*i].row.value = Some(delta);
             delta
         })
         .collect();
     // Rollups of new validated conversions and of adjustments.
-    let mut sources: HashMap<RollupSource<'_>, (i64, i64)> = HashMap::new();
+    let mut sources: HashMap<RollupSource<'_>, (i64, Amount)> = HashMap::new();
     for &i in &counted {
         let r = &drafts[i].row;
         let e = sources.entry(rollup_source!(r)).or_default();
         e.0 += 1;
-        e.1 += r.value_micros.unwrap_or(0);
+        e.1 = e.1.saturating_add(r.value.unwrap_or_default());
     }
-    let mut target_updates: Vec<(&str, i64)> = Vec::new();
+    let mut target_updates: Vec<(&str, Amount)> = Vec::new();
     for ((_, t, _, full), delta) in adjustments.iter().zip(&deltas) {
         let e = sources.entry(rollup_source!(t)).or_default();
         e.0 += if *full { -1 } else { 0 };
-        e.1 += delta;
+        e.1 = e.1.saturating_add(*delta);
         target_updates.push((&t.id, *delta));
     }
     let rollups = rollup_rows(sources);
@@ -640,7 +649,7 @@ pub async fn write_in(tx: &mut Tx<'_>, drafts: &mut [Draft]) -> Result<Vec<Writt
         // the adjustment rows pointing at it tell the rest.
         tx.execute(
             "UPDATE conversions SET adjusted_micros = adjusted_micros + $2 WHERE id = $1",
-            args![id, delta],
+            args![id, delta.micros()],
         )
         .await?;
     }
@@ -727,9 +736,14 @@ pub struct LogEntry {
     pub error_detail: Option<String>,
     pub event_name: Option<String>,
     pub event_id: String,
-    pub value_micros: Option<i64>,
+    #[serde(rename = "value_micros", with = "crate::micros::opt")]
+    #[sqlx(rename = "value_micros", try_from = "crate::micros::OptMicros")]
+    pub value: Option<Amount>,
     pub currency: Option<String>,
-    pub adjusted_micros: i64,
+    /// What adjustments added to `value` since.
+    #[serde(rename = "adjusted_micros", with = "crate::micros")]
+    #[sqlx(rename = "adjusted_micros", try_from = "crate::micros::Micros")]
+    pub adjusted: Amount,
     pub adjusts_id: Option<String>,
     pub source_status: String,
     pub send_to_destinations: bool,
@@ -1034,7 +1048,7 @@ mod tests {
                 link_group: Some("g"),
                 offer: None,
             };
-            sources.insert(src, (1, 10));
+            sources.insert(src, (1, Amount::from_micros(10)));
         }
         let rows = rollup_rows(sources);
         let keys: Vec<_> = rows

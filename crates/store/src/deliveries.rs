@@ -18,6 +18,7 @@
 use clicktrail_domain::EntityId;
 use clicktrail_domain::conversion::LogStatus;
 use clicktrail_domain::delivery::DeliveryStatus;
+use clicktrail_domain::money::Amount;
 use serde::Serialize;
 
 use crate::{Backend, Db, Result, StoreError, Tx, args, now_ms};
@@ -460,7 +461,9 @@ pub struct ConversionFacts {
     pub occurred_at: i64,
     pub received_at: i64,
     pub click_ts: Option<i64>,
-    pub value_micros: Option<i64>,
+    #[serde(rename = "value_micros", with = "crate::micros::opt")]
+    #[sqlx(rename = "value_micros", try_from = "crate::micros::OptMicros")]
+    pub value: Option<Amount>,
     pub currency: Option<String>,
     pub visitor_id: Option<String>,
     /// The page where the click happened, else the session's landing URL.

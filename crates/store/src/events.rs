@@ -1,5 +1,6 @@
 //! Reading stored events back (the live view, on-site conversions).
 
+use clicktrail_domain::money::Amount;
 use serde::Serialize;
 
 use crate::{Db, Result, args};
@@ -18,7 +19,9 @@ pub struct StoredEvent {
     pub click_id: Option<String>,
     pub link_url: Option<String>,
     pub link_group: Option<String>,
-    pub value_micros: Option<i64>,
+    #[serde(rename = "value_micros", with = "crate::micros::opt")]
+    #[sqlx(rename = "value_micros", try_from = "crate::micros::OptMicros")]
+    pub value: Option<Amount>,
     pub currency: Option<String>,
     pub props: Option<String>,
     /// The collector's on-site verdict (see [`crate::ingest::IngestEvent`]).

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 
 use clicktrail_domain::collect::{CollectedEvent, EventName};
-use clicktrail_domain::money::to_micros;
+use clicktrail_domain::money::Amount;
 use clicktrail_domain::session::{self, SessionState};
 use serde::Serialize;
 
@@ -841,7 +841,7 @@ impl Ingestor {
                 click_id: ev.click_id.as_ref().map(|c| c.as_str()),
                 link_url: ev.link.as_ref().map(|l| l.url.as_str()),
                 link_group: ev.link.as_ref().and_then(|l| l.tracking_group.as_deref()),
-                value_micros: ev.value.map(to_micros),
+                value_micros: ev.value.map(Amount::micros),
                 currency: ev.currency.as_ref().map(|c| c.as_str()),
                 props: ev
                     .props

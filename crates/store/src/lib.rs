@@ -39,6 +39,7 @@ pub mod ingest;
 pub mod integrations;
 pub mod links;
 pub mod meta;
+mod micros;
 pub mod properties;
 pub mod reports;
 pub mod spend;

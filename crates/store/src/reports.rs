@@ -7,6 +7,8 @@
 //! Ranges are half-open `[from_hour, to_hour)` in hours since the Unix
 //! epoch (UTC). Revenue is kept per currency: nothing here converts.
 
+use clicktrail_domain::money::Amount;
+
 use crate::{Db, Result, args};
 
 /// Hours since the epoch, `[from_hour, to_hour)`.
@@ -145,7 +147,9 @@ pub struct TrafficPoint {
 pub struct Revenue {
     pub currency: String,
     pub conversions: i64,
-    pub revenue_micros: i64,
+    #[serde(rename = "revenue_micros", with = "crate::micros")]
+    #[sqlx(rename = "revenue_micros", try_from = "crate::micros::Micros")]
+    pub revenue: Amount,
 }
 
 /// Conversions and revenue of one breakdown key in one currency.
@@ -154,7 +158,9 @@ pub struct RevenueRow {
     pub key: String,
     pub currency: String,
     pub conversions: i64,
-    pub revenue_micros: i64,
+    #[serde(rename = "revenue_micros", with = "crate::micros")]
+    #[sqlx(rename = "revenue_micros", try_from = "crate::micros::Micros")]
+    pub revenue: Amount,
 }
 
 /// Conversions and revenue of one time bucket in one currency.
@@ -163,7 +169,9 @@ pub struct RevenuePoint {
     pub bucket: i64,
     pub currency: String,
     pub conversions: i64,
-    pub revenue_micros: i64,
+    #[serde(rename = "revenue_micros", with = "crate::micros")]
+    #[sqlx(rename = "revenue_micros", try_from = "crate::micros::Micros")]
+    pub revenue: Amount,
 }
 
 // `SUM` of a BIGINT is NUMERIC on PostgreSQL; cast back so both backends
@@ -462,7 +470,9 @@ pub struct LiveConversionRow {
     pub source_event: String,
     pub event_name: Option<String>,
     pub click_id: Option<String>,
-    pub value_micros: Option<i64>,
+    #[serde(rename = "value_micros", with = "crate::micros::opt")]
+    #[sqlx(rename = "value_micros", try_from = "crate::micros::OptMicros")]
+    pub value: Option<Amount>,
     pub currency: Option<String>,
 }
 

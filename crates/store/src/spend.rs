@@ -7,6 +7,7 @@
 //! Reports match spend to conversions by name: a spend line's campaign is
 //! compared with the sessions' `utm_campaign`, its ad with `utm_content`.
 
+use clicktrail_domain::money::{Amount, Money};
 use serde::Serialize;
 
 use crate::bulk::Bulk;
@@ -24,8 +25,8 @@ pub struct SpendLine {
     pub ad_set: String,
     /// Empty when the line is not split by ad.
     pub ad: String,
-    pub currency: String,
-    pub spend_micros: i64,
+    /// The amount spent, in the line's currency.
+    pub spend: Money,
 }
 
 /// Where spend came from.
@@ -97,7 +98,7 @@ pub async fn import(
     created_by: Option<i64>,
     lines: &[SpendLine],
 ) -> Result<SpendImport> {
-    let mut merged: std::collections::BTreeMap<(i64, &str, &str, &str, &str, &str), i64> =
+    let mut merged: std::collections::BTreeMap<(i64, &str, &str, &str, &str, &str), Amount> =
         std::collections::BTreeMap::new();
     for l in lines {
         let v = merged
@@ -107,17 +108,17 @@ pub async fn import(
                 l.campaign.as_str(),
                 l.ad_set.as_str(),
                 l.ad.as_str(),
-                l.currency.as_str(),
+                l.spend.currency.as_str(),
             ))
             .or_default();
-        *v = v.saturating_add(l.spend_micros);
+        *v = v.saturating_add(l.spend.amount);
     }
     let id = format!("imp_{}", clicktrail_domain::ids::random_base36(16));
     let now = now_ms();
     let rows: Vec<LineRow<'_>> = merged
         .iter()
         .map(
-            |(&(day, platform, campaign, ad_set, ad, currency), &spend_micros)| LineRow {
+            |(&(day, platform, campaign, ad_set, ad, currency), &spend)| LineRow {
                 property_id,
                 day,
                 platform,
@@ -125,7 +126,7 @@ pub async fn import(
                 ad_set,
                 ad,
                 currency,
-                spend_micros,
+                spend_micros: spend.micros(),
                 source: source.as_str(),
                 import_id: &id,
                 updated_at: now,
@@ -184,7 +185,9 @@ pub async fn imports(db: &Db, property_id: &str, limit: i64) -> Result<Vec<Spend
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, sqlx::FromRow)]
 pub struct SpendTotal {
     pub currency: String,
-    pub spend_micros: i64,
+    #[serde(rename = "spend_micros", with = "crate::micros")]
+    #[sqlx(rename = "spend_micros", try_from = "crate::micros::Micros")]
+    pub spend: Amount,
 }
 
 /// Spend of one key (campaign or ad) in one currency.
@@ -193,7 +196,9 @@ pub struct SpendRow {
     pub key: String,
     pub platform: String,
     pub currency: String,
-    pub spend_micros: i64,
+    #[serde(rename = "spend_micros", with = "crate::micros")]
+    #[sqlx(rename = "spend_micros", try_from = "crate::micros::Micros")]
+    pub spend: Amount,
 }
 
 /// Spend of one day in one currency.
@@ -201,7 +206,9 @@ pub struct SpendRow {
 pub struct SpendPoint {
     pub day: i64,
     pub currency: String,
-    pub spend_micros: i64,
+    #[serde(rename = "spend_micros", with = "crate::micros")]
+    #[sqlx(rename = "spend_micros", try_from = "crate::micros::Micros")]
+    pub spend: Amount,
 }
 
 const SPEND_SUM: &str = "CAST(COALESCE(SUM(spend_micros), 0) AS BIGINT) AS spend_micros";

@@ -22,7 +22,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::NaiveDate;
-use rust_decimal::Decimal;
+/// The fake's ledger amounts: exact decimals, as the network keeps them.
+/// Re-exported so that tests need no dependency of their own to build them.
+pub use rust_decimal::Decimal;
 
 /// The key the fake accepts until [`IncomeAccessHandle::set_key`].
 pub const FAKE_KEY: &str = "0123456789abcdef0123456789abcdef";

@@ -4,7 +4,6 @@
 use chrono::{DateTime, Utc};
 use clicktrail_domain::Currency;
 use clicktrail_domain::delivery::{AdIdentifiers, OutboundConversion};
-use clicktrail_domain::money::from_micros;
 use clicktrail_store::deliveries::ConversionFacts;
 
 use crate::enrich::Enricher;
@@ -39,7 +38,7 @@ pub fn outbound_conversion(
         conversion_action: conversion_action.map(str::to_owned),
         occurred_at,
         click_at: facts.click_ts.and_then(at),
-        value: facts.value_micros.map(from_micros),
+        value: facts.value,
         currency: facts
             .currency
             .as_deref()

@@ -135,7 +135,7 @@ fn purchase(property: &Arc<properties::Property>, transaction: &str) -> Pending 
             source_event: "sale".into(),
             click_id: Some(CLICK_ID.into()),
             transaction_id: Some(transaction.into()),
-            value: Some(rust_decimal::Decimal::new(1250, 2)),
+            value: Some(clicktrail_domain::money::Amount::from_micros(12_500_000)),
             currency: None,
             status: SourceStatus::Approved,
             occurred_at: None,

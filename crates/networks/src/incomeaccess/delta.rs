@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use clicktrail_domain::conversion::{ErrorCode, RawPayload, SourceEvent, SourceKind, SourceStatus};
-use clicktrail_domain::money::{Currency, parse_amount};
-use rust_decimal::Decimal;
+use clicktrail_domain::money::{Amount, Currency};
 use serde::{Deserialize, Serialize};
 
 use super::row::{ReportRow, registration_time};
@@ -76,8 +75,8 @@ pub struct PeriodState {
     /// value field changes, a period is re-based on the new field instead of
     /// emitting the difference between two different totals.
     pub field: String,
-    /// Last value seen (exact decimal, serialized as a string).
-    pub value: Decimal,
+    /// Last value seen (exact, serialized as a decimal string).
+    pub value: Amount,
     /// Number of changes so far: the suffix of the next transaction id.
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -180,9 +179,9 @@ pub fn diff(
                 field: short(field),
             })?;
             let amount = if raw.trim().is_empty() {
-                Decimal::ZERO
+                Amount::ZERO
             } else {
-                parse_amount(raw).map_err(|_| RowError::InvalidAmount {
+                Amount::parse(raw).map_err(|_| RowError::InvalidAmount {
                     field: short(field),
                     value: short(raw),
                 })?
@@ -230,7 +229,7 @@ pub fn diff(
                 .entry(period.to_owned())
                 .or_insert_with(|| PeriodState {
                     field: field.clone(),
-                    value: Decimal::ZERO,
+                    value: Amount::ZERO,
                     seq: 0,
                     currency,
                     last_commission: None,
@@ -245,11 +244,13 @@ pub fn diff(
                 state.field = field;
                 state.value = amount;
             } else {
-                let change = amount - state.value;
+                // Both within the parsed range: the difference cannot
+                // overflow.
+                let change = amount.saturating_sub(state.value);
                 if !change.is_zero() {
                     state.seq = state.seq.saturating_add(1);
                     let mut e;
-                    if change.is_sign_positive() {
+                    if change.is_positive() {
                         let tx = format!("ia:{key}:{period}:c{}", state.seq);
                         e = event(SOURCE_COMMISSION, tx.clone());
                         state.last_commission = Some(tx.clone());
@@ -262,7 +263,7 @@ pub fn diff(
                         e.status = SourceStatus::Reversed;
                         e.adjusts = state.last_commission.clone().or(key_last);
                     }
-                    e.value = Some(change.normalize());
+                    e.value = Some(change);
                     e.currency = currency.or(state.currency);
                     events.push(e);
                 }
@@ -303,7 +304,7 @@ fn counts_as_registration(row: &ReportRow) -> bool {
     if counts.peek().is_none() {
         return true;
     }
-    counts.any(|v| parse_amount(v).is_ok_and(|n| n.is_sign_positive() && !n.is_zero()))
+    counts.any(|v| Amount::parse(v).is_ok_and(Amount::is_positive))
 }
 
 fn prune(snap: &mut Snapshot, max: usize) {
@@ -445,6 +446,26 @@ mod tests {
             serde_json::from_str::<Snapshot>("{}").unwrap(),
             Snapshot::default()
         );
+    }
+
+    /// A snapshot stored before amounts were `Amount` (`rust_decimal`
+    /// wrote the decimal as a string, with its scale) reads the same, and
+    /// the next poll diffs against it.
+    #[test]
+    fn reads_snapshots_stored_by_earlier_versions() {
+        let key = "QfdSVGM3YZTZjwj0DElkDFYFBbgendJlTZ/p77";
+        let stored = format!(
+            r#"{{"registered":true,"last_commission":"ia:{key}:2024-05:c1","periods":{{"2024-05":{{"field":"totalcommission","value":"3.10","seq":1,"currency":"GBP","last_commission":"ia:{key}:2024-05:c1"}}}}}}"#
+        );
+        let snap: Snapshot = serde_json::from_str(&stored).unwrap();
+        assert_eq!(snap.periods["2024-05"].value, Amount::parse("3.1").unwrap());
+        let same = diff(Some(&snap), &player("3.1"), &cfg()).unwrap();
+        assert!(same.events.is_empty() && !same.changed);
+        let rise = diff(Some(&snap), &player("3.35"), &cfg()).unwrap();
+        assert_eq!(rise.events.len(), 1);
+        assert_eq!(rise.events[0].value.unwrap().to_string(), "0.25");
+        let json = serde_json::to_value(&rise.snapshot).unwrap();
+        assert_eq!(json["periods"]["2024-05"]["value"], "3.35");
     }
 
     #[test]
