@@ -143,6 +143,14 @@ async fn checkpoint_loop(mut cp: clicktrail_store::Checkpointer, cancel: Cancell
                         && idle_passes >= WRITER_IDLE_PASSES) =>
             {
                 match cp.restart().await {
+                    Ok(st) if st.busy => {
+                        // A reader of an older snapshot (`clicktrail
+                        // backup` copying) holds the WAL: each attempt
+                        // holds the writer up to its wait, so try again
+                        // only after another WRITER_IDLE_PASSES passes.
+                        idle_passes = 0;
+                        metrics::gauge!("clicktrail_sqlite_wal_frames").set(st.wal_frames as f64);
+                    }
                     Ok(_) => metrics::gauge!("clicktrail_sqlite_wal_frames").set(0.0),
                     Err(e) => tracing::warn!(error = %e, "WAL checkpoint (restart) failed"),
                 }

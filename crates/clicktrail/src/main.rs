@@ -37,6 +37,32 @@ enum Command {
         #[arg(long)]
         reset: bool,
     },
+    /// Copy the SQLite database to FILE while the server runs: one
+    /// consistent snapshot, checked, written atomically (mode 0600), with
+    /// the key file beside it as FILE.key. For PostgreSQL, use pg_dump
+    /// (docs/DEPLOY.md).
+    Backup {
+        /// Where to write the copy (replaced atomically if it exists).
+        file: PathBuf,
+        /// Do not copy secret.key to FILE.key (a restore needs it: keep it
+        /// elsewhere).
+        #[arg(long)]
+        no_key: bool,
+    },
+    /// Put a backup made by `clicktrail backup` in place as the configured
+    /// database, which must not exist yet, with its key (FILE.key). The
+    /// next start applies pending migrations.
+    Restore {
+        /// The backup to restore.
+        file: PathBuf,
+        /// Replace an existing database and key file (moved aside, not
+        /// deleted); the server must be stopped.
+        #[arg(long)]
+        force: bool,
+        /// Neither restore nor check the key (put it in place yourself).
+        #[arg(long)]
+        no_key: bool,
+    },
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -77,6 +103,20 @@ async fn run(command: Command, cfg: Config) -> anyhow::Result<()> {
                 app::redact_url(&cfg.database_url)
             );
             Ok(())
+        }
+        Command::Backup { file, no_key } => {
+            tokio::task::spawn_blocking(move || clicktrail::backup::backup(&cfg, &file, !no_key))
+                .await?
+        }
+        Command::Restore {
+            file,
+            force,
+            no_key,
+        } => {
+            tokio::task::spawn_blocking(move || {
+                clicktrail::backup::restore(&cfg, &file, force, !no_key)
+            })
+            .await?
         }
         Command::Token {
             command: TokenCommand::Create { workspace, name },

@@ -196,22 +196,30 @@ pub fn verify_collect_signature(
     mac.verify_slice(&given).is_ok()
 }
 
+/// The key in the key file at `path` (64 hex characters), without
+/// creating one: what [`Keyring::load`] reads when no master key is set
+/// (`clicktrail backup` and `restore` check it against a database).
+pub fn read_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
+    let s = std::fs::read_to_string(path).map_err(|source| CryptoError::KeyFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let bytes =
+        hex::decode(s.trim()).map_err(|_| CryptoError::BadKeyFile(path.display().to_string()))?;
+    if bytes.len() != 32 {
+        return Err(CryptoError::BadKeyFile(path.display().to_string()));
+    }
+    Ok(bytes)
+}
+
 fn read_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
     let err = |source| CryptoError::KeyFile {
         path: path.display().to_string(),
         source,
     };
-    match std::fs::read_to_string(path) {
-        Ok(s) => {
-            let s = s.trim();
-            let bytes =
-                hex::decode(s).map_err(|_| CryptoError::BadKeyFile(path.display().to_string()))?;
-            if bytes.len() != 32 {
-                return Err(CryptoError::BadKeyFile(path.display().to_string()));
-            }
-            Ok(bytes)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    match read_key_file(path) {
+        Ok(bytes) => Ok(bytes),
+        Err(CryptoError::KeyFile { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
                 clicktrail_store::private_dir(dir).map_err(err)?;
             }
@@ -220,7 +228,7 @@ fn read_or_create_key_file(path: &Path) -> Result<Vec<u8>, CryptoError> {
             write_private(path, hex::encode(key).as_bytes()).map_err(err)?;
             Ok(key.to_vec())
         }
-        Err(e) => Err(err(e)),
+        Err(e) => Err(e),
     }
 }
 

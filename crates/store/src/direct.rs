@@ -326,7 +326,7 @@ fn bind_args(stmt: &mut Statement<'_>, args: &[Arg]) -> Result<()> {
 /// taken for a few milliseconds by another connection (a cursor update,
 /// an API write) slept on for up to 100 ms after it was free; measured,
 /// those sleeps were the collector's worst latencies at 5,000 events/s.
-fn wait_briefly(retries: i32) -> bool {
+pub(crate) fn wait_briefly(retries: i32) -> bool {
     const STEP: Duration = Duration::from_micros(500);
     const GIVE_UP_AFTER: i32 = 20_000;
     if retries >= GIVE_UP_AFTER {

@@ -18,7 +18,7 @@
 //! it, or any outside API; it takes time as a parameter wherever time
 //! matters for logic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{FromRow, Postgres, Transaction};
 
 pub mod auth;
+pub mod backup;
 pub mod bulk;
 pub mod clicks;
 pub mod conversions;
@@ -236,27 +237,21 @@ impl Db {
     /// Connects to `sqlite://path` (creating the file and its directory) or
     /// `postgres://...`. Does not run migrations.
     pub async fn connect(url: &str, opts: &DbOptions) -> Result<Db> {
-        if let Some(rest) = url.strip_prefix("sqlite:") {
-            let path = rest.trim_start_matches("//");
-            let path = path.split('?').next().unwrap_or(path);
-            if path.is_empty() || path == ":memory:" {
-                return Err(StoreError::UnsupportedUrl(url.to_owned()));
-            }
-            if let Some(dir) = Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
+        if url.starts_with("sqlite:") {
+            let path =
+                sqlite_path(url).ok_or_else(|| StoreError::UnsupportedUrl(url.to_owned()))?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 private_dir(dir).map_err(|source| StoreError::CreateDir {
                     path: dir.display().to_string(),
                     source,
                 })?;
             }
-            private_file(Path::new(path)).map_err(|source| StoreError::CreateDir {
-                path: path.to_owned(),
+            private_file(&path).map_err(|source| StoreError::CreateDir {
+                path: path.display().to_string(),
                 source,
             })?;
             let settings = direct::DirectSettings {
-                path: Path::new(path).to_owned(),
+                path,
                 // FULL by default: a commit is on disk before we
                 // acknowledge it (the collector's 2xx means durable).
                 // Group commit keeps it fast.
@@ -428,6 +423,16 @@ impl Db {
             Backing::Postgres(p) => TxInner::Postgres(p.begin().await?),
         }))
     }
+}
+
+/// The database file a `sqlite://path` URL names (a query such as
+/// `?mode=rwc` is ignored); `None` for any other URL, and for an empty
+/// path or `:memory:` (the server needs a file).
+pub fn sqlite_path(url: &str) -> Option<PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
 }
 
 /// Creates `dir` (and its parents) readable by its owner only (0700 on

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard, OwnedSemaphorePermit, Semaphore};
 
-use crate::direct::{DirectConn, DirectSettings};
+use crate::direct::{DirectConn, DirectSettings, wait_briefly};
 use crate::{Result, StoreError, WalState};
 
 pub(crate) mod migrate;
@@ -335,6 +335,28 @@ pub struct CheckpointStats {
     pub wal_frames: i64,
     /// Frames copied into the database so far.
     pub checkpointed: i64,
+    /// Whether a restart could not finish: the writer, or a reader of an
+    /// older snapshot (a long report, `clicktrail backup`), was still
+    /// using the WAL when the wait ran out.
+    pub busy: bool,
+}
+
+/// The busy handler of a restart from the checkpointer: retry every half
+/// millisecond for up to 200 ms (per lock it waits for), where the
+/// connection's usual handler waits up to ten seconds.
+///
+/// Why: while it waits for readers, a `RESTART` checkpoint holds the
+/// write lock, so every writer waits with it. A reader that keeps an old
+/// snapshot for long (`clicktrail backup` copying a large database) would
+/// otherwise stall the collector for ten seconds per attempt; now a
+/// restart gives up soon and is tried again later (see `busy`).
+fn wait_for_restart(retries: i32) -> bool {
+    const GIVE_UP_AFTER: i32 = 400;
+    if retries >= GIVE_UP_AFTER {
+        return false;
+    }
+    std::thread::sleep(Duration::from_micros(500));
+    true
 }
 
 impl Checkpointer {
@@ -356,8 +378,13 @@ impl Checkpointer {
         })
     }
 
-    /// Runs `PRAGMA wal_checkpoint(<mode>)` on a blocking thread.
-    async fn checkpoint(&mut self, pragma: &'static str) -> Result<CheckpointStats> {
+    /// Runs `PRAGMA wal_checkpoint(<mode>)` on a blocking thread, with
+    /// `busy` as the busy handler.
+    async fn checkpoint(
+        &mut self,
+        pragma: &'static str,
+        busy: fn(i32) -> bool,
+    ) -> Result<CheckpointStats> {
         let conn = self.conn.take();
         let (settings, wal) = (self.settings.clone(), self.wal.clone());
         let (conn, r) = tokio::task::spawn_blocking(move || {
@@ -370,14 +397,23 @@ impl Checkpointer {
             };
             let r = conn
                 .conn()
-                .query_row(pragma, [], |r| {
-                    Ok(CheckpointStats {
-                        wal_frames: r.get(1)?,
-                        checkpointed: r.get(2)?,
+                .busy_handler(Some(busy))
+                .and_then(|()| {
+                    conn.conn().query_row(pragma, [], |r| {
+                        Ok(CheckpointStats {
+                            busy: r.get::<_, i64>(0)? != 0,
+                            wal_frames: r.get(1)?,
+                            checkpointed: r.get(2)?,
+                        })
                     })
                 })
                 .map_err(StoreError::from);
-            (Some(conn), r)
+            // Back to the usual handler; a connection that cannot be
+            // given it is dropped (the next checkpoint reopens one).
+            match conn.conn().busy_handler(Some(wait_briefly)) {
+                Ok(()) => (Some(conn), r),
+                Err(_) => (None, r),
+            }
         })
         .await
         .map_err(|e| StoreError::Task(e.to_string()))?;
@@ -388,7 +424,9 @@ impl Checkpointer {
     /// `PRAGMA wal_checkpoint(PASSIVE)`: copies what it can without waiting
     /// for readers or the writer.
     pub async fn passive(&mut self) -> Result<CheckpointStats> {
-        let st = self.checkpoint("PRAGMA wal_checkpoint(PASSIVE)").await?;
+        let st = self
+            .checkpoint("PRAGMA wal_checkpoint(PASSIVE)", wait_briefly)
+            .await?;
         self.wal.frames.store(st.wal_frames, Ordering::Relaxed);
         self.wal.passes.fetch_add(1, Ordering::Relaxed);
         Ok(st)
@@ -399,9 +437,11 @@ impl Checkpointer {
     /// WAL over. Under continuous writes passive checkpoints never catch up
     /// with the end of the WAL and it would grow until a writer's own
     /// automatic checkpoint stalls a commit; right after a passive one, the
-    /// rest is small and the writer waits only briefly.
+    /// rest is small and the writer waits only briefly. It waits at most
+    /// 200 ms for each lock; `busy` says it gave up (try again later).
     pub async fn restart(&mut self) -> Result<CheckpointStats> {
-        self.checkpoint("PRAGMA wal_checkpoint(RESTART)").await
+        self.checkpoint("PRAGMA wal_checkpoint(RESTART)", wait_for_restart)
+            .await
     }
 
     /// How many times the dedicated writers restarted the WAL so far:

@@ -88,8 +88,25 @@ pub(crate) fn embedded() -> Result<Vec<Migration>> {
 /// Applies the `migrations` the database has not had, in order; returns
 /// the versions applied.
 pub(crate) fn run(conn: &mut DirectConn, migrations: &[Migration]) -> Result<Vec<i64>> {
-    let c = conn.conn();
-    c.execute_batch(CREATE_TABLE)?;
+    conn.conn().execute_batch(CREATE_TABLE)?;
+    let todo = pending(conn.conn(), migrations)?;
+    let mut done = Vec::new();
+    for m in todo {
+        apply(conn, m)?;
+        done.push(m.version);
+    }
+    Ok(done)
+}
+
+/// The `migrations` a database has not had, in order, after checking its
+/// record (which must exist): refused when a migration failed half-way,
+/// is unknown to this build, or changed since it was applied. Reads only,
+/// so a copy can be checked before it is put in place (see
+/// [`crate::backup`]).
+pub(crate) fn pending<'m>(
+    c: &rusqlite::Connection,
+    migrations: &'m [Migration],
+) -> Result<Vec<&'m Migration>> {
     let refuse = |version, problem| Err(StoreError::Migration { version, problem });
     let dirty: Option<i64> = c
         .query_row(
@@ -115,18 +132,15 @@ pub(crate) fn run(conn: &mut DirectConn, migrations: &[Migration]) -> Result<Vec
     {
         return refuse(version, MigrationProblem::Unknown);
     }
-    let mut done = Vec::new();
+    let mut todo = Vec::new();
     for m in migrations {
         match applied.get(&m.version) {
             Some(checksum) if *checksum == m.checksum => {}
             Some(_) => return refuse(m.version, MigrationProblem::Changed),
-            None => {
-                apply(conn, m)?;
-                done.push(m.version);
-            }
+            None => todo.push(m),
         }
     }
-    Ok(done)
+    Ok(todo)
 }
 
 /// One migration and its record, in one transaction (so it is never
