@@ -2,7 +2,8 @@
 // real server: setup -> login -> create a property -> copy the snippet ->
 // install Gala Partners with a key -> add a Meta destination -> a conversion
 // driven through the real collector and postback shows in the conversion
-// log (delivered to a local fake of Meta) and in the reports -> logout.
+// log (delivered to a local fake of Meta) and in the reports -> a tracked
+// link is created and listed with its URL -> logout.
 // No console error may appear on any page. Screenshots of every page go to
 // tests/e2e/artifacts/ (not committed).
 //
@@ -225,6 +226,27 @@ test("a newcomer sets up, installs Gala Partners and Meta, and sees a conversion
   assert.equal((await page.textContent("[data-kpi=revenue] .value")).trim(), "12.50");
   assert.equal((await page.textContent("[data-kpi=visits] .value")).trim(), "1");
   await snap("reports");
+
+  // A tracked link for direct linking: created in the dashboard, its
+  // tracked URL shown and copied, and listed with its tracking group.
+  await page.click("nav.tabs >> text=Links");
+  await page.waitForSelector("button[data-test=create-link]");
+  await page.fill("[name='destination_url']", "https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_");
+  await page.fill("[name='slug']", "gala-spring");
+  await Promise.all([page.waitForURL(/\/links\/.+done=created/), page.click("button[data-test=create-link]")]);
+  const tracked = (await page.textContent("#tracked-url")).trim();
+  assert.equal(tracked, `${base}/go/${pid}/gala-spring`);
+  await page.click("button[data-copy=tracked-url]");
+  await page.waitForSelector("button[data-copy=tracked-url].copied");
+  assert.equal(await page.evaluate(() => navigator.clipboard.readText()), tracked);
+  await snap("link");
+  await page.click("nav.tabs >> text=Links");
+  const linkRow = page.locator("tr[data-link=gala-spring]");
+  assert.equal(await linkRow.count(), 1);
+  const rowText = await linkRow.innerText();
+  assert.ok(rowText.includes(tracked), rowText);
+  assert.ok(rowText.includes("incomeaccess"), `the destination's tracking group: ${rowText}`);
+  await snap("links");
 
   // The other pages load without errors.
   for (const [tab, name] of [["Live events", "live"], ["Link checker", "link-checker"], ["Ad spend", "spend"], ["Settings", "settings"], ["Overview", "overview-done"]]) {

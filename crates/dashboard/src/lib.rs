@@ -15,9 +15,9 @@
 //! - [`passwords`]: Argon2 hashing and checking on a small bounded pool;
 //! - [`ui`]: the page shell, form fields with their errors, formatting;
 //! - one module per area: [`accounts`] (setup, login, members, API tokens),
-//!   [`properties`], [`reports`], [`spend`], [`integrations`],
-//!   [`destinations`], [`conversions`] (conversion log, live events, link
-//!   checker);
+//!   [`properties`], [`reports`], [`spend`], [`integrations`], [`links`]
+//!   (tracked `/go` links), [`destinations`], [`conversions`] (conversion
+//!   log, live events, link checker);
 //!
 //! Pages call the engine's services (the same ones the JSON API calls)
 //! with the [`Caller`](clicktrail_engine::auth::Caller) of the logged-in
@@ -40,6 +40,7 @@ pub mod conversions;
 pub mod destinations;
 pub mod error;
 pub mod integrations;
+pub mod links;
 pub mod passwords;
 pub mod properties;
 pub mod reports;
@@ -164,6 +165,9 @@ fn routes() -> Router<DashState> {
             "/p/{pid}/integrations/{iid}/poll",
             post(integrations::poll_now),
         )
+        .route("/p/{pid}/links", get(links::list).post(links::create))
+        .route("/p/{pid}/links/{lid}", get(links::page).post(links::update))
+        .route("/p/{pid}/links/{lid}/pause", post(links::pause))
         .route("/p/{pid}/destinations", get(destinations::list))
         .route(
             "/p/{pid}/destinations/new/{kind}",

@@ -15,6 +15,7 @@ pub enum Tab {
     Reports,
     Spend,
     Integrations,
+    Links,
     Destinations,
     Conversions,
     Live,
@@ -27,6 +28,7 @@ const TABS: &[(Tab, &str, &str)] = &[
     (Tab::Reports, "/reports", "Reports"),
     (Tab::Spend, "/spend", "Ad spend"),
     (Tab::Integrations, "/integrations", "Integrations"),
+    (Tab::Links, "/links", "Links"),
     (Tab::Destinations, "/destinations", "Destinations"),
     (Tab::Conversions, "/conversions", "Conversion log"),
     (Tab::Live, "/live", "Live events"),
@@ -121,6 +123,9 @@ fn notice_text(key: &str) -> Option<&'static str> {
         "unlocked" => "The login locks of this workspace's accounts are cleared.",
         "password" => "Password changed. Your other sessions have ended.",
         "paused" => "Paused: nothing will be sent until you resume.",
+        "link_paused" => {
+            "Paused: the link still sends visitors to its destination, but records no clicks until you resume."
+        }
         "resumed" => "Resumed.",
         "polled" => "Poll requested: the result shows below in a few seconds.",
         "retried" => "Queued again: the delivery will be attempted shortly.",

@@ -1,5 +1,18 @@
-//! Tracked redirect links for direct linking: `POST /api/v1/properties/{id}/links`,
-//! `GET /go/{property_id}/{slug}` and the short `GET /go/{slug}` of older links.
+//! Tracked redirect links for direct linking:
+//!
+//! - `POST /api/v1/properties/{id}/links` `{slug?, destination_url,
+//!   integration?}` (201; an empty or absent slug is generated; 422 with
+//!   `error.fields` for a bad slug or URL, 409 `slug_taken`), `GET` lists
+//!   them;
+//! - `GET /api/v1/links/{id}`, `PATCH /api/v1/links/{id}`
+//!   `{destination_url?, paused?}`: change the destination, pause
+//!   (`"paused": true`) or resume (`false`);
+//! - `GET /go/{property_id}/{slug}` and the short `GET /go/{slug}` of older
+//!   links: 302 to the offer. An active link first records a session and a
+//!   click and sets the subid to the click id; a **paused** link records
+//!   nothing (no session, click or cookie) and still redirects, to its
+//!   destination as it is, so a live ad never breaks
+//!   (`clicktrail_redirects_total{outcome="paused"}`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +23,7 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use clicktrail_engine::links::{CreateLink, Links};
+use clicktrail_engine::links::{CreateLink, Links, UpdateLink};
 use serde_json::json;
 
 use crate::auth::ApiCaller;
@@ -18,7 +31,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::{ApiJson, HttpState};
 
 pub fn router() -> Router<HttpState> {
-    Router::new().route("/properties/{id}/links", get(list).post(create))
+    Router::new()
+        .route("/properties/{id}/links", get(list).post(create))
+        .route("/links/{id}", get(show).patch(update))
 }
 
 async fn create(
@@ -38,6 +53,23 @@ async fn list(
 ) -> ApiResult<impl IntoResponse> {
     let items = links.list(&caller, &id).await?;
     Ok(axum::Json(json!({ "links": items })))
+}
+
+async fn show(
+    State(links): State<Arc<Links>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(links.get(&caller, &id).await?))
+}
+
+async fn update(
+    State(links): State<Arc<Links>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateLink>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(links.update(&caller, &id, body).await?))
 }
 
 fn not_found_page() -> Response {

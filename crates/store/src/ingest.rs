@@ -18,19 +18,28 @@ use crate::bulk::Bulk;
 use crate::{Backend, Db, Result, Tx, WriterConn, args};
 
 /// Where a click record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClickOrigin {
     /// An `OutboundClick` from the tag.
     Tag,
-    /// A `/go/{slug}` tracked redirect.
-    Redirect,
+    /// A `/go/{property_id}/{slug}` tracked redirect, of this link (the
+    /// link list counts its clicks by it).
+    Redirect { link_id: Arc<str> },
 }
 
 impl ClickOrigin {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             ClickOrigin::Tag => "tag",
-            ClickOrigin::Redirect => "redirect",
+            ClickOrigin::Redirect { .. } => "redirect",
+        }
+    }
+
+    /// The tracked link a redirect click went through.
+    pub fn link_id(&self) -> Option<&str> {
+        match self {
+            ClickOrigin::Tag => None,
+            ClickOrigin::Redirect { link_id } => Some(link_id),
         }
     }
 }
@@ -242,6 +251,7 @@ struct ClickInsert<'a> {
     link_url: Option<&'a str>,
     link_group: Option<&'a str>,
     link_text: Option<&'a str>,
+    link_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -336,6 +346,7 @@ const CLICK_COLS: &[(&str, &str)] = &[
     ("link_url", "text"),
     ("link_group", "text"),
     ("link_text", "text"),
+    ("link_id", "text"),
 ];
 
 const ROLLUP_COLS: &[(&str, &str)] = &[
@@ -865,6 +876,7 @@ impl Ingestor {
                         link_url: Some(link.url.as_str()),
                         link_group: link.tracking_group.as_deref(),
                         link_text: link.text.as_deref(),
+                        link_id: e.click_origin.link_id(),
                     });
                 }
             }
