@@ -10,6 +10,7 @@
 //! The numbers come from one grouped query per page
 //! (`clicktrail_store::links::stats`).
 
+use clicktrail_domain::money::Amount;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use clicktrail_engine::ServiceError;
@@ -69,12 +70,12 @@ fn revenue_cell(s: &LinkStats, currency: &str) -> Markup {
         .revenue
         .iter()
         .find(|r| r.currency == currency)
-        .map_or(0, |r| r.revenue_micros);
+        .map_or(Amount::ZERO, |r| r.revenue);
     let others: Vec<String> = s
         .revenue
         .iter()
-        .filter(|r| r.currency != currency && r.revenue_micros != 0)
-        .map(|r| ui::money(r.revenue_micros, &r.currency))
+        .filter(|r| r.currency != currency && !r.revenue.is_zero())
+        .map(|r| ui::money(r.revenue, &r.currency))
         .collect();
     html! {
         (ui::amount(main))

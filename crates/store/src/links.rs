@@ -1,6 +1,7 @@
 //! Tracked redirect links (`/go/{property_id}/{slug}`) for direct linking,
 //! and what their clicks led to.
 
+use clicktrail_domain::money::Amount;
 use std::collections::HashMap;
 
 use clicktrail_domain::PropertyId;
@@ -120,8 +121,8 @@ pub struct LinkRevenue {
     /// Validated conversions attributed to the link's clicks, less those
     /// reversed in full.
     pub conversions: i64,
-    /// Their value after adjustments, in micro-units.
-    pub revenue_micros: i64,
+    /// Their value after adjustments.
+    pub revenue: Amount,
 }
 
 /// A link's clicks and what they led to.
@@ -184,7 +185,7 @@ pub async fn stats(
             Some(currency) => s.revenue.push(LinkRevenue {
                 currency,
                 conversions,
-                revenue_micros,
+                revenue: Amount::from_micros(revenue_micros),
             }),
         }
     }
