@@ -3,13 +3,14 @@
 
 use std::time::Duration;
 
-use crate::support::delivery::{self, *};
-use crate::support::{Backend, MASTER_KEY, open, wait_for};
 use clicktrail_store::auth;
 use clicktrail_testkit::ga4::FakeGa4;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount};
 use clicktrail_testkit::meta::FakeMeta;
 use serde_json::{Value, json};
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, open, wait_for};
 
 fn field_codes(v: &Value) -> Vec<(String, String)> {
     v["error"]["fields"]

@@ -7,13 +7,14 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::delivery::{self, *};
-use crate::support::{Backend, MASTER_KEY, open, wait_for};
 use clicktrail_testkit::ga4::FakeGa4;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount};
 use clicktrail_testkit::meta::FakeMeta;
 use clicktrail_testkit::tiktok::FakeTiktok;
 use serde_json::json;
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, open, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 

@@ -4,13 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::delivery::{self, *};
-use crate::support::{Backend, MASTER_KEY, open, wait_for};
 use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount, GoogleFault};
 use clicktrail_testkit::meta::{FakeMeta, MetaFault};
 use clicktrail_testkit::tiktok::{FakeTiktok, TiktokFault};
 use serde_json::json;
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, open, wait_for};
 
 const WAIT: Duration = Duration::from_secs(40);
 
