@@ -194,8 +194,20 @@ impl ChildServer {
         let _ = self.proc.kill().await;
     }
 
-    /// SIGTERM (a graceful shutdown); waits until it exits.
+    /// SIGTERM (a graceful shutdown); waits until it exits. Sent once the
+    /// server catches SIGTERM: `serve` installs its handler after it is
+    /// already answering, and a SIGTERM before that ends it at once.
     pub async fn terminate(&mut self) -> ExitStatus {
+        let status = format!("/proc/{}/status", self.pid);
+        let started = Instant::now();
+        while !catches_sigterm(&std::fs::read_to_string(&status).unwrap_or_default()) {
+            assert!(
+                started.elapsed() < START_LIMIT,
+                "clicktrail serve never caught SIGTERM:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let sent = std::process::Command::new("kill")
             .args(["-TERM", &self.pid.to_string()])
             .status()
@@ -242,4 +254,14 @@ impl ChildServer {
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum()
     }
+}
+
+/// Whether a `/proc/<pid>/status` text says the process catches SIGTERM
+/// (signal 15: bit 14 of the `SigCgt` mask).
+fn catches_sigterm(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << 14) != 0)
 }
