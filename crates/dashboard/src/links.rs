@@ -10,9 +10,9 @@
 //! The numbers come from one grouped query per page
 //! (`clicktrail_store::links::stats`).
 
-use clicktrail_domain::money::Amount;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use clicktrail_domain::money::Amount;
 use clicktrail_engine::ServiceError;
 use clicktrail_engine::links::{CreateLink, LinkReport, RECENT_DAYS, UpdateLink};
 use clicktrail_store::integrations::Integration;

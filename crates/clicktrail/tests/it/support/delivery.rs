@@ -1,24 +1,22 @@
-//! Shared by the `delivery_*` integration tests: databases (SQLite files,
-//! throw-away PostgreSQL databases), servers started in-process or as
-//! child processes, an API client, and fixture conversions written the way
-//! the conversion code writes them (conversion row, then `plan` +
-//! `insert_planned` in the same transaction).
+//! The delivery tests' fixtures: servers tuned for fast retries (in-process
+//! or as child processes), an API client, destinations on the testkit's
+//! fake platforms, fixture conversions written the way the conversion code
+//! writes them (conversion row, then `plan` + `insert_planned` in the same
+//! transaction), the deliveries as stored, and a proxy that holds a
+//! platform's answers back.
 
-#![allow(dead_code)]
+use std::time::Duration;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use clicktrail::app::{self, RunningServer};
-use clicktrail::config::{Config, Secret};
+use clicktrail::config::Config;
 use clicktrail_domain::PropertyId;
 use clicktrail_engine::crypto::Keyring;
-use clicktrail_store::deliveries::{self, PlannedDelivery};
-use clicktrail_store::{Db, DbOptions, Tx, args};
+use clicktrail_store::deliveries::{self, PARKED_AT, PlannedDelivery};
+use clicktrail_store::{Db, Tx, args};
 use serde_json::{Value, json};
 
-pub const MASTER_KEY: &str = "delivery-tests-master-key-0123456789";
+use super::process::{ChildServer, Serve};
+use super::{Backend, MASTER_KEY, TestDb, TestServer};
+
 pub const META_PIXEL: &str = "1234567890123456";
 pub const META_TOKEN: &str = "EAABfakeMetaAccessToken0123456789";
 pub const TIKTOK_PIXEL: &str = "CFAKEPIXEL0123";
@@ -28,128 +26,10 @@ pub const GA4_SECRET: &str = "ga4-fake-api-secret";
 pub const GOOGLE_LEAD_ACTION: &str = "customers/1234567890/conversionActions/111";
 pub const GOOGLE_PURCHASE_ACTION: &str = "customers/1234567890/conversionActions/222";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-/// A database of its own for one test; dropped afterwards.
-pub struct TestDb {
-    pub url: String,
-    pub dir: PathBuf,
-    pg_name: Option<String>,
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
-}
-
-async fn pg_admin() -> sqlx::PgPool {
-    let connect = || {
-        sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect(PG_ADMIN)
-    };
-    match connect().await {
-        Ok(p) => p,
-        Err(_) => {
-            // Not running: start the local cluster (see the test notes).
-            let version = std::fs::read_dir("/etc/postgresql")
-                .ok()
-                .and_then(|mut d| d.next())
-                .and_then(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .unwrap_or_else(|| "15".into());
-            let _ = Command::new("pg_ctlcluster")
-                .args(["--skip-systemctl-redirect", &version, "main", "start"])
-                .status();
-            tokio::time::sleep(Duration::from_secs(2)).await;
-            connect().await.expect("PostgreSQL at 127.0.0.1:5432")
-        }
-    }
-}
-
-impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
-        let dir = std::env::temp_dir().join(unique("ct-dlv-"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        match backend {
-            Backend::Sqlite => TestDb {
-                url: format!("sqlite://{}/ct.db", dir.display()),
-                dir,
-                pg_name: None,
-            },
-            Backend::Postgres => {
-                let name = unique("ct_test_");
-                let admin = pg_admin().await;
-                sqlx::query(&format!("CREATE DATABASE {name}"))
-                    .execute(&admin)
-                    .await
-                    .expect("create test database");
-                admin.close().await;
-                TestDb {
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    dir,
-                    pg_name: Some(name),
-                }
-            }
-        }
-    }
-
-    /// A connection of the test's own (fixtures, checks).
-    pub async fn connect(&self) -> Db {
-        let db = Db::connect(&self.url, &DbOptions::default())
-            .await
-            .expect("connect");
-        db.migrate().await.expect("migrate");
-        db
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(name) = self.pg_name.take() {
-            // Drop may run inside a runtime: use a thread with its own.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    if let Ok(admin) = sqlx::postgres::PgPoolOptions::new()
-                        .max_connections(1)
-                        .connect(PG_ADMIN)
-                        .await
-                    {
-                        let _ =
-                            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                                .execute(&admin)
-                                .await;
-                        admin.close().await;
-                    }
-                });
-            })
-            .join();
-        }
-    }
-}
-
-/// The configuration of a test server: fast polls and retries.
-pub fn test_config(db: &TestDb) -> Config {
-    let mut cfg = Config {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        database_url: db.url.clone(),
-        master_key: Some(serde_json::from_value::<Secret>(json!(MASTER_KEY)).expect("secret")),
-        allow_private_networks: true,
-        data_dir: db.dir.join("data"),
-        log: "warn".into(),
-        ..Config::default()
-    };
+/// The configuration of a delivery test server: fast polls and retries,
+/// no scheduled polling.
+pub fn config(db: &TestDb) -> Config {
+    let mut cfg = super::config(db);
     cfg.polling.enabled = false;
     cfg.delivery.poll_interval_ms = 50;
     cfg.delivery.backoff_base_secs = 1;
@@ -159,8 +39,35 @@ pub fn test_config(db: &TestDb) -> Config {
     cfg
 }
 
-pub async fn start(cfg: Config) -> RunningServer {
-    app::start(cfg).await.expect("server starts")
+/// A server with [`config`] on a fresh database of `backend`.
+pub async fn server(backend: Backend) -> TestServer {
+    server_with(backend, |_| {}).await
+}
+
+/// A server with [`config`] changed by `tune`.
+pub async fn server_with(backend: Backend, tune: impl FnOnce(&mut Config)) -> TestServer {
+    let db = TestDb::new(backend).await;
+    let mut cfg = config(&db);
+    tune(&mut cfg);
+    TestServer::start_with(db, cfg).await
+}
+
+/// `clicktrail serve` on `db` with the same tuning as [`config`], its data
+/// directory `name` (each server its own instance id).
+pub async fn child(db: &TestDb, name: &str) -> ChildServer {
+    Serve::new(&db.url, &db.dir.join(name))
+        .env("CLICKTRAIL_ALLOW_PRIVATE_NETWORKS", "true")
+        .env("CLICKTRAIL_POLLING__ENABLED", "false")
+        .env("CLICKTRAIL_DELIVERY__POLL_INTERVAL_MS", "50")
+        .env("CLICKTRAIL_DELIVERY__TIMEOUT_SECS", "2")
+        .env("CLICKTRAIL_DELIVERY__BACKOFF_BASE_SECS", "1")
+        .env("CLICKTRAIL_DELIVERY__BACKOFF_MAX_SECS", "2")
+        .start()
+        .await
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}{}", uuid::Uuid::new_v4().simple())
 }
 
 pub fn keyring() -> Keyring {
@@ -181,7 +88,10 @@ impl Api {
         Api {
             base: base.to_owned(),
             token: token.to_owned(),
-            http: reqwest::Client::new(),
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
         }
     }
 
@@ -432,8 +342,8 @@ pub async fn write_conversion(tx: &mut Tx<'_>, property_id: &str, spec: &ConvSpe
 
 /// Records validated conversions the way the conversion code does: rows,
 /// then `plan` + `insert_planned` in the same transaction, commit, wake.
-pub async fn convert(server: &RunningServer, property_id: &str, specs: &[ConvSpec]) -> Vec<Conv> {
-    let state = &server.services;
+pub async fn convert(server: &TestServer, property_id: &str, specs: &[ConvSpec]) -> Vec<Conv> {
+    let state = &server.server.services;
     let pid = PropertyId::parse(property_id).expect("property id");
     let mut tx = state.db.begin().await.expect("begin");
     let mut out = Vec::new();
@@ -473,22 +383,6 @@ pub async fn convert_with(
     out
 }
 
-/// Polls `check` until it holds or `limit` passes.
-pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Deliveries by status.
 pub async fn status_counts(db: &Db) -> std::collections::HashMap<String, i64> {
     let rows: Vec<(String, i64)> = db
@@ -505,6 +399,46 @@ pub async fn count_status(db: &Db, status: &str) -> i64 {
     status_counts(db).await.get(status).copied().unwrap_or(0)
 }
 
+/// Deliveries tried at least once (whatever came of it).
+pub async fn count_tried(db: &Db) -> i64 {
+    let (n,): (i64,) = db
+        .fetch_one(
+            "SELECT COUNT(*) FROM deliveries WHERE last_attempt_at IS NOT NULL",
+            args![],
+        )
+        .await
+        .expect("tried");
+    n
+}
+
+/// Deliveries parked until their destination is resumed or fixed: no
+/// worker claims them before that.
+pub async fn count_parked(db: &Db) -> i64 {
+    let (n,): (i64,) = db
+        .fetch_one(
+            "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying') \
+             AND next_attempt_at >= $1",
+            args![PARKED_AT],
+        )
+        .await
+        .expect("parked");
+    n
+}
+
+/// Deliveries a worker may still send: waiting and not parked. None left
+/// means nothing more will reach a platform.
+pub async fn count_to_send(db: &Db) -> i64 {
+    let (n,): (i64,) = db
+        .fetch_one(
+            "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'retrying') \
+             AND next_attempt_at < $1",
+            args![PARKED_AT],
+        )
+        .await
+        .expect("to send");
+    n
+}
+
 /// One delivery of a conversion, as the conversion log shows it.
 pub async fn delivery_of(
     db: &Db,
@@ -515,93 +449,6 @@ pub async fn delivery_of(
         .expect("views")
         .remove(conversion_id)
         .unwrap_or_default()
-}
-
-// ---- servers in child processes ----------------------------------------------------------
-
-/// A `clicktrail serve` child process.
-pub struct ChildServer {
-    pub child: Child,
-    pub base: String,
-}
-
-impl ChildServer {
-    pub async fn start(db: &TestDb, name: &str) -> ChildServer {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
-            l.local_addr().expect("addr").port()
-        };
-        let dir = db.dir.join(name);
-        std::fs::create_dir_all(&dir).expect("child dir");
-        let child = Command::new(env!("CARGO_BIN_EXE_clicktrail"))
-            .arg("serve")
-            .current_dir(&dir)
-            .env("CLICKTRAIL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CLICKTRAIL_DATABASE_URL", &db.url)
-            .env("CLICKTRAIL_MASTER_KEY", MASTER_KEY)
-            .env("CLICKTRAIL_ALLOW_PRIVATE_NETWORKS", "true")
-            .env("CLICKTRAIL_DATA_DIR", dir.join("data"))
-            .env("CLICKTRAIL_LOG", "warn")
-            .env("CLICKTRAIL_POLLING__ENABLED", "false")
-            .env("CLICKTRAIL_DELIVERY__POLL_INTERVAL_MS", "50")
-            .env("CLICKTRAIL_DELIVERY__TIMEOUT_SECS", "2")
-            .env("CLICKTRAIL_DELIVERY__BACKOFF_BASE_SECS", "1")
-            .env("CLICKTRAIL_DELIVERY__BACKOFF_MAX_SECS", "2")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn clicktrail serve");
-        // Owned before waiting, so a failed start still kills it.
-        let mut server = ChildServer {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        let http = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            if let Ok(r) = http.get(format!("{}/healthz", server.base)).send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                panic!("child server exited: {status}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "child server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        server
-    }
-
-    /// `kill -9`.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// A counter from the child's `/metrics`, summed over label sets whose
-    /// text contains `labels`.
-    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .unwrap_or_default();
-        text.lines()
-            .filter(|l| l.starts_with(name) && l.contains(labels))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
-    }
-}
-
-impl Drop for ChildServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 // ---- a platform whose answers are late ----------------------------------------------------

@@ -2,25 +2,24 @@
 //! throttling with Retry-After, an expired token, Google partial failures,
 //! platforms' windows, attempts running out, retry and replay.
 
-mod delivery_support;
-
 use std::time::{Duration, Instant};
 
 use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount, GoogleFault};
 use clicktrail_testkit::meta::{FakeMeta, MetaFault};
 use clicktrail_testkit::tiktok::{FakeTiktok, TiktokFault};
-use delivery_support::*;
 use serde_json::json;
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, open, wait_for};
 
 const WAIT: Duration = Duration::from_secs(40);
 
 /// A platform down for a while, then back: every conversion delivered,
 /// each exactly once.
 async fn outage(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(backend).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     let tiktok = FakeTiktok::start(TIKTOK_PIXEL, TIKTOK_TOKEN).await.unwrap();
     let property = api.property().await;
@@ -31,13 +30,19 @@ async fn outage(backend: Backend) {
     let down_until = Instant::now() + Duration::from_secs(3);
     meta.outage_until(down_until, MetaFault::ServerError);
     tiktok.outage_until(down_until, TiktokFault::ServerError);
+    let check = open(&server.db).await;
     let mut convs = Vec::new();
     for round in 0..5 {
         let specs: Vec<ConvSpec> = (0..20).map(|i| ConvSpec::lead(round * 100 + i)).collect();
         convs.extend(convert(&server, &property, &specs).await);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Each round is tried (and refused) before the next one arrives:
+        // new conversions keep coming while earlier ones wait for a retry.
+        let tried = 40 * (round as i64 + 1);
+        wait_for(WAIT, "the round tried", || async {
+            count_tried(&check).await >= tried
+        })
+        .await;
     }
-    let check = db.connect().await;
     wait_for(WAIT, "all 200 delivered", || async {
         count_status(&check, "delivered").await == 200
     })
@@ -59,7 +64,7 @@ async fn outage(backend: Backend) {
         assert_eq!(log.last().unwrap().outcome, "delivered");
         assert_eq!(v.attempts as usize, log.len());
     }
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +80,8 @@ async fn outage_postgres() {
 /// 429 with Retry-After: the next attempt waits at least that long, and
 /// the wait is clamped to the configured cap.
 async fn retry_after(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let mut cfg = test_config(&db);
-    cfg.delivery.backoff_max_secs = 10;
-    let server = start(cfg).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server_with(backend, |cfg| cfg.delivery.backoff_max_secs = 10).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let google = FakeGoogleAds::start(GoogleAccount::default())
         .await
         .unwrap();
@@ -99,7 +101,7 @@ async fn retry_after(backend: Backend) {
         },
     );
     let convs = convert(&server, &property, &[ConvSpec::lead(1)]).await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "delivered", || async {
         count_status(&check, "delivered").await == 1
     })
@@ -120,7 +122,7 @@ async fn retry_after(backend: Backend) {
         "Retry-After 3600 s clamped to the 10 s cap: waited {second_wait} ms"
     );
     assert_eq!(google.count_order_id(&convs[0].id), 1);
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,9 +138,8 @@ async fn retry_after_postgres() {
 /// An expired token: the destination needs attention, its rows wait
 /// without burning attempts; new credentials deliver them.
 async fn expired_token(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(backend).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     let property = api.property().await;
     let dest = api
@@ -152,19 +153,25 @@ async fn expired_token(backend: Backend) {
         &(0..5).map(ConvSpec::lead).collect::<Vec<_>>(),
     )
     .await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "destination flagged", || async {
         api.get(&format!("/destinations/{dest}")).await.1["status"] == "needs_attention"
     })
     .await;
     let (_, d) = api.get(&format!("/destinations/{dest}")).await;
     assert_eq!(d["status_reason"], "access_token_invalid", "{d}");
-    // More conversions arrive meanwhile: they wait too.
-    let later = convert(&server, &property, &[ConvSpec::lead(9)]).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(count_status(&check, "pending").await, 6);
+    // More conversions arrive meanwhile: the worker claims them and parks
+    // them unsent, like the first ones.
     let requests_while_flagged = meta.request_count();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let later = convert(&server, &property, &[ConvSpec::lead(9)]).await;
+    wait_for(WAIT, "all six rows parked", || async {
+        count_parked(&check).await == 6
+    })
+    .await;
+    assert_eq!(count_status(&check, "pending").await, 6);
+    // Parked rows are not claimed until the destination is fixed: nothing
+    // is left to send, and nothing was sent.
+    assert_eq!(count_to_send(&check).await, 0);
     assert_eq!(
         meta.request_count(),
         requests_while_flagged,
@@ -193,7 +200,7 @@ async fn expired_token(backend: Backend) {
     for c in convs.iter().chain(&later) {
         assert_eq!(meta.count_event_id(&c.event_id), 1);
     }
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -209,9 +216,8 @@ async fn expired_token_postgres() {
 /// Google partial failure: only the named rows fail; the window: too old
 /// to send is dead without a request.
 async fn partial_failure_and_window(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(backend).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let google = FakeGoogleAds::start(GoogleAccount::default())
         .await
         .unwrap();
@@ -232,7 +238,7 @@ async fn partial_failure_and_window(backend: Backend) {
         &[ConvSpec::lead(1), bad, ConvSpec::lead(3), old],
     )
     .await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "settled", || async {
         let c = status_counts(&check).await;
         c.get("delivered").copied().unwrap_or(0) == 6
@@ -262,7 +268,7 @@ async fn partial_failure_and_window(backend: Backend) {
     assert_eq!(m.status, DeliveryStatus::Dead);
     assert_eq!(m.reason.as_deref(), Some("outside_window"));
     assert_eq!(meta.count_event_id(&convs[3].event_id), 0);
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,11 +284,8 @@ async fn partial_failure_and_window_postgres() {
 /// Attempts run out -> dead; `retry` and `replay` requeue; a permanent
 /// refusal -> failed, retried by hand once the cause is gone.
 async fn dead_retry_replay(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let mut cfg = test_config(&db);
-    cfg.delivery.max_attempts = 2;
-    let server = start(cfg).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server_with(backend, |cfg| cfg.delivery.max_attempts = 2).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     let tiktok = FakeTiktok::start(TIKTOK_PIXEL, TIKTOK_TOKEN).await.unwrap();
     let property = api.property().await;
@@ -299,7 +302,7 @@ async fn dead_retry_replay(backend: Backend) {
         &(0..4).map(ConvSpec::lead).collect::<Vec<_>>(),
     )
     .await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "dead", || async {
         count_status(&check, "dead").await == 4
     })
@@ -391,7 +394,7 @@ async fn dead_retry_replay(backend: Backend) {
         .await;
     assert_eq!(s, 400);
     assert_eq!(bad["error"]["code"], "invalid_status");
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -407,9 +410,8 @@ async fn dead_retry_replay_postgres() {
 /// Google tokens: fetched once and reused; refreshed on 401.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_token_refresh() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(Backend::Sqlite).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let google = FakeGoogleAds::start(GoogleAccount::default())
         .await
         .unwrap();
@@ -417,7 +419,7 @@ async fn google_token_refresh() {
     api.destination(&property, google_destination(&google))
         .await;
     convert(&server, &property, &[ConvSpec::lead(1)]).await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "first", || async {
         count_status(&check, "delivered").await == 1
     })
@@ -447,5 +449,5 @@ async fn google_token_refresh() {
     })
     .await;
     assert_eq!(count_status(&check, "pending").await, 1);
-    server.stop().await.unwrap();
+    server.stop().await;
 }

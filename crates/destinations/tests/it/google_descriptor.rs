@@ -13,7 +13,10 @@ use clicktrail_domain::money::Amount;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
 use serde_json::{Value, json};
 
-const DESCRIPTORS: &[u8] = include_bytes!("../proto/google_ads_v26_conversion_upload.binpb");
+const DESCRIPTORS: &[u8] = include_bytes!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/proto/google_ads_v26_conversion_upload.binpb"
+));
 
 fn pool() -> DescriptorPool {
     DescriptorPool::decode(DESCRIPTORS).expect("descriptor set decodes")

@@ -7,7 +7,10 @@
 use clicktrail_store::{Db, DbOptions, MigrationProblem, StoreError};
 
 /// A database as sqlx's migrator left it after migrations 1 to 6.
-const SQLX_V6: &str = include_str!("fixtures/sqlx_migrated_v6.sql");
+const SQLX_V6: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/sqlx_migrated_v6.sql"
+));
 
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("ct-migrations-{name}-{}", std::process::id()));

@@ -1,53 +1,31 @@
 //! Durability with a real process: every event acknowledged with a 2xx is
-//! in the database after `kill -9`, and after a graceful SIGTERM shutdown.
-
-mod support;
+//! in the database after `kill -9`, and after a graceful SIGTERM shutdown,
+//! both landing while the server is under load.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
-use support::{MASTER_KEY, free_port, pageview};
 use tokio::sync::Mutex;
 
-fn spawn_server(db_url: &str, dir: &std::path::Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_clicktrail"))
-        .arg("serve")
-        .env("CLICKTRAIL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CLICKTRAIL_DATABASE_URL", db_url)
-        .env("CLICKTRAIL_MASTER_KEY", MASTER_KEY)
-        .env("CLICKTRAIL_DATA_DIR", dir)
-        .env("CLICKTRAIL_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn clicktrail")
-}
+use crate::support::process::Serve;
+use crate::support::{Backend, MASTER_KEY, TestDb, pageview, wait_for};
 
-async fn wait_healthy(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{base}/healthz")).send().await
-            && r.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("server did not become healthy");
-}
+/// Events acknowledged before the server is stopped: enough that the stop
+/// lands in the middle of a steady load.
+const ACKED_BEFORE_STOP: usize = 500;
 
-/// Loads the server from several tasks until `stop`; returns acknowledged ids.
+/// Loads the server from several tasks until `stop`, adding the ids of
+/// acknowledged events to `acked`.
 async fn load(
     http: reqwest::Client,
     base: String,
     pid: String,
     stop: Arc<AtomicBool>,
-) -> HashSet<String> {
-    let acked = Arc::new(Mutex::new(HashSet::new()));
+    acked: Arc<Mutex<HashSet<String>>>,
+) {
     let mut tasks = Vec::new();
     for t in 0..8 {
         let (http, base, pid, stop, acked) = (
@@ -85,8 +63,6 @@ async fn load(
     for t in tasks {
         let _ = t.await;
     }
-
-    acked.lock().await.clone()
 }
 
 async fn stored_ids(db_url: &str) -> HashSet<String> {
@@ -102,16 +78,14 @@ async fn stored_ids(db_url: &str) -> HashSet<String> {
 }
 
 async fn scenario(graceful: bool) {
-    let db = support::TestDb::new(support::Backend::Sqlite).await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
+    let db = TestDb::new(Backend::Sqlite).await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .no_proxy()
         .build()
         .unwrap();
-    let mut child = spawn_server(&db.url, &db.dir, port);
-    wait_healthy(&http, &base).await;
+    let mut child = Serve::new(&db.url, &db.dir).start().await;
+    let base = child.base.clone();
     let r = http
         .post(format!("{base}/api/v1/properties"))
         .bearer_auth(MASTER_KEY)
@@ -125,30 +99,29 @@ async fn scenario(graceful: bool) {
         .to_owned();
 
     let stop = Arc::new(AtomicBool::new(false));
-    let loader = tokio::spawn(load(http.clone(), base.clone(), pid, stop.clone()));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let acked = Arc::new(Mutex::new(HashSet::new()));
+    let loader = tokio::spawn(load(
+        http.clone(),
+        base.clone(),
+        pid,
+        stop.clone(),
+        acked.clone(),
+    ));
+    wait_for(
+        Duration::from_secs(60),
+        "the load to be acknowledged",
+        || async { acked.lock().await.len() >= ACKED_BEFORE_STOP },
+    )
+    .await;
     if graceful {
-        Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .unwrap();
-        let status = tokio::task::spawn_blocking(move || child.wait())
-            .await
-            .unwrap()
-            .unwrap();
+        let status = child.terminate().await;
         assert!(status.success(), "graceful shutdown exits 0, got {status}");
     } else {
-        child.kill().unwrap(); // SIGKILL
-        let _ = child.wait();
+        child.kill().await; // SIGKILL
     }
     stop.store(true, Ordering::Relaxed);
-    let acked = loader.await.unwrap();
-    assert!(
-        acked.len() > 100,
-        "the load must have been acknowledged before the stop ({} events)",
-        acked.len()
-    );
+    loader.await.unwrap();
+    let acked = acked.lock().await.clone();
 
     let stored = stored_ids(&db.url).await;
     let lost: Vec<_> = acked.difference(&stored).collect();
@@ -159,12 +132,8 @@ async fn scenario(graceful: bool) {
         acked.len()
     );
     // And the database opens and serves again.
-    let port2 = free_port();
-    let mut child = spawn_server(&db.url, &db.dir, port2);
-    wait_healthy(&http, &format!("http://127.0.0.1:{port2}")).await;
-    child.kill().unwrap();
-    let _ = child.wait();
-    db.drop_db().await;
+    let mut again = Serve::new(&db.url, &db.dir).start().await;
+    again.kill().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

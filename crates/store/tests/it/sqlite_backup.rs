@@ -13,7 +13,7 @@ use clicktrail_store::backup::{self, BackupError, BackupOptions, RestoreOptions,
 use clicktrail_store::{Db, DbOptions, MigrationProblem, args};
 
 /// A database as sqlx's migrator left it after migrations 1 to 6.
-const SQLX_V6: &str = include_str!("fixtures/sqlx_migrated_v6.sql");
+const SQLX_V6: &str = include_str!("../fixtures/sqlx_migrated_v6.sql");
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ct-backup-{name}-{}", std::process::id()));

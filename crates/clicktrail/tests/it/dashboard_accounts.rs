@@ -2,11 +2,8 @@
 //! logout, session cookies, CSRF, login throttling, members, API tokens,
 //! and workspace isolation (another workspace's pages are 404).
 
-mod dashboard_support;
-mod support;
-
-use dashboard_support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser};
-use support::{Backend, MASTER_KEY, TestServer};
+use crate::support::browser::{self, ADMIN_EMAIL, ADMIN_PASSWORD, Browser};
+use crate::support::{Backend, MASTER_KEY, TestServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn setup_login_logout() {
@@ -395,7 +392,7 @@ async fn members_and_api_tokens() {
         )
         .await;
     assert_eq!(created.status, 201);
-    let token = dashboard_support::attr_after(&created.body, "<code id=\"new-token\">")
+    let token = browser::attr_after(&created.body, "<code id=\"new-token\">")
         .map(|s| s.split('<').next().unwrap_or("").to_owned())
         .expect("token shown");
     assert!(token.starts_with("ct_"), "{token}");
@@ -429,7 +426,7 @@ async fn members_and_api_tokens() {
 
     // Removing the member ends their session.
     let members = b.get("/settings/members").await;
-    let uid = dashboard_support::attr_after(&members.body, "action=\"/settings/members/")
+    let uid = browser::attr_after(&members.body, "action=\"/settings/members/")
         .and_then(|s| s.split('/').next().map(str::to_owned))
         .expect("member id");
     let r = b

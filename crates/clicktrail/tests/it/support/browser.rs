@@ -2,8 +2,6 @@
 //! tokens out of forms, never follows redirects by itself (tests look at
 //! them).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;

@@ -4,8 +4,6 @@
 //! once; skips and failures are recorded per row; the conversion log shows
 //! each delivery with its attempts.
 
-mod delivery_support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -13,15 +11,16 @@ use clicktrail_testkit::ga4::FakeGa4;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount};
 use clicktrail_testkit::meta::FakeMeta;
 use clicktrail_testkit::tiktok::FakeTiktok;
-use delivery_support::*;
 use serde_json::json;
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, open, wait_for};
 
 const WAIT: Duration = Duration::from_secs(30);
 
 async fn payloads(backend: Backend) {
-    let db = TestDb::new(backend).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(backend).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     let google = FakeGoogleAds::start(GoogleAccount::default())
         .await
@@ -55,7 +54,7 @@ async fn payloads(backend: Backend) {
         ],
     )
     .await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "all deliveries settled", || async {
         let c = status_counts(&check).await;
         c.get("delivered").copied().unwrap_or(0) == 15
@@ -180,9 +179,9 @@ async fn payloads(backend: Backend) {
     }
 
     // Planning again never queues a conversion twice for one destination.
-    let mut tx = server.services.db.begin().await.unwrap();
+    let mut tx = server.server.services.db.begin().await.unwrap();
     let planned = clicktrail_engine::delivery::plan(
-        &server.services.delivery,
+        &server.server.services.delivery,
         &clicktrail_domain::PropertyId::parse(&property).unwrap(),
         "Lead",
         true,
@@ -198,7 +197,7 @@ async fn payloads(backend: Backend) {
 
     // Not sent when the mapping says so.
     let none = clicktrail_engine::delivery::plan(
-        &server.services.delivery,
+        &server.server.services.delivery,
         &clicktrail_domain::PropertyId::parse(&property).unwrap(),
         "Lead",
         false,
@@ -208,7 +207,7 @@ async fn payloads(backend: Backend) {
     assert!(none.is_empty());
 
     // Metrics.
-    let text = reqwest::get(format!("{}/metrics", server.base_url()))
+    let text = reqwest::get(format!("{}/metrics", server.base))
         .await
         .unwrap()
         .text()
@@ -216,7 +215,7 @@ async fn payloads(backend: Backend) {
         .unwrap();
     assert!(text.contains("clicktrail_deliveries_total"), "{text}");
     assert!(text.contains("clicktrail_delivery_attempt_duration_seconds"));
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,9 +232,8 @@ async fn payloads_postgres() {
 /// mapping renames them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mapping_selects_and_renames() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(Backend::Sqlite).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     let property = api.property().await;
     let mut body = meta_destination(&meta.base_url());
@@ -248,7 +246,7 @@ async fn mapping_selects_and_renames() {
         &[ConvSpec::lead(1), ConvSpec::purchase(2, 1_000_000)],
     )
     .await;
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     wait_for(WAIT, "delivered", || async {
         count_status(&check, "delivered").await == 2
     })
@@ -261,12 +259,13 @@ async fn mapping_selects_and_renames() {
     assert_eq!(lead["event_name"], "CompleteRegistration");
     let mut custom = ConvSpec::lead(3);
     custom.event = "Deposit".into();
+    // `convert` plans and queues in its own committed transaction, as the
+    // conversion writer does: what it queued is there when it returns.
     convert(&server, &property, &[custom]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         status_counts(&check).await.values().sum::<i64>(),
         2,
         "Deposit is not mapped"
     );
-    server.stop().await.unwrap();
+    server.stop().await;
 }

@@ -6,14 +6,14 @@
 //! on this site whatever the URL parser normalises; `/setup` beyond
 //! loopback asks for the code printed at first start.
 
-mod dashboard_support;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use dashboard_support::{ADMIN_EMAIL, ADMIN_PASSWORD, Browser};
+use clicktrail_testkit::both;
 use serde_json::json;
-use support::{Backend, TestDb, TestServer};
+
+use crate::support::browser::{self, ADMIN_EMAIL, ADMIN_PASSWORD, Browser};
+use crate::support::process::{ChildServer, Serve};
+use crate::support::{self, Backend, TestDb, TestServer};
 
 /// A server whose `X-Forwarded-For` is honoured from loopback, so one
 /// test can speak from many client addresses.
@@ -24,7 +24,7 @@ async fn behind_proxy(backend: Backend) -> TestServer {
     TestServer::start_with(db, cfg).await
 }
 
-fn statuses(pages: &[dashboard_support::Page]) -> (usize, usize, usize) {
+fn statuses(pages: &[browser::Page]) -> (usize, usize, usize) {
     let n = |s: u16| pages.iter().filter(|p| p.status == s).count();
     (n(401), n(429), pages.len() - n(401) - n(429))
 }
@@ -66,7 +66,7 @@ both!(
         let mut thief = Browser::new(&t.base);
         thief.setup_and_login().await;
         thief.forwarded_for = Some("198.51.100.7".into());
-        async fn change(b: &Browser, current: &str) -> dashboard_support::Page {
+        async fn change(b: &Browser, current: &str) -> crate::support::browser::Page {
             let fields = [
                 ("current", current),
                 ("password", "a brand new password"),
@@ -187,8 +187,8 @@ both!(
             let q: String = url::form_urlencoded::byte_serialize(trick.as_bytes()).collect();
             let page = b.get(&format!("/login?next={q}")).await;
             assert_eq!(page.status, 200);
-            let kept = dashboard_support::attr_after(&page.body, "name=\"next\" value=\"")
-                .unwrap_or_default();
+            let kept =
+                browser::attr_after(&page.body, "name=\"next\" value=\"").unwrap_or_default();
             assert!(
                 kept.is_empty() || stays_home(&home, &kept),
                 "{trick:?} kept as {kept:?}"
@@ -302,93 +302,28 @@ async fn setup_on_loopback_asks_for_the_code_only_through_a_proxy() {
 // Memory under a flood, on a server run as a child process
 // ---------------------------------------------------------------------------
 
-/// A `clicktrail serve` child process on a fresh SQLite database.
-struct Child {
-    proc: tokio::process::Child,
-    base: String,
-    _dir: tempdir::Dir,
-}
-
-mod tempdir {
-    /// A temporary directory removed on drop.
-    pub struct Dir(pub std::path::PathBuf);
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-}
-
-impl Child {
-    async fn start() -> Child {
-        use tokio::io::AsyncBufReadExt;
-        let dir = std::env::temp_dir().join(format!(
-            "clicktrail-flood-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let config = dir.join("clicktrail.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "listen = \"127.0.0.1:0\"\ndatabase_url = \"sqlite://{}/ct.db\"\ndata_dir = \"{}\"\nlog = \"warn\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n",
-                dir.display(),
-                dir.display()
-            ),
-        )
-        .expect("config");
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_clicktrail"));
-        cmd.arg("--config").arg(&config).arg("serve");
-        // The server refuses unknown CLICKTRAIL_* variables: pass none.
-        for (k, _) in std::env::vars() {
-            if k.starts_with("CLICKTRAIL_") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true);
-        let mut proc = cmd.spawn().expect("spawn clicktrail");
-        let stdout = proc.stdout.take().expect("stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some(line) = lines.next_line().await.expect("read") {
-                if let Some(url) = line.strip_prefix("clicktrail is running at ") {
-                    return url.trim().to_owned();
-                }
-            }
-            panic!("clicktrail exited before it was running");
-        })
-        .await
-        .expect("server starts within a minute");
-        // Keep reading, so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Child {
-            proc,
-            base,
-            _dir: tempdir::Dir(dir),
-        }
-    }
-
-    /// (resident, peak resident) memory in KiB, from /proc.
-    fn memory_kib(&self) -> (u64, u64) {
-        let pid = self.proc.id().expect("running");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                .expect("field")
-        };
-        (field("VmRSS:"), field("VmHWM:"))
-    }
+/// (resident, peak resident) memory of a child server in KiB, from /proc.
+fn memory_kib(child: &ChildServer) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.pid())).expect("status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("field")
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_flood_keeps_memory_flat() {
     const LOGINS: usize = 1000;
-    let mut child = Child::start().await;
+    // Its own process: the memory measured is the server's alone.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let mut child = Serve::new(&db.url, &db.dir)
+        .env("CLICKTRAIL_TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#)
+        .start()
+        .await;
     let b = Browser::new(&child.base);
     b.setup_and_login().await;
     // Warm up: a few logins, so the pool's buffers exist before the
@@ -398,7 +333,7 @@ async fn a_login_flood_keeps_memory_flat() {
     }
     b.forget_cookies();
     let csrf = b.get("/login").await.csrf();
-    let (base_rss, _) = child.memory_kib();
+    let (base_rss, _) = memory_kib(&child);
 
     // Every login from its own address and for its own email, so none is
     // throttled: only the password pool stands between them and Argon2.
@@ -434,7 +369,7 @@ async fn a_login_flood_keeps_memory_flat() {
     };
     let (checked, busy) = (count(401), count(429));
     let failed = answers.iter().filter(|a| a.is_err()).count();
-    let (rss, peak) = child.memory_kib();
+    let (rss, peak) = memory_kib(&child);
     eprintln!(
         "{LOGINS} concurrent logins in {elapsed:?}: {checked} checked (401), {busy} refused busy (429), \
          {failed} transport errors; RSS {base_rss} KiB before, {rss} KiB after, peak {peak} KiB"
@@ -448,5 +383,5 @@ async fn a_login_flood_keeps_memory_flat() {
         grown_mib < 64,
         "peak memory grew by {grown_mib} MiB under {LOGINS} concurrent logins"
     );
-    let _ = child.proc.kill().await;
+    child.kill().await;
 }

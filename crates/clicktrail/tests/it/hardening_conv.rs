@@ -2,17 +2,21 @@
 //! through the anonymous collector (finding 4), negative postback payouts
 //! (5), AutoScan amplification (10) and uneven outbound checks (13).
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use clicktrail_testkit::both;
 use clicktrail_testkit::meta::FakeMeta;
 use hmac::{Hmac, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, outbound_click, pageview, urlenc};
+
+use crate::support::delivery::count_to_send;
+use crate::support::{
+    self, Backend, CHROME_UA, MASTER_KEY, TestServer, outbound_click, pageview, urlenc, wait_for,
+    wait_for_some,
+};
 
 const META_PIXEL: &str = "1234567890";
 const META_TOKEN: &str = "EAAB-test-token-0123456789";
@@ -55,32 +59,25 @@ async fn log(s: &TestServer, pid: &str) -> Vec<Value> {
     v
 }
 
-/// Waits until `f` holds, or fails after 20 s.
-async fn until<F, Fut>(what: &str, mut f: F)
+/// How long the server may take to write what a test waits for.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Waits until `f` holds, or fails after [`WAIT`].
+async fn until<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_for(WAIT, what, f).await;
 }
 
+/// The conversion log once it has at least `n` entries, oldest first.
 async fn log_len_at_least(s: &TestServer, pid: &str, n: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    wait_for_some(WAIT, &format!("{n} log entries"), || async {
         let out = log(s, pid).await;
-        if out.len() >= n {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {n} log entries: {out:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        (out.len() >= n).then_some(out)
+    })
+    .await
 }
 
 fn purchase(id: u32, visitor: &str, value: f64) -> Value {
@@ -182,12 +179,13 @@ both!(
         assert_eq!(st, 202);
         let entries = log_len_at_least(&s, &pid, 6).await;
         assert_eq!(entries[5]["status"], "validated", "{entries:?}");
-        until("Meta receives the real purchase", || async {
-            !meta.events().is_empty()
+        // Every conversion is written (the log has all six), so every
+        // delivery it queued is queued: once none is left to send, Meta has
+        // all it will ever get.
+        until("every delivery sent", || async {
+            count_to_send(&s.server.services.db).await == 0
         })
         .await;
-        // Delivery is in order: by now anything else queued would have gone too.
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let events = meta.events();
         assert_eq!(
             events.len(),
@@ -369,11 +367,13 @@ both!(negative_payouts_are_reversals, |b: Backend| async move {
     ))
     .await;
     assert_eq!(v["status"], "validated", "{v}");
-    until("Meta receives the second purchase", || async {
-        meta.events().len() >= 2
+    // Every postback was answered after its conversion was written, so
+    // every delivery is queued: once none is left to send, Meta has all it
+    // will ever get.
+    until("every delivery sent", || async {
+        count_to_send(&s.server.services.db).await == 0
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
     let events = meta.events();
     assert_eq!(events.len(), 2, "{events:?}");
     for e in &events {

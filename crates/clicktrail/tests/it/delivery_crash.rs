@@ -2,15 +2,15 @@
 //! delivery, then a restart, loses nothing and sends nothing under a second
 //! id; two servers on one PostgreSQL deliver each conversion once.
 
-mod delivery_support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
 use clicktrail_store::args;
 use clicktrail_store::deliveries::PlannedDelivery;
 use clicktrail_testkit::meta::FakeMeta;
-use delivery_support::*;
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, TestDb, open, wait_for};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -30,32 +30,32 @@ async fn kill_mid_delivery(backend: Backend) {
     // learnt it.
     let slow = SlowAnswers::start(&meta.base_url()).await;
     slow.set_delay(Duration::from_millis(1500));
-    let mut first = ChildServer::start(&db, "a").await;
+    let mut first = delivery::child(&db, "a").await;
     let api = Api::new(&first.base, MASTER_KEY);
     let property = api.property().await;
     let dest = api
         .destination(&property, meta_destination(&slow.base))
         .await;
-    let check = db.connect().await;
-    let mut convs = Vec::new();
-    for round in 0..6 {
-        let specs: Vec<ConvSpec> = (0..50).map(|i| ConvSpec::lead(round * 100 + i)).collect();
-        convs.extend(convert_with(&check, &property, &specs, &meta_lead(&dest)).await);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    wait_for(WAIT, "rows in flight", || async {
-        let (n,): (i64,) = check
-            .fetch_one(
-                "SELECT COUNT(*) FROM deliveries WHERE locked_until IS NOT NULL",
-                args![],
-            )
-            .await
-            .unwrap();
-        n > 0
+    let check = open(&db).await;
+    let lead = |round: usize| -> Vec<ConvSpec> {
+        (0..50).map(|i| ConvSpec::lead(round * 100 + i)).collect()
+    };
+    // A first round is delivered and recorded before the kill...
+    let mut convs = convert_with(&check, &property, &lead(0), &meta_lead(&dest)).await;
+    wait_for(WAIT, "the first round recorded", || async {
+        count_status(&check, "delivered").await == 50
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    first.kill();
+    // ...the others are in flight at the kill: Meta has accepted some of
+    // them, and their answers are still held back.
+    for round in 1..6 {
+        convs.extend(convert_with(&check, &property, &lead(round), &meta_lead(&dest)).await);
+    }
+    wait_for(WAIT, "Meta to accept unrecorded conversions", || async {
+        meta.events().len() > 50
+    })
+    .await;
+    first.kill().await;
     let delivered_at_kill = count_status(&check, "delivered").await;
     let accepted_at_kill = meta.events().len();
     assert!(
@@ -68,7 +68,7 @@ async fn kill_mid_delivery(backend: Backend) {
     );
 
     slow.set_delay(Duration::ZERO);
-    let second = ChildServer::start(&db, "b").await;
+    let second = delivery::child(&db, "b").await;
     wait_for(WAIT, "all delivered after the restart", || async {
         count_status(&check, "delivered").await == 300
     })
@@ -124,19 +124,31 @@ async fn two_servers_share_the_queue() {
     let db = TestDb::new(Backend::Postgres).await;
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     meta.set_delay(Duration::from_millis(20));
-    let a = ChildServer::start(&db, "a").await;
-    let b = ChildServer::start(&db, "b").await;
+    let a = delivery::child(&db, "a").await;
+    let b = delivery::child(&db, "b").await;
     let api = Api::new(&a.base, MASTER_KEY);
     let property = api.property().await;
     let dest = api
         .destination(&property, meta_destination(&meta.base_url()))
         .await;
-    let check = db.connect().await;
+    let check = open(&db).await;
     let mut convs = Vec::new();
     for round in 0..40 {
         let specs: Vec<ConvSpec> = (0..25).map(|i| ConvSpec::lead(round * 100 + i)).collect();
         convs.extend(convert_with(&check, &property, &specs, &meta_lead(&dest)).await);
-        tokio::time::sleep(Duration::from_millis(25)).await;
+        // Each round is claimed before the next arrives, so the rounds
+        // reach whichever server polls first: both take a share.
+        wait_for(WAIT, "the round claimed", || async {
+            let (n,): (i64,) = check
+                .fetch_one(
+                    "SELECT COUNT(*) FROM deliveries WHERE status = 'pending' AND locked_until IS NULL",
+                    args![],
+                )
+                .await
+                .unwrap();
+            n == 0
+        })
+        .await;
     }
     wait_for(WAIT, "1000 delivered", || async {
         count_status(&check, "delivered").await == 1000

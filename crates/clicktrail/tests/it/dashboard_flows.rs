@@ -2,13 +2,13 @@
 //! and link-checker pages against the real server, with local fakes of the
 //! outside services.
 
-mod dashboard_support;
-mod support;
+use std::time::Duration;
 
 use clicktrail_testkit::meta::FakeMeta;
-use dashboard_support::{Browser, attr_after};
 use serde_json::json;
-use support::{Backend, TestServer};
+
+use crate::support::browser::{Browser, attr_after};
+use crate::support::{self, Backend, TestServer, wait_for_some};
 
 const CHROME: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 
@@ -406,14 +406,11 @@ async fn destinations_conversion_log_and_live_events() {
         .find("data-status=\"validated\" data-conversion=\"")
         .expect("validated row");
     let cid = attr_after(&log.body[at..], "data-conversion=\"").expect("id");
-    let mut detail = b.get(&format!("/p/{pid}/conversions/{cid}")).await;
-    for _ in 0..50 {
-        if detail.body.contains(">delivered<") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        detail = b.get(&format!("/p/{pid}/conversions/{cid}")).await;
-    }
+    let detail = wait_for_some(Duration::from_secs(10), "the delivery to Meta", || async {
+        let page = b.get(&format!("/p/{pid}/conversions/{cid}")).await;
+        page.body.contains(">delivered<").then_some(page)
+    })
+    .await;
     assert!(detail.body.contains("spring"), "campaign attribution");
     assert!(detail.body.contains("fbc"), "ad click ids");
     assert!(detail.body.contains("liveclick000000001"));
@@ -446,19 +443,17 @@ async fn destinations_conversion_log_and_live_events() {
         .await
         .expect("postback");
     assert_eq!(r.status().as_u16(), 200);
-    let mut list = b.get(&format!("/p/{pid}/destinations")).await;
-    for _ in 0..75 {
-        if list.body.contains("data-test=\"needs-attention\"") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        list = b.get(&format!("/p/{pid}/destinations")).await;
-    }
-    assert!(
-        list.body.contains("data-test=\"needs-attention\""),
-        "{}",
-        list.body
-    );
+    wait_for_some(
+        Duration::from_secs(15),
+        "the needs-attention banner",
+        || async {
+            let list = b.get(&format!("/p/{pid}/destinations")).await;
+            list.body
+                .contains("data-test=\"needs-attention\"")
+                .then_some(())
+        },
+    )
+    .await;
     assert!(
         b.get(&dpage)
             .await

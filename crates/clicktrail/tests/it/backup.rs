@@ -6,8 +6,6 @@
 //! PostgreSQL: `backup` points to `pg_dump`, and a `pg_dump` /
 //! `pg_restore` round trip keeps every table and serves postbacks.
 
-mod support;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -15,10 +13,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use support::{
-    Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer, free_port, outbound_click, pageview,
+use crate::support::{
+    self, Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer, outbound_click, pageview,
 };
+use serde_json::{Value, json};
+
+/// A free loopback port for a `clicktrail serve` started by hand (these
+/// runs use the key file, not the harness's master key, so they do not go
+/// through `support::process`).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
 use tokio::sync::Mutex;
 
 /// Where a command-line run of clicktrail keeps its data.
@@ -461,8 +470,8 @@ async fn a_backup_under_load_restores_every_acknowledged_row() {
         before.1.len()
     );
     assert!(transactions.contains("AFTER-RESTORE"));
-    source_db.drop_db().await;
-    target_db.drop_db().await;
+    drop(source_db);
+    drop(target_db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -526,8 +535,8 @@ async fn a_restore_refuses_a_used_target_and_a_damaged_backup() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
     assert!(stdout.contains("kept as"), "{stdout}");
-    db.drop_db().await;
-    empty_db.drop_db().await;
+    drop(db);
+    drop(empty_db);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -550,7 +559,7 @@ async fn backup_and_restore_on_postgres_point_to_pg_dump() {
     let stderr = text(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("pg_restore"), "{stderr}");
-    db.drop_db().await;
+    drop(db);
 }
 
 /// Row counts of every table of the PostgreSQL database at `url`.
@@ -665,5 +674,5 @@ async fn postgres_pg_dump_and_pg_restore_round_trip() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "validated");
     restored.stop().await;
-    db.drop_db().await;
+    drop(db);
 }

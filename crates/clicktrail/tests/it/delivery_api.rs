@@ -1,16 +1,16 @@
 //! The destinations API: validation errors, masked credentials, edits and
 //! pauses, test sends, auth and workspace isolation.
 
-mod delivery_support;
-
 use std::time::Duration;
 
 use clicktrail_store::auth;
 use clicktrail_testkit::ga4::FakeGa4;
 use clicktrail_testkit::google_ads::{FakeGoogleAds, GoogleAccount};
 use clicktrail_testkit::meta::FakeMeta;
-use delivery_support::*;
 use serde_json::{Value, json};
+
+use crate::support::delivery::{self, *};
+use crate::support::{Backend, MASTER_KEY, open, wait_for};
 
 fn field_codes(v: &Value) -> Vec<(String, String)> {
     v["error"]["fields"]
@@ -30,9 +30,8 @@ fn field_codes(v: &Value) -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn validation_errors() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(Backend::Sqlite).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let property = api.property().await;
     let path = format!("/properties/{property}/destinations");
 
@@ -93,18 +92,16 @@ async fn validation_errors() {
         .await;
     assert_eq!(s, 422, "{v}");
     assert!(field_codes(&v).contains(&("name".into(), "invalid_name".into())));
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 /// With private networks refused (the production default), an endpoint on
 /// loopback is a validation error, not a request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn private_endpoints_refused() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let mut cfg = test_config(&db);
-    cfg.allow_private_networks = false;
-    let server = start(cfg).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server =
+        delivery::server_with(Backend::Sqlite, |cfg| cfg.allow_private_networks = false).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let property = api.property().await;
     let (s, v) = api
         .post(
@@ -119,14 +116,13 @@ async fn private_endpoints_refused() {
             .any(|(f, c)| f == "settings.endpoint" && c == "address_not_allowed"),
         "{v}"
     );
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_masking_pause_and_test() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(Backend::Sqlite).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
     let property = api.property().await;
 
@@ -145,7 +141,7 @@ async fn crud_masking_pause_and_test() {
     assert_eq!(v["credentials"]["access_token"], "EAAB…6789");
     assert!(!v.to_string().contains(META_TOKEN));
     // Stored encrypted.
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     let (enc,): (String,) = check
         .fetch_one(
             "SELECT credentials_enc FROM destinations WHERE id = $1",
@@ -213,7 +209,13 @@ async fn crud_masking_pause_and_test() {
     assert_eq!(v["status"], "paused");
     let before = meta.events().len();
     let held = convert(&server, &property, &[ConvSpec::lead(2)]).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The worker claims the row and parks it unsent; parked, it is not
+    // claimed again until the destination is resumed.
+    wait_for(Duration::from_secs(20), "the paused row parked", || async {
+        count_parked(&check).await == 1
+    })
+    .await;
+    assert_eq!(count_to_send(&check).await, 0);
     assert_eq!(meta.events().len(), before, "paused: nothing sent");
     let v = delivery_of(&check, &held[0].id).await.remove(0);
     assert_eq!(
@@ -244,14 +246,13 @@ async fn crud_masking_pause_and_test() {
     let (_, d) = api.get(&format!("/destinations/{id}")).await;
     assert_eq!(d["settings"]["pixel_id"], META_PIXEL);
     assert_eq!(d["name"], "Meta");
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn google_and_ga4_test_modes() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = start(test_config(&db)).await;
-    let api = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(Backend::Sqlite).await;
+    let api = Api::new(&server.base, MASTER_KEY);
     let google = FakeGoogleAds::start(GoogleAccount::default())
         .await
         .unwrap();
@@ -272,16 +273,15 @@ async fn google_and_ga4_test_modes() {
     assert_eq!(s, 200, "{t}");
     assert_eq!(ga4.debug_requests(), 1, "GA4's validation endpoint: {t}");
     assert!(ga4.received().is_empty());
-    server.stop().await.unwrap();
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auth_and_workspaces() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = start(test_config(&db)).await;
-    let master = Api::new(&server.base_url(), MASTER_KEY);
+    let server = delivery::server(Backend::Sqlite).await;
+    let master = Api::new(&server.base, MASTER_KEY);
     let meta = FakeMeta::start(META_PIXEL, META_TOKEN).await.unwrap();
-    let check = db.connect().await;
+    let check = open(&server.db).await;
     let ws_a = auth::ensure_workspace(&check, "alpha").await.unwrap();
     let ws_b = auth::ensure_workspace(&check, "bravo").await.unwrap();
     let (_, token_a) = auth::create_token(&check, ws_a.id, "a").await.unwrap();
@@ -339,5 +339,5 @@ async fn auth_and_workspaces() {
     assert_eq!(d["status"], "active");
     assert_eq!(b.get("/destinations/dst_doesnotexist000000").await.0, 404);
     assert_eq!(a.get("/deliveries/dlv_doesnotexist000000").await.0, 404);
-    server.stop().await.unwrap();
+    server.stop().await;
 }

@@ -5,12 +5,10 @@
 //! records nothing) and resume, destination editing, the API's
 //! `PATCH /api/v1/links/{id}`, and another workspace's link is 404.
 
-mod dashboard_support;
-mod support;
-
-use dashboard_support::{Browser, Page};
+use crate::support::browser::{Browser, Page};
+use crate::support::{Backend, CHROME_UA, MASTER_KEY, TestServer};
+use clicktrail_testkit::both;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer};
 
 /// The list's row of the link `slug`.
 fn row<'a>(list: &'a Page, slug: &str) -> &'a str {

@@ -5,20 +5,18 @@
 //! cannot use (loopback, plain http) is said plainly in the first-run
 //! message, on the property page and in its setup checklist.
 
-mod dashboard_support;
-mod support;
-
-use std::io::Read as _;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use clicktrail::config::Config;
+use clicktrail_testkit::both;
 use clicktrail_testkit::income_access::{FakeIncomeAccess, FakePlayer};
-use dashboard_support::Browser;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer, free_port};
+
+use crate::support::browser::Browser;
+use crate::support::process::Serve;
+use crate::support::{self, Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer, wait_for_some};
 
 /// Gala Partners' link as its back office gives it (shared/reference/income-access.md).
 const GALA_MEDIA_LINK: &str = "https://media.galapartners.co.uk/redirect.aspx?pid=91731&bid=1195";
@@ -260,24 +258,28 @@ both!(
         assert_eq!(v["settings"]["subid_param"], "subid", "{v}");
         assert_eq!(v["settings"]["tracking_group"], "custom", "{v}");
         let url = v["postback_url"].as_str().expect("postback_url").to_owned();
-        // The click is written by the ingest queue: wait for it, with a deadline.
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let outcome = loop {
-            let r = s
-                .http
-                .get(format!(
-                    "{url}?click_id={cid}&payout=7.5&currency=EUR&txid=BARE-1"
-                ))
-                .send()
-                .await
-                .expect("postback");
-            assert_eq!(r.status(), 200);
-            let v: Value = r.json().await.expect("json");
-            if v["error_code"] != "unknown_click_id" || Instant::now() > deadline {
-                break v;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        // The click is written by the ingest queue: wait for it, with a
+        // deadline, then post back once.
+        wait_for_some(Duration::from_secs(20), "the click written", || async {
+            let (st, _) = s
+                .get(
+                    &format!("/api/v1/properties/{pid}/clicks/{cid}"),
+                    MASTER_KEY,
+                )
+                .await;
+            (st == 200).then_some(())
+        })
+        .await;
+        let r = s
+            .http
+            .get(format!(
+                "{url}?click_id={cid}&payout=7.5&currency=EUR&txid=BARE-1"
+            ))
+            .send()
+            .await
+            .expect("postback");
+        assert_eq!(r.status(), 200);
+        let outcome: Value = r.json().await.expect("json");
         assert_eq!(outcome["status"], "validated", "{outcome}");
         s.stop().await;
     }
@@ -333,7 +335,10 @@ async fn api_warnings(s: &TestServer, domain: &str) -> Vec<String> {
     let warnings = v["warnings"].as_array().expect("warnings").clone();
     for w in &warnings {
         assert!(w["message"].as_str().is_some_and(|m| !m.is_empty()), "{w}");
-        assert!(w["fix"].as_str().unwrap().contains("CLICKTRAIL_PUBLIC_URL"), "{w}");
+        assert!(
+            w["fix"].as_str().unwrap().contains("CLICKTRAIL_PUBLIC_URL"),
+            "{w}"
+        );
     }
     warnings
         .iter()
@@ -409,53 +414,13 @@ both!(
 /// Runs `clicktrail serve` until it answers `/healthz`, stops it with
 /// SIGTERM and returns everything it printed on stdout.
 async fn first_run_output(db: &TestDb, public_url: Option<&str>) -> String {
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clicktrail"));
-    cmd.arg("serve")
-        .env("CLICKTRAIL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CLICKTRAIL_DATABASE_URL", &db.url)
-        .env("CLICKTRAIL_MASTER_KEY", MASTER_KEY)
-        .env("CLICKTRAIL_DATA_DIR", &db.dir)
-        .env("CLICKTRAIL_LOG", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut serve = Serve::new(&db.url, &db.dir).env("CLICKTRAIL_LOG", "error");
     if let Some(u) = public_url {
-        cmd.env("CLICKTRAIL_PUBLIC_URL", u);
+        serve = serve.env("CLICKTRAIL_PUBLIC_URL", u);
     }
-    let mut child = cmd.spawn().expect("spawn clicktrail");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(r) = http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            && r.status().is_success()
-        {
-            break;
-        }
-        if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
-            let _ = child.kill();
-            panic!("clicktrail did not become healthy");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(stopped.success());
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut out)
-        .expect("read stdout");
-    let status = child.wait().expect("wait");
+    let mut child = serve.start().await;
+    let status = child.terminate().await;
+    let out = child.printed().await;
     assert!(status.success(), "{status}: {out}");
     out
 }
@@ -476,14 +441,14 @@ both!(
             out.contains("CLICKTRAIL_PUBLIC_URL"),
             "says what to set:\n{out}"
         );
-        db.drop_db().await;
+        drop(db);
 
         let db = TestDb::new(b).await;
         let out = first_run_output(&db, Some("https://track.example.com")).await;
         assert!(out.contains("First run."), "{out}");
         assert!(out.contains("https://track.example.com/"), "{out}");
         assert!(!out.contains("WARNING"), "nothing to warn about:\n{out}");
-        db.drop_db().await;
+        drop(db);
     }
 );
 

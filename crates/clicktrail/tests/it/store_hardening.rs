@@ -3,13 +3,14 @@
 //! postbacks that move the same rollup rows, poll claims left by a crash,
 //! the modes of the data files, and tracked-link slugs per property.
 
-mod support;
-
 use std::sync::Arc;
+use std::time::Duration;
 
+use clicktrail_testkit::both;
 use futures::StreamExt as _;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer};
+
+use crate::support::{self, Backend, CHROME_UA, MASTER_KEY, TestServer, wait_for_some};
 
 /// A landing from ad campaign `n` on landing page `n` (its own rollup rows).
 fn campaign_landing(n: u32) -> String {
@@ -93,17 +94,7 @@ async fn two_processes_share_rollups(b: Backend) {
     a.stop().await;
 }
 
-mod two_processes {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        two_processes_share_rollups(Backend::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        two_processes_share_rollups(Backend::Sqlite).await
-    }
-}
+both!(two_processes, two_processes_share_rollups);
 
 /// Finding 8: a poll cut short by a crash leaves its claim in the
 /// database; the restarted instance releases it at once, so "poll now"
@@ -135,18 +126,14 @@ async fn restart_releases_poll_claims(b: Backend) {
     // second (taken once the scheduler's first polls are over).
     let hour = 3_600_000;
     for (id, owner) in [(&ids[0], instance.trim()), (&ids[1], "another-instance")] {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
+        wait_for_some(Duration::from_secs(30), "a poll claim", || async {
             let now = support::now_ms();
-            if integrations::claim_poll(&db, id, owner, now, now + hour)
+            integrations::claim_poll(&db, id, owner, now, now + hour)
                 .await
                 .unwrap()
-            {
-                break;
-            }
-            assert!(std::time::Instant::now() < deadline, "never claimed");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
+                .then_some(())
+        })
+        .await;
     }
     let TestServer {
         server,
@@ -190,17 +177,7 @@ async fn restart_releases_poll_claims(b: Backend) {
     s.stop().await;
 }
 
-mod poll_claims {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        restart_releases_poll_claims(Backend::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        restart_releases_poll_claims(Backend::Sqlite).await
-    }
-}
+both!(poll_claims, restart_releases_poll_claims);
 
 /// Finding 9: the data directory is created 0700 and the database, its
 /// `-wal` and `-shm`, and the instance id 0600; wider ones are reported
@@ -395,14 +372,4 @@ async fn slugs_per_property(b: Backend) {
     s.stop().await;
 }
 
-mod link_slugs {
-    use super::*;
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        slugs_per_property(Backend::Postgres).await
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        slugs_per_property(Backend::Sqlite).await
-    }
-}
+both!(link_slugs, slugs_per_property);

@@ -1,103 +1,34 @@
-//! Test support for the server's integration tests: a real server started
-//! in-process on port 0 against a fresh SQLite file or a fresh PostgreSQL
-//! database (created here, dropped by `stop`), and small HTTP helpers.
+//! The one harness of the server's integration tests: a real server started
+//! in-process on port 0 ([`TestServer`]) against a database of its own
+//! (`clicktrail_testkit::db::TestDb`, SQLite or PostgreSQL, dropped with
+//! it), waiting for a condition with a deadline ([`wait_for`]), and small
+//! HTTP and event helpers. The submodules add a dashboard browser
+//! ([`browser`]), the delivery tests' fixtures ([`delivery`]) and
+//! `clicktrail serve` run as a child process ([`process`]).
+//!
+//! Every test module shares one process and runs beside the others, so
+//! nothing here touches process-wide state: no fixed port, no environment
+//! variable set, and metrics read from the shared recorder are only
+//! checked for presence, never for an exact count.
 
-// Each test binary uses a different part of this module, so some items
-// are unused in each; `expect(dead_code)` would fail in the binaries that
-// use everything.
-#![allow(dead_code)]
+pub mod browser;
+pub mod delivery;
+pub mod process;
 
-use std::path::PathBuf;
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use clicktrail::app::{self, RunningServer};
 use clicktrail::config::{Config, Secret};
+use clicktrail_store::{Db, DbOptions};
 use serde_json::{Value, json};
 
+pub use clicktrail_testkit::db::{Backend, TestDb};
+
 pub const MASTER_KEY: &str = "test-master-key-0123456789";
-pub const PG_ADMIN: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Declares one async test per backend: `both!(name, |backend| async move { ... });`
-#[macro_export]
-macro_rules! both {
-    ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                ($body)($crate::support::Backend::Sqlite).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                ($body)($crate::support::Backend::Postgres).await
-            }
-        }
-    };
-}
-
-/// A database for one test.
-pub struct TestDb {
-    pub url: String,
-    pub dir: PathBuf,
-    pg_name: Option<String>,
-}
-
-fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
-
-impl TestDb {
-    pub async fn new(backend: Backend) -> TestDb {
-        let dir = std::env::temp_dir().join(unique("clicktrail-test"));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        match backend {
-            Backend::Sqlite => TestDb {
-                url: format!("sqlite://{}/ct.db", dir.display()),
-                dir,
-                pg_name: None,
-            },
-            Backend::Postgres => {
-                let name = unique("ct_test");
-                pg_admin(&format!("CREATE DATABASE {name}")).await;
-                TestDb {
-                    url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-                    dir,
-                    pg_name: Some(name),
-                }
-            }
-        }
-    }
-
-    pub async fn drop_db(self) {
-        if let Some(name) = &self.pg_name {
-            pg_admin(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).await;
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn pg_admin(sql: &str) {
-    use sqlx::Connection;
-    let mut conn = match sqlx::PgConnection::connect(PG_ADMIN).await {
-        Ok(c) => c,
-        Err(e) => panic!(
-            "PostgreSQL is not reachable at {PG_ADMIN} ({e}); start it with `.ci/run` or pg_ctlcluster"
-        ),
-    };
-    sqlx::query(sql)
-        .execute(&mut conn)
-        .await
-        .expect("admin statement");
-    let _ = conn.close().await;
-}
-
-/// The configuration of a test server on `db`.
+/// The configuration of a test server on `db`: port 0, the test master
+/// key, private networks allowed (the fakes listen on loopback).
 pub fn config(db: &TestDb) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().expect("addr"),
@@ -110,7 +41,48 @@ pub fn config(db: &TestDb) -> Config {
     }
 }
 
-/// A started server with an HTTP client.
+/// A connection of the test's own to `db` (fixtures, checks, or a database
+/// whose server runs in a child process), migrated.
+pub async fn open(db: &TestDb) -> Db {
+    let conn = Db::connect(&db.url, &DbOptions::default())
+        .await
+        .expect("connect");
+    conn.migrate().await.expect("migrate");
+    conn
+}
+
+/// Polls `check` until it gives a value; fails the test naming `what` once
+/// `limit` has passed.
+pub async fn wait_for_some<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Polls `check` until it holds; fails the test naming `what` once `limit`
+/// has passed.
+pub async fn wait_for<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    wait_for_some(limit, what, || {
+        let holds = check();
+        async move { holds.await.then_some(()) }
+    })
+    .await;
+}
+
+/// A server started in-process, its database and an HTTP client.
 pub struct TestServer {
     pub server: RunningServer,
     pub db: TestDb,
@@ -119,12 +91,14 @@ pub struct TestServer {
 }
 
 impl TestServer {
+    /// A server on a fresh database of `backend`, with [`config`].
     pub async fn start(backend: Backend) -> TestServer {
         let db = TestDb::new(backend).await;
         let cfg = config(&db);
         Self::start_with(db, cfg).await
     }
 
+    /// A server on `db` with `cfg` (usually [`config`] changed).
     pub async fn start_with(db: TestDb, cfg: Config) -> TestServer {
         let server = app::start(cfg).await.expect("server starts");
         let base = server.base_url();
@@ -142,9 +116,9 @@ impl TestServer {
         }
     }
 
+    /// Stops the server cleanly, then drops its database.
     pub async fn stop(self) {
         self.server.stop().await.expect("clean shutdown");
-        self.db.drop_db().await;
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -204,49 +178,7 @@ impl TestServer {
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
-}
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-pub const CHROME_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
-
-/// A PageView event.
-pub fn pageview(event_id: &str, visitor: &str, url: &str) -> Value {
-    json!({"event_id": event_id, "name": "PageView", "ts": now_ms(), "visitor_id": visitor, "url": url,
-           "referrer": "https://www.google.com/", "title": "Best offers"})
-}
-
-/// An OutboundClick event.
-pub fn outbound_click(
-    event_id: &str,
-    visitor: &str,
-    page: &str,
-    click_id: &str,
-    link: &str,
-    pageview: &str,
-) -> Value {
-    json!({"event_id": event_id, "name": "OutboundClick", "ts": now_ms(), "visitor_id": visitor, "url": page,
-           "click_id": click_id, "pageview_id": pageview,
-           "link": {"url": link, "tracking_group": "incomeaccess", "text": "Join now"}})
-}
-
-/// A free loopback port, for a server started as a child process.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
-/// One value, form-urlencoded (for query strings).
-pub fn urlenc(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-impl TestServer {
     /// Installs the `custom` network (tracking group `mynet`, subid
     /// parameter `sub1`) on `pid`; returns its id and postback URL.
     pub async fn install_custom(&self, pid: &str) -> (String, String) {
@@ -280,4 +212,35 @@ impl TestServer {
         assert_eq!(st, 202, "{v}");
         cid
     }
+}
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub const CHROME_UA: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+
+/// A PageView event.
+pub fn pageview(event_id: &str, visitor: &str, url: &str) -> Value {
+    json!({"event_id": event_id, "name": "PageView", "ts": now_ms(), "visitor_id": visitor, "url": url,
+           "referrer": "https://www.google.com/", "title": "Best offers"})
+}
+
+/// An OutboundClick event.
+pub fn outbound_click(
+    event_id: &str,
+    visitor: &str,
+    page: &str,
+    click_id: &str,
+    link: &str,
+    pageview: &str,
+) -> Value {
+    json!({"event_id": event_id, "name": "OutboundClick", "ts": now_ms(), "visitor_id": visitor, "url": page,
+           "click_id": click_id, "pageview_id": pageview,
+           "link": {"url": link, "tracking_group": "incomeaccess", "text": "Join now"}})
+}
+
+/// One value, form-urlencoded (for query strings).
+pub fn urlenc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }

@@ -2,11 +2,13 @@
 //! tenancy, the collector (formats, de-duplication, refusals with stable
 //! codes, CORS, domains), sessions and clicks, lost-beacon click ids.
 
-mod support;
-
+use clicktrail_testkit::both;
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, now_ms, outbound_click, pageview};
+
+use crate::support::{
+    self, Backend, CHROME_UA, MASTER_KEY, TestServer, now_ms, outbound_click, pageview,
+};
 
 const PV: &str = "0190f1a2-7d3c-7abc-8def-0123456789ab";
 const CLICK: &str = "AZDxon08eryN7wEjRWeJqwAAAAAA";

@@ -1,7 +1,7 @@
 //! Dashboard performance: a million events stored, then each page's server
 //! time. Ignored by default (it takes a minute or two); run it with
 //!
-//!     cargo test --release -p clicktrail --test dashboard_bench -- --ignored --nocapture
+//!     cargo test --release -p clicktrail --test it dashboard_bench -- --ignored --nocapture
 //!
 //! (`CLICKTRAIL_BENCH_PG=1` runs it on PostgreSQL too, `CLICKTRAIL_BENCH_EVENTS`
 //! changes the count). Events go through the real ingest path minus the
@@ -12,19 +12,17 @@
 //! spend through the CSV import. Page times are measured over HTTP
 //! (loopback) and from the report page's `Server-Timing` header.
 
-mod dashboard_support;
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clicktrail_store::ingest::{ClickOrigin, IngestEvent};
-use dashboard_support::Browser;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
-use support::{Backend, TestServer};
+
+use crate::support::browser::Browser;
+use crate::support::{Backend, TestServer};
 
 const UAS: &[&str] = &[
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",

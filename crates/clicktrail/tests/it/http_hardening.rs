@@ -8,15 +8,15 @@
 //! query, bad UTF-8 path, 414) have the API's error shape; `/metrics` is
 //! refused without its token, or served only on its own listener.
 
-mod support;
-
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use clicktrail_testkit::both;
 use serde_json::Value;
-use support::{Backend, MASTER_KEY, TestDb, TestServer, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::process::{ChildServer, Serve};
+use crate::support::{self, Backend, MASTER_KEY, TestDb, TestServer};
 
 /// Reads until the server closes the connection (EOF or reset); returns
 /// what it sent, or `None` when it was still open at `deadline`.
@@ -117,11 +117,21 @@ both!(
         // A request in flight whose body stalls (within the 20 s body timeout).
         let mut c = TcpStream::connect(s.server.addr).await.expect("connect");
         c.write_all(
-        b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n{",
-    )
-    .await
-    .expect("write");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            b"POST /collect HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n\
+              Content-Length: 100\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        // `100 Continue` comes once the handler reads the body: the request
+        // is in flight before the server is told to stop.
+        let mut interim = [0u8; 64];
+        let n = tokio::time::timeout(Duration::from_secs(10), c.read(&mut interim))
+            .await
+            .expect("100 Continue within 10 s")
+            .expect("read");
+        let interim = String::from_utf8_lossy(&interim[..n]);
+        assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+        c.write_all(b"{").await.expect("write");
         let started = Instant::now();
         let stopped = tokio::time::timeout(Duration::from_secs(10), s.server.stop()).await;
         let took = started.elapsed();
@@ -133,27 +143,18 @@ both!(
         assert!(took < Duration::from_secs(5), "{took:?}");
         let closed = read_until_closed(&mut c, Instant::now() + Duration::from_secs(2)).await;
         assert!(closed.is_some(), "the stalled connection is closed");
-        s.db.drop_db().await;
     }
 );
 
 /// The real binary with an open-file limit of 512 (soft and hard).
-fn spawn_limited(db: &TestDb, port: u16) -> Child {
-    Command::new("sh")
-        .arg("-c")
-        .arg(r#"ulimit -n 512 && exec "$0" serve"#)
-        .arg(env!("CARGO_BIN_EXE_clicktrail"))
-        .env("CLICKTRAIL_LISTEN", format!("127.0.0.1:{port}"))
-        .env("CLICKTRAIL_DATABASE_URL", &db.url)
-        .env("CLICKTRAIL_MASTER_KEY", MASTER_KEY)
-        .env("CLICKTRAIL_DATA_DIR", &db.dir)
+async fn start_limited(db: &TestDb) -> ChildServer {
+    Serve::new(&db.url, &db.dir)
         .env("CLICKTRAIL_LOG", "error")
         .env("CLICKTRAIL_HTTP__MAX_CONNECTIONS", "150")
         .env("CLICKTRAIL_HTTP__HEADER_READ_TIMEOUT_SECS", "5")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn clicktrail")
+        .open_files(512)
+        .start()
+        .await
 }
 
 fn open_files(pid: u32) -> usize {
@@ -183,15 +184,10 @@ both!(
     healthz_answers_with_1100_idle_sockets_open,
     |b: Backend| async move {
         let db = TestDb::new(b).await;
-        let port = free_port();
-        let mut child = spawn_limited(&db, port);
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !matches!(healthz_once(&base).await, Some((200, _, _))) {
-            assert!(Instant::now() < deadline, "the server did not start");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let pid = child.id();
+        let mut child = start_limited(&db).await;
+        let base = child.base.clone();
+        let addr = base.trim_start_matches("http://").to_owned();
+        let pid = child.pid();
 
         // 1,100 sockets that send nothing: more than the server's 512 files.
         // In rounds of 100: 1,100 at once can overflow the listen backlog, and
@@ -204,7 +200,7 @@ both!(
             for _ in 0..100 {
                 connects.spawn(tokio::time::timeout(
                     Duration::from_secs(5),
-                    TcpStream::connect(("127.0.0.1", port)),
+                    TcpStream::connect(addr.clone()),
                 ));
             }
             while let Some(c) = connects.join_next().await {
@@ -213,11 +209,6 @@ both!(
         }
         let opened = Instant::now();
         let took_to_open = opened - opening;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let files = open_files(pid);
-        eprintln!(
-            "{b:?}: 1,100 idle sockets opened in {took_to_open:?}; the server holds {files} open files (limit 512)"
-        );
 
         // While they are open (150 of them hold the cap until the 5 s header
         // timeout), /healthz gets an answer: 503 + Retry-After (a connection
@@ -227,6 +218,10 @@ both!(
             answer = healthz_once(&base).await;
         }
         let answered_after = opened.elapsed();
+        let files = open_files(pid);
+        eprintln!(
+            "{b:?}: 1,100 idle sockets opened in {took_to_open:?}; the server holds {files} open files (limit 512)"
+        );
         let (status, retry, body) =
             answer.expect("/healthz answered while 1,100 sockets were idle");
         assert!(
@@ -262,9 +257,7 @@ both!(
             "{b:?}: /healthz: {status} after {answered_after:?}; all idle closed by {:?}",
             opened.elapsed()
         );
-        let _ = child.kill();
-        let _ = child.wait();
-        db.drop_db().await;
+        child.kill().await;
     }
 );
 

@@ -3,12 +3,11 @@
 //! spend through the dashboard's CSV import; the numbers are read back from
 //! the report page and its CSV exports.
 
-mod dashboard_support;
-mod support;
-
-use dashboard_support::Browser;
+use clicktrail_testkit::both;
 use serde_json::{Value, json};
-use support::{Backend, TestServer};
+
+use crate::support::browser::Browser;
+use crate::support::{Backend, TestServer};
 
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36";
 const GOOGLEBOT: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";

@@ -3,13 +3,17 @@
 //! connector against the fake server, the conversion log, and direct
 //! linking through `/go/`.
 
-mod support;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use clicktrail_testkit::both;
 use clicktrail_testkit::income_access::{Decimal, FakeIncomeAccess, FakeMode, FakePlayer};
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{Backend, CHROME_UA, MASTER_KEY, TestServer, pageview, urlenc};
+
+use crate::support::{
+    self, Backend, CHROME_UA, MASTER_KEY, TestServer, pageview, urlenc, wait_for_some,
+};
 
 /// A landing from Google Ads (one gclid per visitor `n`).
 fn google_landing(n: u32) -> String {
@@ -610,17 +614,14 @@ both!(onsite_conversions, |b: Backend| async move {
         202
     );
     // The job follows committed events.
-    let mut entries = Vec::new();
-    for _ in 0..50 {
+    let entries = wait_for_some(Duration::from_secs(5), "the on-site conversion", || async {
         let (_, log) = s
             .get(&format!("/api/v1/properties/{pid}/conversions"), MASTER_KEY)
             .await;
-        entries = log["conversions"].as_array().unwrap().clone();
-        if !entries.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+        let entries = log["conversions"].as_array().cloned().unwrap_or_default();
+        (!entries.is_empty()).then_some(entries)
+    })
+    .await;
     assert_eq!(
         entries.len(),
         1,
@@ -643,10 +644,21 @@ both!(onsite_conversions, |b: Backend| async move {
             .1["duplicates"],
         3
     );
-    // A pass of a second follower (as another process would run) may lose
-    // the cursor race to the server's own one; either way nothing doubles.
-    let _ = clicktrail_engine::onsite::run_once(&s.server.onsite, &mut Default::default()).await;
-    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // A second follower (as another process would run) driven until it has
+    // caught up: a pass may lose the cursor race to the server's own one,
+    // and each pass has committed what it wrote when it returns. Either way
+    // nothing doubles.
+    let mut follower = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !matches!(
+        clicktrail_engine::onsite::run_once(&s.server.onsite, &mut follower).await,
+        Ok(0)
+    ) {
+        assert!(
+            Instant::now() < deadline,
+            "a second follower never caught up"
+        );
+    }
     assert_eq!(count(&s, &pid).await, 1);
     s.stop().await;
 });
