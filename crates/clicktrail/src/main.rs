@@ -137,6 +137,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(open_files, "open-file limit");
     let db_url = app::redact_url(&cfg.database_url);
     let public_url_is_default = cfg.public_url.is_none();
+    let signal = shutdown_signal();
     let server = app::start(cfg).await.context("starting clicktrail")?;
     let base = server.services.properties.public_base().to_owned();
     println!("clicktrail is running at {}", server.base_url());
@@ -188,7 +189,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     }
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         tracing::info!("shutting down: finishing in-flight requests and flushing the write queue");
         token.cancel();
     });
@@ -197,6 +198,7 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
 
 async fn demo(cfg: Config, reset: bool) -> anyhow::Result<()> {
     clicktrail::serve::raise_open_files_limit();
+    let signal = shutdown_signal();
     let server = clicktrail::demo::start(cfg, reset).await?;
     let base = server.services.properties.public_base().to_owned();
     println!("clicktrail demo is running at {base}/");
@@ -210,30 +212,39 @@ async fn demo(cfg: Config, reset: bool) -> anyhow::Result<()> {
     );
     let token = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signal.await;
         token.cancel();
     });
     server.wait().await
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGTERM and SIGINT handlers now (so a signal that comes
+/// while the server is still starting is kept, not fatal) and returns what
+/// waits for the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        let term = signal(SignalKind::terminate());
+        let int = signal(SignalKind::interrupt());
+        async move {
+            match (term, int) {
+                (Ok(mut term), Ok(mut int)) => {
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = int.recv() => {}
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
