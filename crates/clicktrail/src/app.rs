@@ -287,13 +287,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
             ingest.clone(),
             cfg.ingest.max_body_bytes,
         )),
-        integrations: Arc::new(Integrations::new(
-            db.clone(),
-            keyring.clone(),
-            properties.clone(),
-            poller.clone(),
-            conversions.clone(),
-        )),
+        integrations: Arc::new(
+            Integrations::new(
+                db.clone(),
+                keyring.clone(),
+                properties.clone(),
+                poller.clone(),
+                conversions.clone(),
+            )
+            .with_egress_ips(cfg.egress_ips.clone()),
+        ),
         destinations: Arc::new(Destinations::new(
             db.clone(),
             keyring.clone(),

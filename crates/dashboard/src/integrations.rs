@@ -3,10 +3,15 @@
 //! conversions, setup steps, the Install form with credentials, settings
 //! and event mapping), and the page of an installed integration (status,
 //! last poll and error, "poll now", postback URL, settings, event mapping).
+//! Forms of API integrations (Income Access) have a "Test connection"
+//! button, show the address the program must whitelist, and fold the
+//! settings most installs leave alone under "Advanced".
 //!
 //! Installing and editing go through the engine's `Integrations` service (the code behind
 //! `POST /api/v1/properties/{id}/integrations` and `PUT
-//! /api/v1/integrations/{id}`), polling through `clicktrail_engine::polling::poll_now`.
+//! /api/v1/integrations/{id}`), testing through `Integrations::test_on` (the
+//! code behind `POST /api/v1/integrations/test`), polling through
+//! `clicktrail_engine::polling::poll_now`.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -29,7 +34,9 @@ use crate::session::{Dash, DashForm, FormData};
 use crate::ui::{self, Chrome, Errors, Input, Tab};
 use crate::{DashError, html, see_other};
 use clicktrail_engine::ServiceError;
+use clicktrail_engine::connection_test::{ConnectionTest, Egress, TestOutcome};
 use clicktrail_engine::integrations::{InstallRequest, UpdateRequest, is_polled};
+use clicktrail_networks::incomeaccess::split_generated_url;
 
 #[derive(Debug, Deserialize, Default)]
 pub struct CatalogQuery {
@@ -393,6 +400,132 @@ fn setting_input(s: &SettingField, value: &str, errors: &Errors) -> Markup {
     }
 }
 
+/// The settings inputs of a form, those marked `advanced` folded under
+/// "Advanced" (open when one of them has an error, so it shows).
+fn settings_inputs(
+    settings: &[SettingField],
+    value: &dyn Fn(&SettingField) -> String,
+    errors: &Errors,
+) -> Markup {
+    let advanced: Vec<&SettingField> = settings.iter().filter(|s| s.advanced).collect();
+    let open = advanced
+        .iter()
+        .any(|s| errors.get(&format!("settings.{}", s.name)).is_some());
+    html! {
+        @for s in settings.iter().filter(|s| !s.advanced) { (setting_input(s, &value(s), errors)) }
+        @if !advanced.is_empty() {
+            details.advanced data-test="advanced" open[open] {
+                summary { "Advanced" }
+                @for s in &advanced { (setting_input(s, &value(s), errors)) }
+            }
+        }
+    }
+}
+
+/// The address a program must whitelist, as the forms show it.
+fn egress_note(egress: &Egress) -> Markup {
+    let ips = egress.ips();
+    html! {
+        div.help data-test="egress" {
+            @if ips.is_empty() {
+                p { strong { "IP address to whitelist: " } (egress.hint()) }
+            } @else {
+                p {
+                    strong { "IP address to whitelist: " }
+                    @for (n, ip) in ips.iter().enumerate() { @if n > 0 { ", " } code { (ip) } }
+                    " (add it under Reports > API Reports in the program's back office)."
+                }
+            }
+        }
+    }
+}
+
+/// A submitted form as it may be shown again: secrets are never sent back
+/// to the page, so a key typed into a password field, or inside a pasted
+/// report URL, is dropped (the URL is shown without it, its report, format
+/// and merchant moved into their fields, as an install would). Returns the
+/// form and whether a key was dropped (the user must give it again).
+fn redisplay(entry: &CatalogEntry, form: &FormData) -> (FormData, bool) {
+    let secret = |name: &str| {
+        entry
+            .credentials
+            .iter()
+            .any(|c| c.secret && name == format!("credentials.{}", c.name))
+    };
+    let mut dropped = form
+        .fields
+        .iter()
+        .any(|(k, v)| secret(k) && !v.trim().is_empty());
+    let mut out = FormData {
+        fields: form
+            .fields
+            .iter()
+            .filter(|(k, _)| !secret(k))
+            .cloned()
+            .collect(),
+        files: Vec::new(),
+    };
+    if is_polled(entry)
+        && let Some(g) = split_generated_url(form.get("settings.api_url"))
+    {
+        dropped |= g.key.is_some();
+        let mut set = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.fields.retain(|(k, _)| k != name);
+                out.fields.push((name.to_owned(), v));
+            }
+        };
+        set("settings.api_url", Some(g.api_url));
+        set("settings.report_name", g.report_name);
+        set("settings.report_format", g.report_format);
+        set("settings.merchant_id", g.merchant_id);
+    }
+    (out, dropped)
+}
+
+fn outcome_label(o: TestOutcome) -> &'static str {
+    match o {
+        TestOutcome::Works => "it works",
+        TestOutcome::WrongKey => "wrong security key",
+        TestOutcome::IpNotWhitelisted => "this server's IP is not whitelisted",
+        TestOutcome::NoPermission => "refused (security key or IP whitelist)",
+        TestOutcome::InactiveReport => "inactive report",
+        TestOutcome::Unreachable => "unreachable",
+        TestOutcome::Timeout => "no answer in time",
+        TestOutcome::RefusedAddress => "address refused",
+        TestOutcome::ServerError => "the program's server failed",
+        TestOutcome::NotIncomeAccess => "not an Income Access answer",
+        TestOutcome::ProgramError => "the program answered an error",
+    }
+}
+
+/// The answer of "Test connection", shown above the form.
+fn test_result(t: &ConnectionTest, key_dropped: bool) -> Markup {
+    let ip_matters = matches!(
+        t.outcome,
+        TestOutcome::WrongKey | TestOutcome::IpNotWhitelisted | TestOutcome::NoPermission
+    );
+    html! {
+        div id="test-result" class=(if t.ok { "notice" } else { "alert" }) role="status" data-test="test-result" data-outcome=(t.outcome.code()) {
+            p { strong { "Test connection: " (outcome_label(t.outcome)) } " " span.muted { "(" (t.outcome.code()) ")" } }
+            p { (t.message) }
+            @for w in &t.warnings { p { strong { "Note: " } (w) } }
+            @if ip_matters || !t.ok {
+                p data-test="whitelist-ip" {
+                    @if t.egress_ips.is_empty() { (t.egress_hint) }
+                    @else { "IP address to whitelist: " @for (n, ip) in t.egress_ips.iter().enumerate() { @if n > 0 { ", " } code { (ip) } } }
+                }
+            }
+            @if let Some(r) = &t.request { p.small { "Request (" (t.day) "): " code { (r) } } }
+            @if key_dropped {
+                p.small data-test="key-again" { "Nothing was saved. The security key is not sent back to this page: enter it again (or paste the report URL again) before saving." }
+            } @else {
+                p.small { "Nothing was saved." }
+            }
+        }
+    }
+}
+
 fn strip_tags(s: &str) -> String {
     // The help text was built from escaped parts: drop the <code> tags and
     // undo the escaping, since the field helper escapes it again.
@@ -536,6 +669,19 @@ fn link_help(e: &CatalogEntry) -> Markup {
     }
 }
 
+/// What the install form shows besides its fields.
+#[derive(Default)]
+struct FormExtras<'a> {
+    /// The answer of "Test connection", shown above the form.
+    test: Option<&'a ConnectionTest>,
+    /// A key given with the submitted form was not sent back.
+    key_dropped: bool,
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a page of several parts, each given by its caller"
+)]
 fn install_form(
     p: &Property,
     e: &CatalogEntry,
@@ -543,9 +689,17 @@ fn install_form(
     f: &FormData,
     rows: &[MapRow],
     errors: &Errors,
+    egress: &Egress,
+    extras: &FormExtras<'_>,
 ) -> Markup {
+    let polled = is_polled(e);
+    let action = format!("/p/{}/catalog/{}", p.id, e.key);
     html! {
-        form.card id="install" method="post" action={ "/p/" (p.id) "/catalog/" (e.key) } novalidate autocomplete="off" {
+        @if let Some(t) = extras.test { (test_result(t, extras.key_dropped)) }
+        @else if extras.key_dropped {
+            div.attention data-test="key-again" { "The security key is not sent back to this page: enter it again (or paste the report URL again)." }
+        }
+        form.card id="install" method="post" action=(action) novalidate autocomplete="off" {
             (ui::csrf(csrf))
             h2 { "Install " (e.name) }
             (ui::form_error(errors.get("_form")))
@@ -554,18 +708,28 @@ fn install_form(
                 @for c in &e.credentials {
                     (ui::input(&c.label, &format!("credentials.{}", c.name), if c.secret { "" } else { f.get(&format!("credentials.{}", c.name)) }, errors, Input { kind: if c.secret { "password" } else { "text" }, required: c.required, help: Some(&c.help), autocomplete: Some("off"), ..Input::default() }))
                 }
+                @if polled { (egress_note(egress)) }
             }
             @if !e.settings.is_empty() {
                 h3 { "Settings" }
-                @for s in &e.settings { (setting_input(s, f.get(&format!("settings.{}", s.name)), errors)) }
+                (settings_inputs(&e.settings, &|s| f.get(&format!("settings.{}", s.name)).to_owned(), errors))
             }
             h3 { "Event mapping" }
             (mapping_editor(rows, errors))
             button.primary type="submit" data-test="install" { "Install" }
+            @if polled {
+                " "
+                button type="submit" formaction={ (action) "/test" } data-test="test-connection" { "Test connection" }
+                p.help.muted { "Test connection asks the program for yesterday's report with these settings and this key, and says whether it works; it saves nothing." }
+            }
         }
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a page of several parts, each given by its caller"
+)]
 async fn entry_body(
     state: &DashState,
     dash: &Dash,
@@ -574,6 +738,7 @@ async fn entry_body(
     f: &FormData,
     rows: &[MapRow],
     errors: &Errors,
+    extras: &FormExtras<'_>,
 ) -> DashResult<Markup> {
     let installed: Vec<Integration> = store::list_for_property(&state.db, &p.id)
         .await?
@@ -611,7 +776,7 @@ async fn entry_body(
         @if let Some(pb) = &e.postback {
             p.muted { "After installing, the integration page shows your postback URL to paste into " (e.name) "." @if let Some(n) = &pb.notes { " " (n) } }
         }
-        (install_form(p, e, dash.csrf(), f, rows, errors))
+        (install_form(p, e, dash.csrf(), f, rows, errors, state.services.integrations.egress(), extras))
         (link_help(e))
         h2 { "Troubleshooting" }
         ul {
@@ -638,6 +803,7 @@ pub async fn entry_page(
         &FormData::default(),
         &rows,
         &Errors::default(),
+        &FormExtras::default(),
     )
     .await?;
     let c = Chrome::property(&dash, &p, Tab::Integrations, e.name.clone());
@@ -673,15 +839,67 @@ pub async fn install(
             Err(err) => errors = api_errors(err)?,
         }
     }
-    let body = entry_body(&state, &dash, &p, e, &form, &rows, &errors).await?;
+    let (shown, key_dropped) = redisplay(e, &form);
+    let extras = FormExtras {
+        test: None,
+        key_dropped,
+    };
+    let body = entry_body(&state, &dash, &p, e, &shown, &rows, &errors, &extras).await?;
     let c = Chrome::property(&dash, &p, Tab::Integrations, e.name.clone());
     Ok(html(StatusCode::UNPROCESSABLE_ENTITY, ui::page(&c, body)))
+}
+
+/// "Test connection" on the Install form: the form's install request is
+/// tested (nothing saved), and the page comes back with the answer above
+/// the form and the form as typed, secrets excepted.
+pub async fn test_install(
+    State(state): State<DashState>,
+    Path((pid, key)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form, .. } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let e = entry_or_404(&state, &key)?;
+    let rows = rows_from_form(&form);
+    let mut errors = Errors::default();
+    let mapping = mapping_from_rows(&rows, &mut errors);
+    let mut test = None;
+    if errors.is_empty() {
+        let req = InstallRequest {
+            catalog: e.key.clone(),
+            name: None,
+            credentials: credentials_from_form(e, &form),
+            settings: settings_from_form(e, &form),
+            event_mapping: Some(mapping),
+        };
+        match state.services.integrations.test_on(&p, req).await {
+            Ok(t) => test = Some(t),
+            Err(err) => errors = api_errors(err)?,
+        }
+    }
+    let (shown, key_dropped) = redisplay(e, &form);
+    let extras = FormExtras {
+        test: test.as_ref(),
+        key_dropped,
+    };
+    let body = entry_body(&state, &dash, &p, e, &shown, &rows, &errors, &extras).await?;
+    let c = Chrome::property(&dash, &p, Tab::Integrations, e.name.clone());
+    let status = if test.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(html(status, ui::page(&c, body)))
 }
 
 // ---------------------------------------------------------------------------
 // An installed integration
 // ---------------------------------------------------------------------------
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "a page of several parts, each given by its caller"
+)]
 async fn integration_body(
     state: &DashState,
     dash: &Dash,
@@ -690,6 +908,7 @@ async fn integration_body(
     form: Option<&FormData>,
     rows: Option<&[MapRow]>,
     errors: &Errors,
+    extras: &FormExtras<'_>,
 ) -> DashResult<Markup> {
     let entry = state.services.catalog.get(&i.catalog_key);
     let view = state.services.integrations.view(i);
@@ -751,8 +970,9 @@ async fn integration_body(
             (ui::copy_box("postback-url", template.as_deref().unwrap_or(&postback), false))
             @if let Some(n) = entry.and_then(|e| e.postback.as_ref()).and_then(|pb| pb.notes.as_deref()) { p.help { (n) } }
         }
-        section.card {
+        section.card id="settings" {
             h2 { "Settings" }
+            @if let Some(t) = extras.test { (test_result(t, extras.key_dropped)) }
             form method="post" action=(base) novalidate autocomplete="off" {
                 (ui::csrf(dash.csrf()))
                 (ui::form_error(errors.get("_form")))
@@ -760,13 +980,16 @@ async fn integration_body(
                     @for c in &e.credentials {
                         (ui::input(&c.label, &format!("credentials.{}", c.name), "", errors, Input { kind: if c.secret { "password" } else { "text" }, help: Some("Leave empty to keep the current value."), autocomplete: Some("off"), ..Input::default() }))
                     }
-                    @for s in &e.settings {
-                        @let v = match form { Some(f) => f.get(&format!("settings.{}", s.name)).to_owned(), None => setting_value_text(&settings, s) };
-                        (setting_input(s, &v, errors))
-                    }
+                    @if polled { (egress_note(state.services.integrations.egress())) }
+                    (settings_inputs(&e.settings, &|s| match form { Some(f) => f.get(&format!("settings.{}", s.name)).to_owned(), None => setting_value_text(&settings, s) }, errors))
                 }
                 (ui::select("Status", "status", &[("active".into(), "Active".into()), ("paused".into(), "Paused: no polling, links not tagged".into())], if i.status == "paused" { "paused" } else { "active" }, errors, None))
                 button.primary type="submit" { "Save settings" }
+                @if polled {
+                    " "
+                    button type="submit" formaction={ (base) "/test" } data-test="test-connection" { "Test connection" }
+                    p.help.muted { "Test connection asks the program for yesterday's report with these settings (and the saved key, unless you type a new one); it saves nothing." }
+                }
             }
         }
         section.card {
@@ -801,7 +1024,17 @@ pub async fn page(
 ) -> DashResult {
     let p = owned(&state, &dash, &pid).await?;
     let i = owned_integration(&state, &p, &iid).await?;
-    let body = integration_body(&state, &dash, &p, &i, None, None, &Errors::default()).await?;
+    let body = integration_body(
+        &state,
+        &dash,
+        &p,
+        &i,
+        None,
+        None,
+        &Errors::default(),
+        &FormExtras::default(),
+    )
+    .await?;
     Ok(render_integration(
         &dash,
         &p,
@@ -852,7 +1085,14 @@ pub async fn update(
         }
         Err(e) => {
             let errors = api_errors(e)?;
-            let body = integration_body(&state, &dash, &p, &i, Some(&form), None, &errors).await?;
+            let (shown, key_dropped) = redisplay(entry, &form);
+            let extras = FormExtras {
+                test: None,
+                key_dropped,
+            };
+            let body =
+                integration_body(&state, &dash, &p, &i, Some(&shown), None, &errors, &extras)
+                    .await?;
             Ok(render_integration(
                 &dash,
                 &p,
@@ -863,6 +1103,59 @@ pub async fn update(
             ))
         }
     }
+}
+
+/// "Test connection" on an installed integration's settings form: the
+/// settings as typed, with the key typed (or inside a pasted report URL),
+/// else the saved one; nothing is saved.
+pub async fn test_saved(
+    State(state): State<DashState>,
+    Path((pid, iid)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form, .. } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let i = owned_integration(&state, &p, &iid).await?;
+    let entry = entry_or_404(&state, &i.catalog_key)?;
+    let typed = credentials_from_form(entry, &form);
+    let url_has_key =
+        split_generated_url(form.get("settings.api_url")).is_some_and(|g| g.key.is_some());
+    // As saving would: a key typed or pasted wins, else the saved one.
+    let credentials = if !typed.is_empty() || url_has_key {
+        typed
+    } else {
+        match &i.credentials_enc {
+            Some(enc) => match state.services.keyring.decrypt_json(enc) {
+                Ok(Value::Object(m)) => m,
+                _ => Map::new(),
+            },
+            None => Map::new(),
+        }
+    };
+    let req = InstallRequest {
+        catalog: i.catalog_key.clone(),
+        name: Some(i.name.clone()),
+        credentials,
+        settings: settings_from_form(entry, &form),
+        event_mapping: serde_json::from_str(&i.event_mapping).ok(),
+    };
+    let (test, errors) = match state.services.integrations.test_on(&p, req).await {
+        Ok(t) => (Some(t), Errors::default()),
+        Err(e) => (None, api_errors(e)?),
+    };
+    let (shown, key_dropped) = redisplay(entry, &form);
+    let extras = FormExtras {
+        test: test.as_ref(),
+        key_dropped,
+    };
+    let body =
+        integration_body(&state, &dash, &p, &i, Some(&shown), None, &errors, &extras).await?;
+    let status = if test.is_some() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    Ok(render_integration(&dash, &p, &i, body, status, None))
 }
 
 pub async fn update_mapping(
@@ -894,7 +1187,17 @@ pub async fn update_mapping(
             Err(e) => errors = api_errors(e)?,
         }
     }
-    let body = integration_body(&state, &dash, &p, &i, None, Some(&rows), &errors).await?;
+    let body = integration_body(
+        &state,
+        &dash,
+        &p,
+        &i,
+        None,
+        Some(&rows),
+        &errors,
+        &FormExtras::default(),
+    )
+    .await?;
     Ok(render_integration(
         &dash,
         &p,
@@ -921,7 +1224,17 @@ pub async fn poll_now(
         Err(e) if e.status.is_client_error() => {
             let mut errors = Errors::default();
             errors.add("_form", e.message);
-            let body = integration_body(&state, &dash, &p, &i, None, None, &errors).await?;
+            let body = integration_body(
+                &state,
+                &dash,
+                &p,
+                &i,
+                None,
+                None,
+                &errors,
+                &FormExtras::default(),
+            )
+            .await?;
             Ok(render_integration(
                 &dash,
                 &p,

@@ -158,6 +158,14 @@ fn routes() -> Router<DashState> {
             get(integrations::page).post(integrations::update),
         )
         .route(
+            "/p/{pid}/catalog/{key}/test",
+            post(integrations::test_install),
+        )
+        .route(
+            "/p/{pid}/integrations/{iid}/test",
+            post(integrations::test_saved),
+        )
+        .route(
             "/p/{pid}/integrations/{iid}/mapping",
             post(integrations::update_mapping),
         )

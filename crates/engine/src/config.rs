@@ -3,7 +3,7 @@
 //! `CLICKTRAIL_INGEST__QUEUE_CAPACITY`). Validated at start; unknown keys
 //! are rejected with a message naming the key and where it came from.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -77,6 +77,13 @@ pub struct Config {
     /// Peers whose `X-Forwarded-For` is trusted (CIDRs), e.g.
     /// `["127.0.0.1/32", "10.0.0.0/8"]`.
     pub trusted_proxies: Vec<IpNet>,
+    /// The addresses this server's outbound requests come from, as the
+    /// operator knows them (e.g. `["203.0.113.7"]`): shown where a network
+    /// must whitelist the caller (Income Access). clicktrail never asks an
+    /// outside service for them. From the environment, a list or a comma
+    /// separated string (`CLICKTRAIL_EGRESS_IPS=203.0.113.7,2001:db8::7`).
+    #[serde(deserialize_with = "ip_list")]
+    pub egress_ips: Vec<IpAddr>,
     /// Where the generated key file lives (and the SQLite database by
     /// default).
     pub data_dir: PathBuf,
@@ -252,6 +259,7 @@ impl Default for Config {
             master_key: None,
             allow_private_networks: false,
             trusted_proxies: Vec::new(),
+            egress_ips: Vec::new(),
             data_dir: PathBuf::from("clicktrail-data"),
             instance_id: None,
             log: "info".into(),
@@ -263,6 +271,35 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
         }
     }
+}
+
+/// IP addresses as a list, or as one string of addresses separated by
+/// commas or spaces (how an environment variable gives them).
+fn ip_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Given::deserialize(d)? {
+        Given::List(l) => l,
+        Given::Text(t) => t
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    items
+        .iter()
+        .map(|s| {
+            s.trim().parse::<IpAddr>().map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "egress_ips: {s:?} is not an IP address (give addresses such as 203.0.113.7, not names or CIDRs)"
+                ))
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -467,6 +504,37 @@ mod tests {
         assert_eq!(h.connection_cap(512), 128);
         assert_eq!(h.connection_cap(100), 16);
         assert_eq!(h.connection_cap(1 << 20), HttpConfig::AUTO_MAX_CONNECTIONS);
+    }
+
+    #[test]
+    fn egress_ips_from_env_and_file() {
+        Jail::expect_with(|jail| {
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert!(c.egress_ips.is_empty());
+            jail.set_env("CLICKTRAIL_EGRESS_IPS", "203.0.113.7, 2001:db8::7");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.egress_ips,
+                vec![
+                    "203.0.113.7".parse::<IpAddr>().unwrap(),
+                    "2001:db8::7".parse::<IpAddr>().unwrap()
+                ]
+            );
+            jail.set_env("CLICKTRAIL_EGRESS_IPS", "[203.0.113.8]");
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(c.egress_ips, vec!["203.0.113.8".parse::<IpAddr>().unwrap()]);
+            jail.set_env("CLICKTRAIL_EGRESS_IPS", "egress.example.com");
+            let err = Config::load(None).unwrap_err().to_string();
+            assert!(err.contains("egress_ips"), "{err}");
+            jail.clear_env();
+            jail.create_file("clicktrail.toml", "egress_ips = [\"198.51.100.4\"]\n")?;
+            let c = Config::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(
+                c.egress_ips,
+                vec!["198.51.100.4".parse::<IpAddr>().unwrap()]
+            );
+            Ok(())
+        });
     }
 
     #[test]

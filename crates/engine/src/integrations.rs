@@ -1,6 +1,7 @@
 //! Installed integrations: installing a catalog entry on a property
-//! (validated settings, encrypted credentials, a postback token), showing
-//! it with masked credentials, editing its settings and event mapping, and
+//! (validated settings, encrypted credentials, a postback token), testing
+//! an API integration's connection before it is saved, showing it with
+//! masked credentials, editing its settings and event mapping, and
 //! receiving its postbacks.
 
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use clicktrail_domain::conversion::{LogStatus, SourceEvent};
 use clicktrail_domain::ids::{EntityId, secret_token};
 use clicktrail_domain::mapping::EventMapping;
 use clicktrail_networks::catalog::{CatalogEntry, TrackingMethod};
-use clicktrail_networks::incomeaccess::{IncomeAccessSettings, split_generated_url};
+use clicktrail_networks::incomeaccess::{IncomeAccessSettings, SecurityKey, split_generated_url};
 use clicktrail_networks::postback::{self, PostbackBody, PostbackOptions};
 use clicktrail_outbound::OutboundPolicy;
 use clicktrail_store::integrations::{self, Integration, NewIntegration};
@@ -25,6 +26,7 @@ use clicktrail_store::Db;
 
 use crate::auth::Caller;
 use crate::commit::CommitFailure;
+use crate::connection_test::{self, ConnectionTest, Egress};
 use crate::conversions::{ConversionQueue, Pending};
 use crate::crypto::Keyring;
 use crate::error::{FieldProblem, ServiceError, ServiceResult};
@@ -39,6 +41,9 @@ pub struct Integrations {
     properties: Arc<Properties>,
     poller: Arc<Poller>,
     conversions: ConversionQueue,
+    /// This server's outbound addresses, for the IP whitelists of the
+    /// programs it polls.
+    egress: Egress,
     /// Integrations by postback token hash, briefly cached (postbacks come
     /// in bursts).
     by_token: moka::future::Cache<String, Option<Arc<Integration>>>,
@@ -63,6 +68,47 @@ pub struct InstallRequest {
     pub settings: Map<String, Value>,
     #[serde(default)]
     pub event_mapping: Option<EventMapping>,
+}
+
+/// `POST /api/v1/integrations/test`: an install's body and the property
+/// to test it for.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRequest {
+    pub property_id: String,
+    pub catalog: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub credentials: Map<String, Value>,
+    #[serde(default)]
+    pub settings: Map<String, Value>,
+    #[serde(default)]
+    pub event_mapping: Option<EventMapping>,
+}
+
+impl TestRequest {
+    /// The property id and the install body.
+    pub fn into_parts(self) -> (String, InstallRequest) {
+        (
+            self.property_id,
+            InstallRequest {
+                catalog: self.catalog,
+                name: self.name,
+                credentials: self.credentials,
+                settings: self.settings,
+                event_mapping: self.event_mapping,
+            },
+        )
+    }
+}
+
+/// An install request that passed every check, ready to be saved or tested.
+struct CheckedInstall<'a> {
+    entry: &'a CatalogEntry,
+    name: String,
+    validated: clicktrail_networks::catalog::ValidatedInstall,
+    mapping: EventMapping,
 }
 
 /// `PUT /api/v1/integrations/{id}`: every field optional.
@@ -241,6 +287,7 @@ impl Integrations {
             properties,
             poller,
             conversions,
+            egress: Egress::default(),
             by_token: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(10))
@@ -248,8 +295,20 @@ impl Integrations {
         }
     }
 
+    /// This server's outbound addresses (configuration `egress_ips`), shown
+    /// where a program must whitelist them.
+    pub fn with_egress_ips(mut self, ips: Vec<std::net::IpAddr>) -> Self {
+        self.egress = Egress::new(ips);
+        self
+    }
+
     pub fn catalog(&self) -> &Arc<Catalog> {
         &self.catalog
+    }
+
+    /// This server's outbound addresses, and what to whitelist.
+    pub fn egress(&self) -> &Egress {
+        &self.egress
     }
 
     /// The caller's integration, or `not_found`.
@@ -285,6 +344,65 @@ impl Integrations {
         self.install(&p, req).await
     }
 
+    /// Tests an install on the caller's property without saving anything
+    /// (`POST /api/v1/integrations/test`): see [`Integrations::test_on`].
+    pub async fn test_connection(
+        &self,
+        caller: &Caller,
+        property_id: &str,
+        req: InstallRequest,
+    ) -> ServiceResult<ConnectionTest> {
+        let p = self.properties.owned(caller, property_id).await?;
+        self.test_on(&p, req).await
+    }
+
+    /// Tests an install on `property` without saving anything: the request
+    /// is checked exactly as [`Integrations::install`] checks it (the same
+    /// field problems), then one report request for yesterday (UTC, the
+    /// last whole day) is made with its settings and key, through the
+    /// connector code a poll uses, with a short timeout. Catalog entries
+    /// without a reporting API answer 422 `postback_only`.
+    pub async fn test_on(
+        &self,
+        property: &Property,
+        req: InstallRequest,
+    ) -> ServiceResult<ConnectionTest> {
+        let entry = self.entry(&req.catalog)?;
+        if !is_polled(entry) {
+            return Err(ServiceError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "postback_only",
+                format!(
+                    "{} sends postbacks; it has no reporting API to test. Install it and send a test \
+                     postback to its postback URL instead.",
+                    entry.name
+                ),
+            ));
+        }
+        let checked = self.check_install(req)?;
+        let settings =
+            IncomeAccessSettings::from_json(&Value::Object(checked.validated.settings.clone()))
+                .map_err(ServiceError::internal)?;
+        let today = chrono::Utc::now().date_naive();
+        let day = today.pred_opt().unwrap_or(today);
+        let given = checked
+            .validated
+            .credentials
+            .get("security_key")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let test = match SecurityKey::new(given) {
+            Ok(key) => {
+                connection_test::run(self.poller.policy(), &settings, &key, day, &self.egress)
+                    .await?
+            }
+            Err(e) => ConnectionTest::unusable_key(day, &self.egress, &e.message),
+        };
+        metrics::counter!("clicktrail_connection_tests_total", "connector" => "incomeaccess", "outcome" => test.outcome.code()).increment(1);
+        tracing::info!(property = %property.id, catalog = %checked.entry.key, outcome = test.outcome.code(), "connection test");
+        Ok(test)
+    }
+
     /// Edits the caller's integration; returns it as it is now.
     pub async fn edit(
         &self,
@@ -309,22 +427,21 @@ impl Integrations {
         Ok((report, self.owned(caller, id).await?))
     }
 
-    pub async fn install(
-        &self,
-        property: &Property,
-        req: InstallRequest,
-    ) -> ServiceResult<Integration> {
-        let state = self;
-        let entry = state.catalog.get(&req.catalog).ok_or_else(|| {
+    /// The catalog entry an install names, or the field problem.
+    fn entry(&self, key: &str) -> ServiceResult<&CatalogEntry> {
+        self.catalog.get(key).ok_or_else(|| {
             ServiceError::validation(vec![FieldProblem {
                 field: "catalog".into(),
                 code: "unknown_catalog_entry".into(),
-                message: format!(
-                    "no catalog entry {:?}; see GET /api/v1/catalog",
-                    req.catalog
-                ),
+                message: format!("no catalog entry {key:?}; see GET /api/v1/catalog"),
             }])
-        })?;
+        })
+    }
+
+    /// Every check of an install, in one place so that a connection test
+    /// refuses exactly what an install refuses.
+    fn check_install(&self, req: InstallRequest) -> ServiceResult<CheckedInstall<'_>> {
+        let entry = self.entry(&req.catalog)?;
         let mapping = req
             .event_mapping
             .unwrap_or_else(|| entry.event_mapping.clone());
@@ -349,6 +466,26 @@ impl Integrations {
                 message: "at most 100 characters".into(),
             }]));
         }
+        Ok(CheckedInstall {
+            entry,
+            name,
+            validated,
+            mapping,
+        })
+    }
+
+    pub async fn install(
+        &self,
+        property: &Property,
+        req: InstallRequest,
+    ) -> ServiceResult<Integration> {
+        let state = self;
+        let CheckedInstall {
+            entry,
+            name,
+            validated,
+            mapping,
+        } = self.check_install(req)?;
         let credentials_enc = (!validated.credentials.is_empty()).then(|| {
             state
                 .keyring

@@ -12,6 +12,8 @@
 //!   [`destinations`], [`links`], [`conversion_log`], [`collector`],
 //!   [`autoscan`], and [`auth`], the only place a [`auth::Caller`] is made.
 //!   The JSON API and the dashboard are both thin callers of these.
+//! - "Test connection" of an API integration before it is saved
+//!   ([`connection_test`]).
 //! - Configuration ([`config`]), credential encryption ([`crypto`]),
 //!   enrichment of requests ([`enrich`]) and telemetry ([`telemetry`]).
 //!
@@ -26,6 +28,7 @@ pub mod autoscan;
 pub mod collector;
 pub mod commit;
 pub mod config;
+pub mod connection_test;
 pub mod conversion_log;
 pub mod conversions;
 pub mod crypto;

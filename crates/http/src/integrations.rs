@@ -1,4 +1,5 @@
-//! Installed integrations: install, list, show, edit, poll now.
+//! Installed integrations: install, test a connection before installing,
+//! list, show, edit, poll now.
 
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
 use clicktrail_domain::mapping::EventMapping;
-use clicktrail_engine::integrations::{InstallRequest, Integrations, UpdateRequest};
+use clicktrail_engine::integrations::{InstallRequest, Integrations, TestRequest, UpdateRequest};
 use serde_json::{Value, json};
 
 use crate::auth::ApiCaller;
@@ -19,6 +20,8 @@ use crate::{ApiJson, HttpState};
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/properties/{id}/integrations", get(list).post(install))
+        .route("/properties/{id}/integrations/test", post(test_on_property))
+        .route("/integrations/test", post(test))
         .route("/integrations/{id}", get(show).put(update).patch(update))
         .route("/integrations/{id}/event_mapping", put(put_mapping))
         .route("/integrations/{id}/poll", post(poll_now))
@@ -32,6 +35,28 @@ async fn install(
 ) -> ApiResult<impl IntoResponse> {
     let i = svc.install_on(&caller, &id, req).await?;
     Ok((StatusCode::CREATED, axum::Json(svc.view(&i))))
+}
+
+/// `POST /api/v1/integrations/test`: an install's body plus `property_id`.
+async fn test(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    ApiJson(req): ApiJson<TestRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let (property_id, req) = req.into_parts();
+    Ok(axum::Json(
+        svc.test_connection(&caller, &property_id, req).await?,
+    ))
+}
+
+/// `POST /api/v1/properties/{id}/integrations/test`: an install's body.
+async fn test_on_property(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<InstallRequest>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(svc.test_connection(&caller, &id, req).await?))
 }
 
 async fn list(

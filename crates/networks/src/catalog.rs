@@ -222,6 +222,10 @@ pub struct SettingField {
     pub min: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<i64>,
+    /// A setting most installs leave at its default: forms fold it under
+    /// "Advanced".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub advanced: bool,
 }
 
 /// The facts a [`Source`] can document.

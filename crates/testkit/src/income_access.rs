@@ -1,8 +1,14 @@
 //! A fake Income Access reporting API (`GET /api/affreporting.asp`), as the
 //! reference describes it: the security key check (SOAP fault "no
-//! permission 1"), XML (SOAP envelope) and CSV (with a preamble) reports,
-//! "No Records", "inactive report", HTML error pages, 5xx, slow answers, a
-//! totals row (`rowid` 2), CamelCase field names, and a request counter.
+//! permission 1"), the IP whitelist (SOAP fault "no permission 2" to a
+//! caller outside it), XML (SOAP envelope) and CSV (with a preamble)
+//! reports, "No Records", "inactive report", HTML error pages, 5xx, slow
+//! answers, a totals row (`rowid` 2), CamelCase field names, and a request
+//! counter.
+//!
+//! The reference names the two faults and their two causes ("wrong key or
+//! IP not whitelisted") without saying which number goes with which; the
+//! fake follows the order they are listed in, as the connector reads them.
 //!
 //! Data model: players (registration date, click id) and a ledger of dated
 //! commission entries. A report over `[start, end]` lists every player
@@ -13,11 +19,12 @@
 //! player's total grows their row; a negative entry is a chargeback.
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Query, State as AxumState};
+use axum::extract::{ConnectInfo, Query, State as AxumState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -76,7 +83,7 @@ pub enum FakeMode {
     ServerError(u16),
     /// "inactive report" (plain text).
     InactiveReport,
-    /// SOAP fault "no permission N" whatever the key (IP not whitelisted).
+    /// SOAP fault "no permission N" whatever the key and the caller.
     NoPermission(u8),
 }
 
@@ -101,6 +108,8 @@ impl RecordedRequest {
 struct State {
     key: String,
     mode: FakeMode,
+    /// Callers allowed in (the back office's IP whitelist); `None`: all.
+    whitelist: Option<Vec<IpAddr>>,
     delay: Duration,
     mixed_case: bool,
     totals_row: bool,
@@ -142,6 +151,7 @@ impl FakeIncomeAccess {
             state: Arc::new(Mutex::new(State {
                 key: FAKE_KEY.to_owned(),
                 mode: FakeMode::Normal,
+                whitelist: None,
                 delay: Duration::ZERO,
                 mixed_case: false,
                 totals_row: true,
@@ -158,7 +168,11 @@ impl FakeIncomeAccess {
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             // The fake lives as long as the test; a serve error ends it.
-            let _ = axum::serve(listener, app).await;
+            let _ = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await;
         });
         let base_url = format!("http://{addr}");
         Ok(Self {
@@ -241,6 +255,13 @@ impl IncomeAccessHandle {
         self.lock().totals_row = on;
     }
 
+    /// Answers only callers from these addresses, as the back office's IP
+    /// whitelist does (others get "no permission 2", whatever their key);
+    /// `None` lets every caller in (the default).
+    pub fn set_whitelist(&self, ips: Option<Vec<IpAddr>>) {
+        self.lock().whitelist = ips;
+    }
+
     /// A new key (the old one stops working, as in the back office).
     pub fn set_key(&self, key: &str) {
         self.lock().key = key.to_owned();
@@ -265,11 +286,12 @@ type Row = Vec<(&'static str, String)>;
 
 async fn report(
     AxumState(handle): AxumState<IncomeAccessHandle>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
     let (delay, answer) = {
         let mut s = handle.lock();
-        let answer = answer(&mut s, &params);
+        let answer = answer(&mut s, peer.ip(), &params);
         (s.delay, answer)
     };
     if !delay.is_zero() {
@@ -325,7 +347,7 @@ fn us_date(d: NaiveDate) -> String {
     d.format("%m/%d/%Y").to_string()
 }
 
-fn answer(s: &mut State, params: &[(String, String)]) -> Response {
+fn answer(s: &mut State, peer: IpAddr, params: &[(String, String)]) -> Response {
     let key_ok = param(params, "key") == Some(s.key.as_str());
     s.requests.push(RecordedRequest {
         params: params
@@ -350,6 +372,11 @@ fn answer(s: &mut State, params: &[(String, String)]) -> Response {
         FakeMode::HtmlErrorPage => return html_page(StatusCode::OK),
         FakeMode::NoPermission(n) => return fault(&format!("no permission {n}")),
         FakeMode::Normal | FakeMode::InactiveReport => {}
+    }
+    // The whitelist before the key: a caller outside it learns nothing
+    // about the key it sent.
+    if s.whitelist.as_ref().is_some_and(|w| !w.contains(&peer)) {
+        return fault("no permission 2");
     }
     if !key_ok {
         return fault("no permission 1");

@@ -25,6 +25,7 @@ mod delivery_flow;
 mod delivery_reliability;
 mod hardening_conv;
 mod http_hardening;
+mod integration_test_connection;
 mod setup;
 mod spine;
 mod store_hardening;

@@ -38,6 +38,23 @@ pub enum PollError {
     Malformed { detail: String },
 }
 
+/// Which of the user's two settings a "no permission" refusal points at.
+///
+/// The reference lists the faults "no permission 1" / "no permission 2"
+/// next to their two causes, "wrong key or IP not whitelisted", in that
+/// order; we read the numbers in that order (1: the key, 2: the caller's
+/// IP). Which number means which is not documented publicly, so every
+/// message about either still names the other remedy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermissionCause {
+    /// "no permission 1".
+    WrongKey,
+    /// "no permission 2".
+    IpNotWhitelisted,
+    /// Another number, none, or an HTTP 401 / 403: either of the two.
+    Unknown,
+}
+
 /// What the poller should do after a failure, besides recording it on the
 /// integration (the regular schedule keeps polling in every case).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,6 +143,19 @@ impl PollError {
                 RetryPolicy::Never
             }
         }
+    }
+
+    /// For a refusal ([`PollError::NoPermission`]): which setting it
+    /// points at. `None` for every other error.
+    pub fn permission_cause(&self) -> Option<PermissionCause> {
+        let Self::NoPermission { detail } = self else {
+            return None;
+        };
+        Some(match detail.as_str() {
+            "no permission 1" => PermissionCause::WrongKey,
+            "no permission 2" => PermissionCause::IpNotWhitelisted,
+            _ => PermissionCause::Unknown,
+        })
     }
 
     /// Whether retrying soon may help (see [`PollError::retry_policy`]).
@@ -254,6 +284,29 @@ mod tests {
         ] {
             assert!(!e.retryable(), "{e}");
         }
+    }
+
+    #[test]
+    fn permission_causes() {
+        let cause = |d: &str| {
+            PollError::NoPermission {
+                detail: d.to_owned(),
+            }
+            .permission_cause()
+        };
+        assert_eq!(cause("no permission 1"), Some(PermissionCause::WrongKey));
+        assert_eq!(
+            cause("no permission 2"),
+            Some(PermissionCause::IpNotWhitelisted)
+        );
+        assert_eq!(cause("no permission"), Some(PermissionCause::Unknown));
+        assert_eq!(cause("HTTP 403"), Some(PermissionCause::Unknown));
+        assert_eq!(PollError::InactiveReport.permission_cause(), None);
+        // The fault as the parser reads it, whatever its case.
+        assert!(matches!(
+            classify_message("No Permission 2"),
+            Some(KnownMessage::Error(e)) if e.permission_cause() == Some(PermissionCause::IpNotWhitelisted)
+        ));
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub use delta::{
     DEFAULT_MAX_PERIODS, DeltaConfig, PeriodState, REGISTRATION_COUNT_FIELDS, RowDiff, RowError,
     SOURCE_COMMISSION, SOURCE_REGISTRATION, Snapshot, diff,
 };
-pub use error::{PollError, RetryPolicy};
+pub use error::{PermissionCause, PollError, RetryPolicy};
 pub use fetch::{BodyReader, ReportReader, fetch_report, open_report};
 pub use generated::{GeneratedUrl, split_generated_url};
 pub use parse::{FetchSummary, MAX_FIELDS, MAX_ROW_BYTES, MAX_RUN_BYTES, RowReader};

@@ -319,6 +319,27 @@ impl IncomeAccessSettings {
             }
         }
     }
+
+    /// The one request of a connection test: `day` alone, asked as a poll
+    /// would ask it (the same report, format, merchant and period mode),
+    /// within `timeout` at most (the settings' timeout when shorter).
+    pub fn test_request(&self, day: NaiveDate, timeout: Duration) -> ReportRequest {
+        let (period, display_by) = match self.period {
+            PeriodMode::Month => (RowPeriod::Fixed(month_key(day)), None),
+            PeriodMode::Day => (RowPeriod::FromRow, Some("Date".to_owned())),
+        };
+        ReportRequest {
+            api_url: self.api_url.clone(),
+            report_name: self.report_name.trim().to_owned(),
+            format: self.report_format,
+            merchant_id: self.merchant_id,
+            start: day,
+            end: day,
+            display_by,
+            period,
+            timeout: self.timeout().min(timeout),
+        }
+    }
 }
 
 /// The period key of a month: `YYYY-MM`.
@@ -569,6 +590,24 @@ mod tests {
                 .as_str()
                 .ends_with("&reportdisplayby=Date")
         );
+    }
+
+    #[test]
+    fn test_request_is_one_day() {
+        let mut s = settings();
+        s.merchant_id = 4;
+        let r = s.test_request(d(2024, 6, 3), Duration::from_secs(15));
+        assert_eq!((r.start, r.end), (d(2024, 6, 3), d(2024, 6, 3)));
+        assert_eq!(r.period, RowPeriod::Fixed("2024-06".into()));
+        assert_eq!(r.display_by, None);
+        assert_eq!(r.timeout, Duration::from_secs(15));
+        assert_eq!(r.merchant_id, 4);
+        s.period = PeriodMode::Day;
+        s.timeout_secs = 5;
+        let r = s.test_request(d(2024, 6, 3), Duration::from_secs(15));
+        assert_eq!(r.period, RowPeriod::FromRow);
+        assert_eq!(r.display_by.as_deref(), Some("Date"));
+        assert_eq!(r.timeout, Duration::from_secs(5));
     }
 
     #[test]

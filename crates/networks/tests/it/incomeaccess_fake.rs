@@ -10,8 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use clicktrail_domain::conversion::{SourceEvent, SourceStatus};
 use clicktrail_domain::money::Amount;
 use clicktrail_networks::incomeaccess::{
-    DeltaConfig, FetchSummary, IncomeAccessSettings, PeriodMode, PollError, ReportFormat,
-    RetryPolicy, RowError, SecurityKey, Snapshot, diff, fetch_report, open_report,
+    DeltaConfig, FetchSummary, IncomeAccessSettings, PeriodMode, PermissionCause, PollError,
+    ReportFormat, RetryPolicy, RowError, SecurityKey, Snapshot, diff, fetch_report, open_report,
 };
 use clicktrail_testkit::income_access::{
     Decimal, FAKE_KEY, FakeIncomeAccess, FakeMode, FakePlayer,
@@ -463,7 +463,32 @@ async fn failures_are_classified() {
             RetryPolicy::OnceAfter(Duration::from_secs(30))
         );
     }
+    assert_eq!(
+        poll_error(&fake, ReportFormat::Xml)
+            .await
+            .permission_cause(),
+        Some(PermissionCause::WrongKey)
+    );
     h.set_key(FAKE_KEY);
+
+    // A caller outside the back office's IP whitelist is refused whatever
+    // its key.
+    h.set_whitelist(Some(vec!["203.0.113.7".parse().unwrap()]));
+    let e = poll_error(&fake, ReportFormat::Csv).await;
+    assert_eq!(
+        e,
+        PollError::NoPermission {
+            detail: "no permission 2".into()
+        }
+    );
+    assert_eq!(
+        e.permission_cause(),
+        Some(PermissionCause::IpNotWhitelisted)
+    );
+    h.set_whitelist(Some(vec!["127.0.0.1".parse().unwrap()]));
+    let mut p = Poller::new(&fake, ReportFormat::Xml);
+    assert!(p.poll(d(2024, 5, 20)).await.is_ok(), "a whitelisted caller");
+    h.set_whitelist(None);
 
     h.set_mode(FakeMode::NoPermission(2));
     assert_eq!(
