@@ -22,17 +22,18 @@ fn campaign_landing(n: u32) -> String {
 /// Finding 3: two processes on one database commit conversions that
 /// count in the same rollup rows. Each transaction locks those rows in
 /// one global order, and one that still meets another (a deadlock, a
-/// busy database) is written again: no postback is refused.
+/// busy database) is written again: no postback is refused. The second
+/// server is a real `clicktrail serve` process, as in the finding.
 async fn two_processes_share_rollups(b: Backend) {
     const POSTBACKS: u32 = 1500;
     // Many distinct attributions: a group commit then moves hundreds of
     // rollup rows, most of them shared with the other process's.
     const CLICKS: u32 = 96;
     let a = TestServer::start(b).await;
-    let second = clicktrail::app::start(support::config(&a.db))
-        .await
-        .expect("second server starts");
-    let bases = Arc::new([a.base.clone(), second.base_url()]);
+    let mut second = support::process::Serve::new(&a.db.url, &a.db.dir.join("second"))
+        .start()
+        .await;
+    let bases = Arc::new([a.base.clone(), second.base.clone()]);
     let pid = a.property(&["site.example"]).await;
     let (_, url) = a.install_custom(&pid).await;
     let path = url.split_once("/postback/").unwrap().1.to_owned();
@@ -90,7 +91,7 @@ async fn two_processes_share_rollups(b: Backend) {
         .await
         .unwrap();
     assert_eq!(total, i64::from(POSTBACKS));
-    second.stop().await.expect("second server stops");
+    assert!(second.terminate().await.success(), "{}", second.log());
     a.stop().await;
 }
 
