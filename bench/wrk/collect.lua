@@ -46,10 +46,10 @@ request = function()
   local url = origin .. page
   local ev
   if n % 5 == 0 then
-    local pv = string.format("wrk-%d-%d-pv", tid, n - 1)
+    local pv = string.format("wrkpv-%d-%08d", tid, n - 1)
     local click = string.format("wrkclk%02d%010d", tid, n)
     ev = string.format(
-      '{"event_id":"wrk-%d-%d","name":"OutboundClick","ts":%d,"visitor_id":"%s","url":"%s",' ..
+      '{"event_id":"wrkck-%d-%08d","name":"OutboundClick","ts":%d,"visitor_id":"%s","url":"%s",' ..
       '"pageview_id":"%s","click_id":"%s","link":{"url":"https://wlgala.adsrv.eacdn.com/C.ashx?btag=a_1b_2c_&c=%s",' ..
       '"tracking_group":"incomeaccess","text":"Claim bonus"}}',
       tid, n, now_ms(), visitor, url, pv, click, click)
@@ -59,7 +59,7 @@ request = function()
       url = url .. string.format(landing, math.random(0, 19), math.random(0, 0x7fffffff))
     end
     ev = string.format(
-      '{"event_id":"wrk-%d-%d-pv","name":"PageView","ts":%d,"visitor_id":"%s","url":"%s",' ..
+      '{"event_id":"wrkpv-%d-%08d","name":"PageView","ts":%d,"visitor_id":"%s","url":"%s",' ..
       '"referrer":"https://www.google.com/","title":"Best bingo sites"}',
       tid, n, now_ms(), visitor, url)
   end

@@ -23,9 +23,9 @@ request = function()
   n = n + 1
   local tx
   if n > 10 and n % 10 == 0 then
-    tx = string.format("wrk-%d-%d", tid, math.random(1, n - 1))
+    tx = string.format("wrk-%d-%08d", tid, math.random(1, n - 1))
   else
-    tx = string.format("wrk-%d-%d", tid, n)
+    tx = string.format("wrk-%d-%08d", tid, n)
   end
   local click = string.format("wrkseed%010d", math.random(0, clicks - 1))
   return wrk.format("GET", string.format(
