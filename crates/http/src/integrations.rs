@@ -1,8 +1,8 @@
-//! Installed integrations: install, list, show, edit, poll now.
+//! Installed integrations: install, list, show, edit, poll now, delete.
 
 use std::sync::Arc;
 
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,7 +19,10 @@ use crate::{ApiJson, HttpState};
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/properties/{id}/integrations", get(list).post(install))
-        .route("/integrations/{id}", get(show).put(update).patch(update))
+        .route(
+            "/integrations/{id}",
+            get(show).put(update).patch(update).delete(delete),
+        )
         .route("/integrations/{id}/event_mapping", put(put_mapping))
         .route("/integrations/{id}/poll", post(poll_now))
 }
@@ -90,4 +93,22 @@ async fn poll_now(
     Ok(axum::Json(
         json!({ "poll": report, "integration": svc.view(&i) }),
     ))
+}
+
+/// `DELETE /api/v1/integrations/{id}` query: `?purge=true` deletes its
+/// conversion log too.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn delete(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(svc.delete(&caller, &id, q.purge).await?))
 }

@@ -1,4 +1,5 @@
 //! Tracked redirect links for direct linking: `POST /api/v1/properties/{id}/links`,
+//! `DELETE /api/v1/links/{id}`,
 //! `GET /go/{property_id}/{slug}` and the short `GET /go/{slug}` of older links.
 
 use std::net::SocketAddr;
@@ -18,7 +19,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::{ApiJson, HttpState};
 
 pub fn router() -> Router<HttpState> {
-    Router::new().route("/properties/{id}/links", get(list).post(create))
+    Router::new()
+        .route("/properties/{id}/links", get(list).post(create))
+        .route("/links/{id}", axum::routing::delete(delete))
 }
 
 async fn create(
@@ -38,6 +41,15 @@ async fn list(
 ) -> ApiResult<impl IntoResponse> {
     let items = links.list(&caller, &id).await?;
     Ok(axum::Json(json!({ "links": items })))
+}
+
+async fn delete(
+    State(links): State<Arc<Links>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    links.delete(&caller, &id).await?;
+    Ok(axum::Json(json!({ "id": id, "deleted": true })))
 }
 
 fn not_found_page() -> Response {

@@ -76,3 +76,21 @@ pub async fn list(db: &Db, property: &PropertyId) -> Result<Vec<TrackedLink>> {
     )
     .await
 }
+
+/// A link by id.
+pub async fn get(db: &Db, id: &str) -> Result<Option<TrackedLink>> {
+    db.fetch_optional(
+        &format!("SELECT {COLS} FROM links WHERE id = $1"),
+        args![id],
+    )
+    .await
+}
+
+/// Deletes a link (its `/go` URL answers 404 from then on; the visits and
+/// clicks it recorded stay). Returns whether it existed.
+pub async fn delete(db: &Db, id: &str) -> Result<bool> {
+    Ok(db
+        .execute("DELETE FROM links WHERE id = $1", args![id])
+        .await?
+        == 1)
+}
