@@ -11,11 +11,13 @@
 //! each case needs (the background job is off in these servers, but for
 //! the one test that checks it runs and records its run).
 
+mod dashboard_support;
 mod support;
 
 use std::time::Duration;
 
 use clicktrail_store::{Db, args};
+use dashboard_support::Browser;
 use reqwest::Method;
 use serde_json::{Value, json};
 use support::{Backend, CHROME_UA, MASTER_KEY, TestDb, TestServer, now_ms, pageview};
@@ -832,3 +834,101 @@ both!(
         s.stop().await;
     }
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_retention_settings_delete_and_restore() {
+    let t = TestServer::start(Backend::Sqlite).await;
+    let b = Browser::new(&t.base);
+    b.setup_and_login().await;
+    let pid = b.create_property("Site", "example.com", "EUR").await;
+    let settings = format!("/p/{pid}/settings");
+
+    // What is kept, for how long: the defaults.
+    let page = b.get(&settings).await;
+    assert!(page.body.contains("Data retention"), "{}", page.body);
+    assert!(page.body.contains(r#"name="retention_events_days""#));
+    assert!(
+        page.body.contains(r#"data-test="kept-events">400 days"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"data-test="kept-clicks">400 days"#));
+    assert!(page.body.contains("truncated, kept with the session"));
+
+    let fields = |days: &'static str| {
+        vec![
+            ("name", "Site"),
+            ("domains", "example.com"),
+            ("currency", "EUR"),
+            ("attribution_window", "90"),
+            ("session_timeout_min", "30"),
+            ("autoscan_prefixes", "/go/"),
+            ("ip_handling", "encrypt"),
+            ("retention_events_days", days),
+        ]
+    };
+    let r = b.submit(&settings, &settings, &fields("7")).await;
+    assert_eq!(r.status, 422);
+    assert!(r.has_error_for("retention_events_days"), "{}", r.body);
+    let r = b.submit(&settings, &settings, &fields("60")).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = b.get(&settings).await;
+    assert!(
+        page.body.contains(r#"data-test="kept-events">60 days"#),
+        "{}",
+        page.body
+    );
+    // Clicks outlive events: the 90-day window plus the margin.
+    assert!(page.body.contains(r#"data-test="kept-clicks">97 days"#));
+    assert!(page.body.contains("encrypted, cleared after 97 days"));
+
+    // An integration and a destination are deleted from their pages.
+    let (iid, postback) = t.install_custom(&pid).await;
+    let int_page = format!("/p/{pid}/integrations/{iid}");
+    let page = b.get(&int_page).await;
+    assert!(page.body.contains(r#"data-test="delete-integration""#));
+    assert!(page.body.contains("data-confirm="));
+    let r = b
+        .submit(&int_page, &format!("{int_page}/delete"), &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(b.get(&int_page).await.status, 404);
+    assert_eq!(t.http.get(&postback).send().await.unwrap().status(), 404);
+    let (st, d) = t
+        .post(
+            &format!("/api/v1/properties/{pid}/destinations"),
+            MASTER_KEY,
+            json!({"kind": "ga4", "settings": {"measurement_id": "G-ABC123", "endpoint": "http://127.0.0.1:9"},
+                   "credentials": {"api_secret": "secret-secret"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{d}");
+    let dest_page = format!("/p/{pid}/destinations/{}", d["id"].as_str().unwrap());
+    let r = b
+        .submit(&dest_page, &format!("{dest_page}/delete"), &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(b.get(&dest_page).await.status, 404);
+
+    // The property: deleted from its settings, restored from the list.
+    let page = b.get(&settings).await;
+    assert!(page.body.contains(r#"data-test="delete-property""#));
+    let r = b.submit(&settings, &format!("/p/{pid}/delete"), &[]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.location(), Some("/properties?done=property_deleted"));
+    assert_eq!(b.get(&format!("/p/{pid}")).await.status, 404);
+    assert_eq!(status_of(&t, &format!("/t/{pid}.js")).await, 404);
+    let list = b.get("/properties").await;
+    assert!(
+        list.body.contains(r#"data-test="deleted-property""#),
+        "{}",
+        list.body
+    );
+    let r = b
+        .submit("/properties", &format!("/properties/{pid}/restore"), &[])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(b.get(&format!("/p/{pid}")).await.status, 200);
+    assert_eq!(status_of(&t, &format!("/t/{pid}.js")).await, 200);
+    t.stop().await;
+}

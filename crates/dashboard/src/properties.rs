@@ -111,7 +111,7 @@ fn ip_options() -> Vec<(String, String)> {
     vec![
         ("truncate".into(), "Truncate (IPv4 /24, IPv6 /48): the default".into()),
         ("hash".into(), "Keyed hash: tells sessions apart, keeps no address".into()),
-        ("encrypt".into(), "Encrypt: sent to Meta and TikTok with late conversions, purged after the attribution window".into()),
+        ("encrypt".into(), "Encrypt: sent to Meta and TikTok with late conversions, cleared 7 days after the attribution window".into()),
         ("none".into(), "Keep nothing".into()),
     ]
 }

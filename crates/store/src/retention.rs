@@ -301,3 +301,49 @@ pub async fn job(db: &Db, name: &str) -> Result<Option<JobState>> {
     )
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_pick_rows_by_physical_key_with_a_limit() {
+        let p = PropertyId::parse("abcdefghij012345").unwrap();
+        let events = expired_events(&p, 1_000);
+        assert_eq!(
+            events.sql(Backend::Sqlite, 1000),
+            "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events \
+             WHERE property_id = $1 AND ts < $2 LIMIT 1000)"
+        );
+        assert_eq!(
+            events.sql(Backend::Postgres, 5),
+            "DELETE FROM events WHERE ctid = ANY(ARRAY(SELECT ctid FROM events \
+             WHERE property_id = $1 AND ts < $2 LIMIT 5))"
+        );
+        let ips = encrypted_ips(&p, 1_000);
+        assert_eq!(ips.label(), "sessions.ip");
+        assert!(
+            ips.sql(Backend::Sqlite, 10)
+                .starts_with("UPDATE sessions SET ip = NULL WHERE rowid IN")
+        );
+    }
+
+    /// Children before parents: a table is emptied before the tables it
+    /// references (foreign keys hold at every step), the property's row
+    /// last.
+    #[test]
+    fn a_purge_goes_children_first() {
+        let p = PropertyId::parse("abcdefghij012345").unwrap();
+        let order: Vec<&str> = property_purge(&p).iter().map(|b| b.table).collect();
+        let before = |a: &str, b: &str| {
+            order.iter().position(|t| *t == a) < order.iter().position(|t| *t == b)
+        };
+        assert!(before("delivery_attempts", "deliveries"));
+        assert!(before("deliveries", "conversions"));
+        assert!(before("deliveries", "destinations"));
+        assert!(before("connector_snapshots", "integrations"));
+        assert!(before("ad_spend", "spend_imports"));
+        assert!(before("events", "sessions") && before("clicks", "sessions"));
+        assert_eq!(order.len(), 14);
+    }
+}
