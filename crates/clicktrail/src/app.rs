@@ -28,6 +28,7 @@ use clicktrail_engine::links::Links;
 use clicktrail_engine::onsite::{self, OnSite};
 use clicktrail_engine::polling::{self, Poller};
 use clicktrail_engine::properties::Properties;
+use clicktrail_engine::retention::{self, Retention};
 use clicktrail_engine::services::outbound_policy;
 use clicktrail_engine::{rt, telemetry};
 use clicktrail_http::{HttpState, Limits};
@@ -254,11 +255,19 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let cfg = Arc::new(cfg);
 
     // The services.
-    let properties = Arc::new(Properties::new(
+    let properties = Arc::new(
+        Properties::new(
+            db.clone(),
+            catalog.clone(),
+            &cfg.public_base(),
+            keyring.clone(),
+        )
+        .with_purge_grace_days(cfg.retention.deleted_property_grace_days),
+    );
+    let retention = Arc::new(Retention::new(
         db.clone(),
-        catalog.clone(),
-        &cfg.public_base(),
-        keyring.clone(),
+        cfg.retention.clone(),
+        instance.clone(),
     ));
     let poller = Arc::new(Poller::new(
         db.clone(),
@@ -294,6 +303,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
                 properties.clone(),
                 poller.clone(),
                 conversions.clone(),
+                retention.clone(),
             )
             .with_egress_ips(cfg.egress_ips.clone()),
         ),
@@ -314,6 +324,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         poller: poller.clone(),
         delivery: delivery.clone(),
         properties: properties.clone(),
+        retention: retention.clone(),
     };
 
     // Postback tokens of older databases are still in clear: sealed
@@ -326,6 +337,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
     let mut worker_handles = Vec::new();
     if cfg.polling.enabled {
         worker_handles.push(polling::spawn(poller, workers_cancel.clone()));
+    }
+    if cfg.retention.enabled {
+        worker_handles.push(retention::spawn(retention, workers_cancel.clone()));
     }
     let onsite = Arc::new(OnSite::new(db.clone(), properties, conversions.clone()));
     worker_handles.push(onsite::spawn(onsite.clone(), workers_cancel.clone()));

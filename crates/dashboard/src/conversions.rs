@@ -78,9 +78,19 @@ pub fn delivery_badge(status: DeliveryStatus) -> Markup {
         DeliveryStatus::Delivered => "good",
         DeliveryStatus::Failed | DeliveryStatus::Dead => "bad",
         DeliveryStatus::Pending | DeliveryStatus::Retrying => "info",
-        DeliveryStatus::Skipped => "",
+        DeliveryStatus::Skipped | DeliveryStatus::Cancelled => "",
     };
     ui::badge(status.as_str(), kind)
+}
+
+/// An integration's name, marked when it was deleted (its conversions
+/// stay in the log).
+fn integration_label(i: &store_integrations::Integration) -> String {
+    if i.deleted_at.is_some() {
+        format!("{} (deleted)", i.name)
+    } else {
+        i.name.clone()
+    }
 }
 
 fn value_text(value: Option<Amount>, currency: Option<&str>) -> String {
@@ -134,7 +144,8 @@ pub async fn log(
             None
         }
     };
-    let installed = store_integrations::list_for_property(&state.db, &p.id).await?;
+    // Deleted integrations too: their conversions stay in the log.
+    let installed = store_integrations::list_all_for_property(&state.db, &p.id).await?;
     let month_ago = chrono::Utc::now().timestamp_millis() - 30 * 86_400_000;
     let counts = store::counts(&state.db, &p.id, month_ago).await?;
     let entries = match &filter {
@@ -175,11 +186,15 @@ pub async fn log(
     let mut code_opts = vec![(String::new(), "Any error".to_owned())];
     code_opts.extend(ErrorCode::ALL.map(|c| (c.as_str().to_owned(), c.as_str().to_owned())));
     let mut int_opts = vec![(String::new(), "Any integration".to_owned())];
-    int_opts.extend(installed.iter().map(|i| (i.id.clone(), i.name.clone())));
+    int_opts.extend(
+        installed
+            .iter()
+            .map(|i| (i.id.clone(), integration_label(i))),
+    );
     let int_name = |id: &Option<String>| {
         id.as_deref()
             .and_then(|id| installed.iter().find(|i| i.id == id))
-            .map(|i| i.name.clone())
+            .map(integration_label)
             .unwrap_or_default()
     };
     let body = html! {
@@ -342,7 +357,7 @@ pub async fn detail(
         None => None,
     };
     let integration = match &e.integration_id {
-        Some(i) => store_integrations::get(&state.db, i).await?,
+        Some(i) => store_integrations::get_any(&state.db, i).await?,
         None => None,
     };
     let body = html! {
@@ -361,7 +376,7 @@ pub async fn detail(
             tbody {
                 tr { th { "Conversion id" } td { code { (e.id) } } }
                 tr { th { "Event reference" } td { code { (e.event_id) } } }
-                tr { th { "Integration" } td { (integration.as_ref().map(|i| i.name.as_str()).unwrap_or("–")) " (" (e.source_kind) ")" } }
+                tr { th { "Integration" } td { (integration.as_ref().map(integration_label).unwrap_or_else(|| "–".into())) " (" (e.source_kind) ")" } }
                 tr { th { "Transaction id" } td { (e.transaction_id.as_deref().unwrap_or("–")) } }
                 tr { th { "Network status" } td { (e.source_status) } }
                 tr { th { "Value" } td { (value_text(e.value, e.currency.as_deref())) @if !e.adjusted.is_zero() { " (adjusted by " (value_text(Some(e.adjusted), e.currency.as_deref())) ")" } } }

@@ -603,6 +603,14 @@ fn detail_body(
         }
         h2 { "Settings" }
         (destination_form(kind, dash.csrf(), &base, values, Some(d), errors))
+        section.card.danger-zone {
+            h2 { "Delete this destination" }
+            p.muted { "Nothing more is sent to it. Conversions still waiting to be sent to it are cancelled; its delivery log stays in the conversion log." }
+            form method="post" action={ (base) "/delete" } {
+                (ui::csrf(dash.csrf()))
+                button.danger type="submit" data-test="delete-destination" data-confirm={ "Delete the destination " (d.name) "? Conversions waiting to be sent to it are cancelled." } { "Delete destination" }
+            }
+        }
     }
 }
 
@@ -702,6 +710,23 @@ pub async fn pause(
         p.id,
         if paused { "paused" } else { "resumed" }
     )))
+}
+
+/// Deletes a destination (its waiting deliveries are cancelled).
+pub async fn delete(
+    State(state): State<DashState>,
+    Path((pid, did)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, .. } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    fetch(&state, &dash, &p, &did).await?;
+    state
+        .services
+        .destinations
+        .delete(&dash.caller, &did)
+        .await?;
+    Ok(see_other(&format!("/p/{}/destinations?done=deleted", p.id)))
 }
 
 pub async fn send_test(

@@ -1001,6 +1001,15 @@ async fn integration_body(
             }
         }
         p { a href={ "/p/" (p.id) "/conversions?integration=" (i.id) } { "This integration's conversions in the conversion log →" } }
+        section.card.danger-zone {
+            h2 { "Delete this integration" }
+            p.muted { "Its postback URL stops working at once (the network gets 404) and it is no longer polled; its links are no longer tagged. Its conversions stay in the conversion log, marked as from a deleted integration, unless you delete them too." }
+            form method="post" action={ (base) "/delete" } {
+                (ui::csrf(dash.csrf()))
+                (ui::checkbox("Also delete its conversions from the conversion log", "purge_log", false, Some("Reports keep their totals (they read hourly rollups). This cannot be undone.")))
+                button.danger type="submit" data-test="delete-integration" data-confirm={ "Delete the integration " (i.name) "? Its postback URL stops working at once." } { "Delete integration" }
+            }
+        }
     })
 }
 
@@ -1246,6 +1255,23 @@ pub async fn poll_now(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Deletes an integration (and, when asked, its conversion log).
+pub async fn delete(
+    State(state): State<DashState>,
+    Path((pid, iid)): Path<(String, String)>,
+    f: DashForm,
+) -> DashResult {
+    let DashForm { dash, form, .. } = f;
+    let p = owned(&state, &dash, &pid).await?;
+    let i = owned_integration(&state, &p, &iid).await?;
+    state
+        .services
+        .integrations
+        .delete(&dash.caller, &i.id, form.checked("purge_log"))
+        .await?;
+    Ok(see_other(&format!("/p/{}/integrations?done=deleted", p.id)))
 }
 
 #[cfg(test)]

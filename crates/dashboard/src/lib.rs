@@ -138,6 +138,8 @@ fn routes() -> Router<DashState> {
             "/p/{pid}/settings",
             get(properties::settings_page).post(properties::update),
         )
+        .route("/p/{pid}/delete", post(properties::delete))
+        .route("/properties/{pid}/restore", post(properties::restore))
         .route("/p/{pid}/reports", get(reports::page))
         .route("/p/{pid}/reports/export.csv", get(reports::export))
         .route(
@@ -176,6 +178,10 @@ fn routes() -> Router<DashState> {
         .route("/p/{pid}/links", get(links::list).post(links::create))
         .route("/p/{pid}/links/{lid}", get(links::page).post(links::update))
         .route("/p/{pid}/links/{lid}/pause", post(links::pause))
+        .route(
+            "/p/{pid}/integrations/{iid}/delete",
+            post(integrations::delete),
+        )
         .route("/p/{pid}/destinations", get(destinations::list))
         .route(
             "/p/{pid}/destinations/new/{kind}",
@@ -192,6 +198,10 @@ fn routes() -> Router<DashState> {
         .route(
             "/p/{pid}/destinations/{did}/test",
             post(destinations::send_test),
+        )
+        .route(
+            "/p/{pid}/destinations/{did}/delete",
+            post(destinations::delete),
         )
         .route("/p/{pid}/conversions", get(conversions::log))
         .route("/p/{pid}/conversions/{cid}", get(conversions::detail))

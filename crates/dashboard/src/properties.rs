@@ -1,10 +1,12 @@
-//! Properties: list, create, settings, and each property's overview with
-//! its install snippet and the setup checklist.
+//! Properties: list, create, settings (with what is kept for how long),
+//! delete and restore, and each property's overview with its install
+//! snippet and the setup checklist.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use clicktrail_domain::property::{
-    IpHandling, OnsiteSettings, PixelSettings, PropertySettings, normalise_domains,
+    IpHandling, OnsiteSettings, PixelSettings, PropertySettings, RetentionSettings,
+    normalise_domains,
 };
 use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url_for};
 use clicktrail_store::properties::{self, Property};
@@ -30,6 +32,7 @@ pub async fn list(
     Query(q): Query<DoneQuery>,
 ) -> DashResult {
     let props = properties::list(&state.db, Some(dash.workspace_id())).await?;
+    let deleted = properties::list_deleted(&state.db, Some(dash.workspace_id())).await?;
     let body = html! {
         div.heading {
             h1 { "Properties" }
@@ -59,6 +62,35 @@ pub async fn list(
                 }
             }
         }
+        @if !deleted.is_empty() {
+            section.deleted-properties {
+                h2 { "Deleted properties" }
+                p.muted { "A deleted property tracks nothing: its tag answers 404 and its events, links and postbacks are refused. Its data is purged for good at the date shown; until then it can be restored as it was." }
+                table.data {
+                    thead { tr { th { "Name" } th { "Domains" } th { "Deleted" } th { "Purged after" } th {} } }
+                    tbody {
+                        @for p in &deleted {
+                            tr data-test="deleted-property" {
+                                td { (p.name) }
+                                td { (p.domains.join(", ")) }
+                                td { (ui::opt_datetime(p.deleted_at)) }
+                                td { (ui::opt_datetime(p.purge_after)) }
+                                td.actions {
+                                    @if dash.is_admin() {
+                                        form.inline method="post" action={ "/properties/" (p.id) "/restore" } {
+                                            (ui::csrf(dash.csrf()))
+                                            button.small type="submit" data-test="restore-property" { "Restore" }
+                                        }
+                                    } @else {
+                                        span.muted { "An admin can restore it." }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
     let c = Chrome::new(&dash, "Properties", Section::Properties).notice(q.done.as_deref());
     Ok(html(StatusCode::OK, ui::page(&c, body)))
@@ -79,7 +111,7 @@ fn ip_options() -> Vec<(String, String)> {
     vec![
         ("truncate".into(), "Truncate (IPv4 /24, IPv6 /48): the default".into()),
         ("hash".into(), "Keyed hash: tells sessions apart, keeps no address".into()),
-        ("encrypt".into(), "Encrypt: sent to Meta and TikTok with late conversions, purged after the attribution window".into()),
+        ("encrypt".into(), "Encrypt: sent to Meta and TikTok with late conversions, cleared 7 days after the attribution window".into()),
         ("none".into(), "Keep nothing".into()),
     ]
 }
@@ -114,6 +146,7 @@ struct PropertyForm {
     onsite_min: String,
     onsite_max: String,
     onsite_secret_version: String,
+    events_days: String,
 }
 
 impl PropertyForm {
@@ -141,6 +174,7 @@ impl PropertyForm {
             onsite_min: s.onsite.min_value.to_string(),
             onsite_max: s.onsite.max_value.to_string(),
             onsite_secret_version: s.onsite.secret_version.to_string(),
+            events_days: s.retention.events_days.to_string(),
         }
     }
 
@@ -165,6 +199,7 @@ impl PropertyForm {
             onsite_min: s.onsite.min_value.to_string(),
             onsite_max: s.onsite.max_value.to_string(),
             onsite_secret_version: s.onsite.secret_version.to_string(),
+            events_days: s.retention.events_days.to_string(),
         }
     }
 
@@ -208,6 +243,7 @@ impl PropertyForm {
             onsite_min: filled("onsite_min_value", d.onsite_min),
             onsite_max: filled("onsite_max_value", d.onsite_max),
             onsite_secret_version: filled("onsite_secret_version", d.onsite_secret_version),
+            events_days: filled("retention_events_days", d.events_days),
         }
     }
 
@@ -263,6 +299,16 @@ impl PropertyForm {
                 IpHandling::Truncate
             }
         };
+        let events_days = match self.events_days.trim().parse::<u32>() {
+            Ok(d) => d,
+            Err(_) => {
+                errors.add(
+                    "retention_events_days",
+                    "Enter a whole number of days between 30 and 3650.",
+                );
+                RetentionSettings::DEFAULT_EVENTS_DAYS
+            }
+        };
         let settings = PropertySettings {
             attribution_window_days: window,
             session_timeout_min: timeout,
@@ -301,6 +347,7 @@ impl PropertyForm {
                 }),
                 secret_version: self.onsite_secret_version.trim().parse().unwrap_or(1),
             },
+            retention: RetentionSettings { events_days },
         };
         if let Err(errs) = settings.validate() {
             for e in errs {
@@ -311,9 +358,11 @@ impl PropertyForm {
                     "settings.currency" => "currency",
                     "settings.onsite.events" => "onsite_events",
                     "settings.onsite.max_value" => "onsite_max_value",
+                    "settings.retention.events_days" => "retention_events_days",
                     _ => "_form",
                 };
                 let msg = match field {
+                    "retention_events_days" => "Enter a whole number of days between 30 and 3650.".to_owned(),
                     "currency" => "Enter a three-letter ISO 4217 currency code such as EUR or USD.".to_owned(),
                     "session_timeout_min" => "Enter a whole number of minutes between 1 and 1440.".to_owned(),
                     "autoscan_prefixes" => "Give at most 20 path prefixes, one per line, each starting with / (e.g. /go/).".to_owned(),
@@ -365,6 +414,64 @@ fn property_fields(v: &PropertyForm, errors: &Errors, full: bool) -> Markup {
                 (ui::input("Smallest value", "onsite_min_value", &v.onsite_min, errors, Input::default()))
                 (ui::input("Largest value", "onsite_max_value", &v.onsite_max, errors, Input::default()))
                 input type="hidden" name="onsite_secret_version" value=(v.onsite_secret_version);
+            }
+            fieldset data-test="retention" {
+                legend { "Data retention" }
+                (ui::input("Keep raw events (days)", "retention_events_days", &v.events_days, errors, Input { kind: "number", help: Some("Page views, link clicks and custom events older than this are deleted by the daily retention job (30 to 3650 days; 400 by default). Reports are not affected: they read hourly totals, kept for good."), ..Input::default() }))
+            }
+        }
+    }
+}
+
+/// Days as text, `None` as kept for good.
+fn days_text(days: Option<u32>) -> String {
+    match days {
+        Some(1) => "1 day".into(),
+        Some(d) => format!("{d} days"),
+        None => "for good".into(),
+    }
+}
+
+/// What the property keeps, for how long (from its saved settings), and
+/// when the retention job last ran.
+fn retention_table(
+    s: &PropertySettings,
+    last_run: Option<&clicktrail_store::retention::JobState>,
+) -> Markup {
+    let kept = s.retention();
+    let window = days_text(s.attribution_window_days);
+    html! {
+        section.card data-test="retention-table" {
+            h2 { "What is kept, for how long" }
+            table.data.kv {
+                tbody {
+                    tr { th { "Raw events (page views, link clicks, custom events)" } td data-test="kept-events" { (days_text(Some(kept.events_days))) } }
+                    tr { th { "Clicks and sessions (traffic source, ad click ids, user agent)" } td data-test="kept-clicks" {
+                        (days_text(kept.clicks_days))
+                        span.muted { " (at least the events' period, and the attribution window of " (window) " plus " (clicktrail_domain::property::RETENTION_MARGIN_DAYS) " days so a late conversion still finds its click)" }
+                    } }
+                    tr { th { "Client IP addresses" } td data-test="kept-ip" {
+                        @match s.ip_handling {
+                            IpHandling::Encrypt => { "encrypted, cleared after " (days_text(Some(kept.encrypted_ip_days))) span.muted { " (the attribution window plus the margin; addresses are only kept to send with a late conversion)" } }
+                            IpHandling::Truncate => { "truncated, kept with the session" }
+                            IpHandling::Hash => { "as a keyed hash, kept with the session" }
+                            IpHandling::None => { "not stored" }
+                        }
+                    } }
+                    tr { th { "Conversions, the conversion log and deliveries" } td { "for good" } }
+                    tr { th { "Reports (hourly totals)" } td { "for good" } }
+                }
+            }
+            p.muted {
+                "The retention job runs daily in small batches. "
+                @match last_run {
+                    Some(j) => {
+                        "Last run: " (ui::opt_datetime(j.last_run_at))
+                        @if let Some(o) = j.last_outcome.as_deref().filter(|o| *o != "ok") { " (" (o) ")" }
+                        "; next: " (ui::datetime(j.next_run_at)) "."
+                    }
+                    None => { "It has not run yet." }
+                }
             }
         }
     }
@@ -419,19 +526,58 @@ pub async fn create(State(state): State<DashState>, f: DashForm) -> DashResult {
     }
 }
 
-fn settings_body(csrf: &str, p: &Property, v: &PropertyForm, errors: &Errors) -> Markup {
+fn settings_body(
+    dash: &Dash,
+    p: &Property,
+    v: &PropertyForm,
+    errors: &Errors,
+    last_run: Option<&clicktrail_store::retention::JobState>,
+    grace_days: u32,
+) -> Markup {
     html! {
         div.narrow {
             h1 { "Settings" }
             form method="post" action={ "/p/" (p.id) "/settings" } novalidate {
-                (ui::csrf(csrf))
+                (ui::csrf(dash.csrf()))
                 (ui::form_error(errors.get("_form")))
                 (property_fields(v, errors, true))
                 button.primary type="submit" { "Save settings" }
             }
+            (retention_table(&p.settings, last_run))
+            section.card.danger-zone {
+                h2 { "Delete this property" }
+                p.muted { "Its tag, collector, tracked links and postbacks stop at once. Everything it recorded is purged for good after " (grace_days) " days; until then an admin can restore it from the Properties page." }
+                @if dash.is_admin() {
+                    form method="post" action={ "/p/" (p.id) "/delete" } {
+                        (ui::csrf(dash.csrf()))
+                        button.danger type="submit" data-test="delete-property" data-confirm={ "Delete " (p.name) "? Tracking stops at once; its data is purged after " (grace_days) " days unless it is restored." } { "Delete property" }
+                    }
+                } @else {
+                    p.muted { "Only an admin can delete a property." }
+                }
+            }
             p.muted { "Property id: " code { (p.id) } }
         }
     }
+}
+
+async fn render_settings(
+    state: &DashState,
+    dash: &Dash,
+    p: &Property,
+    v: &PropertyForm,
+    errors: &Errors,
+) -> Result<Markup, DashError> {
+    let last_run =
+        clicktrail_store::retention::job(&state.db, clicktrail_engine::retention::JOB).await?;
+    Ok(settings_body(
+        dash,
+        p,
+        v,
+        errors,
+        last_run.as_ref(),
+        state.services.cfg.retention.deleted_property_grace_days,
+    ))
 }
 
 pub async fn settings_page(
@@ -442,7 +588,8 @@ pub async fn settings_page(
 ) -> DashResult {
     let p = owned(&state, &dash, &pid).await?;
     let c = Chrome::property(&dash, &p, Tab::Settings, "Settings").notice(q.done.as_deref());
-    let body = settings_body(dash.csrf(), &p, &PropertyForm::of(&p), &Errors::default());
+    let body =
+        render_settings(&state, &dash, &p, &PropertyForm::of(&p), &Errors::default()).await?;
     Ok(html(StatusCode::OK, ui::page(&c, body)))
 }
 
@@ -457,10 +604,8 @@ pub async fn update(
     match v.validate() {
         Err(errors) => {
             let c = Chrome::property(&dash, &p, Tab::Settings, "Settings");
-            Ok(html(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                ui::page(&c, settings_body(dash.csrf(), &p, &v, &errors)),
-            ))
+            let body = render_settings(&state, &dash, &p, &v, &errors).await?;
+            Ok(html(StatusCode::UNPROCESSABLE_ENTITY, ui::page(&c, body)))
         }
         Ok((name, domains, settings)) => {
             properties::update(&state.db, &p.id, &name, &domains, &settings).await?;
@@ -468,6 +613,37 @@ pub async fn update(
             Ok(see_other(&format!("/p/{}/settings?done=saved", p.id)))
         }
     }
+}
+
+/// Deletes a property (admins only): it stops tracking at once and is
+/// purged after the grace period unless restored.
+pub async fn delete(
+    State(state): State<DashState>,
+    Path(pid): Path<String>,
+    f: DashForm,
+) -> DashResult {
+    f.dash.require_admin()?;
+    state
+        .services
+        .properties
+        .delete(&f.dash.caller, &pid)
+        .await?;
+    Ok(see_other("/properties?done=property_deleted"))
+}
+
+/// Restores a deleted property (admins only).
+pub async fn restore(
+    State(state): State<DashState>,
+    Path(pid): Path<String>,
+    f: DashForm,
+) -> DashResult {
+    f.dash.require_admin()?;
+    let p = state
+        .services
+        .properties
+        .restore(&f.dash.caller, &pid)
+        .await?;
+    Ok(see_other(&format!("/p/{}?done=restored", p.id)))
 }
 
 /// One step of the setup checklist.

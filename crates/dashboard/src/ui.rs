@@ -130,6 +130,11 @@ fn notice_text(key: &str) -> Option<&'static str> {
         "polled" => "Poll requested: the result shows below in a few seconds.",
         "retried" => "Queued again: the delivery will be attempted shortly.",
         "imported" => "Spend imported.",
+        "deleted" => "Deleted.",
+        "property_deleted" => {
+            "The property was deleted: its tag, collector, links and postbacks stopped at once. Restore it below until its data is purged."
+        }
+        "restored" => "Restored: the property tracks again.",
         _ => return None,
     })
 }

@@ -84,6 +84,9 @@ pub enum DeliveryStatus {
     Failed,
     Dead,
     Skipped,
+    /// Never to be sent: its destination was deleted while it waited
+    /// (`reason` says why).
+    Cancelled,
 }
 
 impl TryFrom<String> for DeliveryStatus {
@@ -100,13 +103,14 @@ impl std::fmt::Display for DeliveryStatus {
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 6] = [
+    pub const ALL: [DeliveryStatus; 7] = [
         Self::Pending,
         Self::Delivered,
         Self::Retrying,
         Self::Failed,
         Self::Dead,
         Self::Skipped,
+        Self::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -117,6 +121,7 @@ impl DeliveryStatus {
             Self::Failed => "failed",
             Self::Dead => "dead",
             Self::Skipped => "skipped",
+            Self::Cancelled => "cancelled",
         }
     }
 

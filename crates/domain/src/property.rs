@@ -1,6 +1,7 @@
 //! Properties (a tracked site) and their settings: allowed domains,
-//! attribution window, session timeout, AutoScan prefixes, consent mode and
-//! how client addresses are kept.
+//! attribution window, session timeout, AutoScan prefixes, consent mode,
+//! how client addresses are kept, and how long raw data is kept
+//! ([`Retention`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -18,7 +19,7 @@ pub enum IpHandling {
     Hash,
     /// Store it encrypted (AEAD), so ad platforms that match on it (Meta,
     /// TikTok) receive it with late conversions; purged after the
-    /// attribution window.
+    /// attribution window (see [`Retention::encrypted_ip_days`]).
     Encrypt,
     /// Store nothing.
     None,
@@ -198,6 +199,75 @@ impl OnsiteSettings {
     }
 }
 
+/// How long a property's raw data is kept (`settings.retention`).
+/// Conversions, the delivery log and the hourly rollups the reports read
+/// are kept for good; what the settings bound is the raw traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Days raw events (page views, clicks on links, custom events) are
+    /// kept, from when they were received.
+    pub events_days: u32,
+}
+
+impl RetentionSettings {
+    pub const DEFAULT_EVENTS_DAYS: u32 = 400;
+    pub const MIN_EVENTS_DAYS: u32 = 30;
+    pub const MAX_EVENTS_DAYS: u32 = 3650;
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            events_days: Self::DEFAULT_EVENTS_DAYS,
+        }
+    }
+}
+
+/// Days added to the attribution window before a click, its session or an
+/// encrypted address may go: a network reports late (date-only reports,
+/// retried postbacks) and a delivery may wait for retries after the
+/// conversion is recorded.
+pub const RETENTION_MARGIN_DAYS: u32 = 7;
+
+/// The window an encrypted address is kept for when the attribution window
+/// is unlimited: no ad platform takes a click conversion older than 90
+/// days (Google Ads' limit; Meta's is 7), so an address older than that
+/// can never be sent.
+pub const UNLIMITED_WINDOW_IP_DAYS: u32 = 90;
+
+/// What a property keeps, for how long: derived from its settings, the one
+/// place the retention job and the dashboard read it from. `None` means
+/// kept for good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Retention {
+    /// Raw events: `settings.retention.events_days`.
+    pub events_days: u32,
+    /// Clicks and sessions (a session holds the click's traffic source and
+    /// ad click ids): at least as long as events, and as long as the
+    /// attribution window lets a conversion find its click (plus
+    /// [`RETENTION_MARGIN_DAYS`]); for good with an unlimited window.
+    pub clicks_days: Option<u32>,
+    /// Encrypted client addresses (`ip_handling = encrypt`): cleared once
+    /// the attribution window (plus the margin) has passed, since they
+    /// exist only to be sent with a late conversion. Applies to addresses
+    /// encrypted while the property was in that mode, whatever the mode is
+    /// now; a truncated or hashed form stays with its session.
+    pub encrypted_ip_days: u32,
+}
+
+impl Retention {
+    /// Milliseconds in `days`.
+    pub fn days_ms(days: u32) -> i64 {
+        i64::from(days) * 86_400_000
+    }
+
+    /// The oldest time still kept, for a period of `days` ending at `now`.
+    pub fn cutoff(now_ms: i64, days: u32) -> i64 {
+        now_ms.saturating_sub(Self::days_ms(days))
+    }
+}
+
 pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = &[
     "/go/",
     "/out/",
@@ -224,6 +294,8 @@ pub struct PropertySettings {
     pub currency: String,
     /// On-site conversions (off by default).
     pub onsite: OnsiteSettings,
+    /// How long raw data is kept.
+    pub retention: RetentionSettings,
 }
 
 impl Default for PropertySettings {
@@ -241,6 +313,7 @@ impl Default for PropertySettings {
             pixels: PixelSettings::default(),
             currency: "USD".into(),
             onsite: OnsiteSettings::default(),
+            retention: RetentionSettings::default(),
         }
     }
 }
@@ -304,7 +377,37 @@ impl PropertySettings {
             ));
         }
         self.onsite.validate(&mut errs);
+        if !(RetentionSettings::MIN_EVENTS_DAYS..=RetentionSettings::MAX_EVENTS_DAYS)
+            .contains(&self.retention.events_days)
+        {
+            errs.push(FieldError::new(
+                "settings.retention.events_days",
+                "out_of_range",
+                format!(
+                    "must be between {} and {} days",
+                    RetentionSettings::MIN_EVENTS_DAYS,
+                    RetentionSettings::MAX_EVENTS_DAYS
+                ),
+            ));
+        }
         if errs.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// What this property keeps, for how long.
+    pub fn retention(&self) -> Retention {
+        let events_days = self.retention.events_days;
+        let clicks_days = self
+            .attribution_window_days
+            .map(|w| events_days.max(w + RETENTION_MARGIN_DAYS));
+        let encrypted_ip_days = self
+            .attribution_window_days
+            .unwrap_or(UNLIMITED_WINDOW_IP_DAYS)
+            + RETENTION_MARGIN_DAYS;
+        Retention {
+            events_days,
+            clicks_days,
+            encrypted_ip_days,
+        }
     }
 
     pub fn session_timeout_ms(&self) -> i64 {
@@ -408,6 +511,51 @@ mod tests {
                 .unwrap();
         assert_eq!(bad.validate().unwrap_err().len(), 2);
         assert!(serde_json::from_str::<PropertySettings>(r#"{"nope": 1}"#).is_err());
+    }
+
+    #[test]
+    fn retention_defaults_bounds_and_derived_periods() {
+        // Settings stored before retention existed decode with the default.
+        let old: PropertySettings =
+            serde_json::from_str(r#"{"attribution_window_days": 30}"#).unwrap();
+        assert_eq!(old.retention.events_days, 400);
+        assert_eq!(
+            old.retention(),
+            Retention {
+                events_days: 400,
+                clicks_days: Some(400),
+                encrypted_ip_days: 37
+            }
+        );
+        let short: PropertySettings = serde_json::from_str(
+            r#"{"attribution_window_days": 90, "ip_handling": "encrypt", "retention": {"events_days": 30}}"#,
+        )
+        .unwrap();
+        assert!(short.validate().is_ok());
+        // Clicks outlive events when the window needs them.
+        assert_eq!(
+            short.retention(),
+            Retention {
+                events_days: 30,
+                clicks_days: Some(97),
+                encrypted_ip_days: 97
+            }
+        );
+        let unlimited: PropertySettings =
+            serde_json::from_str(r#"{"attribution_window_days": null, "ip_handling": "encrypt"}"#)
+                .unwrap();
+        assert_eq!(unlimited.retention().clicks_days, None);
+        assert_eq!(unlimited.retention().encrypted_ip_days, 97);
+        for bad in [0, 29, 3651] {
+            let s = PropertySettings {
+                retention: RetentionSettings { events_days: bad },
+                ..PropertySettings::default()
+            };
+            let errs = s.validate().unwrap_err();
+            assert_eq!(errs[0].field, "settings.retention.events_days");
+        }
+        assert!(serde_json::from_str::<RetentionSettings>(r#"{"clicks_days": 1}"#).is_err());
+        assert_eq!(Retention::cutoff(10 * 86_400_000, 3), 7 * 86_400_000);
     }
 
     /// Settings are stored as JSON: bounds written by `rust_decimal` are

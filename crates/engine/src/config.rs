@@ -101,6 +101,7 @@ pub struct Config {
     pub polling: PollingConfig,
     pub http: HttpConfig,
     pub metrics: MetricsConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -178,6 +179,37 @@ impl Default for PollingConfig {
         Self {
             enabled: true,
             tick_secs: 30,
+        }
+    }
+}
+
+/// The retention job: deleted properties purged after their grace period,
+/// raw data past each property's retention, encrypted addresses past the
+/// attribution window (see `docs/PRIVACY.md`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Run the daily job at all (off: nothing is purged or expired).
+    pub enabled: bool,
+    /// Days a deleted property can be restored before its data is purged.
+    pub deleted_property_grace_days: u32,
+    /// Rows deleted per statement.
+    pub batch_rows: u32,
+    /// Pause between two batches, milliseconds: lets the ingest writer
+    /// (on SQLite, the one writer) commit in between.
+    pub batch_pause_ms: u64,
+    /// Hours between two runs.
+    pub interval_hours: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            deleted_property_grace_days: 30,
+            batch_rows: 1000,
+            batch_pause_ms: 50,
+            interval_hours: 24,
         }
     }
 }
@@ -269,6 +301,7 @@ impl Default for Config {
             polling: PollingConfig::default(),
             http: HttpConfig::default(),
             metrics: MetricsConfig::default(),
+            retention: RetentionConfig::default(),
         }
     }
 }
@@ -364,6 +397,12 @@ impl Config {
         if self.delivery.max_attempts == 0 || self.delivery.concurrency == 0 {
             return Err(ConfigError::Invalid(
                 "delivery.max_attempts and delivery.concurrency must be > 0".into(),
+            ));
+        }
+        let r = &self.retention;
+        if r.batch_rows == 0 || r.interval_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "retention.batch_rows and retention.interval_hours must be > 0".into(),
             ));
         }
         let h = &self.http;

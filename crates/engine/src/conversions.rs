@@ -736,6 +736,8 @@ mod tests {
             settings: Default::default(),
             created_at: 0,
             updated_at: 0,
+            deleted_at: None,
+            purge_after: None,
         })
     }
 

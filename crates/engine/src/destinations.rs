@@ -397,6 +397,20 @@ impl Destinations {
         state.view_with_counts(&row).await
     }
 
+    /// Deletes the caller's destination: nothing more is sent to it, and
+    /// its deliveries still waiting end `cancelled` (reason
+    /// `destination_deleted`); its delivery log stays.
+    pub async fn delete(&self, caller: &Caller, id: &str) -> ServiceResult<Value> {
+        let (row, p) = self.owned(caller, id).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let cancelled = store::delete_destination(&self.db, &row.id, now)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("destination"))?;
+        self.delivery.forget(p.id.as_str()).await;
+        tracing::info!(destination = %row.id, cancelled, "destination deleted");
+        Ok(json!({ "id": row.id, "deleted": true, "cancelled_deliveries": cancelled }))
+    }
+
     /// Sends a test conversion (the latest real one, else a made-up one) to
     /// the caller's destination in the platform's test mode, and reports what
     /// the platform answered.
@@ -632,7 +646,7 @@ impl Destinations {
             Some(s) => Some(DeliveryStatus::parse(s).ok_or_else(|| {
                 ServiceError::bad_request(
                     "invalid_status",
-                    "status is one of pending, delivered, retrying, failed, dead, skipped",
+                    "status is one of pending, delivered, retrying, failed, dead, skipped, cancelled",
                 )
             })?),
         };

@@ -1,8 +1,9 @@
 //! Installed integrations: installing a catalog entry on a property
 //! (validated settings, encrypted credentials, a postback token), testing
 //! an API integration's connection before it is saved, showing it with
-//! masked credentials, editing its settings and event mapping, and
-//! receiving its postbacks.
+//! masked credentials, editing its settings and event mapping, receiving
+//! its postbacks, and deleting it (its postbacks are refused and its polls
+//! stop at once; its conversion log stays unless purged).
 
 use std::sync::Arc;
 
@@ -44,9 +45,21 @@ pub struct Integrations {
     /// This server's outbound addresses, for the IP whitelists of the
     /// programs it polls.
     egress: Egress,
+    retention: Arc<crate::retention::Retention>,
     /// Integrations by postback token hash, briefly cached (postbacks come
     /// in bursts).
     by_token: moka::future::Cache<String, Option<Arc<Integration>>>,
+}
+
+/// What deleting an integration did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Deleted {
+    pub id: String,
+    pub deleted: bool,
+    /// Whether the conversion log was purged (`?purge=true`).
+    pub log_purged: bool,
+    /// Conversions deleted with the log.
+    pub conversions_deleted: u64,
 }
 
 impl std::fmt::Debug for Integrations {
@@ -279,6 +292,7 @@ impl Integrations {
         properties: Arc<Properties>,
         poller: Arc<Poller>,
         conversions: ConversionQueue,
+        retention: Arc<crate::retention::Retention>,
     ) -> Self {
         Self {
             db,
@@ -288,6 +302,7 @@ impl Integrations {
             poller,
             conversions,
             egress: Egress::default(),
+            retention,
             by_token: moka::future::Cache::builder()
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(10))
@@ -413,6 +428,57 @@ impl Integrations {
         let i = self.owned(caller, id).await?;
         self.update(&i, req).await?;
         self.owned(caller, id).await
+    }
+
+    /// Deletes the caller's integration: its postbacks answer 404
+    /// `unknown_postback_token` and it is no longer polled, at once; its
+    /// tracking group leaves the tag. Its conversion log stays (shown as
+    /// from a deleted integration) unless `purge_log`, which deletes it with
+    /// its deliveries; a deleted integration's log can be purged later by
+    /// deleting it again with `purge_log`.
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        id: &str,
+        purge_log: bool,
+    ) -> ServiceResult<Deleted> {
+        let i = integrations::get_any(&self.db, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("integration"))?;
+        self.properties
+            .owned(caller, &i.property_id)
+            .await
+            .map_err(|_| ServiceError::not_found("integration"))?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let deleted = match i.deleted_at {
+            None => integrations::soft_delete(&self.db, &i.id, now, purge_log).await?,
+            // Already deleted: only a late purge of its log is left to ask.
+            Some(_) if purge_log => {
+                integrations::request_log_purge(&self.db, &i.id, now).await?;
+                false
+            }
+            Some(_) => return Err(ServiceError::not_found("integration")),
+        };
+        self.by_token.invalidate(&i.postback_token_hash).await;
+        if let Ok(pid) = clicktrail_domain::PropertyId::parse(&i.property_id) {
+            self.properties.forget_tag(&pid).await;
+        }
+        let mut out = Deleted {
+            id: i.id.clone(),
+            deleted,
+            log_purged: false,
+            conversions_deleted: 0,
+        };
+        if purge_log {
+            out.conversions_deleted = self
+                .retention
+                .purge_integration_log(&i.property_id, &i.id)
+                .await
+                .map_err(ServiceError::internal)?;
+            out.log_purged = true;
+        }
+        tracing::info!(integration = %i.id, purge_log, "integration deleted");
+        Ok(out)
     }
 
     /// Polls the caller's integration now; returns the poll's report and
@@ -758,6 +824,8 @@ impl Integrations {
                 "no integration has this token",
             )
         })?;
+        // A property deleted since the integration was cached: its
+        // postbacks are refused like a deleted integration's.
         let property = state
             .properties
             .get(
@@ -765,7 +833,13 @@ impl Integrations {
                     .map_err(ServiceError::internal)?,
             )
             .await?
-            .ok_or_else(|| ServiceError::internal("integration without property"))?;
+            .ok_or_else(|| {
+                postback_reject(
+                    "unknown_postback_token",
+                    StatusCode::NOT_FOUND,
+                    "no integration has this token",
+                )
+            })?;
         let default_event = state
             .catalog
             .get(&integration.catalog_key)

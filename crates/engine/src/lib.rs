@@ -6,7 +6,9 @@
 //!   conversions ([`conversions`]) together with their deliveries (the
 //!   transactional outbox, [`conversions::Outbox`]), the delivery workers
 //!   ([`delivery`]), the API connectors' poller ([`polling`]) and the
-//!   on-site conversion follower ([`onsite`]).
+//!   on-site conversion follower ([`onsite`]), and the daily retention job
+//!   that purges deleted properties and expires old raw data
+//!   ([`retention`]).
 //! - The service layer, one module per area, each a small struct holding
 //!   only what it needs: [`properties`], [`integrations`],
 //!   [`destinations`], [`links`], [`conversion_log`], [`collector`],
@@ -42,6 +44,7 @@ pub mod links;
 pub mod onsite;
 pub mod polling;
 pub mod properties;
+pub mod retention;
 pub mod rt;
 pub mod services;
 pub mod tag;

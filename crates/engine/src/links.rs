@@ -352,6 +352,28 @@ impl Links {
             .collect())
     }
 
+    /// Deletes the caller's tracked link: its `/go` URLs answer 404 from
+    /// now on (in this process at once; another's cache forgets it within
+    /// 30 s). The visits and clicks it recorded stay.
+    pub async fn delete(&self, caller: &Caller, id: &str) -> ServiceResult<()> {
+        let l = links::get(&self.db, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("link"))?;
+        self.properties
+            .owned(caller, &l.property_id)
+            .await
+            .map_err(|_| ServiceError::not_found("link"))?;
+        if !links::delete(&self.db, &l.id).await? {
+            return Err(ServiceError::not_found("link"));
+        }
+        self.cache
+            .invalidate(&(Some(l.property_id.clone()), l.slug.clone()))
+            .await;
+        self.cache.invalidate(&(None, l.slug.clone())).await;
+        tracing::info!(link = %l.id, "tracked link deleted");
+        Ok(())
+    }
+
     async fn by_slug(
         &self,
         property: Option<&str>,

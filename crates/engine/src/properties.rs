@@ -2,6 +2,12 @@
 //! what hangs off it that every request needs fast: the property itself
 //! and its served tag, both cached, and its tracking groups (from the
 //! integrations installed on it).
+//!
+//! Deleting a property hides it at once from every lookup (the tag answers
+//! 404, the collector refuses its events with `unknown_property`, `/go`
+//! and postbacks 404), keeps it restorable for the grace period
+//! (`retention.deleted_property_grace_days`), after which the retention job
+//! purges it.
 
 use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url_for};
 use std::collections::BTreeMap;
@@ -63,6 +69,13 @@ pub struct PropertyView {
     /// that visitors or networks cannot reach, or plain http). Empty when
     /// nothing is known to be wrong.
     pub warnings: Vec<Warning>,
+    /// When it was deleted (only on a deleted property).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<i64>,
+    /// When a deleted property's data is purged; it can be restored until
+    /// then (only on a deleted property).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<i64>,
 }
 
 /// A setup problem an API client should show its user.
@@ -86,6 +99,8 @@ pub struct Properties {
     cache: moka::future::Cache<String, Option<Arc<Property>>>,
     /// Each property's served tag (configuration baked in), by property id.
     tags: moka::future::Cache<String, Arc<ServedTag>>,
+    /// How long a deleted property can be restored, ms.
+    purge_grace_ms: i64,
 }
 
 impl std::fmt::Debug for Properties {
@@ -148,7 +163,15 @@ impl Properties {
                 .max_capacity(10_000)
                 .time_to_live(Duration::from_secs(30))
                 .build(),
+            purge_grace_ms: clicktrail_domain::property::Retention::days_ms(30),
         }
+    }
+
+    /// Sets how many days a deleted property can be restored before it is
+    /// purged (`retention.deleted_property_grace_days`; 30 by default).
+    pub fn with_purge_grace_days(mut self, days: u32) -> Self {
+        self.purge_grace_ms = clicktrail_domain::property::Retention::days_ms(days);
+        self
     }
 
     pub fn db(&self) -> &Db {
@@ -216,6 +239,8 @@ impl Properties {
                 })
                 .into_iter()
                 .collect(),
+            deleted_at: p.deleted_at,
+            purge_after: p.purge_after,
         }
     }
 
@@ -229,6 +254,48 @@ impl Properties {
 
     pub async fn list(&self, caller: &Caller) -> ServiceResult<Vec<Property>> {
         Ok(properties::list(&self.db, caller.workspace()).await?)
+    }
+
+    /// The caller's deleted properties that can still be restored, the
+    /// next to be purged first.
+    pub async fn list_deleted(&self, caller: &Caller) -> ServiceResult<Vec<Property>> {
+        Ok(properties::list_deleted(&self.db, caller.workspace()).await?)
+    }
+
+    /// Deletes the caller's property: from now on it answers as if it did
+    /// not exist, and the retention job purges it after the grace period
+    /// unless it is restored. Returns it as deleted.
+    pub async fn delete(&self, caller: &Caller, id: &str) -> ServiceResult<Property> {
+        let p = self.owned(caller, id).await?;
+        let now = chrono::Utc::now().timestamp_millis();
+        let deleted =
+            properties::soft_delete(&self.db, &p.id, now, now + self.purge_grace_ms).await?;
+        // This process's caches at once; another process's expire within
+        // seconds (see `cache`).
+        self.forget(&p.id).await;
+        if !deleted {
+            return Err(ServiceError::not_found("property"));
+        }
+        tracing::info!(property = %p.id, "property deleted");
+        properties::get_deleted(&self.db, caller.workspace(), &p.id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("property"))
+    }
+
+    /// Restores the caller's deleted property (before it is purged).
+    pub async fn restore(&self, caller: &Caller, id: &str) -> ServiceResult<Property> {
+        let pid = PropertyId::parse(id).map_err(|_| ServiceError::not_found("property"))?;
+        if properties::get_deleted(&self.db, caller.workspace(), &pid)
+            .await?
+            .is_some()
+        {
+            let now = chrono::Utc::now().timestamp_millis();
+            properties::restore(&self.db, &pid, now).await?;
+            self.forget(&pid).await;
+            tracing::info!(property = %pid, "property restored");
+        }
+        // A live property is returned as it is: restoring twice is harmless.
+        self.owned(caller, id).await
     }
 
     pub async fn create(&self, caller: &Caller, req: CreateProperty) -> ServiceResult<Property> {

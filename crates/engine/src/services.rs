@@ -22,6 +22,7 @@ use crate::integrations::Integrations;
 use crate::links::Links;
 use crate::polling::Poller;
 use crate::properties::Properties;
+use crate::retention::Retention;
 
 /// Every service, cheap to clone.
 #[derive(Clone, Debug)]
@@ -41,6 +42,7 @@ pub struct Services {
     pub links: Arc<Links>,
     pub conversion_log: Arc<ConversionLog>,
     pub autoscan: Arc<AutoScan>,
+    pub retention: Arc<Retention>,
 }
 
 /// The outbound policy of this server: strict unless the operator allowed

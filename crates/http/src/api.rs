@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use clicktrail_engine::properties::{CreateProperty, Properties, UpdateProperty};
 use serde_json::json;
 
@@ -19,7 +19,13 @@ use crate::{ApiJson, HttpState};
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/properties", get(list_properties).post(create_property))
-        .route("/properties/{id}", get(get_property).patch(update_property))
+        .route(
+            "/properties/{id}",
+            get(get_property)
+                .patch(update_property)
+                .delete(delete_property),
+        )
+        .route("/properties/{id}/restore", post(restore_property))
         .route("/properties/{id}/clicks/{click_id}", get(get_click))
         .route("/catalog", get(crate::catalog::list))
         .route("/catalog/{key}", get(crate::catalog::get))
@@ -38,17 +44,47 @@ async fn create_property(
     Ok((StatusCode::CREATED, axum::Json(props.view(&p))))
 }
 
+/// `GET /api/v1/properties` query: `?deleted=true` lists the deleted
+/// properties that can still be restored instead of the live ones.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    #[serde(default)]
+    deleted: bool,
+}
+
 async fn list_properties(
     State(props): State<Arc<Properties>>,
     ApiCaller(caller): ApiCaller,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<impl IntoResponse> {
-    let items: Vec<_> = props
-        .list(&caller)
-        .await?
-        .iter()
-        .map(|p| props.view(p))
-        .collect();
+    let list = if q.deleted {
+        props.list_deleted(&caller).await?
+    } else {
+        props.list(&caller).await?
+    };
+    let items: Vec<_> = list.iter().map(|p| props.view(p)).collect();
     Ok(axum::Json(json!({ "properties": items })))
+}
+
+/// `DELETE /api/v1/properties/{id}`: answers the property as deleted, with
+/// `deleted_at` and `purge_after`.
+async fn delete_property(
+    State(props): State<Arc<Properties>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let p = props.delete(&caller, &id).await?;
+    Ok(axum::Json(props.view(&p)))
+}
+
+async fn restore_property(
+    State(props): State<Arc<Properties>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    let p = props.restore(&caller, &id).await?;
+    Ok(axum::Json(props.view(&p)))
 }
 
 async fn get_property(

@@ -1,5 +1,5 @@
 //! `/api/v1` routes of conversions out: ad destinations (create, list,
-//! show, edit, pause, test), the delivery log, retry and replay. Thin
+//! show, edit, pause, test, delete), the delivery log, retry and replay. Thin
 //! handlers over the engine's [`Destinations`] service.
 
 use std::sync::Arc;
@@ -30,7 +30,9 @@ pub fn router() -> Router<HttpState> {
         .route("/properties/{id}/deliveries", get(list_deliveries))
         .route(
             "/destinations/{id}",
-            get(get_destination).patch(update_destination),
+            get(get_destination)
+                .patch(update_destination)
+                .delete(delete_destination),
         )
         .route("/destinations/{id}/test", post(test_destination))
         .route("/destinations/{id}/replay", post(replay_destination))
@@ -69,6 +71,14 @@ async fn list_destinations(
 ) -> ApiResult<impl IntoResponse> {
     let items = svc.list(&caller, &id).await?;
     Ok(axum::Json(json!({ "destinations": items })))
+}
+
+async fn delete_destination(
+    State(svc): State<Arc<Destinations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(svc.delete(&caller, &id).await?))
 }
 
 async fn get_destination(

@@ -1,9 +1,9 @@
 //! Installed integrations: install, test a connection before installing,
-//! list, show, edit, poll now.
+//! list, show, edit, poll now, delete.
 
 use std::sync::Arc;
 
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,7 +22,10 @@ pub fn router() -> Router<HttpState> {
         .route("/properties/{id}/integrations", get(list).post(install))
         .route("/properties/{id}/integrations/test", post(test_on_property))
         .route("/integrations/test", post(test))
-        .route("/integrations/{id}", get(show).put(update).patch(update))
+        .route(
+            "/integrations/{id}",
+            get(show).put(update).patch(update).delete(delete),
+        )
         .route("/integrations/{id}/event_mapping", put(put_mapping))
         .route("/integrations/{id}/poll", post(poll_now))
 }
@@ -115,4 +118,22 @@ async fn poll_now(
     Ok(axum::Json(
         json!({ "poll": report, "integration": svc.view(&i) }),
     ))
+}
+
+/// `DELETE /api/v1/integrations/{id}` query: `?purge=true` deletes its
+/// conversion log too.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn delete(
+    State(svc): State<Arc<Integrations>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> ApiResult<impl IntoResponse> {
+    Ok(axum::Json(svc.delete(&caller, &id, q.purge).await?))
 }

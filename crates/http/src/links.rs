@@ -6,7 +6,8 @@
 //!   them;
 //! - `GET /api/v1/links/{id}`, `PATCH /api/v1/links/{id}`
 //!   `{destination_url?, paused?}`: change the destination, pause
-//!   (`"paused": true`) or resume (`false`);
+//!   (`"paused": true`) or resume (`false`); `DELETE /api/v1/links/{id}`
+//!   deletes it (its `/go` URL answers 404; its clicks stay);
 //! - `GET /go/{property_id}/{slug}` and the short `GET /go/{slug}` of older
 //!   links: 302 to the offer. An active link first records a session and a
 //!   click and sets the subid to the click id; a **paused** link records
@@ -33,7 +34,7 @@ use crate::{ApiJson, HttpState};
 pub fn router() -> Router<HttpState> {
     Router::new()
         .route("/properties/{id}/links", get(list).post(create))
-        .route("/links/{id}", get(show).patch(update))
+        .route("/links/{id}", get(show).patch(update).delete(delete))
 }
 
 async fn create(
@@ -70,6 +71,15 @@ async fn update(
     ApiJson(body): ApiJson<UpdateLink>,
 ) -> ApiResult<impl IntoResponse> {
     Ok(axum::Json(links.update(&caller, &id, body).await?))
+}
+
+async fn delete(
+    State(links): State<Arc<Links>>,
+    ApiCaller(caller): ApiCaller,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    links.delete(&caller, &id).await?;
+    Ok(axum::Json(json!({ "id": id, "deleted": true })))
 }
 
 fn not_found_page() -> Response {

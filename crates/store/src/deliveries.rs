@@ -14,6 +14,10 @@
 //! stay `pending` but are *parked* (`next_attempt_at` = [`PARKED_AT`]) so
 //! the due-index scan never walks them; resuming the destination unparks
 //! them in the same transaction that changes its status.
+//!
+//! A deleted destination stays, marked `deleted_at`, so its delivery log
+//! still names it; [`get_destination`] and [`list_destinations`] treat it
+//! as absent, and its waiting rows end `cancelled` ([`delete_destination`]).
 
 use clicktrail_domain::EntityId;
 use clicktrail_domain::conversion::LogStatus;
@@ -70,6 +74,8 @@ pub struct DestinationRow {
     pub revision: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was deleted; `None` for a live destination.
+    pub deleted_at: Option<i64>,
 }
 
 impl DestinationRow {
@@ -81,7 +87,7 @@ impl DestinationRow {
 }
 
 const DEST_COLS: &str = "id, property_id, kind, name, settings, credentials_enc, event_mapping, status, \
-     status_reason, status_message, revision, created_at, updated_at";
+     status_reason, status_message, revision, created_at, updated_at, deleted_at";
 
 /// What a new destination is made of (already validated and encrypted).
 #[derive(Debug, Clone)]
@@ -126,24 +132,66 @@ pub async fn create_destination(db: &Db, d: &NewDestination<'_>) -> Result<Desti
         revision: 1,
         created_at: now,
         updated_at: now,
+        deleted_at: None,
     })
 }
 
+/// A live (not deleted) destination.
 pub async fn get_destination(db: &Db, id: &str) -> Result<Option<DestinationRow>> {
     db.fetch_optional(
-        &format!("SELECT {DEST_COLS} FROM destinations WHERE id = $1"),
+        &format!("SELECT {DEST_COLS} FROM destinations WHERE id = $1 AND deleted_at IS NULL"),
         args![id],
     )
     .await
 }
 
-/// A property's destinations, oldest first.
+/// A property's live destinations, oldest first.
 pub async fn list_destinations(db: &Db, property_id: &str) -> Result<Vec<DestinationRow>> {
     db.fetch_all(
         &format!(
-            "SELECT {DEST_COLS} FROM destinations WHERE property_id = $1 ORDER BY created_at, id"
+            "SELECT {DEST_COLS} FROM destinations WHERE property_id = $1 AND deleted_at IS NULL \
+             ORDER BY created_at, id"
         ),
         args![property_id],
+    )
+    .await
+}
+
+/// The reason of deliveries cancelled because their destination was
+/// deleted.
+pub const DESTINATION_DELETED: &str = "destination_deleted";
+
+/// Deletes a live destination at `now`: it is marked deleted (its log
+/// stays), and every delivery still waiting for it (pending or retrying,
+/// parked or claimed) ends `cancelled` with reason
+/// [`DESTINATION_DELETED`], in the same transaction. A claimed row loses
+/// its lease, so a worker sending it cannot record over the cancellation.
+/// Returns how many deliveries were cancelled, or `None` when there was no
+/// live destination.
+pub async fn delete_destination(db: &Db, id: &str, now: i64) -> Result<Option<u64>> {
+    let mut tx = db.begin().await?;
+    let n = tx
+        .execute(
+            "UPDATE destinations SET deleted_at = $2, updated_at = $2, revision = revision + 1 \
+             WHERE id = $1 AND deleted_at IS NULL",
+            args![id, now],
+        )
+        .await?;
+    if n == 0 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let cancelled = cancel_waiting(&mut tx, id, now).await?;
+    tx.commit().await?;
+    Ok(Some(cancelled))
+}
+
+async fn cancel_waiting(tx: &mut Tx<'_>, destination_id: &str, now: i64) -> Result<u64> {
+    tx.execute(
+        "UPDATE deliveries SET status = 'cancelled', reason = $2, locked_until = NULL, \
+         last_message = 'the destination was deleted; this conversion will not be sent', \
+         updated_at = $3 WHERE destination_id = $1 AND status IN ('pending', 'retrying')",
+        args![destination_id, DESTINATION_DELETED, now],
     )
     .await
 }
@@ -423,13 +471,28 @@ pub async fn release(db: &Db, destination_id: &str, claims: &[(&str, i64)]) -> R
         Backend::Sqlite => "",
         Backend::Postgres => " FOR SHARE",
     };
-    let status: Option<(String,)> = tx
+    // (status, destination deleted, property deleted)
+    let status: Option<(String, bool, bool)> = tx
         .fetch_optional(
-            &format!("SELECT status FROM destinations WHERE id = $1{lock}"),
+            &format!(
+                "SELECT d.status, d.deleted_at IS NOT NULL AS gone, \
+                 EXISTS (SELECT 1 FROM properties p WHERE p.id = d.property_id \
+                     AND p.deleted_at IS NOT NULL) AS property_gone \
+                 FROM destinations d WHERE d.id = $1{lock}"
+            ),
             args![destination_id],
         )
         .await?;
-    let park = status.is_none_or(|(s,)| s != DestinationStatus::Active.as_str());
+    if status.as_ref().is_some_and(|s| s.1) {
+        // Deleted since the rows were planned or claimed (a process whose
+        // cache still had it): they will never be sent.
+        cancel_waiting(&mut tx, destination_id, now_ms()).await?;
+        tx.commit().await?;
+        return Ok(true);
+    }
+    let park = status.is_none_or(|(s, _, property_gone)| {
+        property_gone || s != DestinationStatus::Active.as_str()
+    });
     let rows: Vec<Row<'_>> = claims
         .iter()
         .map(|(id, lease)| Row { id, lease: *lease })

@@ -2,6 +2,11 @@
 //! its encrypted credentials, settings, event mapping, postback token
 //! (kept as a keyed hash to look postbacks up by, and encrypted to show it
 //! again) and polling state.
+//!
+//! A deleted integration stays, marked `deleted_at`, so the conversion log
+//! still names it: [`get`], [`by_token_hash`], [`list_for_property`] and
+//! [`due_for_poll`] treat it as absent (its postbacks are refused and it is
+//! no longer polled); [`get_any`] and [`list_all_for_property`] still see it.
 
 use clicktrail_domain::PropertyId;
 use serde::Serialize;
@@ -36,11 +41,13 @@ pub struct Integration {
     pub poll_failures: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// When it was deleted; `None` while installed.
+    pub deleted_at: Option<i64>,
 }
 
 const COLS: &str = "id, property_id, catalog_key, name, tracking_group, subid_param, postback_token_hash, \
     postback_token_enc, credentials_enc, settings, event_mapping, status, last_poll_at, last_poll_status, last_error_code, last_error, \
-    next_poll_at, poll_failures, created_at, updated_at";
+    next_poll_at, poll_failures, created_at, updated_at, deleted_at";
 
 /// What installing needs.
 #[derive(Debug, Clone)]
@@ -88,7 +95,17 @@ pub async fn create(db: &Db, n: NewIntegration<'_>) -> Result<Integration> {
         .ok_or_else(|| crate::StoreError::Corrupt("integration vanished after insert".into()))
 }
 
+/// An installed (not deleted) integration.
 pub async fn get(db: &Db, id: &str) -> Result<Option<Integration>> {
+    db.fetch_optional(
+        &format!("SELECT {COLS} FROM integrations WHERE id = $1 AND deleted_at IS NULL"),
+        args![id],
+    )
+    .await
+}
+
+/// An integration, deleted or not (the conversion log names it).
+pub async fn get_any(db: &Db, id: &str) -> Result<Option<Integration>> {
     db.fetch_optional(
         &format!("SELECT {COLS} FROM integrations WHERE id = $1"),
         args![id],
@@ -96,12 +113,15 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<Integration>> {
     .await
 }
 
-/// The integration whose postback token has this keyed hash.
+/// The installed integration whose postback token has this keyed hash, on
+/// a live property: a deleted integration's or property's postbacks are
+/// refused.
 pub async fn by_token_hash(db: &Db, hash: &str) -> Result<Option<Integration>> {
     db.fetch_optional(
         &format!(
             "SELECT {COLS} FROM integrations WHERE postback_token_hash = $1 \
-             AND postback_token_enc IS NOT NULL"
+             AND postback_token_enc IS NOT NULL AND deleted_at IS NULL \
+             AND property_id IN (SELECT id FROM properties WHERE deleted_at IS NULL)"
         ),
         args![hash],
     )
@@ -140,7 +160,21 @@ pub async fn seal_token(db: &Db, id: &str, clear: &str, hash: &str, enc: &str) -
     Ok(())
 }
 
+/// The integrations installed on a property (not the deleted ones).
 pub async fn list_for_property(db: &Db, property: &PropertyId) -> Result<Vec<Integration>> {
+    db.fetch_all(
+        &format!(
+            "SELECT {COLS} FROM integrations WHERE property_id = $1 AND deleted_at IS NULL \
+             ORDER BY created_at, id"
+        ),
+        args![property.as_str()],
+    )
+    .await
+}
+
+/// A property's integrations, the deleted ones too (to name them in the
+/// conversion log).
+pub async fn list_all_for_property(db: &Db, property: &PropertyId) -> Result<Vec<Integration>> {
     db.fetch_all(
         &format!("SELECT {COLS} FROM integrations WHERE property_id = $1 ORDER BY created_at, id"),
         args![property.as_str()],
@@ -148,17 +182,78 @@ pub async fn list_for_property(db: &Db, property: &PropertyId) -> Result<Vec<Int
     .await
 }
 
-/// Integrations whose scheduled poll is due and not running.
+/// Installed integrations of live properties whose scheduled poll is due
+/// and not running.
 pub async fn due_for_poll(db: &Db, now: i64, limit: i64) -> Result<Vec<Integration>> {
     db.fetch_all(
         &format!(
             "SELECT {COLS} FROM integrations WHERE next_poll_at IS NOT NULL AND next_poll_at <= $1 \
              AND (polling_until IS NULL OR polling_until < $1) AND status <> 'paused' \
+             AND deleted_at IS NULL \
+             AND property_id IN (SELECT id FROM properties WHERE deleted_at IS NULL) \
              ORDER BY next_poll_at LIMIT $2"
         ),
         args![now, limit],
     )
     .await
+}
+
+/// Marks an installed integration deleted at `now`: no more postbacks or
+/// polls; its connector snapshots (report rows naming players, kept only
+/// to derive the next poll's events) go at once. With `purge_log`, its
+/// conversion log is marked to be purged too (see
+/// [`crate::retention::purge_integration_log`]). Returns whether it was
+/// installed.
+pub async fn soft_delete(db: &Db, id: &str, now: i64, purge_log: bool) -> Result<bool> {
+    let mut tx = db.begin().await?;
+    let n = tx
+        .execute(
+            "UPDATE integrations SET deleted_at = $2, next_poll_at = NULL, updated_at = $2, \
+             log_purge_at = $3 WHERE id = $1 AND deleted_at IS NULL",
+            args![id, now, purge_log.then_some(now)],
+        )
+        .await?;
+    if n == 1 {
+        tx.execute(
+            "DELETE FROM connector_snapshots WHERE integration_id = $1",
+            args![id],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(n == 1)
+}
+
+/// Asks for a deleted integration's conversion log to be purged (the job
+/// finishes it if the caller cannot).
+pub async fn request_log_purge(db: &Db, id: &str, now: i64) -> Result<()> {
+    db.execute(
+        "UPDATE integrations SET log_purge_at = $2 WHERE id = $1 AND deleted_at IS NOT NULL",
+        args![id, now],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deleted integrations whose conversion log was asked to be purged and
+/// may still hold rows: (integration id, property id).
+pub async fn log_purges_pending(db: &Db) -> Result<Vec<(String, String)>> {
+    db.fetch_all(
+        "SELECT id, property_id FROM integrations WHERE log_purge_at IS NOT NULL \
+         ORDER BY log_purge_at, id",
+        args![],
+    )
+    .await
+}
+
+/// Records that a deleted integration's log purge is complete.
+pub async fn log_purge_done(db: &Db, id: &str) -> Result<()> {
+    db.execute(
+        "UPDATE integrations SET log_purge_at = NULL WHERE id = $1",
+        args![id],
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn update_config(

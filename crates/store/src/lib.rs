@@ -43,6 +43,7 @@ pub mod meta;
 mod micros;
 pub mod properties;
 pub mod reports;
+pub mod retention;
 pub mod spend;
 mod sqlite;
 pub mod users;

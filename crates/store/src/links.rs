@@ -198,3 +198,12 @@ pub async fn stats(
     }
     Ok(out)
 }
+
+/// Deletes a link (its `/go` URL answers 404 from then on; the visits and
+/// clicks it recorded stay). Returns whether it existed.
+pub async fn delete(db: &Db, id: &str) -> Result<bool> {
+    Ok(db
+        .execute("DELETE FROM links WHERE id = $1", args![id])
+        .await?
+        == 1)
+}

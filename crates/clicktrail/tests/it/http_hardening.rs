@@ -297,7 +297,7 @@ both!(
             (reqwest::Method::PUT, "/collect".to_owned()),
             (reqwest::Method::DELETE, "/go/some-link".to_owned()),
             (reqwest::Method::PUT, "/postback/some-token".to_owned()),
-            (reqwest::Method::DELETE, format!("/api/v1/properties/{pid}")),
+            (reqwest::Method::PUT, format!("/api/v1/properties/{pid}")),
             (reqwest::Method::DELETE, "/metrics".to_owned()),
         ] {
             let r = http
