@@ -19,6 +19,7 @@ use crate::delivery::Delivery;
 use crate::destinations::Destinations;
 use crate::enrich::Enricher;
 use crate::integrations::Integrations;
+use crate::link_checker::LinkChecker;
 use crate::links::Links;
 use crate::polling::Poller;
 use crate::properties::Properties;
@@ -41,6 +42,7 @@ pub struct Services {
     pub links: Arc<Links>,
     pub conversion_log: Arc<ConversionLog>,
     pub autoscan: Arc<AutoScan>,
+    pub link_checker: Arc<LinkChecker>,
 }
 
 /// The outbound policy of this server: strict unless the operator allowed

@@ -26,6 +26,7 @@ mod delivery_reliability;
 mod hardening_conv;
 mod http_hardening;
 mod integration_test_connection;
+mod link_checker;
 mod setup;
 mod spine;
 mod store_hardening;
