@@ -24,6 +24,7 @@ use clicktrail_engine::destinations::Destinations;
 use clicktrail_engine::enrich::Enricher;
 use clicktrail_engine::ingest::IngestQueue;
 use clicktrail_engine::integrations::Integrations;
+use clicktrail_engine::link_checker::LinkChecker;
 use clicktrail_engine::links::Links;
 use clicktrail_engine::onsite::{self, OnSite};
 use clicktrail_engine::polling::{self, Poller};
@@ -321,6 +322,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningServer> {
         )),
         conversion_log: Arc::new(ConversionLog::new(db.clone(), properties.clone())),
         autoscan: Arc::new(AutoScan::new(outbound, properties.clone())),
+        link_checker: Arc::new(LinkChecker::new(
+            outbound_policy(&cfg),
+            properties.clone(),
+            catalog.clone(),
+        )?),
         poller: poller.clone(),
         delivery: delivery.clone(),
         properties: properties.clone(),

@@ -7,8 +7,6 @@
 //! `delivery::deliveries_for_conversions`); retries go through the API's
 //! retry handler in-process.
 
-use std::time::Duration;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -18,7 +16,6 @@ use clicktrail_domain::delivery::DeliveryStatus;
 use clicktrail_domain::links::{LinkAttrs, LinkTag, tag_link};
 use clicktrail_domain::money::Amount;
 use clicktrail_domain::property::host_allowed;
-use clicktrail_outbound::Outbound;
 use clicktrail_store::conversions::{self as store, LogEntry};
 use clicktrail_store::integrations as store_integrations;
 use clicktrail_store::properties::Property;
@@ -35,6 +32,9 @@ use crate::ui::{self, Chrome, Errors, Input, Tab};
 use crate::{DashError, html, see_other};
 use clicktrail_engine::conversion_log::{LogQuery, filter_of};
 use clicktrail_engine::delivery::DeliveryView;
+use clicktrail_engine::link_checker::{
+    CLICK_ID_PLACEHOLDER, MAX_REDIRECT_LINKS, PageError, RedirectOutcome, RedirectReport,
+};
 
 #[derive(Debug, Deserialize, Default)]
 pub struct LogParams {
@@ -586,79 +586,7 @@ pub async fn live_json(
 // Link checker
 // ---------------------------------------------------------------------------
 
-/// Most of a page read, and most links listed.
-const MAX_PAGE_BYTES: usize = 2 * 1024 * 1024;
-const MAX_LINKS: usize = 500;
 const PREVIEW_CLICK_ID: &str = "CLICKID_PREVIEW_0123456789";
-
-/// A link of the checked page.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PageLink {
-    pub href: String,
-    pub text: String,
-    pub data_tracking_group: Option<String>,
-    pub rel: Option<String>,
-}
-
-/// The `<a href>` links of an HTML page (and its `<base href>`), in order.
-pub fn extract_links(html_text: &str) -> (Vec<PageLink>, Option<String>) {
-    use html5gum::{Token, Tokenizer};
-    let mut links = Vec::new();
-    let mut base = None;
-    let mut open: Option<PageLink> = None;
-    let s = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
-    for token in Tokenizer::new(html_text).flatten() {
-        match token {
-            Token::StartTag(tag) => {
-                let name = s(&tag.name).to_ascii_lowercase();
-                let attr = |n: &str| {
-                    tag.attributes
-                        .iter()
-                        .find(|(k, _)| s(k).eq_ignore_ascii_case(n))
-                        .map(|(_, v)| s(v))
-                };
-                if name == "base" && base.is_none() {
-                    base = attr("href");
-                } else if name == "a" {
-                    if let Some(l) = open.take() {
-                        links.push(l);
-                    }
-                    if let Some(href) = attr("href") {
-                        open = Some(PageLink {
-                            href,
-                            text: String::new(),
-                            data_tracking_group: attr("data-tracking-group"),
-                            rel: attr("rel"),
-                        });
-                    }
-                }
-            }
-            Token::String(t) => {
-                if let Some(l) = open.as_mut()
-                    && l.text.len() < 200
-                {
-                    l.text.push_str(&s(&t));
-                }
-            }
-            Token::EndTag(tag) if s(&tag.name).eq_ignore_ascii_case("a") => {
-                if let Some(l) = open.take() {
-                    links.push(l);
-                }
-            }
-            _ => {}
-        }
-        if links.len() >= MAX_LINKS {
-            break;
-        }
-    }
-    if let Some(l) = open.take() {
-        links.push(l);
-    }
-    for l in &mut links {
-        l.text = l.text.split_whitespace().collect::<Vec<_>>().join(" ");
-    }
-    (links, base)
-}
 
 fn checker_form(p: &Property, dash: &Dash, url: &str, errors: &Errors) -> Markup {
     html! {
@@ -678,7 +606,7 @@ pub async fn link_checker_page(
     let p = owned(&state, &dash, &pid).await?;
     let body = html! {
         h1 { "Link checker" }
-        p.muted { "Is this link AutoTagged? Paste a page of your site to see every link with the tracking group it matches and what the tag will do to it, using the same rules as the tag." }
+        p.muted { "Is this link AutoTagged? Paste a page of your site to see every link with the tracking group it matches and what the tag will do to it, using the same rules as the tag. Links of a redirect plugin of your site (/go/, /out/, /recommends/, ...) are followed with a test click id, to see whether it reaches the network." }
         (checker_form(&p, &dash, "", &Errors::default()))
     };
     let c = Chrome::property(&dash, &p, Tab::LinkChecker, "Link checker");
@@ -694,28 +622,6 @@ pub async fn link_checker(
     let p = owned(&state, &dash, &pid).await?;
     let raw = form.get("url").to_owned();
     let mut errors = Errors::default();
-    let url = match url::Url::parse(&raw) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => match u.host_str() {
-            Some(h) if host_allowed(&p.domains, h) => Some(u),
-            _ => {
-                errors.add(
-                    "url",
-                    format!(
-                        "Give a page of this property's domains ({}).",
-                        p.domains.join(", ")
-                    ),
-                );
-                None
-            }
-        },
-        _ => {
-            errors.add(
-                "url",
-                "Give a full page URL such as https://example.com/review.",
-            );
-            None
-        }
-    };
     let render = |status: StatusCode, results: Markup, errors: &Errors| {
         let body = html! {
             h1 { "Link checker" }
@@ -725,38 +631,23 @@ pub async fn link_checker(
         let c = Chrome::property(&dash, &p, Tab::LinkChecker, "Link checker");
         html(status, ui::page(&c, body))
     };
-    let Some(url) = url else {
-        return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, html! {}, &errors));
-    };
-    let outbound = Outbound::new(
-        state.services.delivery.policy().clone(),
-        Duration::from_secs(10),
-    )
-    .map_err(DashError::internal)?;
-    let page = match outbound
-        .fetch_text(
-            &url,
-            clicktrail_outbound::DEFAULT_MAX_HOPS,
-            MAX_PAGE_BYTES,
-            Duration::from_secs(15),
-        )
-        .await
-    {
-        Ok(pg) => pg,
+    let checker = &state.services.link_checker;
+    let checked = match checker.fetch_page(&p, &raw).await {
+        Ok(c) => c,
         Err(e) => {
-            errors.add(
-                "url",
-                format!("The page could not be fetched: {e} ({}).", e.code()),
-            );
-            return Ok(render(StatusCode::UNPROCESSABLE_ENTITY, html! {}, &errors));
+            errors.add("url", e.message());
+            let status = if e == PageError::RateLimited {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return Ok(render(status, html! {}, &errors));
         }
     };
+    let redirects = checker.check_redirects(&p, &checked).await?;
+    let (page, links, base) = (&checked.page, &checked.links, &checked.base);
     let groups = state.services.properties.groups(&p.id).await?;
     let all_groups = state.services.catalog.tracking_groups();
-    let (links, base_href) = extract_links(&page.body);
-    let base = base_href
-        .and_then(|b| page.chain.final_url.join(&b).ok())
-        .unwrap_or_else(|| page.chain.final_url.clone());
     let prefixes = &p.settings.autoscan_prefixes;
     let mut tagged = 0;
     let rows: Vec<Markup> = links
@@ -767,14 +658,14 @@ pub async fn link_checker(
                 data_tracking_group: l.data_tracking_group.as_deref(),
                 rel: l.rel.as_deref(),
             };
-            let outcome = tag_link(&groups, &base, &attrs, PREVIEW_CLICK_ID);
+            let outcome = tag_link(&groups, base, &attrs, PREVIEW_CLICK_ID);
             let catalog_hit = match &outcome {
-                LinkTag::Untouched => clicktrail_domain::links::resolve_href(&l.href, &base)
+                LinkTag::Untouched => clicktrail_domain::links::resolve_href(&l.href, base)
                     .and_then(|u| clicktrail_domain::links::find_group_for_url(&all_groups, &u).map(|g| g.key.clone())),
                 LinkTag::Tagged { .. } => None,
             };
             let autoscan = p.settings.autoscan
-                && clicktrail_domain::links::resolve_href(&l.href, &base).is_some_and(|u| {
+                && clicktrail_domain::links::resolve_href(&l.href, base).is_some_and(|u| {
                     u.host_str().is_some_and(|h| host_allowed(&p.domains, h))
                         && prefixes.iter().any(|pre| u.path().starts_with(pre.as_str()))
                 });
@@ -824,34 +715,71 @@ pub async fn link_checker(
                 }
             }
         }
+        (redirect_section(&redirects))
     };
     Ok(render(StatusCode::OK, results, &errors))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The badge of a redirect check's outcome.
+fn outcome_badge(o: RedirectOutcome) -> Markup {
+    let (text, kind) = match o {
+        RedirectOutcome::ClickIdKept => ("click id kept", "good"),
+        RedirectOutcome::ClickIdDropped => ("click id dropped", "bad"),
+        RedirectOutcome::NotAffiliate => ("no network", ""),
+        RedirectOutcome::RedirectLoop => ("redirect loop", "bad"),
+        RedirectOutcome::TooManyRedirects => ("too many redirects", "bad"),
+        RedirectOutcome::Unreachable => ("unreachable", "warn"),
+        RedirectOutcome::RefusedAddress => ("refused address", "warn"),
+        RedirectOutcome::RateLimited => ("not checked", ""),
+    };
+    ui::badge(text, kind)
+}
 
-    #[test]
-    fn extracts_links_text_and_attributes() {
-        let page = r#"<html><head><base href="/sub/"></head><body>
-            <a href="https://wl.adsrv.eacdn.com/C.ashx?btag=1" data-tracking-group="incomeaccess">Play <b>now</b></a>
-            <a rel="nofollow sponsored" href='/go/gala'>Gala</a>
-            <a name="anchor">no href</a>
-            <a href="mailto:x@example.com">mail
-            <a href="?c=--CLICK-ID--">token</a>
-        </body></html>"#;
-        let (links, base) = extract_links(page);
-        assert_eq!(base.as_deref(), Some("/sub/"));
-        assert_eq!(links.len(), 4);
-        assert_eq!(links[0].text, "Play now");
-        assert_eq!(
-            links[0].data_tracking_group.as_deref(),
-            Some("incomeaccess")
-        );
-        assert_eq!(links[1].rel.as_deref(), Some("nofollow sponsored"));
-        assert_eq!(links[1].href, "/go/gala");
-        assert_eq!(links[2].href, "mailto:x@example.com");
-        assert_eq!(links[3].href, "?c=--CLICK-ID--");
+/// The redirect-plugin links of the page: whether the click id the tag
+/// adds reaches the network, the chain, and the fix when it does not.
+fn redirect_section(r: &RedirectReport) -> Markup {
+    html! {
+        section data-test="redirect-links" {
+            h2 { "Redirect links: does the click id reach the network?" }
+            p.muted {
+                "On a link of a redirect plugin of your site (/go/, /out/, /recommends/, ...) the tag can only add the click id to your own URL; it reaches the network only if the plugin passes the query string on. "
+                "The server followed each such link as the tag tags it, with a test click id (shown as " code { (CLICK_ID_PLACEHOLDER) } "), and stopped before the network's own link, which it reads but never requests."
+            }
+            @if r.not_checked > 0 { p.muted { (r.not_checked) " more redirect link(s) were not checked (at most " (MAX_REDIRECT_LINKS) " a check)." } }
+            table.data {
+                thead { tr { th { "Link" } th { "Network" } th { "Click id" } th { "What happened" } } }
+                tbody {
+                    @if r.links.is_empty() { tr { td.muted colspan="4" { "No redirect-plugin links on the page." } } }
+                    @for c in &r.links {
+                        tr data-outcome=(c.outcome.code()) {
+                            td.key { code.small { (c.href) } @if !c.text.is_empty() { br; span.muted.small { (c.text) } } }
+                            td {
+                                @if let Some(n) = &c.network { code { (n) } @if let Some(param) = &c.param { br; span.muted.small { "reads " code { (param) } } } }
+                                @else { span.muted { "–" } }
+                            }
+                            td { (outcome_badge(c.outcome)) }
+                            td.small {
+                                p.hint { (c.message) }
+                                @if let Some(fix) = &c.fix {
+                                    div.attention role="alert" data-test="fix" { strong { "Fix: " } (fix) }
+                                }
+                                @if let Some(note) = &c.tag_note { p.hint.muted { (note) } }
+                                @if !c.chain.is_empty() || c.final_url.is_some() {
+                                    details {
+                                        summary { "Redirect chain (" (c.chain.len()) " request(s))" }
+                                        ol {
+                                            @for h in &c.chain { li { code.small { (h.method) " " (h.status) " " (h.url) } } }
+                                            @if let Some(f) = &c.final_url {
+                                                @if c.chain.last().is_none_or(|h| &h.url != f) { li { code.small { "→ " (f) } } }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -436,6 +436,81 @@ fn has_query_param(url: &Url, name: &str) -> bool {
         .any(|(k, _)| k == name || k.strip_prefix("amp;").is_some_and(|k| k == name))
 }
 
+/// The path prefixes of the links that WordPress redirect plugins serve on
+/// a site (ThirstyAffiliates' `/recommends/` or `/go/`, Pretty Links' base
+/// slug, `/out/`, ...): AutoScan's default prefixes
+/// ([`crate::property::DEFAULT_AUTOSCAN_PREFIXES`]) and the links the link
+/// checker follows to see whether a click id reaches the network.
+pub const REDIRECT_PLUGIN_PREFIXES: &[&str] = &[
+    "/go/",
+    "/out/",
+    "/recommends/",
+    "/visit/",
+    "/link/",
+    "/refer/",
+];
+
+/// Whether a URL path looks like a redirect plugin's link: it starts with
+/// one of [`REDIRECT_PLUGIN_PREFIXES`] or of `extra` (a property's own
+/// AutoScan prefixes), ASCII case-insensitive as the tag compares them, and
+/// names something after the prefix (`/go/` alone is no link).
+pub fn is_redirect_plugin_path(path: &str, extra: &[String]) -> bool {
+    let under = |prefix: &str| {
+        let p = prefix.as_bytes();
+        !p.is_empty() && path.len() > p.len() && path.as_bytes()[..p.len()].eq_ignore_ascii_case(p)
+    };
+    REDIRECT_PLUGIN_PREFIXES.iter().any(|p| under(p)) || extra.iter().any(|p| under(p))
+}
+
+/// Where a URL carries a click id ([`find_click_id`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClickIdAt {
+    /// Where the group reads its subid: its query parameter, or its
+    /// `/<param>:` path segment.
+    GroupParam,
+    /// In another query parameter (its name): a redirect that renamed or
+    /// moved it, which the network does not read as the subid.
+    OtherParam(String),
+    /// Elsewhere in the path.
+    Path,
+}
+
+/// Where `url` carries `click_id`, looking first where `group` puts its
+/// subid, then in every query parameter's value, then in the path. `None`
+/// when the click id is nowhere in it (a redirect dropped it).
+pub fn find_click_id(
+    url: &Url,
+    group: Option<&TrackingGroup>,
+    click_id: &str,
+) -> Option<ClickIdAt> {
+    if click_id.is_empty() {
+        return None;
+    }
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some(g) = group {
+        let at_param = match g.placement {
+            SubidPlacement::Query => pairs.iter().any(|(k, v)| {
+                (k == &g.param || k.strip_prefix("amp;") == Some(&g.param)) && v == click_id
+            }),
+            SubidPlacement::PathSegment => {
+                let ours = format!("{}:{click_id}", g.param);
+                url.path_segments()
+                    .is_some_and(|mut segs| segs.any(|s| s == ours))
+            }
+        };
+        if at_param {
+            return Some(ClickIdAt::GroupParam);
+        }
+    }
+    if let Some((k, _)) = pairs.iter().find(|(_, v)| v.contains(click_id)) {
+        return Some(ClickIdAt::OtherParam(k.clone()));
+    }
+    url.path().contains(click_id).then_some(ClickIdAt::Path)
+}
+
 /// Whether a query parameter only describes the visit (campaign tags, ad
 /// click ids, analytics ids), never where a same-site redirect link leads.
 fn is_visit_param(name: &str) -> bool {
@@ -474,6 +549,114 @@ pub fn normalise_scan_url(url: &Url) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redirect_plugin_paths() {
+        // The list, and AutoScan's defaults are the same list.
+        assert_eq!(
+            REDIRECT_PLUGIN_PREFIXES,
+            [
+                "/go/",
+                "/out/",
+                "/recommends/",
+                "/visit/",
+                "/link/",
+                "/refer/"
+            ]
+        );
+        assert_eq!(
+            crate::property::DEFAULT_AUTOSCAN_PREFIXES,
+            REDIRECT_PLUGIN_PREFIXES
+        );
+        let none: &[String] = &[];
+        for p in [
+            "/go/gala",
+            "/out/offer-1",
+            "/recommends/casino/",
+            "/visit/x",
+            "/link/y",
+            "/refer/z",
+            "/GO/Gala",
+        ] {
+            assert!(is_redirect_plugin_path(p, none), "{p}");
+        }
+        for p in [
+            "/go/",
+            "/go",
+            "/going/x",
+            "/blog/go/x",
+            "/",
+            "",
+            "/outlet/x",
+        ] {
+            assert!(!is_redirect_plugin_path(p, none), "{p}");
+        }
+        // A property's own prefixes count too.
+        let own = ["/deal/".to_owned()];
+        assert!(is_redirect_plugin_path("/deal/x", &own));
+        assert!(!is_redirect_plugin_path("/deal/x", none));
+        assert!(!is_redirect_plugin_path("/x", &[String::new()]));
+    }
+
+    #[test]
+    fn click_id_found_where_it_is() {
+        let id = "AZDxon08eryN7wEjRWeJq0abcdef";
+        let ia = TrackingGroup {
+            key: "incomeaccess".into(),
+            aliases: vec![],
+            param: "c".into(),
+            placement: SubidPlacement::Query,
+            patterns: vec![],
+        };
+        let at = |u: &str, g: Option<&TrackingGroup>| find_click_id(&Url::parse(u).unwrap(), g, id);
+        let ok = format!("https://media.x.com/redirect.aspx?pid=1&bid=2&c={id}");
+        assert_eq!(at(&ok, Some(&ia)), Some(ClickIdAt::GroupParam));
+        assert_eq!(
+            at(&ok, None),
+            Some(ClickIdAt::OtherParam("c".into())),
+            "no group: any parameter"
+        );
+        let renamed = format!("https://media.x.com/redirect.aspx?pid=1&bid=2&subid={id}");
+        assert_eq!(
+            at(&renamed, Some(&ia)),
+            Some(ClickIdAt::OtherParam("subid".into()))
+        );
+        let encoded = format!("https://t.example/r?u=https%3A%2F%2Fx.example%2F%3Fc%3D{id}");
+        assert_eq!(
+            at(&encoded, Some(&ia)),
+            Some(ClickIdAt::OtherParam("u".into()))
+        );
+        assert_eq!(
+            at("https://media.x.com/redirect.aspx?pid=1&bid=2", Some(&ia)),
+            None
+        );
+        assert_eq!(
+            at(
+                "https://media.x.com/redirect.aspx?pid=1&bid=2&c=other",
+                Some(&ia)
+            ),
+            None
+        );
+        assert_eq!(
+            at(&format!("https://x.example/p/{id}"), Some(&ia)),
+            Some(ClickIdAt::Path)
+        );
+
+        let prf = TrackingGroup {
+            key: "partnerize".into(),
+            aliases: vec![],
+            param: "pubref".into(),
+            placement: SubidPlacement::PathSegment,
+            patterns: vec![],
+        };
+        let seg = format!("https://prf.hn/click/camref:1/pubref:{id}/destination:x");
+        assert_eq!(at(&seg, Some(&prf)), Some(ClickIdAt::GroupParam));
+        assert_eq!(at(&seg, Some(&ia)), Some(ClickIdAt::Path));
+        assert_eq!(
+            find_click_id(&Url::parse(&ok).unwrap(), Some(&ia), ""),
+            None
+        );
+    }
 
     #[test]
     fn scan_urls_normalised() {

@@ -268,14 +268,9 @@ impl Retention {
     }
 }
 
-pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = &[
-    "/go/",
-    "/out/",
-    "/recommends/",
-    "/visit/",
-    "/link/",
-    "/refer/",
-];
+/// The paths AutoScan looks under when a property names none: the usual
+/// redirect plugins' link prefixes.
+pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = crate::links::REDIRECT_PLUGIN_PREFIXES;
 
 /// Per-property settings, stored as JSON; absent keys take defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,7 +14,6 @@
 //! parameters, costs nothing more.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use clicktrail_domain::links::{TrackingGroup, find_group_for_url, normalise_scan_url};
@@ -27,6 +26,7 @@ use url::Url;
 use clicktrail_domain::PropertyId;
 use http::StatusCode;
 
+use crate::budget::{Budget, PropertyBudgets};
 use crate::error::{ServiceError, ServiceResult};
 use crate::properties::Properties;
 
@@ -43,46 +43,6 @@ pub const SUCCESS_TTL: Duration = Duration::from_secs(3600);
 
 /// Requests one link may take: the first, and one per redirect.
 const PER_LINK: i64 = DEFAULT_MAX_HOPS as i64 + 1;
-
-/// A budget of outbound requests, shared by the links resolved at once.
-/// A link reserves what its chain may take before it starts, and gives
-/// back what it did not use: links that start are finished, those that do
-/// not fit are answered `rate_limited` at once.
-#[derive(Debug)]
-struct Budget {
-    per_scan: AtomicI64,
-    per_property: Arc<AtomicI64>,
-}
-
-fn take_from(pool: &AtomicI64, n: i64) -> bool {
-    pool.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| {
-        (left >= n).then_some(left - n)
-    })
-    .is_ok()
-}
-
-impl Budget {
-    /// Takes `n` requests from both budgets; false (and nothing taken)
-    /// when either has less left.
-    fn take(&self, n: i64) -> bool {
-        if !take_from(&self.per_scan, n) {
-            return false;
-        }
-        if !take_from(&self.per_property, n) {
-            self.per_scan.fetch_add(n, Ordering::AcqRel);
-            return false;
-        }
-        true
-    }
-
-    /// Gives back requests reserved and not made.
-    fn give(&self, n: i64) {
-        if n > 0 {
-            self.per_scan.fetch_add(n, Ordering::AcqRel);
-            self.per_property.fetch_add(n, Ordering::AcqRel);
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ScanResult {
@@ -126,9 +86,8 @@ impl moka::Expiry<(String, String), Resolution> for ByOutcome {
 pub struct AutoScan {
     outbound: Outbound,
     cache: ScanCache,
-    /// Each property's outbound requests left in the current minute (the
-    /// entry expires a minute after the first request that made it).
-    budgets: moka::future::Cache<String, Arc<AtomicI64>>,
+    /// Each property's outbound requests left in the current minute.
+    budgets: PropertyBudgets,
     properties: Arc<Properties>,
 }
 
@@ -146,10 +105,7 @@ impl AutoScan {
                 .max_capacity(50_000)
                 .expire_after(ByOutcome)
                 .build(),
-            budgets: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(Duration::from_secs(60))
-                .build(),
+            budgets: PropertyBudgets::new(MAX_REQUESTS_PER_MINUTE),
             properties,
         }
     }
@@ -213,15 +169,10 @@ impl AutoScan {
                 unique.push(l);
             }
         }
-        let budget = Budget {
-            per_scan: AtomicI64::new(MAX_REQUESTS_PER_SCAN),
-            per_property: self
-                .budgets
-                .get_with_by_ref(property.id.as_str(), async {
-                    Arc::new(AtomicI64::new(MAX_REQUESTS_PER_MINUTE))
-                })
-                .await,
-        };
+        let budget = self
+            .budgets
+            .budget(property.id.as_str(), MAX_REQUESTS_PER_SCAN)
+            .await;
         let budget = &budget;
         let futures = unique.into_iter().take(MAX_LINKS).map(|link| {
             let groups = groups.clone();

@@ -15,7 +15,8 @@
 //!   [`autoscan`], and [`auth`], the only place a [`auth::Caller`] is made.
 //!   The JSON API and the dashboard are both thin callers of these.
 //! - "Test connection" of an API integration before it is saved
-//!   ([`connection_test`]).
+//!   ([`connection_test`]), and the link checker ([`link_checker`]): a
+//!   page's links, and whether its redirect-plugin links keep the click id.
 //! - Configuration ([`config`]), credential encryption ([`crypto`]),
 //!   enrichment of requests ([`enrich`]) and telemetry ([`telemetry`]).
 //!
@@ -27,6 +28,7 @@
 
 pub mod auth;
 pub mod autoscan;
+mod budget;
 pub mod collector;
 pub mod commit;
 pub mod config;
@@ -40,6 +42,7 @@ pub mod enrich;
 pub mod error;
 pub mod ingest;
 pub mod integrations;
+pub mod link_checker;
 pub mod links;
 pub mod onsite;
 pub mod polling;

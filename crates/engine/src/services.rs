@@ -19,6 +19,7 @@ use crate::delivery::Delivery;
 use crate::destinations::Destinations;
 use crate::enrich::Enricher;
 use crate::integrations::Integrations;
+use crate::link_checker::LinkChecker;
 use crate::links::Links;
 use crate::polling::Poller;
 use crate::properties::Properties;
@@ -43,6 +44,7 @@ pub struct Services {
     pub conversion_log: Arc<ConversionLog>,
     pub autoscan: Arc<AutoScan>,
     pub retention: Arc<Retention>,
+    pub link_checker: Arc<LinkChecker>,
 }
 
 /// The outbound policy of this server: strict unless the operator allowed

@@ -32,6 +32,7 @@ pub fn router() -> Router<HttpState> {
         .merge(crate::integrations::router())
         .merge(crate::conversions::router())
         .merge(crate::links::router())
+        .merge(crate::link_checker::router())
         .merge(crate::destinations::router())
 }
 

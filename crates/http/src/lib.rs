@@ -34,6 +34,7 @@ use clicktrail_engine::config::HttpConfig;
 use clicktrail_engine::conversion_log::ConversionLog;
 use clicktrail_engine::destinations::Destinations;
 use clicktrail_engine::integrations::Integrations;
+use clicktrail_engine::link_checker::LinkChecker;
 use clicktrail_engine::links::Links;
 use clicktrail_engine::properties::Properties;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -53,6 +54,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod integrations;
+pub mod link_checker;
 pub mod links;
 pub mod postback;
 pub mod tag;
@@ -69,6 +71,7 @@ pub struct HttpState {
     links: Arc<Links>,
     conversion_log: Arc<ConversionLog>,
     autoscan: Arc<AutoScan>,
+    link_checker: Arc<LinkChecker>,
     health: Arc<health::Health>,
     /// Whether `/metrics` is served beside the other routes (else only by
     /// [`metrics_router`], on `metrics.listen`).
@@ -87,6 +90,7 @@ impl HttpState {
             links: services.links.clone(),
             conversion_log: services.conversion_log.clone(),
             autoscan: services.autoscan.clone(),
+            link_checker: services.link_checker.clone(),
             health: Arc::new(health::Health::new(
                 services.db.clone(),
                 services.collector.clone(),

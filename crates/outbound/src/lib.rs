@@ -110,6 +110,21 @@ impl RedirectChain {
     }
 }
 
+/// A redirect chain followed as far as it went ([`Outbound::trace_redirects`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trace {
+    /// Every request that was answered, the start first; kept when the
+    /// chain failed too.
+    pub hops: Vec<Hop>,
+    /// The URL the chain was heading to when it ended without an answer
+    /// from it: the hop it stopped before (`stop_before`), the URL a loop
+    /// came back to, the redirect one too many, or the hop whose request
+    /// was refused or failed. `None` when the chain ended at an answer.
+    pub unanswered: Option<Url>,
+    /// The chain, or why it failed.
+    pub result: Result<RedirectChain, OutboundError>,
+}
+
 /// A fetched page (the link checker's input).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedPage {
@@ -207,8 +222,15 @@ impl Outbound {
 
     /// Follows redirects from `start`, checking every hop. With `head`,
     /// hops are `HEAD` requests, falling back to `GET` (body unread) when
-    /// a server answers 405 or 501; otherwise `GET`. Returns the hops and
-    /// the final response, whose body is unread.
+    /// a server answers 405 or 501; otherwise `GET`. Returns the chain and
+    /// the final response, whose body is unread. Every request made is
+    /// pushed to `hops` as it is answered, and `unanswered` holds the URL
+    /// the chain was heading to when it ended without an answer from it,
+    /// so a caller can report how far a failed chain went.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "private: the public wrappers name the options"
+    )]
     async fn follow(
         &self,
         start: &Url,
@@ -216,12 +238,14 @@ impl Outbound {
         total: Duration,
         head: bool,
         stop_before: &(dyn Fn(&Url) -> bool + Sync),
+        hops: &mut Vec<Hop>,
+        unanswered: &mut Option<Url>,
     ) -> Result<(RedirectChain, Option<Response>), OutboundError> {
         let deadline = Instant::now() + total;
         let mut url = without_fragment(start.clone());
         let mut seen: HashSet<String> = HashSet::new();
-        let mut hops: Vec<Hop> = Vec::new();
         loop {
+            *unanswered = Some(url.clone());
             self.policy.check_url(&url)?;
             if !seen.insert(url.as_str().to_owned()) {
                 return Err(OutboundError::RedirectLoop);
@@ -247,9 +271,10 @@ impl Outbound {
                 },
                 status: status.as_u16(),
             });
+            *unanswered = None;
             if !is_redirect(status) {
                 let chain = RedirectChain {
-                    hops,
+                    hops: hops.clone(),
                     final_url: url,
                     final_status: status.as_u16(),
                 };
@@ -271,18 +296,42 @@ impl Outbound {
                 // The caller recognises where this leads without asking it
                 // (AutoScan must not hit an affiliate tracker: that would
                 // record a click at the network).
+                *unanswered = Some(next.clone());
                 let chain = RedirectChain {
-                    hops,
+                    hops: hops.clone(),
                     final_url: next,
                     final_status: status.as_u16(),
                 };
                 return Ok((chain, None));
             }
             if hops.len() > max_hops {
+                *unanswered = Some(next);
                 return Err(OutboundError::TooManyRedirects { max: max_hops });
             }
             url = next;
         }
+    }
+
+    /// [`Outbound::follow`] for callers that keep only its result.
+    async fn follow_chain(
+        &self,
+        start: &Url,
+        max_hops: usize,
+        total: Duration,
+        head: bool,
+        stop_before: &(dyn Fn(&Url) -> bool + Sync),
+    ) -> Result<(RedirectChain, Option<Response>), OutboundError> {
+        let (mut hops, mut unanswered) = (Vec::new(), None);
+        self.follow(
+            start,
+            max_hops,
+            total,
+            head,
+            stop_before,
+            &mut hops,
+            &mut unanswered,
+        )
+        .await
     }
 
     /// Where `start` leads: follows at most `max_hops` redirects with
@@ -296,7 +345,7 @@ impl Outbound {
         total_timeout: Duration,
     ) -> Result<RedirectChain, OutboundError> {
         let (chain, _response) = self
-            .follow(start, max_hops, total_timeout, true, &|_| false)
+            .follow_chain(start, max_hops, total_timeout, true, &|_| false)
             .await?;
         Ok(chain)
     }
@@ -312,9 +361,42 @@ impl Outbound {
         stop_before: &(dyn Fn(&Url) -> bool + Sync),
     ) -> Result<RedirectChain, OutboundError> {
         let (chain, _response) = self
-            .follow(start, max_hops, total_timeout, true, stop_before)
+            .follow_chain(start, max_hops, total_timeout, true, stop_before)
             .await?;
         Ok(chain)
+    }
+
+    /// Like [`Outbound::resolve_redirects_until`], but keeps how far the
+    /// chain went when it fails: the hops answered and the URL it was
+    /// heading to (the redirect checker reports a loop or a refused hop
+    /// with its chain). Each hop is checked like the first; `timeout`
+    /// (of [`Outbound::new`]) bounds each request and `total_timeout` the
+    /// chain.
+    pub async fn trace_redirects(
+        &self,
+        start: &Url,
+        max_hops: usize,
+        total_timeout: Duration,
+        stop_before: &(dyn Fn(&Url) -> bool + Sync),
+    ) -> Trace {
+        let (mut hops, mut unanswered) = (Vec::new(), None);
+        let result = self
+            .follow(
+                start,
+                max_hops,
+                total_timeout,
+                true,
+                stop_before,
+                &mut hops,
+                &mut unanswered,
+            )
+            .await
+            .map(|(chain, _response)| chain);
+        Trace {
+            hops,
+            unanswered,
+            result,
+        }
     }
 
     /// Fetches a web page for the link checker: follows redirects like
@@ -331,7 +413,7 @@ impl Outbound {
     ) -> Result<FetchedPage, OutboundError> {
         let deadline = Instant::now() + total_timeout;
         let (chain, response) = self
-            .follow(url, max_hops, total_timeout, false, &|_| false)
+            .follow_chain(url, max_hops, total_timeout, false, &|_| false)
             .await?;
         // Without a stop predicate the chain always ends with a response.
         let response = response.ok_or(OutboundError::BadRedirect {

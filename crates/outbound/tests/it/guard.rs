@@ -301,6 +301,69 @@ async fn the_whole_chain_has_one_deadline() {
 }
 
 #[tokio::test]
+async fn a_trace_keeps_how_far_a_chain_went() {
+    let addr = serve("127.0.0.2:0").await;
+    let p = addr.port();
+    let o = out(strict_but(addr));
+    let base = format!("http://{addr}");
+    let never = |_: &Url| false;
+
+    // A hop to a refused address: the first hop is kept, the refused one
+    // was never asked.
+    let refused = format!("http://127.0.0.1:{p}/final");
+    let start = Url::parse_with_params(&format!("{base}/to"), [("u", refused.as_str())]).unwrap();
+    let t = o.trace_redirects(&start, 10, THREE, &never).await;
+    assert_eq!(t.hops.len(), 1);
+    assert_eq!(
+        (t.hops[0].url.as_str(), t.hops[0].status),
+        (start.as_str(), 302)
+    );
+    assert_eq!(
+        t.unanswered.as_ref().map(Url::as_str),
+        Some(refused.as_str())
+    );
+    assert_eq!(t.result.unwrap_err().code(), "address_not_allowed");
+
+    // A loop: both hops, and the URL it came back to.
+    let t = o
+        .trace_redirects(&url(&format!("{base}/loop/a")), 10, THREE, &never)
+        .await;
+    let paths: Vec<&str> = t.hops.iter().map(|h| h.url.path()).collect();
+    assert_eq!(paths, ["/loop/a", "/loop/b"]);
+    assert_eq!(t.unanswered.as_ref().map(Url::path), Some("/loop/a"));
+    assert_eq!(t.result.unwrap_err(), OutboundError::RedirectLoop);
+
+    // One redirect too many.
+    let t = o
+        .trace_redirects(&url(&format!("{base}/chain/3/0")), 2, THREE, &never)
+        .await;
+    assert_eq!(t.hops.len(), 3);
+    assert_eq!(t.unanswered.as_ref().map(Url::path), Some("/chain/3/3"));
+    assert_eq!(t.result.unwrap_err().code(), "too_many_redirects");
+
+    // Stopped before a hop: that hop is not asked, and is the end.
+    let stop = |u: &Url| u.path() == "/final";
+    let t = o
+        .trace_redirects(&url(&format!("{base}/to?u=/final")), 10, THREE, &stop)
+        .await;
+    assert_eq!(t.hops.len(), 1);
+    assert_eq!(t.unanswered.as_ref().map(Url::path), Some("/final"));
+    let chain = t.result.unwrap();
+    assert_eq!(
+        (chain.final_url.path(), chain.final_status),
+        ("/final", 302)
+    );
+
+    // A chain that ends at an answer leaves nothing unanswered.
+    let t = o
+        .trace_redirects(&url(&format!("{base}/to?u=/gone")), 10, THREE, &never)
+        .await;
+    assert_eq!(t.hops.len(), 2);
+    assert_eq!(t.unanswered, None);
+    assert_eq!(t.result.unwrap().final_status, 404);
+}
+
+#[tokio::test]
 async fn head_refused_falls_back_to_get() {
     let addr = serve("127.0.0.1:0").await;
     let o = out(OutboundPolicy::allowing_private_networks());
