@@ -61,6 +61,6 @@ pub fn outbound_conversion(
         },
         hashed_email: clean(&facts.em_hash),
         hashed_phone: clean(&facts.ph_hash),
-        consent_granted: None,
+        consent: clicktrail_domain::consent::Consent::UNKNOWN,
     }
 }
