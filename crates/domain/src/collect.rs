@@ -547,14 +547,23 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
     })
 }
 
-/// `consent`: an object whose `ad_user_data` and `ad_personalization` are
-/// each `"granted"` or `"denied"` (absent or null: unknown). Other keys
-/// (a consent platform's `ad_storage`, `analytics_storage`...) are ignored.
+/// `consent`: `true` / `false` (every purpose granted / denied: the tag's
+/// `clicktrail('consent', ...)`), or an object whose `ad_user_data` and
+/// `ad_personalization` are each `"granted"` or `"denied"` (absent or null:
+/// unknown). Other keys (a consent platform's `ad_storage`,
+/// `analytics_storage`...) are ignored.
 fn parse_consent(i: usize, v: Option<serde_json::Value>) -> Result<Consent, CollectError> {
     let obj = match v {
         None | Some(serde_json::Value::Null) => return Ok(Consent::UNKNOWN),
+        Some(serde_json::Value::Bool(all)) => return Ok(Consent::all(all)),
         Some(serde_json::Value::Object(o)) => o,
-        Some(_) => return Err(invalid(i, "consent", "must be an object")),
+        Some(_) => {
+            return Err(invalid(
+                i,
+                "consent",
+                "must be true, false or an object of purposes",
+            ));
+        }
     };
     let state = |key: &str| -> Result<ConsentState, CollectError> {
         match obj.get(key) {
@@ -725,8 +734,14 @@ mod tests {
             (c.ad_user_data, c.ad_personalization),
             (ConsentState::Denied, ConsentState::Unknown)
         );
+        let mut e = pageview();
+        e["consent"] = json!(true);
+        assert_eq!(one(e).unwrap().events[0].consent, Consent::all(true));
+        let mut e = pageview();
+        e["consent"] = json!(false);
+        assert_eq!(one(e).unwrap().events[0].consent, Consent::all(false));
         for bad in [
-            json!(true),
+            json!(1),
             json!("granted"),
             json!({"ad_user_data": true}),
             json!({"ad_personalization": "yes"}),

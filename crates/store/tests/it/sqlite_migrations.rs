@@ -149,12 +149,16 @@ async fn a_fresh_database_is_recorded_as_sqlx_records_it() {
     let ours = schema_of(&conn);
     // Objects that migrations after 6 change on purpose (0007 adds a
     // column to `integrations`, 0008 rebuilds `links`, 0012 adds one to
-    // `links` too; the new columns of `events` (0009) and `clicks` (0012)
-    // are checked below).
+    // `links` too; the new columns of `events` (0009), `clicks` (0012,
+    // 0013) and `sessions` (0013) are checked below).
     const CHANGED_AFTER_V6: &[&str] = &["integrations", "links", "links_property"];
     // Tables a later migration added a column to, with that column as
     // `squash` writes it.
-    const ADDED_AFTER_V6: &[(&str, &str)] = &[("events", "onsiteTEXT"), ("clicks", "link_idTEXT")];
+    const ADDED_AFTER_V6: &[(&str, &str)] = &[
+        ("events", "onsiteTEXT"),
+        ("clicks", "link_idTEXT,consentTEXT"),
+        ("sessions", "consentTEXT"),
+    ];
     for object in &sqlx_schema {
         if CHANGED_AFTER_V6.contains(&object.1.as_str()) {
             continue;
