@@ -133,8 +133,10 @@ pub(crate) fn fbc_for(c: &OutboundConversion) -> Option<String> {
 
 /// Builds the event for one conversion, or says why it is not sent:
 /// `Skipped` for a purchase without value or currency (Meta rejects it,
-/// subcode 2804009), `Permanent` when older than Meta's 7-day window (an
-/// old event would sink the whole request, subcode 2804003).
+/// subcode 2804009) and for one with no customer information at all
+/// (`no_user_data`: subcode 2804050), `Permanent` when older than Meta's
+/// 7-day window (an old event would sink the whole request, subcode
+/// 2804003).
 pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEvent, ItemOutcome> {
     if window_passed(DestinationKind::MetaCapi, c, now) {
         return Err(ItemOutcome::permanent(
@@ -199,6 +201,14 @@ pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEve
             .filter(|f| f.starts_with("fb."))
             .map(str::to_owned),
     };
+    if user_data == MetaUserData::default() {
+        // Meta refuses such an event (subcode 2804050): a conversion of a
+        // visit stored without consent, or without any identifier.
+        return Err(ItemOutcome::skipped(
+            "no_user_data",
+            "Meta needs at least one customer information parameter (hashed email or phone, visitor id, address, user agent, fbc or fbp)",
+        ));
+    }
     Ok(MetaEvent {
         event_name: c.event_name.clone(),
         event_time: c.occurred_at.min(now).timestamp(),
@@ -400,6 +410,23 @@ mod tests {
         // Without the setting nothing is added, whatever the consent.
         let v = serde_json::to_value(build_event(&conversion(), now()).unwrap()).unwrap();
         assert!(v.get("data_processing_options").is_none(), "{v}");
+    }
+
+    #[test]
+    fn no_user_data_is_skipped() {
+        let mut c = conversion();
+        c.visitor_id = None;
+        c.client_ip = None;
+        c.user_agent = None;
+        c.hashed_email = None;
+        c.hashed_phone = None;
+        c.ids = AdIdentifiers::default();
+        assert_eq!(
+            build_event(&c, now()).unwrap_err().reason(),
+            Some("no_user_data")
+        );
+        c.ids.fbclid = Some("IwAR1xYz".into());
+        assert!(build_event(&c, now()).is_ok());
     }
 
     #[test]
