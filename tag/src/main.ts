@@ -40,6 +40,8 @@ const here = () => loc.href.split('#')[0];
 const CAMPAIGN = /[?&](utm_\w+|[gw]braid|li_fat_id|sccid|epik|rdt_cid|\w*cl(ic)?k?id)=[^&]*/gi;
 
 let consent: boolean;
+/** The visitor's own choice (the consent command, or _ctc from an earlier page); undefined without one. */
+let chosen: boolean | undefined;
 let started = 0;
 let dom = '';
 let vid = '';
@@ -132,6 +134,9 @@ const send = (name: string, extra: Obj) => {
     url: loc.href,
     pageview_id: pvId,
     user,
+    // The visitor's own choice (true here: nothing is sent without consent);
+    // without one the server follows the property's consent_required.
+    consent: chosen,
     ...extra,
   };
   // One event is a whole request body; a string is sent as text/plain (no
@@ -252,7 +257,7 @@ const later = (f: () => unknown) => (chain = chain.then(f).catch(noop));
 
 const command = (name: string, a?: any, b?: Obj) => {
   if (name == 'consent') {
-    consent = a === true;
+    consent = chosen = a === true;
     if (!consent) for (const k of ['_ctv', '_cts', '_ctu']) setCookie(k, '', 0), store(k, '');
     if (consent) begin();
     // Remembered (on the registrable domain once known) for the next pages.
@@ -303,7 +308,7 @@ guard(() => {
   }
   addEventListener('popstate', soon);
   const c = getCookie('_ctc');
-  consent = c ? c > '0' : !C.consent_required;
+  consent = c ? (chosen = c > '0') : !C.consent_required;
   for (const args of queue) api(...args);
   if (consent) begin();
 })();

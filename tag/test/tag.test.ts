@@ -459,6 +459,7 @@ test('consent required: nothing stored or sent before consent, everything after'
   assert.equal(p.win.localStorage.length, 0);
   p.win.clicktrail('consent', true);
   assert.equal(p.events()[0].name, 'PageView');
+  assert.equal(p.events()[0].consent, true, 'the grant is sent');
   assert.match(href(p, 'pin'), /&c=[\w-]{28}$/);
   assert.match(p.doc.cookie, /_ctv=/);
   // The choice is remembered on the next page.
@@ -466,6 +467,15 @@ test('consent required: nothing stored or sent before consent, everything after'
   for (const c of p.dom.cookieJar.getCookiesSync('https://blog.example.co.uk/')) q.dom.cookieJar.setCookieSync(c, 'https://blog.example.co.uk/');
   await q.loadTag(config({ consent_required: true }));
   assert.equal(q.events()[0]?.name, 'PageView');
+  assert.equal(q.events()[0]?.consent, true, 'the remembered grant is sent too');
+});
+
+test('no consent choice: events carry no consent field', async () => {
+  const p = page();
+  await p.loadTag();
+  p.win.clicktrail('track', 'Lead');
+  await wait(20);
+  assert.deepEqual(p.events().map((e) => [e.name, 'consent' in e]), [['PageView', false], ['Lead', false]]);
 });
 
 test('consent withdrawn: cookies and stored hashes removed, nothing sent, remembered', async () => {

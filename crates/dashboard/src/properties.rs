@@ -397,7 +397,7 @@ fn property_fields(v: &PropertyForm, errors: &Errors, full: bool) -> Markup {
             }
             fieldset {
                 legend { "Privacy" }
-                (ui::checkbox("Wait for consent", "consent_required", v.consent, Some("The tag stores and sends nothing until your consent banner calls clicktrail('consent', true).")))
+                (ui::checkbox("Wait for consent", "consent_required", v.consent, Some("The tag stores and sends nothing until your consent banner calls clicktrail('consent', true). The server also stores no visitor id, address or hashed email / phone for an event or /go visit without consent: it counts it anonymously (see docs/PRIVACY.md, Consent).")))
                 (ui::select("Client IP addresses", "ip_handling", &ip_options(), &v.ip, errors, None))
             }
             fieldset {

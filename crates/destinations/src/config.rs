@@ -41,6 +41,9 @@ pub fn parse_kind(kind: &str) -> Result<DestinationKind, FieldError> {
 pub struct MetaConfig {
     pub(crate) pixel_id: String,
     pub(crate) test_event_code: Option<String>,
+    /// `settings.limited_data_use`: send Meta's data processing options
+    /// from each conversion's consent (`meta::apply_limited_data_use`).
+    pub(crate) limited_data_use: bool,
     pub(crate) access_token: SecretString,
 }
 
@@ -115,10 +118,17 @@ pub fn validate(
             unknown_fields(
                 settings,
                 "settings",
-                &["endpoint", "pixel_id", "test_event_code"],
+                &[
+                    "endpoint",
+                    "pixel_id",
+                    "test_event_code",
+                    "limited_data_use",
+                ],
                 &mut errors,
             );
             unknown_fields(credentials, "credentials", &["access_token"], &mut errors);
+            let limited_data_use =
+                optional_bool(settings, "settings", "limited_data_use", &mut errors);
             let pixel_id =
                 required_id(settings, "settings", "pixel_id", &mut errors).and_then(|p| {
                     check(
@@ -135,6 +145,7 @@ pub fn validate(
                 (Some(pixel_id), Some(access_token)) => Some(Platform::Meta(MetaConfig {
                     pixel_id,
                     test_event_code,
+                    limited_data_use,
                     access_token,
                 })),
                 _ => None,
@@ -335,6 +346,9 @@ impl Destination {
                 if let Some(t) = &c.test_event_code {
                     m.insert("test_event_code".into(), json!(t));
                 }
+                if c.limited_data_use {
+                    m.insert("limited_data_use".into(), json!(true));
+                }
             }
             Platform::GoogleAds(c) => {
                 m.insert("customer_id".into(), json!(c.customer_id));
@@ -521,6 +535,27 @@ fn required_str(
         ));
     }
     v
+}
+
+/// A boolean field; `null` and absent are `false`.
+fn optional_bool(
+    map: &Map<String, Value>,
+    prefix: &str,
+    name: &str,
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    match map.get(name) {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            errors.push(FieldError::new(
+                format!("{prefix}.{name}"),
+                "invalid_type",
+                "must be true or false",
+            ));
+            false
+        }
+    }
 }
 
 /// An id that users paste either as a string or as a JSON number.
@@ -787,6 +822,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(again.settings_json(), d.settings_json());
+        assert!(d.settings_json().get("limited_data_use").is_none());
+        // Limited Data Use: a boolean, kept through the round trip.
+        let ldu = validate(
+            DestinationKind::MetaCapi,
+            &json!({"pixel_id": "1234567890123456", "limited_data_use": true}),
+            &json!({"access_token": "t0ken"}),
+            &Value::Null,
+        )
+        .unwrap();
+        assert_eq!(ldu.settings_json()["limited_data_use"], true);
+        assert!(matches!(ldu.platform(), Platform::Meta(m) if m.limited_data_use));
+        let errs = validate(
+            DestinationKind::MetaCapi,
+            &json!({"pixel_id": "1234567890123456", "limited_data_use": "yes"}),
+            &json!({"access_token": "t0ken"}),
+            &Value::Null,
+        )
+        .unwrap_err();
+        assert_eq!(
+            codes(&errs),
+            vec![("settings.limited_data_use".to_owned(), "invalid_type")]
+        );
         // Numbers are accepted for ids.
         assert!(
             validate(

@@ -9,6 +9,7 @@
 //! one `client_id` per request, so a batch is split per visitor.
 
 use chrono::{DateTime, Utc};
+use clicktrail_domain::consent::Consent;
 use clicktrail_domain::delivery::OutboundConversion;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -34,7 +35,7 @@ pub struct Ga4Event {
 pub struct Ga4Item {
     pub client_id: String,
     pub timestamp_micros: i64,
-    pub consent: Option<bool>,
+    pub consent: Consent,
     pub event: Ga4Event,
 }
 
@@ -77,7 +78,7 @@ pub fn build_item(c: &OutboundConversion, now: DateTime<Utc>) -> Result<Ga4Item,
     let item = Ga4Item {
         client_id: client_id.to_owned(),
         timestamp_micros: c.occurred_at.min(now).timestamp_micros(),
-        consent: c.consent_granted,
+        consent: c.consent,
         event: Ga4Event {
             name: c.event_name.clone(),
             params,
@@ -93,20 +94,28 @@ pub fn build_item(c: &OutboundConversion, now: DateTime<Utc>) -> Result<Ga4Item,
     Ok(item)
 }
 
+/// The request body. `consent` goes as `{ad_user_data, ad_personalization}`
+/// (`GRANTED` / `DENIED`), each purpose only when known, and not at all when
+/// nothing is.
 pub fn build_body(
     client_id: &str,
     timestamp_micros: i64,
-    consent: Option<bool>,
+    consent: Consent,
     events: &[&Ga4Event],
 ) -> Value {
     let mut body =
         json!({ "client_id": client_id, "timestamp_micros": timestamp_micros, "events": events });
-    if let (Some(g), Some(obj)) = (consent, body.as_object_mut()) {
-        let v = if g { "GRANTED" } else { "DENIED" };
-        obj.insert(
-            "consent".into(),
-            json!({ "ad_user_data": v, "ad_personalization": v }),
-        );
+    if let (false, Some(obj)) = (consent.is_unknown(), body.as_object_mut()) {
+        let mut c = Map::new();
+        for (key, state) in [
+            ("ad_user_data", consent.ad_user_data),
+            ("ad_personalization", consent.ad_personalization),
+        ] {
+            if let Some(v) = state.google() {
+                c.insert(key.into(), json!(v));
+            }
+        }
+        obj.insert("consent".into(), Value::Object(c));
     }
     body
 }
@@ -248,7 +257,7 @@ mod tests {
             ids: Default::default(),
             hashed_email: None,
             hashed_phone: None,
-            consent_granted: Some(true),
+            consent: Consent::all(true),
         }
     }
 
@@ -271,6 +280,27 @@ mod tests {
                 }}]
             })
         );
+        // Each purpose as known; no consent at all when nothing is.
+        let mut c = conversion();
+        c.consent.ad_personalization = clicktrail_domain::consent::ConsentState::Denied;
+        let it = build_item(&c, now()).unwrap();
+        let body = build_body(&it.client_id, it.timestamp_micros, it.consent, &[&it.event]);
+        assert_eq!(
+            body["consent"],
+            json!({"ad_user_data": "GRANTED", "ad_personalization": "DENIED"})
+        );
+        c.consent = Consent {
+            ad_user_data: clicktrail_domain::consent::ConsentState::Denied,
+            ..Consent::UNKNOWN
+        };
+        let it = build_item(&c, now()).unwrap();
+        let body = build_body(&it.client_id, it.timestamp_micros, it.consent, &[&it.event]);
+        assert_eq!(body["consent"], json!({"ad_user_data": "DENIED"}));
+        c.consent = Consent::UNKNOWN;
+        let it = build_item(&c, now()).unwrap();
+        let body = build_body(&it.client_id, it.timestamp_micros, it.consent, &[&it.event]);
+        assert!(body.get("consent").is_none(), "{body}");
+
         let mut c = conversion();
         c.page_url = Some(format!("https://site.example/{}", "x".repeat(200)));
         assert!(

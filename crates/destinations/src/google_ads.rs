@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use clicktrail_domain::consent::ConsentState;
 use clicktrail_domain::delivery::OutboundConversion;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -59,11 +60,24 @@ pub struct UserIdentifier {
     pub hashed_phone_number: Option<String>,
 }
 
+/// `Consent`: each purpose `GRANTED` or `DENIED`, absent when unknown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Consent {
-    /// `GRANTED` or `DENIED`.
-    pub ad_user_data: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ad_user_data: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ad_personalization: Option<&'static str>,
+}
+
+impl Consent {
+    /// The conversion's consent, or `None` (no field) when nothing is known.
+    pub fn of(c: &clicktrail_domain::consent::Consent) -> Option<Consent> {
+        (!c.is_unknown()).then(|| Consent {
+            ad_user_data: c.ad_user_data.google(),
+            ad_personalization: c.ad_personalization.google(),
+        })
+    }
 }
 
 /// `conversionDateTime` in UTC with its explicit zone.
@@ -82,8 +96,9 @@ fn non_empty(v: Option<&str>) -> Option<String> {
 /// `Permanent` without a conversion action or past the 90-day click window.
 ///
 /// Exactly one click id goes (gclid first, then gbraid, then wbraid: Google
-/// refuses two). When the visitor denied consent for ad user data, the
-/// hashed identifiers and the IP are left out and the consent says so.
+/// refuses two). The click's consent goes as `consent` (`adUserData`,
+/// `adPersonalization`) when known; when ad user data was denied, the
+/// hashed identifiers and the IP are left out too.
 pub fn build_conversion(
     c: &OutboundConversion,
     now: DateTime<Utc>,
@@ -121,7 +136,7 @@ pub fn build_conversion(
         ),
         None => (None, None),
     };
-    let denied = c.consent_granted == Some(false);
+    let denied = c.consent.ad_user_data == ConsentState::Denied;
     let mut user_identifiers = Vec::new();
     if !denied {
         if let Some(h) = checked_digest(c.hashed_email.as_deref()) {
@@ -147,9 +162,7 @@ pub fn build_conversion(
         currency_code,
         order_id: c.conversion_id.clone(),
         user_identifiers,
-        consent: c.consent_granted.map(|g| Consent {
-            ad_user_data: if g { "GRANTED" } else { "DENIED" },
-        }),
+        consent: Consent::of(&c.consent),
         user_ip_address: if denied {
             None
         } else {
@@ -515,7 +528,7 @@ mod tests {
             },
             hashed_email: Some(sha256_hex("a@b.fr")),
             hashed_phone: Some(sha256_hex("+33612345678")),
-            consent_granted: Some(true),
+            consent: clicktrail_domain::consent::Consent::all(true),
         }
     }
 
@@ -541,7 +554,7 @@ mod tests {
                         {"hashedEmail": sha256_hex("a@b.fr")},
                         {"hashedPhoneNumber": sha256_hex("+33612345678")}
                     ],
-                    "consent": {"adUserData": "GRANTED"},
+                    "consent": {"adUserData": "GRANTED", "adPersonalization": "GRANTED"},
                     "userIpAddress": "2001:db8::1"
                 }],
                 "partialFailure": true
@@ -583,11 +596,31 @@ mod tests {
         );
 
         let mut c = conversion();
-        c.consent_granted = Some(false);
+        c.consent = clicktrail_domain::consent::Consent::all(false);
         let cc = build_conversion(&c, now()).unwrap();
         assert!(cc.user_identifiers.is_empty());
         assert_eq!(cc.user_ip_address, None);
-        assert_eq!(cc.consent.unwrap().ad_user_data, "DENIED");
+        assert_eq!(
+            serde_json::to_value(cc.consent).unwrap(),
+            json!({"adUserData": "DENIED", "adPersonalization": "DENIED"})
+        );
+
+        // Ad user data granted, personalisation denied: identifiers go.
+        let mut c = conversion();
+        c.consent.ad_personalization = ConsentState::Denied;
+        let cc = build_conversion(&c, now()).unwrap();
+        assert_eq!(cc.user_identifiers.len(), 2);
+        assert_eq!(
+            serde_json::to_value(cc.consent).unwrap(),
+            json!({"adUserData": "GRANTED", "adPersonalization": "DENIED"})
+        );
+
+        // Unknown: no consent field at all (as before consent was stored).
+        let mut c = conversion();
+        c.consent = clicktrail_domain::consent::Consent::UNKNOWN;
+        let cc = build_conversion(&c, now()).unwrap();
+        assert_eq!(cc.consent, None);
+        assert!(cc.user_ip_address.is_some());
 
         let mut c = conversion();
         c.conversion_action = None;

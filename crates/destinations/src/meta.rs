@@ -2,10 +2,14 @@
 //! and the classification of Meta's answers.
 //!
 //! `POST {base}/v26.0/{pixel_id}/events?access_token=...` with
-//! `{"data": [event...], "test_event_code"?}`. Errors come as HTTP 400 with
+//! `{"data": [event...], "test_event_code"?}`. With the destination's
+//! `limited_data_use` setting, each event also carries Meta's data
+//! processing options from the conversion's consent
+//! ([`apply_limited_data_use`]). Errors come as HTTP 400 with
 //! `{"error": {"message", "type", "code", "error_subcode", "fbtrace_id"}}`.
 
 use chrono::{DateTime, Utc};
+use clicktrail_domain::consent::{Consent, ConsentState};
 use clicktrail_domain::delivery::OutboundConversion;
 use clicktrail_domain::mapping::normalise_name;
 use serde::{Deserialize, Serialize};
@@ -31,6 +35,33 @@ pub struct MetaEvent {
     pub user_data: MetaUserData,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub custom_data: Option<MetaCustomData>,
+    /// `["LDU"]` (Limited Data Use) or `[]` (explicitly not); absent unless
+    /// the destination asks for it (see [`apply_limited_data_use`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_processing_options: Option<Vec<&'static str>>,
+    /// With LDU: 0, Meta locates the event itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_processing_options_country: Option<u32>,
+    /// With LDU: 0, Meta locates the event itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_processing_options_state: Option<u32>,
+}
+
+/// Meta's data processing options from the conversion's consent, for a
+/// destination whose `limited_data_use` is on: a purpose denied makes the
+/// event Limited Data Use (`["LDU"]`, country and state 0 so that Meta
+/// geolocates it); every purpose granted says explicitly not (`[]`);
+/// otherwise (nothing or not everything known) nothing is added, as
+/// without the setting.
+pub fn apply_limited_data_use(ev: &mut MetaEvent, consent: &Consent) {
+    let states = [consent.ad_user_data, consent.ad_personalization];
+    if states.contains(&ConsentState::Denied) {
+        ev.data_processing_options = Some(vec!["LDU"]);
+        ev.data_processing_options_country = Some(0);
+        ev.data_processing_options_state = Some(0);
+    } else if states.iter().all(|s| *s == ConsentState::Granted) {
+        ev.data_processing_options = Some(Vec::new());
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
@@ -102,8 +133,10 @@ pub(crate) fn fbc_for(c: &OutboundConversion) -> Option<String> {
 
 /// Builds the event for one conversion, or says why it is not sent:
 /// `Skipped` for a purchase without value or currency (Meta rejects it,
-/// subcode 2804009), `Permanent` when older than Meta's 7-day window (an
-/// old event would sink the whole request, subcode 2804003).
+/// subcode 2804009) and for one with no customer information at all
+/// (`no_user_data`: subcode 2804050), `Permanent` when older than Meta's
+/// 7-day window (an old event would sink the whole request, subcode
+/// 2804003).
 pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEvent, ItemOutcome> {
     if window_passed(DestinationKind::MetaCapi, c, now) {
         return Err(ItemOutcome::permanent(
@@ -168,6 +201,14 @@ pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEve
             .filter(|f| f.starts_with("fb."))
             .map(str::to_owned),
     };
+    if user_data == MetaUserData::default() {
+        // Meta refuses such an event (subcode 2804050): a conversion of a
+        // visit stored without consent, or without any identifier.
+        return Err(ItemOutcome::skipped(
+            "no_user_data",
+            "Meta needs at least one customer information parameter (hashed email or phone, visitor id, address, user agent, fbc or fbp)",
+        ));
+    }
     Ok(MetaEvent {
         event_name: c.event_name.clone(),
         event_time: c.occurred_at.min(now).timestamp(),
@@ -180,6 +221,9 @@ pub fn build_event(c: &OutboundConversion, now: DateTime<Utc>) -> Result<MetaEve
             currency,
             order_id: Some(c.conversion_id.clone()),
         }),
+        data_processing_options: None,
+        data_processing_options_country: None,
+        data_processing_options_state: None,
     })
 }
 
@@ -304,7 +348,7 @@ mod tests {
             },
             hashed_email: Some(sha256_hex("john_smith@gmail.com").to_uppercase()),
             hashed_phone: Some("not-a-hash".into()),
-            consent_granted: Some(true),
+            consent: Consent::all(true),
         }
     }
 
@@ -337,6 +381,52 @@ mod tests {
         });
         assert_eq!(body, expected);
         assert!(build_body(&[&ev], None).get("test_event_code").is_none());
+    }
+
+    #[test]
+    fn limited_data_use_from_consent() {
+        let lud = |consent: Consent| {
+            let mut ev = build_event(&conversion(), now()).unwrap();
+            apply_limited_data_use(&mut ev, &consent);
+            let v = serde_json::to_value(&ev).unwrap();
+            [
+                "data_processing_options",
+                "data_processing_options_country",
+                "data_processing_options_state",
+            ]
+            .map(|k| v.get(k).cloned())
+        };
+        assert_eq!(
+            lud(Consent::all(false)),
+            [Some(json!(["LDU"])), Some(json!(0)), Some(json!(0))]
+        );
+        let partly = Consent {
+            ad_personalization: ConsentState::Denied,
+            ..Consent::all(true)
+        };
+        assert_eq!(lud(partly)[0], Some(json!(["LDU"])));
+        assert_eq!(lud(Consent::all(true)), [Some(json!([])), None, None]);
+        assert_eq!(lud(Consent::UNKNOWN), [None, None, None]);
+        // Without the setting nothing is added, whatever the consent.
+        let v = serde_json::to_value(build_event(&conversion(), now()).unwrap()).unwrap();
+        assert!(v.get("data_processing_options").is_none(), "{v}");
+    }
+
+    #[test]
+    fn no_user_data_is_skipped() {
+        let mut c = conversion();
+        c.visitor_id = None;
+        c.client_ip = None;
+        c.user_agent = None;
+        c.hashed_email = None;
+        c.hashed_phone = None;
+        c.ids = AdIdentifiers::default();
+        assert_eq!(
+            build_event(&c, now()).unwrap_err().reason(),
+            Some("no_user_data")
+        );
+        c.ids.fbclid = Some("IwAR1xYz".into());
+        assert!(build_event(&c, now()).is_ok());
     }
 
     #[test]

@@ -236,7 +236,12 @@ async fn send_meta(
     let mut events = Vec::with_capacity(batch.len());
     for (i, c) in batch.iter().enumerate() {
         match meta::build_event(c, now) {
-            Ok(e) => events.push(Some(e)),
+            Ok(mut e) => {
+                if cfg.limited_data_use {
+                    meta::apply_limited_data_use(&mut e, &c.consent);
+                }
+                events.push(Some(e))
+            }
             Err(o) => {
                 ctx.set(i, o);
                 events.push(None);

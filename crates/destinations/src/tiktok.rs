@@ -205,7 +205,7 @@ mod tests {
             },
             hashed_email: Some(sha256_hex("a@b.fr")),
             hashed_phone: None,
-            consent_granted: None,
+            consent: clicktrail_domain::consent::Consent::UNKNOWN,
         }
     }
 

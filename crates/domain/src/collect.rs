@@ -8,6 +8,7 @@ use std::fmt;
 use serde::Deserialize;
 use url::Url;
 
+use crate::consent::{Consent, ConsentState};
 use crate::ids::{ClickId, EventId, PropertyId, VisitorId};
 use crate::money::{Amount, Currency};
 
@@ -165,6 +166,10 @@ pub struct CollectedEvent {
     pub user: UserHashes,
     pub screen: Option<String>,
     pub lang: Option<String>,
+    /// The visitor's consent as the sender said it (`consent`; unknown when
+    /// absent). The collector resolves it against the property's
+    /// `consent_required` before anything is stored.
+    pub consent: Consent,
 }
 
 /// A decoded request: one property, one or more events.
@@ -204,6 +209,7 @@ struct WireEvent {
     user: Option<WireUser>,
     screen: Option<String>,
     lang: Option<String>,
+    consent: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -517,6 +523,7 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
         }
         None => UserHashes::default(),
     };
+    let consent = parse_consent(i, w.consent)?;
     Ok(CollectedEvent {
         event_id,
         name,
@@ -536,6 +543,48 @@ fn validate_event(i: usize, w: WireEvent, now_ms: i64) -> Result<CollectedEvent,
         user,
         screen: bounded(i, "screen", w.screen, 32)?,
         lang: bounded(i, "lang", w.lang, 35)?,
+        consent,
+    })
+}
+
+/// `consent`: `true` / `false` (every purpose granted / denied: the tag's
+/// `clicktrail('consent', ...)`), or an object whose `ad_user_data` and
+/// `ad_personalization` are each `"granted"` or `"denied"` (absent or null:
+/// unknown). Other keys (a consent platform's `ad_storage`,
+/// `analytics_storage`...) are ignored.
+fn parse_consent(i: usize, v: Option<serde_json::Value>) -> Result<Consent, CollectError> {
+    let obj = match v {
+        None | Some(serde_json::Value::Null) => return Ok(Consent::UNKNOWN),
+        Some(serde_json::Value::Bool(all)) => return Ok(Consent::all(all)),
+        Some(serde_json::Value::Object(o)) => o,
+        Some(_) => {
+            return Err(invalid(
+                i,
+                "consent",
+                "must be true, false or an object of purposes",
+            ));
+        }
+    };
+    let state = |key: &str| -> Result<ConsentState, CollectError> {
+        match obj.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(ConsentState::Unknown),
+            Some(serde_json::Value::String(s)) => ConsentState::parse(s).ok_or_else(|| {
+                invalid(
+                    i,
+                    &format!("consent.{key}"),
+                    "must be \"granted\" or \"denied\"",
+                )
+            }),
+            Some(_) => Err(invalid(
+                i,
+                &format!("consent.{key}"),
+                "must be \"granted\" or \"denied\"",
+            )),
+        }
+    };
+    Ok(Consent {
+        ad_user_data: state("ad_user_data")?,
+        ad_personalization: state("ad_personalization")?,
     })
 }
 
@@ -661,6 +710,51 @@ mod tests {
     }
 
     #[test]
+    fn consent_field() {
+        let one = |e: serde_json::Value| {
+            decode(
+                json!({"property_id": PID, "events": [e]})
+                    .to_string()
+                    .as_bytes(),
+                NOW,
+            )
+        };
+        assert_eq!(one(pageview()).unwrap().events[0].consent, Consent::UNKNOWN);
+        let mut e = pageview();
+        e["consent"] = json!({"ad_user_data": "granted", "ad_personalization": "DENIED", "analytics_storage": "granted"});
+        let c = one(e).unwrap().events[0].consent;
+        assert_eq!(
+            (c.ad_user_data, c.ad_personalization),
+            (ConsentState::Granted, ConsentState::Denied)
+        );
+        let mut e = pageview();
+        e["consent"] = json!({"ad_user_data": "denied"});
+        let c = one(e).unwrap().events[0].consent;
+        assert_eq!(
+            (c.ad_user_data, c.ad_personalization),
+            (ConsentState::Denied, ConsentState::Unknown)
+        );
+        let mut e = pageview();
+        e["consent"] = json!(true);
+        assert_eq!(one(e).unwrap().events[0].consent, Consent::all(true));
+        let mut e = pageview();
+        e["consent"] = json!(false);
+        assert_eq!(one(e).unwrap().events[0].consent, Consent::all(false));
+        for bad in [
+            json!(1),
+            json!("granted"),
+            json!({"ad_user_data": true}),
+            json!({"ad_personalization": "yes"}),
+        ] {
+            let mut e = pageview();
+            e["consent"] = bad.clone();
+            let err = one(e).unwrap_err();
+            assert_eq!(err.code.as_str(), "invalid_event", "{bad}");
+            assert!(err.message.contains("consent"), "{}", err.message);
+        }
+    }
+
+    #[test]
     fn messages_name_the_event() {
         let mut e = pageview();
         e["visitor_id"] = json!("x");
@@ -713,6 +807,8 @@ mod tests {
             Just("props".to_owned()),
             Just("user".to_owned()),
             Just("cookies".to_owned()),
+            Just("consent".to_owned()),
+            Just("ad_user_data".to_owned()),
             Just("property_id".to_owned()),
             Just("events".to_owned()),
             "[a-z]{1,8}",

@@ -6,6 +6,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::consent::Consent;
 use crate::money::{Amount, Currency, Money};
 
 /// Ad click ids and pixel cookies of the session a conversion is
@@ -58,8 +59,10 @@ pub struct OutboundConversion {
     /// SHA-256 hex of the normalised email / phone (hashed by the tag).
     pub hashed_email: Option<String>,
     pub hashed_phone: Option<String>,
-    /// Consent for ad user data, when the site signalled it.
-    pub consent_granted: Option<bool>,
+    /// The consent of the click (else the session) the conversion is
+    /// attributed to, as stored: resolved against the property's
+    /// `consent_required` when it was collected. Unknown sends nothing.
+    pub consent: Consent,
 }
 
 impl OutboundConversion {

@@ -15,6 +15,7 @@ pub mod bot;
 pub mod channel;
 pub mod clickid;
 pub mod collect;
+pub mod consent;
 pub mod conversion;
 pub mod delivery;
 pub mod ids;

@@ -281,7 +281,9 @@ pub struct PropertySettings {
     pub session_timeout_min: u32,
     pub autoscan: bool,
     pub autoscan_prefixes: Vec<String>,
-    /// When true the tag stores and sends nothing until consent is given.
+    /// When true the tag stores and sends nothing until consent is given,
+    /// and the server stores no identifiers for an event without consent
+    /// for ad user data (see `crate::consent`).
     pub consent_required: bool,
     pub ip_handling: IpHandling,
     pub pixels: PixelSettings,

@@ -9,11 +9,17 @@
 //! (`POST /collect/server`). The verdict is stored with the event; the
 //! on-site follower turns it into a conversion or a refusal in the
 //! conversion log. An event is stored as traffic whatever its verdict.
+//!
+//! Consent is enforced here too: an event whose consent (resolved against
+//! the property's `consent_required`) does not allow identifiers is stored
+//! anonymised (`clicktrail_domain::consent::anonymise`), without the
+//! address or the user agent string; see docs/PRIVACY.md, "Consent".
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clicktrail_domain::collect::{self, CollectError};
+use clicktrail_domain::consent;
 use clicktrail_domain::property::{OnsiteChannel, host_allowed};
 use clicktrail_store::ingest::{ClickOrigin, IngestEvent};
 use http::{HeaderMap, StatusCode};
@@ -204,13 +210,22 @@ impl Collector {
         let stored_ip = state
             .enricher
             .stored_ip(property.settings.ip_handling, facts.ip);
+        let anonymous_facts = facts.without_identifiers();
+        let consent_required = property.settings.consent_required;
         let timeout = property.settings.session_timeout_ms();
         let property_id = property.id.as_str().to_owned();
         let events: Vec<IngestEvent> = batch
             .events
             .into_iter()
-            .map(|ev| {
-                let seed = Arc::new(enrich::session_seed(&ev, &facts, stored_ip.clone()));
+            .map(|mut ev| {
+                ev.consent = ev.consent.resolve(consent_required);
+                let seed = if ev.consent.allows_identifiers(consent_required) {
+                    enrich::session_seed(&ev, &facts, stored_ip.clone())
+                } else {
+                    consent::anonymise(&mut ev);
+                    enrich::session_seed(&ev, &anonymous_facts, None)
+                };
+                let seed = Arc::new(seed);
                 let onsite = onsite_verdict(&property.settings.onsite, &ev, channel);
                 IngestEvent {
                     onsite,

@@ -762,7 +762,7 @@ fn synthetic_conversion(p: &Property, event_name: &str) -> OutboundConversion {
         },
         hashed_email: None,
         hashed_phone: None,
-        consent_granted: None,
+        consent: clicktrail_domain::consent::Consent::UNKNOWN,
     }
 }
 

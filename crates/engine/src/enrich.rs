@@ -36,6 +36,19 @@ pub struct RequestFacts {
     pub ip: Option<IpAddr>,
 }
 
+impl RequestFacts {
+    /// The facts an event without consent is stored with: the parsed user
+    /// agent (browser, OS, device, bot) stays, its full string and the
+    /// address go.
+    pub fn without_identifiers(&self) -> RequestFacts {
+        RequestFacts {
+            user_agent: None,
+            ua: self.ua.clone(),
+            ip: None,
+        }
+    }
+}
+
 pub struct Enricher {
     parser: UaParser,
     cache: moka::sync::Cache<String, Arc<UaFacts>>,

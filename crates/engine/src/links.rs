@@ -9,6 +9,14 @@
 //! same ingest pipeline as the tag, then sends the visitor on to the offer
 //! with the subid set to the click id.
 //!
+//! Consent: the visit's consent is the `ct_consent` query parameter
+//! (`granted` / `denied`), else the tag's `_ctc` cookie when the request
+//! carries it (`1` / `0`: the tracking server shares the site's registrable
+//! domain), else unknown. When it does not allow identifiers (always so on
+//! a `consent_required` property without a grant), the visit is recorded
+//! under an anonymous visitor, without address or user agent string, and no
+//! `_ctv` cookie is read or set.
+//!
 //! A paused link stops tracking but keeps redirecting: it records nothing
 //! (no session, no click, no visitor cookie) and sends the visitor to its
 //! destination as it is (a `--CLICK-ID--` in it removed), so an ad still
@@ -20,6 +28,7 @@ use std::sync::Arc;
 
 use clicktrail_domain::clickid;
 use clicktrail_domain::collect::{CollectedEvent, EventName, Link};
+use clicktrail_domain::consent::{self, Consent};
 use clicktrail_domain::ids::random_token;
 use clicktrail_domain::links::{TrackingGroup, find_group, tag_href};
 use clicktrail_domain::{EventId, PropertyId, VisitorId};
@@ -126,16 +135,47 @@ pub struct Redirect {
 }
 
 const VISITOR_COOKIE: &str = "_ctv";
+/// The tag's consent cookie (`1` granted, `0` denied).
+const CONSENT_COOKIE: &str = "_ctc";
+/// The query parameter that tells `/go` the visitor's consent.
+pub const CONSENT_PARAM: &str = "ct_consent";
 
-fn visitor_from_cookie(headers: &HeaderMap) -> Option<VisitorId> {
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == VISITOR_COOKIE)
-        .and_then(|(_, v)| VisitorId::parse(v).ok())
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn visitor_from_cookie(headers: &HeaderMap) -> Option<VisitorId> {
+    cookie(headers, VISITOR_COOKIE).and_then(|v| VisitorId::parse(v).ok())
+}
+
+/// The consent a `/go` request carries: `ct_consent=granted|denied` in the
+/// query, else the `_ctc` cookie (`1` / `0`), else unknown. Each is one
+/// choice for every purpose; anything else counts as not said.
+fn link_consent(query: Option<&str>, headers: &HeaderMap) -> Consent {
+    let from_query = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == CONSENT_PARAM)
+            .and_then(|(_, v)| match v.as_ref() {
+                "granted" => Some(true),
+                "denied" => Some(false),
+                _ => None,
+            })
+    });
+    let from_cookie = || match cookie(headers, CONSENT_COOKIE) {
+        Some("1") => Some(true),
+        Some("0") => Some(false),
+        _ => None,
+    };
+    from_query
+        .or_else(from_cookie)
+        .map_or(Consent::UNKNOWN, Consent::all)
 }
 
 impl Links {
@@ -436,7 +476,13 @@ impl Links {
             .unwrap_or_else(|| link.destination_url.clone());
         let group = group.map(|g| g.key.clone());
 
+        let pageview_id =
+            EventId::parse(&pageview.hyphenated().to_string()).map_err(ServiceError::internal)?;
+        let required = property.settings.consent_required;
+        let consent = link_consent(query, headers).resolve(required);
+        let identified = consent.allows_identifiers(required);
         let (visitor, new_visitor) = match visitor_from_cookie(headers) {
+            _ if !identified => (consent::anonymous_visitor(&pageview_id), false),
             Some(v) => (v, false),
             None => (
                 VisitorId::parse(&random_token(22)).map_err(ServiceError::internal)?,
@@ -456,13 +502,16 @@ impl Links {
             .filter(|r| r.len() <= 4096)
             .map(str::to_owned);
         let now = chrono::Utc::now().timestamp_millis();
-        let facts = state.enricher.request_facts(headers, Some(peer));
-        let stored_ip = state
+        let mut facts = state.enricher.request_facts(headers, Some(peer));
+        let mut stored_ip = state
             .enricher
             .stored_ip(property.settings.ip_handling, facts.ip);
+        if !identified {
+            facts = facts.without_identifiers();
+            stored_ip = None;
+        }
         let base = CollectedEvent {
-            event_id: EventId::parse(&pageview.hyphenated().to_string())
-                .map_err(ServiceError::internal)?,
+            event_id: pageview_id,
             name: EventName::PageView,
             client_ts_ms: now,
             visitor_id: visitor.clone(),
@@ -480,6 +529,7 @@ impl Links {
             user: Default::default(),
             screen: None,
             lang: None,
+            consent,
         };
         let mut click = base.clone();
         click.event_id = EventId::parse(&uuid::Uuid::now_v7().hyphenated().to_string())
@@ -612,6 +662,33 @@ mod tests {
             s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
         );
+    }
+
+    #[test]
+    fn consent_of_a_visit() {
+        let mut h = HeaderMap::new();
+        assert_eq!(link_consent(None, &h), Consent::UNKNOWN);
+        assert_eq!(
+            link_consent(Some("gclid=x&ct_consent=granted"), &h),
+            Consent::all(true)
+        );
+        assert_eq!(
+            link_consent(Some("ct_consent=denied"), &h),
+            Consent::all(false)
+        );
+        assert_eq!(link_consent(Some("ct_consent=yes"), &h), Consent::UNKNOWN);
+        h.insert(
+            header::COOKIE,
+            http::HeaderValue::from_static("_ctv=abcdefgh1234; _ctc=1"),
+        );
+        assert_eq!(link_consent(None, &h), Consent::all(true));
+        // The query says it for this visit, over the cookie.
+        assert_eq!(
+            link_consent(Some("ct_consent=denied"), &h),
+            Consent::all(false)
+        );
+        h.insert(header::COOKIE, http::HeaderValue::from_static("_ctc=0"));
+        assert_eq!(link_consent(None, &h), Consent::all(false));
     }
 
     #[test]

@@ -546,6 +546,8 @@ pub struct ConversionFacts {
     pub ttclid: Option<String>,
     pub ttp: Option<String>,
     pub msclkid: Option<String>,
+    /// `Consent::code` of the click, else of the session.
+    pub consent: Option<String>,
 }
 
 /// The facts of these conversions (any order; unknown ids are absent).
@@ -558,7 +560,8 @@ pub async fn conversion_facts(db: &Db, conversion_ids: &[&str]) -> Result<Vec<Co
          c.received_at, c.click_ts, c.value_micros, c.currency, \
          COALESCE(c.visitor_id, s.visitor_id) AS visitor_id, \
          COALESCE(cl.page_url, s.landing_url) AS page_url, s.referrer, s.user_agent, s.ip, s.em_hash, \
-         s.ph_hash, s.gclid, s.gbraid, s.wbraid, s.fbclid, s.fbc, s.fbp, s.ttclid, s.ttp, s.msclkid \
+         s.ph_hash, s.gclid, s.gbraid, s.wbraid, s.fbclid, s.fbc, s.fbp, s.ttclid, s.ttp, s.msclkid, \
+         COALESCE(cl.consent, s.consent) AS consent \
          FROM conversions c \
          LEFT JOIN sessions s ON s.id = c.session_id \
          LEFT JOIN clicks cl ON cl.property_id = c.property_id AND cl.click_id = c.click_id \

@@ -199,6 +199,8 @@ struct SessionInsert<'a> {
     events: i64,
     em_hash: Option<&'a str>,
     ph_hash: Option<&'a str>,
+    /// `Consent::code` of the event that started the session.
+    consent: Option<String>,
     #[serde(flatten)]
     seed: &'a SessionSeed,
 }
@@ -214,6 +216,8 @@ struct SessionUpdate<'a> {
     ttp: Option<&'a str>,
     em_hash: Option<&'a str>,
     ph_hash: Option<&'a str>,
+    /// The latest known consent of the session's events in this batch.
+    consent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -252,6 +256,8 @@ struct ClickInsert<'a> {
     link_group: Option<&'a str>,
     link_text: Option<&'a str>,
     link_id: Option<&'a str>,
+    /// `Consent::code` of the click's event.
+    consent: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -309,6 +315,7 @@ const SESSION_COLS: &[(&str, &str)] = &[
     ("ip", "text"),
     ("em_hash", "text"),
     ("ph_hash", "text"),
+    ("consent", "text"),
     ("pageviews", "bigint"),
     ("events", "bigint"),
 ];
@@ -347,6 +354,7 @@ const CLICK_COLS: &[(&str, &str)] = &[
     ("link_group", "text"),
     ("link_text", "text"),
     ("link_id", "text"),
+    ("consent", "text"),
 ];
 
 const ROLLUP_COLS: &[(&str, &str)] = &[
@@ -370,6 +378,7 @@ const SESSION_UPDATE_COLS: &[(&str, &str)] = &[
     ("ttp", "text"),
     ("em_hash", "text"),
     ("ph_hash", "text"),
+    ("consent", "text"),
 ];
 
 /// The bulk statements of the write path (the same for both backends; see
@@ -387,7 +396,8 @@ static BULK: LazyLock<BulkStatements> = LazyLock::new(|| {
          pageviews = sessions.pageviews + x.pageviews, events = sessions.events + x.events, \
          fbp = COALESCE(x.fbp, sessions.fbp), fbc = COALESCE(x.fbc, sessions.fbc), \
          ttp = COALESCE(x.ttp, sessions.ttp), em_hash = COALESCE(x.em_hash, sessions.em_hash), \
-         ph_hash = COALESCE(x.ph_hash, sessions.ph_hash)";
+         ph_hash = COALESCE(x.ph_hash, sessions.ph_hash), \
+         consent = COALESCE(x.consent, sessions.consent)";
     BulkStatements {
         insert_sessions: Bulk::insert("sessions", SESSION_COLS, ""),
         update_sessions: Bulk::with_rows(
@@ -788,6 +798,7 @@ impl Ingestor {
                 events: 0,
                 em_hash: e.event.user.em.as_deref(),
                 ph_hash: e.event.user.ph.as_deref(),
+                consent: e.event.consent.code(),
                 seed: &e.seed,
             });
         }
@@ -823,6 +834,7 @@ impl Ingestor {
                 ttp: None,
                 em_hash: None,
                 ph_hash: None,
+                consent: None,
             });
             u.last_seen_at = u.last_seen_at.max(e.received_at_ms);
             u.events += 1;
@@ -832,6 +844,10 @@ impl Ingestor {
             u.ttp = ev.cookies.ttp.as_deref().or(u.ttp);
             u.em_hash = ev.user.em.as_deref().or(u.em_hash);
             u.ph_hash = ev.user.ph.as_deref().or(u.ph_hash);
+            // Batch order is arrival order: the last known consent wins.
+            if let Some(code) = ev.consent.code() {
+                u.consent = Some(code);
+            }
             let new_session = new_session_index.contains_key(&i);
             outcomes.push(EventOutcome {
                 inserted: true,
@@ -877,6 +893,7 @@ impl Ingestor {
                         link_group: link.tracking_group.as_deref(),
                         link_text: link.text.as_deref(),
                         link_id: e.click_origin.link_id(),
+                        consent: ev.consent.code(),
                     });
                 }
             }

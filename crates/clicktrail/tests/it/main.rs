@@ -11,6 +11,7 @@
 mod support;
 
 mod backup;
+mod consent;
 mod conversions;
 mod crash;
 mod dashboard_accounts;

@@ -8,6 +8,7 @@ use chrono::{Duration, Utc};
 use clicktrail_destinations::google_ads::{self, build_body, build_conversion};
 use clicktrail_destinations::kind::GOOGLE_ADS_API_VERSION;
 use clicktrail_domain::Currency;
+use clicktrail_domain::consent::{Consent, ConsentState};
 use clicktrail_domain::delivery::{AdIdentifiers, OutboundConversion};
 use clicktrail_domain::money::Amount;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, MessageDescriptor};
@@ -65,7 +66,7 @@ fn conversion() -> OutboundConversion {
             "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f".into(),
         ),
         hashed_phone: Some("a".repeat(64)),
-        consent_granted: Some(true),
+        consent: Consent::all(true),
     }
 }
 
@@ -91,7 +92,10 @@ fn built_requests_are_valid_upload_click_conversions_requests() {
         gbraid: Some("0AAAAAbraid".into()),
         ..Default::default()
     };
-    c.consent_granted = Some(false);
+    c.consent = Consent::all(false);
+    variants.push(c);
+    let mut c = conversion();
+    c.consent.ad_personalization = ConsentState::Denied;
     variants.push(c);
     let mut c = conversion();
     c.ids = AdIdentifiers {
@@ -99,7 +103,7 @@ fn built_requests_are_valid_upload_click_conversions_requests() {
         ..Default::default()
     };
     c.value = None;
-    c.consent_granted = None;
+    c.consent = Consent::UNKNOWN;
     c.hashed_email = None;
     variants.push(c);
     let built: Vec<_> = variants
@@ -112,7 +116,7 @@ fn built_requests_are_valid_upload_click_conversions_requests() {
         let msg = parse(desc.clone(), &body).unwrap_or_else(|e| panic!("{e}\n{body:#}"));
         // The parsed message holds what we meant.
         let conversions = msg.get_field_by_name("conversions").expect("conversions");
-        assert_eq!(conversions.as_list().map(<[_]>::len), Some(3));
+        assert_eq!(conversions.as_list().map(<[_]>::len), Some(4));
         assert_eq!(
             msg.get_field_by_name("partial_failure")
                 .and_then(|v| v.as_bool()),

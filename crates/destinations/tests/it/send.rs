@@ -48,7 +48,7 @@ fn conversion(n: usize, event: &str) -> OutboundConversion {
         },
         hashed_email: None,
         hashed_phone: None,
-        consent_granted: None,
+        consent: clicktrail_domain::consent::Consent::UNKNOWN,
     }
 }
 

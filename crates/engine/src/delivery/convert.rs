@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use clicktrail_domain::Currency;
+use clicktrail_domain::consent::{self, Consent};
 use clicktrail_domain::delivery::{AdIdentifiers, OutboundConversion};
 use clicktrail_store::deliveries::ConversionFacts;
 
@@ -15,6 +16,8 @@ use crate::enrich::Enricher;
 ///
 /// The client address goes out only when the property keeps it encrypted:
 /// a truncated or hashed address would mislead the platform's matching.
+/// The consent is the click's, else the session's, as stored; an anonymous
+/// visitor id (an event stored without consent) is never sent.
 pub fn outbound_conversion(
     facts: &ConversionFacts,
     event_name: &str,
@@ -45,7 +48,7 @@ pub fn outbound_conversion(
             .and_then(|c| Currency::parse(c).ok()),
         page_url: clean(&facts.page_url),
         referrer: clean(&facts.referrer),
-        visitor_id: clean(&facts.visitor_id),
+        visitor_id: clean(&facts.visitor_id).filter(|v| !consent::is_anonymous(v)),
         client_ip: facts.ip.as_deref().and_then(|ip| enricher.recover_ip(ip)),
         user_agent: clean(&facts.user_agent),
         ids: AdIdentifiers {
@@ -61,6 +64,6 @@ pub fn outbound_conversion(
         },
         hashed_email: clean(&facts.em_hash),
         hashed_phone: clean(&facts.ph_hash),
-        consent_granted: None,
+        consent: Consent::from_code(facts.consent.as_deref()),
     }
 }

@@ -149,14 +149,15 @@ async fn a_fresh_database_is_recorded_as_sqlx_records_it() {
     let ours = schema_of(&conn);
     // Objects that migrations after 6 change on purpose (0007 adds a
     // column to `integrations`, 0008 rebuilds `links`, 0012 adds one to
-    // `links` too; the columns 0009, 0011 and 0012 add to other tables are
-    // checked below).
+    // `links` too; the columns 0009, 0011, 0012 and 0013 add to other
+    // tables are checked below).
     const CHANGED_AFTER_V6: &[&str] = &["integrations", "links", "links_property"];
     // Columns later migrations add (ALTER TABLE ... ADD COLUMN), by table,
     // as their squashed declarations in order.
     const ADDED_AFTER_V6: &[(&str, &str)] = &[
         ("events", ",onsiteTEXT"),
-        ("clicks", ",link_idTEXT"),
+        ("clicks", ",link_idTEXT,consentTEXT"),
+        ("sessions", ",consentTEXT"),
         ("properties", ",deleted_atINTEGER,purge_afterINTEGER"),
         ("destinations", ",deleted_atINTEGER"),
     ];
