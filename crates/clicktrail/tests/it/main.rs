@@ -27,6 +27,7 @@ mod hardening_conv;
 mod http_hardening;
 mod integration_test_connection;
 mod lifecycle;
+mod paper_cuts;
 mod setup;
 mod spine;
 mod store_hardening;
