@@ -1,7 +1,9 @@
 // The newcomer's path through the dashboard, in a real browser against the
 // real server: setup -> login -> create a property -> copy the snippet ->
-// install Gala Partners with a key -> add a Meta destination -> a conversion
-// driven through the real collector and postback shows in the conversion
+// install Gala Partners with a key (read through its API: no postback URL
+// shown) -> install the Custom postback integration -> add a Meta
+// destination -> a conversion driven through the real collector and that
+// integration's postback shows in the conversion
 // log (delivered to a local fake of Meta) and in the reports -> a tracked
 // link is created and listed with its URL -> logout.
 // No console error may appear on any page. Screenshots of every page go to
@@ -114,7 +116,7 @@ after(async () => {
   if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
-test("a newcomer sets up, installs Gala Partners and Meta, and sees a conversion", async () => {
+test("a newcomer sets up, installs Gala Partners, a postback and Meta, and sees a conversion", async () => {
   const context = browser;
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
   const page = await context.newPage();
@@ -172,7 +174,20 @@ test("a newcomer sets up, installs Gala Partners and Meta, and sees a conversion
   await page.fill("[name='settings.api_url']", "http://127.0.0.1:9/api/affreporting.asp");
   await Promise.all([page.waitForURL(/\/integrations\/.+done=installed/), page.click("button[data-test=install]")]);
   await snap("gala-installed");
-  const postbackUrl = (await page.textContent("#postback-url")).trim();
+  // Gala Partners takes no postback: its page shows none, and its last poll
+  // in words.
+  assert.equal(await page.locator("#postback-url").count(), 0, "no postback URL on an API integration");
+  assert.doesNotMatch(await page.textContent("[data-test=last-poll]"), /[{}]/);
+
+  // The Custom postback integration, installed with its defaults: its page
+  // shows the postback URL (with the placeholders to replace) and no poll.
+  await page.click("nav.tabs >> text=Integrations");
+  await page.click("text=Open the Integration Catalog");
+  await page.click("a.netcard[data-key=custom]");
+  await Promise.all([page.waitForURL(/\/integrations\/.+done=installed/), page.click("button[data-test=install]")]);
+  await snap("custom-installed");
+  assert.equal(await page.locator("[data-test=last-poll]").count(), 0, "no last poll on a postback integration");
+  const postbackUrl = (await page.textContent("#postback-url")).trim().split("?")[0];
   assert.ok(postbackUrl.startsWith(`${base}/postback/`), postbackUrl);
 
   // A Meta destination (pointed at the local fake).
@@ -201,7 +216,7 @@ test("a newcomer sets up, installs Gala Partners and Meta, and sees a conversion
     ] }),
   });
   assert.equal(collect.status, 202);
-  const pb = await fetch(`${postbackUrl}?c=${clickId}&commission=12.50&currency=EUR&transaction_id=e2e-1`);
+  const pb = await fetch(`${postbackUrl}?click_id=${clickId}&value=12.50&currency=EUR&transaction_id=e2e-1`);
   assert.equal(pb.status, 200);
   const outcome = await pb.json();
   assert.equal(outcome.status, "validated", JSON.stringify(outcome));

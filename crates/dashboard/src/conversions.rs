@@ -279,6 +279,25 @@ async fn owned_conversion(
         .ok_or(DashError::NotFound)
 }
 
+/// A session's ad click ids (stored as a JSON object of name to id) as
+/// pairs, to show as words; text that is no such object gives none.
+fn click_ids(stored: Option<&str>) -> Vec<(String, String)> {
+    stored
+        .and_then(|t| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t).ok())
+        .map(|m| {
+            m.into_iter()
+                .map(|(k, v)| {
+                    let v = match v {
+                        serde_json::Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    (k, v)
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn attribution_table(e: &LogEntry) -> Markup {
     html! {
         table.data {
@@ -394,7 +413,9 @@ pub async fn detail(
             (attribution_table(&e))
             @if let Some(s) = &session {
                 p { "Ad click ids of the session: "
-                    @if let Some(ids) = &s.click_ids { code { (ids) } } @else { span.muted { "none" } }
+                    @let ids = click_ids(s.click_ids.as_deref());
+                    @if ids.is_empty() { span.muted { "none" } }
+                    @for (n, (name, value)) in ids.iter().enumerate() { @if n > 0 { ", " } (name) " " code { (value) } }
                     @if let Some(fbc) = &s.fbc { " · fbc " code { (fbc) } }
                     @if let Some(fbp) = &s.fbp { " · fbp " code { (fbp) } }
                     @if let Some(ttp) = &s.ttp { " · _ttp " code { (ttp) } }

@@ -36,6 +36,7 @@ use crate::{DashError, html, see_other};
 use clicktrail_engine::ServiceError;
 use clicktrail_engine::connection_test::{ConnectionTest, Egress, TestOutcome};
 use clicktrail_engine::integrations::{InstallRequest, UpdateRequest, is_polled};
+use clicktrail_engine::polling::PollReport;
 use clicktrail_networks::incomeaccess::split_generated_url;
 
 #[derive(Debug, Deserialize, Default)]
@@ -80,6 +81,89 @@ fn status_badge(status: &str) -> Markup {
     ui::badge(status, kind)
 }
 
+/// What a poll read and recorded, in words: "1,204 rows, 2 conversions
+/// recorded, 1 not attributed (unknown_click 1)".
+fn poll_summary(r: &PollReport) -> String {
+    let mut parts = vec![ui::count(r.rows, "row", "rows")];
+    let validated = r.validated();
+    parts.push(if validated == 0 {
+        "no conversion recorded".to_owned()
+    } else {
+        format!(
+            "{} recorded",
+            ui::count(validated, "conversion", "conversions")
+        )
+    });
+    let of = |key: &str| r.outcomes.get(key).copied().unwrap_or(0);
+    if of("adjustment") > 0 {
+        parts.push(ui::count(of("adjustment"), "adjustment", "adjustments"));
+    }
+    if of("duplicate") > 0 {
+        parts.push(format!(
+            "{} already recorded",
+            ui::int(of("duplicate") as i64)
+        ));
+    }
+    if of("ignored") > 0 {
+        parts.push(format!(
+            "{} ignored by the event mapping",
+            ui::int(of("ignored") as i64)
+        ));
+    }
+    let mut refused: Vec<(&String, &u64)> = r
+        .outcomes
+        .iter()
+        .filter(|(k, n)| {
+            **n > 0
+                && !matches!(
+                    k.as_str(),
+                    "validated" | "adjustment" | "duplicate" | "ignored"
+                )
+        })
+        .collect();
+    if !refused.is_empty() {
+        refused.sort();
+        let total: u64 = refused.iter().map(|(_, n)| **n).sum();
+        let codes: Vec<String> = refused.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        parts.push(format!(
+            "{} not attributed ({})",
+            ui::int(total as i64),
+            codes.join(", ")
+        ));
+    }
+    parts.join(", ")
+}
+
+/// The last poll as a sentence: when, then what it read and recorded, or
+/// the error in words with its code. Never the stored JSON.
+fn last_poll(i: &Integration, now: i64) -> Markup {
+    let Some(at) = i.last_poll_at else {
+        return html! { "not yet" };
+    };
+    let report = i
+        .last_poll_status
+        .as_deref()
+        .and_then(PollReport::from_stored);
+    let failed = report.as_ref().map_or(i.last_error_code.is_some(), |r| {
+        r.error_code.is_some() || r.status == "error"
+    });
+    let (error, code) = match &report {
+        Some(r) if failed => (r.error.as_deref(), r.error_code.as_deref()),
+        _ => (i.last_error.as_deref(), i.last_error_code.as_deref()),
+    };
+    html! {
+        (ui::time_ago(at, now)) ": "
+        @if failed {
+            span.bad { "failed" } " — " (error.unwrap_or("no detail was recorded"))
+            @if let Some(c) = code { " " span.muted { "(" code { (c) } ")" } }
+        } @else if let Some(r) = &report {
+            (poll_summary(r))
+        } @else {
+            "done"
+        }
+    }
+}
+
 fn entry_or_404<'a>(state: &'a DashState, key: &str) -> Result<&'a CatalogEntry, DashError> {
     state.services.catalog.get(key).ok_or(DashError::NotFound)
 }
@@ -107,6 +191,7 @@ pub async fn list(
 ) -> DashResult {
     let p = owned(&state, &dash, &pid).await?;
     let installed = store::list_for_property(&state.db, &p.id).await?;
+    let now = clicktrail_store::now_ms();
     let body = html! {
         div.heading {
             h1 { "Integrations" }
@@ -126,7 +211,16 @@ pub async fn list(
                         td { (entry.map(|e| e.name.as_str()).unwrap_or(&i.catalog_key)) }
                         td { (entry.map(|e| method_label(e.tracking_method)).unwrap_or("")) }
                         td { (status_badge(&i.status)) }
-                        td { (ui::opt_datetime(i.last_poll_at)) }
+                        td data-test="last-poll" {
+                            @if entry.is_some_and(is_polled) {
+                                @match i.last_poll_at {
+                                    Some(at) => { (ui::time_ago(at, now)) @if i.last_error_code.is_some() { " · " span.bad { "failed" } } }
+                                    None => span.muted { "not yet" },
+                                }
+                            } @else {
+                                span.muted title="This integration receives postbacks; it is not polled." { "–" }
+                            }
+                        }
                         td { @if let Some(e) = &i.last_error { span.bad { (e) } } @else { span.muted { "–" } } }
                     }
                 }
@@ -313,7 +407,9 @@ fn mapping_from_rows(rows: &[MapRow], errors: &mut Errors) -> EventMapping {
     m
 }
 
-fn mapping_row(i: Option<usize>, r: &MapRow, errors: &Errors) -> Markup {
+/// One row of the editor; `currency` (the property's reporting currency)
+/// is the example shown in an empty currency box.
+fn mapping_row(i: Option<usize>, r: &MapRow, errors: &Errors, currency: &str) -> Markup {
     let err = i.and_then(|i| errors.get(&format!("mapping.{i}")));
     html! {
         tr.invalid[err.is_some()] {
@@ -329,7 +425,7 @@ fn mapping_row(i: Option<usize>, r: &MapRow, errors: &Errors) -> Markup {
                 }
             }
             td { input type="text" name="m_amount" value=(r.amount) placeholder="25.00" aria-label="Fixed amount"; }
-            td { input type="text" name="m_currency" value=(r.currency) placeholder="EUR" aria-label="Fixed currency"; }
+            td { input type="text" name="m_currency" value=(r.currency) placeholder=(currency) aria-label="Fixed currency"; }
             td {
                 select name="m_send" aria-label="Send to ad platforms" {
                     option value="yes" selected[r.send] { "Yes" }
@@ -342,16 +438,16 @@ fn mapping_row(i: Option<usize>, r: &MapRow, errors: &Errors) -> Markup {
     }
 }
 
-fn mapping_editor(rows: &[MapRow], errors: &Errors) -> Markup {
+fn mapping_editor(rows: &[MapRow], errors: &Errors, currency: &str) -> Markup {
     html! {
         datalist id="common-events" { @for e in COMMON_EVENTS { option value=(e) {} } }
         table.data.mapping id="mapping-table" {
             thead { tr { th { "Network event" } th { "Conversion event" } th { "Value" } th { "Fixed amount" } th { "Currency" } th { "Send to ad platforms" } th {} } }
             tbody {
-                @for (i, r) in rows.iter().enumerate() { (mapping_row(Some(i), r, errors)) }
+                @for (i, r) in rows.iter().enumerate() { (mapping_row(Some(i), r, errors, currency)) }
             }
         }
-        template id="mapping-row" { (mapping_row(None, &MapRow { value: "reported".into(), send: true, ..MapRow::default() }, errors)) }
+        template id="mapping-row" { (mapping_row(None, &MapRow { value: "reported".into(), send: true, ..MapRow::default() }, errors, currency)) }
         @if let Some(e) = errors.get("mapping") { p.error data-error-for="mapping" { (e) } }
         p { button.small type="button" data-add-row="mapping-table" data-template="mapping-row" { "Add a row" } }
         p.help.muted { "Each network event becomes a conversion event (Lead, Purchase, CompleteRegistration or your own name) or is ignored (leave the conversion event empty). The key * applies to any event without its own row." }
@@ -715,7 +811,7 @@ fn install_form(
                 (settings_inputs(&e.settings, &|s| f.get(&format!("settings.{}", s.name)).to_owned(), errors))
             }
             h3 { "Event mapping" }
-            (mapping_editor(rows, errors))
+            (mapping_editor(rows, errors, &p.settings.currency))
             button.primary type="submit" data-test="install" { "Install" }
             @if polled {
                 " "
@@ -928,7 +1024,12 @@ async fn integration_body(
         .and_then(Value::as_str)
         .map(str::to_owned);
     let polled = entry.is_some_and(is_polled);
+    // Read through the network's API, with no postback to set up: a
+    // postback URL would only invite pasting it somewhere it is not used.
+    let api_only =
+        entry.is_some_and(|e| e.tracking_method == TrackingMethod::Api && e.postback.is_none());
     let masked = view.get("credentials").cloned().unwrap_or(Value::Null);
+    let now = clicktrail_store::now_ms();
     let base = format!("/p/{}/integrations/{}", p.id, i.id);
     Ok(html! {
         p { a href={ "/p/" (p.id) "/integrations" } { "← Integrations" } }
@@ -936,7 +1037,8 @@ async fn integration_body(
             h1 { (i.name) }
             span { (status_badge(&i.status)) }
         }
-        @if i.status == "error" || (i.last_error.is_some() && i.last_poll_status.as_deref() != Some("ok")) {
+        // A successful poll clears the last error.
+        @if i.status == "error" || i.last_error.is_some() {
             div.attention role="alert" {
                 strong { "Needs attention: " }
                 (i.last_error.as_deref().unwrap_or("the last poll failed"))
@@ -950,12 +1052,15 @@ async fn integration_body(
                     tr { th { "Network" } td { (entry.map(|e| e.name.as_str()).unwrap_or(&i.catalog_key)) } }
                     tr { th { "Tracking" } td { (entry.map(|e| method_label(e.tracking_method)).unwrap_or("")) " · group " code { (i.tracking_group) } " · subid " code { (i.subid_param) } } }
                     @if polled {
-                        tr { th { "Last poll" } td data-test="last-poll" { (ui::opt_datetime(i.last_poll_at)) @if let Some(s) = &i.last_poll_status { " · " (s) } } }
+                        tr { th { "Last poll" } td data-test="last-poll" { (last_poll(i, now)) } }
                         tr { th { "Next poll" } td { (ui::opt_datetime(i.next_poll_at)) } }
                     }
                     tr { th { "Last error" } td data-test="last-error" { @if let Some(e) = &i.last_error { (e) } @else { span.muted { "none" } } } }
                     tr { th { "Credentials" } td { @if let Value::Object(m) = &masked { @for (k, v) in m { code { (k) ": " (v.as_str().unwrap_or("…")) } " " } } } }
                 }
+            }
+            @if api_only && !polled {
+                p.muted data-test="no-connector" { "clicktrail cannot read this network's API yet, so nothing is imported from it; see the setup guide in the Integration Catalog." }
             }
             @if polled {
                 form.inline method="post" action={ (base) "/poll" } {
@@ -964,11 +1069,13 @@ async fn integration_body(
                 }
             }
         }
-        section.card {
-            h2 { "Postback URL" }
-            p.muted { @if polled { "This integration reads the network's API; the postback URL is there for networks that can also call back." } @else { "Paste this URL into the network's postback (S2S, server-to-server) settings." } }
-            (ui::copy_box("postback-url", template.as_deref().unwrap_or(&postback), false))
-            @if let Some(n) = entry.and_then(|e| e.postback.as_ref()).and_then(|pb| pb.notes.as_deref()) { p.help { (n) } }
+        @if !api_only {
+            section.card data-test="postback" {
+                h2 { "Postback URL" }
+                p.muted { @if polled { "This integration reads the network's API; the postback URL is there for networks that can also call back." } @else { "Paste this URL into the network's postback (S2S, server-to-server) settings." } }
+                (ui::copy_box("postback-url", template.as_deref().unwrap_or(&postback), false))
+                @if let Some(n) = entry.and_then(|e| e.postback.as_ref()).and_then(|pb| pb.notes.as_deref()) { p.help { (n) } }
+            }
         }
         section.card id="settings" {
             h2 { "Settings" }
@@ -996,18 +1103,22 @@ async fn integration_body(
             h2 { "Event mapping" }
             form method="post" action={ (base) "/mapping" } novalidate {
                 (ui::csrf(dash.csrf()))
-                (mapping_editor(rows, errors))
+                (mapping_editor(rows, errors, &p.settings.currency))
                 button.primary type="submit" { "Save event mapping" }
             }
         }
         p { a href={ "/p/" (p.id) "/conversions?integration=" (i.id) } { "This integration's conversions in the conversion log →" } }
         section.card.danger-zone {
             h2 { "Delete this integration" }
-            p.muted { "Its postback URL stops working at once (the network gets 404) and it is no longer polled; its links are no longer tagged. Its conversions stay in the conversion log, marked as from a deleted integration, unless you delete them too." }
+            p.muted {
+                @if api_only { "It is no longer polled, at once; its links are no longer tagged." }
+                @else { "Its postback URL stops working at once (the network gets 404) and it is no longer polled; its links are no longer tagged." }
+                " Its conversions stay in the conversion log, marked as from a deleted integration, unless you delete them too."
+            }
             form method="post" action={ (base) "/delete" } {
                 (ui::csrf(dash.csrf()))
                 (ui::checkbox("Also delete its conversions from the conversion log", "purge_log", false, Some("Reports keep their totals (they read hourly rollups). This cannot be undone.")))
-                button.danger type="submit" data-test="delete-integration" data-confirm={ "Delete the integration " (i.name) "? Its postback URL stops working at once." } { "Delete integration" }
+                button.danger type="submit" data-test="delete-integration" data-confirm={ "Delete the integration " (i.name) "? " (if api_only { "It is no longer polled." } else { "Its postback URL stops working at once." }) } { "Delete integration" }
             }
         }
     })
@@ -1277,6 +1388,79 @@ pub async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn polled_integration(status: Option<&str>, error: Option<(&str, &str)>) -> Integration {
+        Integration {
+            id: "i1".into(),
+            property_id: "p1".into(),
+            catalog_key: "galapartners".into(),
+            name: "Gala".into(),
+            tracking_group: "incomeaccess".into(),
+            subid_param: "c".into(),
+            postback_token_hash: String::new(),
+            postback_token_enc: None,
+            credentials_enc: None,
+            settings: "{}".into(),
+            event_mapping: "{}".into(),
+            status: if error.is_some() { "error" } else { "active" }.into(),
+            last_poll_at: Some(1_700_000_000_000),
+            last_poll_status: status.map(str::to_owned),
+            last_error_code: error.map(|(c, _)| c.to_owned()),
+            last_error: error.map(|(_, m)| m.to_owned()),
+            next_poll_at: None,
+            poll_failures: 0,
+            created_at: 0,
+            updated_at: 0,
+            deleted_at: None,
+        }
+    }
+
+    /// The last poll reads as a sentence, never as the stored JSON.
+    #[test]
+    fn last_poll_in_words() {
+        let now = 1_700_000_000_000 + 3 * 60_000;
+        let ok = r#"{"status":"ok","requests":2,"rows":1204,"events":5,"outcomes":{"validated":2,"unknown_click":2,"outside_window":1,"duplicate":1,"adjustment":1},"duration_ms":812,"error_code":null,"error":null}"#;
+        let text = last_poll(&polled_integration(Some(ok), None), now).into_string();
+        assert!(
+            text.ends_with(">3 minutes ago</time>: 1,204 rows, 2 conversions recorded, 1 adjustment, 1 already recorded, 3 not attributed (outside_window 1, unknown_click 2)"),
+            "{text}"
+        );
+        assert!(!text.contains('{'), "{text}");
+        let quiet = r#"{"status":"ok","rows":1,"outcomes":{}}"#;
+        let text = last_poll(&polled_integration(Some(quiet), None), now).into_string();
+        assert!(text.ends_with(": 1 row, no conversion recorded"), "{text}");
+        let failed = r#"{"status":"error","rows":0,"outcomes":{},"error_code":"wrong_key","error":"The program refused the security key."}"#;
+        let text = last_poll(
+            &polled_integration(
+                Some(failed),
+                Some(("wrong_key", "The program refused the security key.")),
+            ),
+            now,
+        )
+        .into_string();
+        assert!(
+            text.ends_with(r#"<span class="bad">failed</span> — The program refused the security key. <span class="muted">(<code>wrong_key</code>)</span>"#),
+            "{text}"
+        );
+        // A summary that cannot be read falls back to the columns.
+        let text = last_poll(&polled_integration(Some("ok"), None), now).into_string();
+        assert!(text.ends_with(": done"), "{text}");
+        let never = Integration {
+            last_poll_at: None,
+            ..polled_integration(None, None)
+        };
+        assert_eq!(last_poll(&never, now).into_string(), "not yet");
+    }
+
+    #[test]
+    fn mapping_placeholder_is_the_property_currency() {
+        let html = mapping_editor(&[], &Errors::default(), "GBP").into_string();
+        assert!(
+            html.contains(r#"placeholder="GBP" aria-label="Fixed currency""#),
+            "{html}"
+        );
+        assert!(!html.contains("EUR"), "{html}");
+    }
 
     #[test]
     fn mapping_rows_round_trip_and_errors() {

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use clicktrail_domain::property::{
     IpHandling, OnsiteSettings, PixelSettings, PropertySettings, RetentionSettings,
-    normalise_domains,
+    parse_domain_list, timezone_names,
 };
 use clicktrail_domain::public_url::{PUBLIC_URL_FIX, check_public_url_for};
 use clicktrail_store::properties::{self, Property};
@@ -131,6 +131,7 @@ struct PropertyForm {
     name: String,
     domains: String,
     currency: String,
+    timezone: String,
     window: String,
     session_timeout: String,
     autoscan: bool,
@@ -156,6 +157,7 @@ impl PropertyForm {
             name: p.name.clone(),
             domains: p.domains.join("\n"),
             currency: s.currency.clone(),
+            timezone: s.timezone.clone(),
             window: s
                 .attribution_window_days
                 .map(|d| d.to_string())
@@ -184,6 +186,7 @@ impl PropertyForm {
             name: String::new(),
             domains: String::new(),
             currency: s.currency.clone(),
+            timezone: s.timezone.clone(),
             window: "30".into(),
             session_timeout: s.session_timeout_min.to_string(),
             autoscan: s.autoscan,
@@ -204,8 +207,8 @@ impl PropertyForm {
     }
 
     fn from_form(f: &FormData, full: bool) -> Self {
-        // The short form (create) has only name, domains and currency: the
-        // rest takes the defaults. In the full form an amount or version
+        // The short form (create) has only name, domains, currency and
+        // time zone: the rest takes the defaults. In the full form an amount or version
         // left blank takes its default too, rather than failing to parse.
         let d = Self::new_default();
         let text = |name: &str, default: String| {
@@ -228,6 +231,11 @@ impl PropertyForm {
             name: f.get("name").to_owned(),
             domains: f.get("domains").to_owned(),
             currency: f.get("currency").to_ascii_uppercase(),
+            // Left empty (or not in the form at all): UTC, as before time
+            // zones were asked.
+            timezone: Some(f.get("timezone").trim())
+                .filter(|t| !t.is_empty())
+                .map_or(d.timezone, str::to_owned),
             window: text("attribution_window", d.window),
             session_timeout: text("session_timeout_min", d.session_timeout),
             autoscan: check("autoscan", d.autoscan),
@@ -255,14 +263,7 @@ impl PropertyForm {
         if name.is_empty() || name.chars().count() > 100 {
             errors.add("name", "Give the property a name of 1 to 100 characters.");
         }
-        let domain_list: Vec<String> = self
-            .domains
-            .split(|c: char| c == '\n' || c == ',' || c.is_whitespace())
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        let domains = match normalise_domains(&domain_list) {
+        let domains = match parse_domain_list(&self.domains) {
             Ok(d) => d,
             Err(e) => {
                 errors.add("domains", e.message);
@@ -328,6 +329,7 @@ impl PropertyForm {
                 tiktok: self.pixel_tiktok,
             },
             currency: self.currency.trim().to_owned(),
+            timezone: self.timezone.clone(),
             onsite: OnsiteSettings {
                 enabled: self.onsite_enabled,
                 events: self
@@ -356,6 +358,7 @@ impl PropertyForm {
                     "settings.session_timeout_min" => "session_timeout_min",
                     "settings.autoscan_prefixes" => "autoscan_prefixes",
                     "settings.currency" => "currency",
+                    "settings.timezone" => "timezone",
                     "settings.onsite.events" => "onsite_events",
                     "settings.onsite.max_value" => "onsite_max_value",
                     "settings.retention.events_days" => "retention_events_days",
@@ -364,6 +367,7 @@ impl PropertyForm {
                 let msg = match field {
                     "retention_events_days" => "Enter a whole number of days between 30 and 3650.".to_owned(),
                     "currency" => "Enter a three-letter ISO 4217 currency code such as EUR or USD.".to_owned(),
+                    "timezone" => format!("{:?} is not a time zone: choose one from the list, such as Europe/Malta, or UTC.", self.timezone),
                     "session_timeout_min" => "Enter a whole number of minutes between 1 and 1440.".to_owned(),
                     "autoscan_prefixes" => "Give at most 20 path prefixes, one per line, each starting with / (e.g. /go/).".to_owned(),
                     _ => e.message,
@@ -379,11 +383,21 @@ impl PropertyForm {
     }
 }
 
+/// The time zone: typed, with every IANA name offered as the browser
+/// completes it.
+fn timezone_input(value: &str, errors: &Errors) -> Markup {
+    html! {
+        (ui::input("Time zone", "timezone", value, errors, Input { required: true, placeholder: Some("Europe/Malta"), autocomplete: Some("off"), list: Some("timezones"), help: Some("The property's IANA time zone, such as Europe/Malta or America/New_York (UTC by default). Stored with the property; reports still count days in UTC for now."), ..Input::default() }))
+        datalist id="timezones" { @for tz in timezone_names() { option value=(tz) {} } }
+    }
+}
+
 fn property_fields(v: &PropertyForm, errors: &Errors, full: bool) -> Markup {
     html! {
         (ui::input("Name", "name", &v.name, errors, Input { required: true, placeholder: Some("My review site"), ..Input::default() }))
-        (ui::textarea("Domains", "domains", &v.domains, errors, 3, Some("One per line: example.com also allows www.example.com and every other subdomain. The tag and the collector refuse pages of other domains.")))
+        (ui::textarea("Domains", "domains", &v.domains, errors, 3, Some("Host names such as example.com, one per line or separated by commas: example.com also allows www.example.com and every other subdomain. The tag and the collector refuse pages of other domains.")))
         (ui::input("Reporting currency", "currency", &v.currency, errors, Input { required: true, placeholder: Some("EUR"), help: Some("ISO 4217 code. Revenue in other currencies is listed separately (no conversion)."), ..Input::default() }))
+        (timezone_input(&v.timezone, errors))
         @if full {
             fieldset {
                 legend { "Attribution" }

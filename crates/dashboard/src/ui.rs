@@ -254,6 +254,8 @@ pub struct Input<'a> {
     pub placeholder: Option<&'a str>,
     pub help: Option<&'a str>,
     pub autocomplete: Option<&'a str>,
+    /// The id of a `datalist` whose values the browser offers.
+    pub list: Option<&'a str>,
 }
 
 impl Default for Input<'_> {
@@ -264,6 +266,7 @@ impl Default for Input<'_> {
             placeholder: None,
             help: None,
             autocomplete: None,
+            list: None,
         }
     }
 }
@@ -276,7 +279,7 @@ pub fn input(label: &str, name: &str, value: &str, errors: &Errors, opt: Input<'
         div.field.invalid[err.is_some()] {
             label for=(id) { (label) }
             input id=(id) name=(name) type=(opt.kind) value=(value)
-                required[opt.required] placeholder=[opt.placeholder] autocomplete=[opt.autocomplete]
+                required[opt.required] placeholder=[opt.placeholder] autocomplete=[opt.autocomplete] list=[opt.list]
                 aria-invalid=[err.map(|_| "true")] aria-describedby=[err.map(|_| format!("e-{id}"))];
             (error_line(name, err))
             @if let Some(h) = opt.help { p.help { (h) } }
@@ -433,6 +436,38 @@ pub fn opt_datetime(ms: Option<i64>) -> String {
     ms.map(datetime).unwrap_or_else(|| "never".into())
 }
 
+/// How long before `now_ms` the time `ms` was, in words ("3 minutes
+/// ago"); a time not yet passed (clocks of two processes) is "just now".
+pub fn ago(ms: i64, now_ms: i64) -> String {
+    let secs = now_ms.saturating_sub(ms) / 1000;
+    let (n, unit) = match secs {
+        ..60 => return "just now".into(),
+        60..3_600 => (secs / 60, "minute"),
+        3_600..86_400 => (secs / 3_600, "hour"),
+        _ => (secs / 86_400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// A time as "3 minutes ago", with the date and time on hover and for
+/// machines.
+pub fn time_ago(ms: i64, now_ms: i64) -> Markup {
+    let iso = Utc
+        .timestamp_millis_opt(ms)
+        .single()
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+    html! { time datetime=[iso] title=(datetime(ms)) { (ago(ms, now_ms)) } }
+}
+
+/// "1 conversion", "2 conversions" (with thousands separators).
+pub fn count(n: u64, one: &str, many: &str) -> String {
+    format!(
+        "{} {}",
+        int(i64::try_from(n).unwrap_or(i64::MAX)),
+        if n == 1 { one } else { many }
+    )
+}
+
 /// Days since the epoch as YYYY-MM-DD.
 pub fn date(day: i64) -> String {
     DateTime::<Utc>::from_timestamp(day * 86_400, 0)
@@ -472,5 +507,18 @@ mod tests {
         assert_eq!(roas(m(3_000_000), m(1_000_000)), "3.00×");
         assert_eq!(roas(m(3_000_000), Amount::ZERO), "–");
         assert_eq!(date(0), "1970-01-01");
+        let now = 1_700_000_000_000;
+        assert_eq!(ago(now - 59_000, now), "just now");
+        assert_eq!(ago(now + 5_000, now), "just now");
+        assert_eq!(ago(now - 60_000, now), "1 minute ago");
+        assert_eq!(ago(now - 3 * 60_000 - 5_000, now), "3 minutes ago");
+        assert_eq!(ago(now - 2 * 3_600_000, now), "2 hours ago");
+        assert_eq!(ago(now - 86_400_000, now), "1 day ago");
+        assert_eq!(
+            time_ago(now - 120_000, now).into_string(),
+            "<time datetime=\"2023-11-14T22:11:20Z\" title=\"2023-11-14 22:11:20 UTC\">2 minutes ago</time>"
+        );
+        assert_eq!(count(1, "row", "rows"), "1 row");
+        assert_eq!(count(1204, "row", "rows"), "1,204 rows");
     }
 }

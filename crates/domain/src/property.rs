@@ -1,7 +1,8 @@
-//! Properties (a tracked site) and their settings: allowed domains,
-//! attribution window, session timeout, AutoScan prefixes, consent mode,
-//! how client addresses are kept, and how long raw data is kept
-//! ([`Retention`]).
+//! Properties (a tracked site) and their settings: allowed domains (host
+//! names only: [`normalise_domains`], [`parse_domain_list`]), attribution
+//! window, session timeout, AutoScan prefixes, consent mode, how client
+//! addresses are kept, reporting currency and time zone, and how long raw
+//! data is kept ([`Retention`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -272,6 +273,20 @@ impl Retention {
 /// redirect plugins' link prefixes.
 pub const DEFAULT_AUTOSCAN_PREFIXES: &[&str] = crate::links::REDIRECT_PLUGIN_PREFIXES;
 
+/// The time zone of a property that names none.
+pub const DEFAULT_TIMEZONE: &str = "UTC";
+
+/// Whether `name` is an IANA time zone name (`Europe/Malta`, `UTC`), as
+/// spelled in the time zone database.
+pub fn valid_timezone(name: &str) -> bool {
+    name.parse::<chrono_tz::Tz>().is_ok()
+}
+
+/// Every IANA time zone name, in the database's order (for a form's list).
+pub fn timezone_names() -> impl Iterator<Item = &'static str> {
+    chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name())
+}
+
 /// Per-property settings, stored as JSON; absent keys take defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -289,6 +304,9 @@ pub struct PropertySettings {
     pub pixels: PixelSettings,
     /// Reporting currency (ISO 4217) used where a conversion has none.
     pub currency: String,
+    /// The property's time zone (an IANA name such as `Europe/Malta`),
+    /// `UTC` by default.
+    pub timezone: String,
     /// On-site conversions (off by default).
     pub onsite: OnsiteSettings,
     /// How long raw data is kept.
@@ -309,6 +327,7 @@ impl Default for PropertySettings {
             ip_handling: IpHandling::Truncate,
             pixels: PixelSettings::default(),
             currency: "USD".into(),
+            timezone: DEFAULT_TIMEZONE.into(),
             onsite: OnsiteSettings::default(),
             retention: RetentionSettings::default(),
         }
@@ -373,6 +392,16 @@ impl PropertySettings {
                 "must be an ISO 4217 code",
             ));
         }
+        if !valid_timezone(&self.timezone) {
+            errs.push(FieldError::new(
+                "settings.timezone",
+                "invalid_timezone",
+                format!(
+                    "{:?} is not an IANA time zone name such as Europe/Malta or UTC",
+                    self.timezone
+                ),
+            ));
+        }
         self.onsite.validate(&mut errs);
         if !(RetentionSettings::MIN_EVENTS_DAYS..=RetentionSettings::MAX_EVENTS_DAYS)
             .contains(&self.retention.events_days)
@@ -417,9 +446,103 @@ impl PropertySettings {
     }
 }
 
+/// Why a typed domain is not a host name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HostProblem {
+    Empty,
+    Spaces,
+    NoDot,
+    BadChar(char),
+    BadLabel,
+    TooLong,
+    NotAHost,
+}
+
+impl HostProblem {
+    fn explain(self) -> String {
+        match self {
+            Self::Empty => "is empty".into(),
+            Self::Spaces => {
+                "contains spaces (separate several domains with commas or new lines)".into()
+            }
+            Self::NoDot => "has no dot (a domain looks like example.com)".into(),
+            Self::BadChar(c) => format!("contains {c:?}, which a host name cannot hold"),
+            Self::BadLabel => "has an empty part, or one starting or ending with -".into(),
+            Self::TooLong => "is too long for a host name".into(),
+            Self::NotAHost => "is neither a domain name nor an IPv4 address".into(),
+        }
+    }
+}
+
+/// One typed domain as a lower-case host name: a URL reduces to its host
+/// (scheme, port, path, query dropped), a leading `*.` and a trailing dot
+/// are dropped. A host needs a dot (`localhost` excepted), letters, digits
+/// and `-` only (so no spaces or underscores), and must not end in a
+/// number unless it is an IPv4 address.
+fn normalise_host(raw: &str) -> Result<String, HostProblem> {
+    let mut d = raw.trim().to_ascii_lowercase();
+    for prefix in ["https://", "http://"] {
+        if let Some(rest) = d.strip_prefix(prefix) {
+            d = rest.to_owned();
+        }
+    }
+    let mut host = d.split(['/', '?', '#']).next().unwrap_or("");
+    // A port (`localhost:3000`) belongs to the URL, not the host.
+    if let Some((h, port)) = host.rsplit_once(':')
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+    {
+        host = h;
+    }
+    let host = host.trim_end_matches('.');
+    let host = host.strip_prefix("*.").unwrap_or(host);
+    if host.is_empty() {
+        return Err(HostProblem::Empty);
+    }
+    if host.contains(char::is_whitespace) {
+        return Err(HostProblem::Spaces);
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '.'))
+    {
+        return Err(HostProblem::BadChar(c));
+    }
+    if host.len() > 253 {
+        return Err(HostProblem::TooLong);
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    if labels
+        .iter()
+        .any(|l| l.is_empty() || l.len() > 63 || l.starts_with('-') || l.ends_with('-'))
+    {
+        return Err(HostProblem::BadLabel);
+    }
+    if labels.len() < 2 && host != "localhost" {
+        return Err(HostProblem::NoDot);
+    }
+    let numeric = |l: &&str| l.bytes().all(|b| b.is_ascii_digit());
+    if labels.last().is_some_and(numeric)
+        && !(labels.len() == 4 && labels.iter().all(|l| numeric(l) && l.parse::<u8>().is_ok()))
+    {
+        return Err(HostProblem::NotAHost);
+    }
+    Ok(host.to_owned())
+}
+
+fn invalid_domain(raw: &str, problem: HostProblem) -> FieldError {
+    FieldError::new(
+        "domains",
+        "invalid_domain",
+        format!("{raw:?} is not a host name: it {}", problem.explain()),
+    )
+}
+
 /// Normalises and checks a list of allowed domains: lower case host names
-/// (no scheme, path or port), `localhost` allowed. A page is allowed on a
-/// domain or any of its subdomains.
+/// (see [`normalise_host`]: no scheme, path or port), `localhost`
+/// allowed. A page is allowed on a domain or any of its subdomains. The
+/// first entry that is not a host name is refused (`invalid_domain`, its
+/// message naming it): "my casino site" is a mistake, not three domains.
 pub fn normalise_domains(input: &[String]) -> Result<Vec<String>, FieldError> {
     if input.is_empty() || input.len() > 50 {
         return Err(FieldError::new(
@@ -430,39 +553,36 @@ pub fn normalise_domains(input: &[String]) -> Result<Vec<String>, FieldError> {
     }
     let mut out = Vec::with_capacity(input.len());
     for raw in input {
-        let mut d = raw.trim().to_ascii_lowercase();
-        for prefix in ["https://", "http://"] {
-            if let Some(rest) = d.strip_prefix(prefix) {
-                d = rest.to_owned();
-            }
-        }
-        let d = d
-            .split(['/', '?', '#'])
-            .next()
-            .unwrap_or("")
-            .trim_end_matches('.')
-            .to_owned();
-        let d = d.strip_prefix("*.").unwrap_or(&d).to_owned();
-        let host_ok = !d.is_empty()
-            && d.len() <= 253
-            && d.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                    && !l.starts_with('-')
-            });
-        if !host_ok {
-            return Err(FieldError::new(
-                "domains",
-                "invalid_domain",
-                format!("{raw:?} is not a domain name such as example.com"),
-            ));
-        }
+        let d = normalise_host(raw).map_err(|p| invalid_domain(raw, p))?;
         if !out.contains(&d) {
             out.push(d);
         }
     }
     Ok(out)
+}
+
+/// Domains typed as text (the dashboard's box): separated by commas or new
+/// lines. Spaces separate domains only when every word is a host name
+/// (`a.com b.com`); otherwise the whole entry is refused, named as typed
+/// (`my casino site`).
+pub fn parse_domain_list(text: &str) -> Result<Vec<String>, FieldError> {
+    let mut entries = Vec::new();
+    for entry in text
+        .split(['\n', ','])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let words: Vec<&str> = entry.split_whitespace().collect();
+        if words.len() > 1 {
+            if words.iter().any(|w| normalise_host(w).is_err()) {
+                return Err(invalid_domain(entry, HostProblem::Spaces));
+            }
+            entries.extend(words.iter().map(|w| (*w).to_owned()));
+        } else {
+            entries.push(entry.to_owned());
+        }
+    }
+    normalise_domains(&entries)
 }
 
 /// Whether `host` is one of `domains` or a subdomain of one.
@@ -486,16 +606,143 @@ mod tests {
             "https://WWW.Site.com/path".into(),
             "other.io".into(),
             "*.x.org".into(),
+            "http://localhost:3000/".into(),
+            "127.0.0.1".into(),
+            "site.com.".into(),
         ])
         .unwrap();
-        assert_eq!(d, vec!["www.site.com", "other.io", "x.org"]);
-        assert!(normalise_domains(&["not a domain".into()]).is_err());
+        assert_eq!(
+            d,
+            vec![
+                "www.site.com",
+                "other.io",
+                "x.org",
+                "localhost",
+                "127.0.0.1",
+                "site.com"
+            ]
+        );
         assert!(normalise_domains(&[]).is_err());
         assert!(host_allowed(&d, "blog.other.io"));
         assert!(host_allowed(&d, "OTHER.io"));
         assert!(!host_allowed(&d, "notother.io"));
         assert!(!host_allowed(&d, "other.io.evil.com"));
-        assert!(!host_allowed(&d, "site.com"));
+        assert!(host_allowed(&d, "site.com"));
+        assert!(!host_allowed(&d, "evil-site.com"));
+    }
+
+    #[test]
+    fn a_domain_that_is_no_host_name_is_refused_by_name() {
+        for (raw, why) in [
+            ("my casino site", "spaces"),
+            ("casino", "no dot"),
+            ("my_site.com", "'_'"),
+            ("-site.com", "starting or ending with -"),
+            ("site-.com", "starting or ending with -"),
+            ("a..com", "empty part"),
+            ("1.2.3", "neither a domain"),
+            ("300.1.1.1", "neither a domain"),
+            ("https://", "empty"),
+            ("ftp://site.com", "':'"),
+            ("bücher.de", "'ü'"),
+        ] {
+            let e = normalise_domains(&["ok.example".into(), raw.into()]).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.code),
+                ("domains", "invalid_domain"),
+                "{raw}"
+            );
+            assert!(
+                e.message.contains(&format!("{raw:?}")),
+                "{raw}: {}",
+                e.message
+            );
+            assert!(e.message.contains(why), "{raw}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn typed_domain_lists() {
+        assert_eq!(
+            parse_domain_list("a.com, b.com\n\n c.com d.com\r\nhttps://e.com/x y")
+                .unwrap_err()
+                .message,
+            "\"https://e.com/x y\" is not a host name: it contains spaces (separate several domains with commas or new lines)"
+        );
+        assert_eq!(
+            parse_domain_list("a.com, b.com\n\n c.com d.com\r\nE.com").unwrap(),
+            vec!["a.com", "b.com", "c.com", "d.com", "e.com"]
+        );
+        let e = parse_domain_list("my casino site").unwrap_err();
+        assert_eq!(e.code, "invalid_domain");
+        assert!(
+            e.message
+                .starts_with("\"my casino site\" is not a host name")
+        );
+        assert_eq!(
+            parse_domain_list(" \n,").unwrap_err().code,
+            "invalid_domains"
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever is typed, what is accepted is a list of host names that
+        /// normalise to themselves, never holding a space.
+        #[test]
+        fn accepted_domains_are_host_names(text in "[a-zA-Z0-9 ,.:/_*-]{0,40}(\n[a-z0-9 .-]{0,20}){0,3}") {
+            if let Ok(list) = parse_domain_list(&text) {
+                proptest::prop_assert!(!list.is_empty());
+                for d in &list {
+                    proptest::prop_assert!(!d.contains(char::is_whitespace) && !d.contains('_'));
+                    proptest::prop_assert!(d == "localhost" || d.contains('.'));
+                    proptest::prop_assert_eq!(&normalise_domains(std::slice::from_ref(d)).unwrap(), &vec![d.clone()]);
+                }
+            }
+        }
+
+        /// Words of letters separated by spaces are never taken as domains.
+        #[test]
+        fn words_are_refused(words in proptest::collection::vec("[a-z]{1,10}", 2..5)) {
+            let text = words.join(" ");
+            let e = parse_domain_list(&text).unwrap_err();
+            let quoted = format!("{text:?}");
+            proptest::prop_assert!(e.message.contains(&quoted));
+        }
+
+        /// Real host names are kept, lower-cased, from a URL too.
+        #[test]
+        fn host_names_are_kept(labels in proptest::collection::vec("[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", 1..4), tld in "[a-z]{2,6}") {
+            let host = format!("{}.{tld}", labels.join("."));
+            let url = format!("https://{}:8443/path?q=1", host.to_ascii_uppercase());
+            proptest::prop_assert_eq!(normalise_domains(&[url]).unwrap(), vec![host]);
+        }
+    }
+
+    #[test]
+    fn time_zones() {
+        let s: PropertySettings = serde_json::from_str("{}").unwrap();
+        assert_eq!(s.timezone, "UTC");
+        for ok in [
+            "UTC",
+            "Europe/Malta",
+            "America/Argentina/Buenos_Aires",
+            "Etc/GMT+2",
+        ] {
+            assert!(valid_timezone(ok), "{ok}");
+        }
+        for bad in ["", "utc", "Europe/Atlantis", "+02:00", "Europe/Malta "] {
+            let s = PropertySettings {
+                timezone: bad.into(),
+                ..PropertySettings::default()
+            };
+            let errs = s.validate().unwrap_err();
+            assert_eq!(
+                (errs[0].field.as_str(), errs[0].code),
+                ("settings.timezone", "invalid_timezone")
+            );
+        }
+        assert!(timezone_names().any(|n| n == "Asia/Kolkata"));
+        assert!(timezone_names().all(valid_timezone));
     }
 
     #[test]

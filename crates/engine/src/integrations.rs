@@ -756,7 +756,7 @@ impl Integrations {
             "event_mapping": serde_json::from_str::<Value>(&i.event_mapping).unwrap_or(Value::Null),
             "status": i.status,
             "last_poll_at": i.last_poll_at,
-            "last_poll_status": i.last_poll_status,
+            "last_poll_status": i.last_poll_status.as_deref().map(stored_json),
             "last_error_code": i.last_error_code,
             "last_error": i.last_error,
             "next_poll_at": i.next_poll_at,
@@ -892,6 +892,12 @@ impl Integrations {
             error_code: code.map(str::to_owned),
         })
     }
+}
+
+/// JSON stored as text, shown as JSON; text that is not JSON (written by an
+/// older version) is shown as a string rather than lost.
+fn stored_json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
 /// When to poll next after `now`.

@@ -20,7 +20,7 @@ use clicktrail_networks::incomeaccess::{
 use clicktrail_outbound::Outbound;
 use clicktrail_store::conversions::Written;
 use clicktrail_store::integrations::{self, Integration};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -126,8 +126,10 @@ const LEASE_MS: i64 = 2 * 60 * 1000;
 /// How often a running poll renews its claim (well within [`LEASE_MS`]).
 const RENEW_EVERY: Duration = Duration::from_secs(30);
 
-/// What one poll did.
-#[derive(Debug, Clone, Default, Serialize)]
+/// What one poll did; stored as the integration's `last_poll_status`
+/// (JSON text) and shown as an object by the API.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PollReport {
     pub status: String,
     pub requests: usize,
@@ -138,6 +140,19 @@ pub struct PollReport {
     pub duration_ms: u64,
     pub error_code: Option<String>,
     pub error: Option<String>,
+}
+
+impl PollReport {
+    /// A stored `last_poll_status`, if it is one (a summary written by an
+    /// older version that cannot be read gives `None`).
+    pub fn from_stored(text: &str) -> Option<Self> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// Conversions the poll recorded as validated.
+    pub fn validated(&self) -> u64 {
+        self.outcomes.get("validated").copied().unwrap_or(0)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

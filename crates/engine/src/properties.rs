@@ -35,6 +35,12 @@ pub struct CreateProperty {
     pub domains: Vec<String>,
     #[serde(default)]
     pub settings: Option<PropertySettings>,
+    /// The reporting currency (ISO 4217): sets `settings.currency`.
+    #[serde(default)]
+    pub currency: Option<String>,
+    /// The time zone (IANA name): sets `settings.timezone`.
+    #[serde(default)]
+    pub timezone: Option<String>,
     /// Master key only: the workspace to create it in (default `default`).
     #[serde(default)]
     pub workspace: Option<String>,
@@ -47,6 +53,42 @@ pub struct UpdateProperty {
     pub name: Option<String>,
     pub domains: Option<Vec<String>>,
     pub settings: Option<PropertySettings>,
+    /// Sets `settings.currency`.
+    pub currency: Option<String>,
+    /// Sets `settings.timezone`.
+    pub timezone: Option<String>,
+}
+
+/// The top-level `currency` and `timezone` of a create or an update (the
+/// names the contract gives them), put into the settings, where everything
+/// reads them. They win over the same keys inside `settings`, which take
+/// their defaults when left out and so cannot be told from a choice.
+#[derive(Debug, Clone, Copy, Default)]
+struct TopLevel<'a> {
+    currency: Option<&'a str>,
+    timezone: Option<&'a str>,
+}
+
+impl TopLevel<'_> {
+    fn apply(self, settings: &mut PropertySettings) {
+        if let Some(c) = self.currency {
+            settings.currency = clicktrail_domain::Currency::parse(c)
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_else(|_| c.to_owned());
+        }
+        if let Some(tz) = self.timezone {
+            settings.timezone = tz.trim().to_owned();
+        }
+    }
+
+    /// A settings problem named as the caller gave the value.
+    fn field(self, problem: &mut FieldProblem) {
+        match problem.field.as_str() {
+            "settings.currency" if self.currency.is_some() => problem.field = "currency".into(),
+            "settings.timezone" if self.timezone.is_some() => problem.field = "timezone".into(),
+            _ => {}
+        }
+    }
 }
 
 /// A property as the API shows it.
@@ -129,13 +171,26 @@ pub fn validate_property(
     domains: &[String],
     settings: &PropertySettings,
 ) -> ServiceResult<(String, Vec<String>)> {
+    validate_with(name, domains, settings, TopLevel::default())
+}
+
+fn validate_with(
+    name: &str,
+    domains: &[String],
+    settings: &PropertySettings,
+    top: TopLevel<'_>,
+) -> ServiceResult<(String, Vec<String>)> {
     let mut problems = Vec::new();
     let name = check_name(name).map_err(|p| problems.push(p)).ok();
     let domains = normalise_domains(domains)
         .map_err(|e| problems.push(e.into()))
         .ok();
     if let Err(errs) = settings.validate() {
-        problems.extend(errs.into_iter().map(FieldProblem::from));
+        problems.extend(errs.into_iter().map(|e| {
+            let mut p = FieldProblem::from(e);
+            top.field(&mut p);
+            p
+        }));
     }
     match (name, domains) {
         (Some(n), Some(d)) if problems.is_empty() => Ok((n, d)),
@@ -299,8 +354,13 @@ impl Properties {
     }
 
     pub async fn create(&self, caller: &Caller, req: CreateProperty) -> ServiceResult<Property> {
-        let settings = req.settings.unwrap_or_default();
-        let (name, domains) = validate_property(&req.name, &req.domains, &settings)?;
+        let top = TopLevel {
+            currency: req.currency.as_deref(),
+            timezone: req.timezone.as_deref(),
+        };
+        let mut settings = req.settings.unwrap_or_default();
+        top.apply(&mut settings);
+        let (name, domains) = validate_with(&req.name, &req.domains, &settings, top)?;
         let workspace_id = match (caller.workspace(), req.workspace) {
             (Some(_), Some(_)) => {
                 return Err(ServiceError::forbidden(
@@ -325,11 +385,17 @@ impl Properties {
         req: UpdateProperty,
     ) -> ServiceResult<Property> {
         let p = self.owned(caller, id).await?;
-        let settings = req.settings.unwrap_or(p.settings.clone());
-        let (name, domains) = validate_property(
+        let top = TopLevel {
+            currency: req.currency.as_deref(),
+            timezone: req.timezone.as_deref(),
+        };
+        let mut settings = req.settings.unwrap_or(p.settings.clone());
+        top.apply(&mut settings);
+        let (name, domains) = validate_with(
             req.name.as_deref().unwrap_or(&p.name),
             req.domains.as_deref().unwrap_or(&p.domains),
             &settings,
+            top,
         )?;
         properties::update(&self.db, &p.id, &name, &domains, &settings).await?;
         self.forget(&p.id).await;
@@ -348,7 +414,7 @@ impl Properties {
         let traffic = session.as_ref().map(traffic_source_json);
         Ok(json!({
             "click": click,
-            "session": session,
+            "session": session.as_ref().map(session_json),
             "traffic_source": traffic,
         }))
     }
@@ -405,14 +471,29 @@ impl Properties {
     }
 }
 
+/// A session's ad click ids (stored as JSON text) as an object, `{}` when
+/// it has none.
+fn click_ids_json(s: &clicks::Session) -> Value {
+    s.click_ids
+        .as_deref()
+        .and_then(|c| serde_json::from_str(c).ok())
+        .unwrap_or(json!({}))
+}
+
+/// A session as the API shows it: its stored columns, the ad click ids as
+/// an object rather than the JSON text they are stored as.
+pub fn session_json(s: &clicks::Session) -> Value {
+    let mut v = serde_json::to_value(s).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("click_ids".into(), click_ids_json(s));
+    }
+    v
+}
+
 /// The traffic-source view of a session, as the API and the conversion log
 /// show attribution.
 pub fn traffic_source_json(s: &clicks::Session) -> Value {
-    let click_ids: Value = s
-        .click_ids
-        .as_deref()
-        .and_then(|c| serde_json::from_str(c).ok())
-        .unwrap_or(json!({}));
+    let click_ids = click_ids_json(s);
     json!({
         "channel": s.channel,
         "source": s.source,

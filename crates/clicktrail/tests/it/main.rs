@@ -29,6 +29,7 @@ mod http_hardening;
 mod integration_test_connection;
 mod lifecycle;
 mod link_checker;
+mod paper_cuts;
 mod setup;
 mod spine;
 mod store_hardening;
