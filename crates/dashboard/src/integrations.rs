@@ -666,6 +666,18 @@ fn settings_from_form(entry: &CatalogEntry, f: &FormData) -> Map<String, Value> 
     m
 }
 
+/// The Install form as the service's install request (also what "Test
+/// connection" tests).
+fn install_request(entry: &CatalogEntry, form: &FormData, mapping: EventMapping) -> InstallRequest {
+    InstallRequest {
+        catalog: entry.key.clone(),
+        name: None,
+        credentials: credentials_from_form(entry, form),
+        settings: settings_from_form(entry, form),
+        event_mapping: Some(mapping),
+    }
+}
+
 fn credentials_from_form(entry: &CatalogEntry, f: &FormData) -> Map<String, Value> {
     entry
         .credentials
@@ -918,13 +930,7 @@ pub async fn install(
     let mut errors = Errors::default();
     let mapping = mapping_from_rows(&rows, &mut errors);
     if errors.is_empty() {
-        let req = InstallRequest {
-            catalog: e.key.clone(),
-            name: None,
-            credentials: credentials_from_form(e, &form),
-            settings: settings_from_form(e, &form),
-            event_mapping: Some(mapping),
-        };
+        let req = install_request(e, &form, mapping);
         match state.services.integrations.install(&p, req).await {
             Ok(i) => {
                 return Ok(see_other(&format!(
@@ -961,13 +967,7 @@ pub async fn test_install(
     let mapping = mapping_from_rows(&rows, &mut errors);
     let mut test = None;
     if errors.is_empty() {
-        let req = InstallRequest {
-            catalog: e.key.clone(),
-            name: None,
-            credentials: credentials_from_form(e, &form),
-            settings: settings_from_form(e, &form),
-            event_mapping: Some(mapping),
-        };
+        let req = install_request(e, &form, mapping);
         match state.services.integrations.test_on(&p, req).await {
             Ok(t) => test = Some(t),
             Err(err) => errors = api_errors(err)?,
