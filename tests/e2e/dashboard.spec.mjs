@@ -17,55 +17,15 @@
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, rmSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import http from "node:http";
-import net from "node:net";
-import { chromium } from "playwright-core";
+import { start, openPage, EMAIL, PASSWORD } from "./support.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const artifacts = join(here, "artifacts");
-const bin = resolve(process.env.E2E_CLICKTRAIL_BIN || join(here, "../../target/debug/clicktrail"));
-const chromePath = process.env.CHROMIUM || "/usr/bin/chromium";
-
-const EMAIL = "owner@example.com";
-const PASSWORD = "a long enough password";
 const PIXEL = "987654321";
 const TOKEN = "EAAE2ETOKEN00000000000000000";
 
-let server, base, dataDir, browser, fakeMeta, metaEvents = [];
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address();
-      s.close(() => res(port));
-    });
-    s.on("error", rej);
-  });
-}
-
-async function waitFor(url, ms = 30000) {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    try {
-      const r = await fetch(url);
-      if (r.ok) return;
-    } catch { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`${url} did not come up`);
-}
+let app, base, browser, fakeMeta, metaEvents = [];
 
 before(async () => {
-  assert.ok(existsSync(bin), `clicktrail binary not found at ${bin} (set E2E_CLICKTRAIL_BIN)`);
-  assert.ok(existsSync(chromePath), `chromium not found at ${chromePath} (apt-get install -y chromium)`);
-  mkdirSync(artifacts, { recursive: true });
-  dataDir = mkdtempSync(join(tmpdir(), "clicktrail-e2e-"));
   // A local stand-in for Meta's Graph API.
   fakeMeta = http.createServer((req, res) => {
     let body = "";
@@ -79,55 +39,19 @@ before(async () => {
     });
   });
   await new Promise((r) => fakeMeta.listen(0, "127.0.0.1", r));
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  server = spawn(bin, ["serve"], {
-    env: {
-      // The server refuses unknown CLICKTRAIL_* variables: pass none through.
-      ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("CLICKTRAIL_"))),
-      CLICKTRAIL_LISTEN: `127.0.0.1:${port}`,
-      CLICKTRAIL_DATABASE_URL: `sqlite://${dataDir}/e2e.db`,
-      CLICKTRAIL_DATA_DIR: dataDir,
-      CLICKTRAIL_ALLOW_PRIVATE_NETWORKS: "true",
-      CLICKTRAIL_LOG: "warn",
-    },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  await waitFor(`${base}/healthz`);
-  // A fresh profile (user data dir) for every run.
-  browser = await chromium.launchPersistentContext(join(dataDir, "chromium-profile"), {
-    executablePath: chromePath,
-    headless: true,
-    viewport: { width: 1360, height: 900 },
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-  });
+  app = await start("e2e");
+  ({ base, browser } = app);
 });
 
 after(async () => {
-  if (browser) await browser.close();
-  if (server) {
-    server.kill("SIGTERM");
-    await new Promise((r) => server.once("exit", r));
-  }
+  if (app) await app.stop();
   if (fakeMeta) fakeMeta.close();
-  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
 });
 
 test("a newcomer sets up, installs Gala Partners, a postback and Meta, and sees a conversion", async () => {
   const context = browser;
   await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: base });
-  const page = await context.newPage();
-  const problems = [];
-  page.on("console", (m) => { if (m.type() === "error") problems.push(`${page.url()}: ${m.text()}`); });
-  page.on("pageerror", (e) => problems.push(`${page.url()}: ${e.message}`));
-  let shot = 0;
-  const snap = async (name) => {
-    shot += 1;
-    await page.screenshot({ path: join(artifacts, `${String(shot).padStart(2, "0")}-${name}.png`), fullPage: true });
-  };
+  const { page, problems, snap } = await openPage(context);
 
   // First run: / leads to the setup form.
   await page.goto(`${base}/`);
